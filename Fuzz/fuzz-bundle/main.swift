@@ -1,0 +1,1 @@
+print("build with -DFUZZING to get the libFuzzer driver")

@@ -1,0 +1,84 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "AADSEdge",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "aads-edge", targets: ["aads-edge"]),
+        .executable(name: "fuzz-decode", targets: ["fuzz-decode"]),
+        .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
+        .executable(name: "fuzz-bundle", targets: ["fuzz-bundle"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+    ],
+    targets: [
+        // Layer 0: C shims and shared plumbing.
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        .target(name: "CKernels"),
+        .target(name: "AADSCore"),
+
+        // Layer 1: image, inference, slots.
+        .target(name: "AADSImage", dependencies: ["CTurboJPEG", "AADSCore"]),
+        .target(
+            name: "AADSInference",
+            dependencies: [
+                "CKernels", "AADSCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]),
+        .target(
+            name: "AADSSlots",
+            dependencies: [
+                "AADSCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+
+        // Layer 2: diagnosis.
+        .target(name: "AADSDiagnosis", dependencies: ["AADSImage", "AADSInference", "AADSCore"]),
+
+        // Layer 3: health checks and the update controller.
+        .target(name: "AADSHealth", dependencies: ["AADSDiagnosis", "AADSSlots", "AADSCore"]),
+
+        // Layer 4: the field service.
+        .target(
+            name: "AADSDevice",
+            dependencies: [
+                "AADSHealth", "CGPIOD", "AADSCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+
+        // Layer 5: the command-line tool.
+        .executableTarget(
+            name: "aads-edge",
+            dependencies: [
+                "AADSImage", "AADSInference", "AADSSlots", "AADSDiagnosis", "AADSHealth", "AADSDevice", "AADSCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // Fuzz targets (libFuzzer drivers compiled in only with -DFUZZING).
+        .executableTarget(name: "fuzz-decode", dependencies: ["AADSImage"], path: "Fuzz/fuzz-decode"),
+        .executableTarget(name: "fuzz-onnx", dependencies: ["AADSInference"], path: "Fuzz/fuzz-onnx"),
+        .executableTarget(name: "fuzz-bundle", dependencies: ["AADSSlots"], path: "Fuzz/fuzz-bundle"),
+
+        .testTarget(name: "AADSCoreTests", dependencies: ["AADSCore"]),
+        .testTarget(name: "AADSImageTests", dependencies: ["AADSImage"]),
+        .testTarget(name: "AADSInferenceTests", dependencies: ["AADSInference", "AADSImage", "CKernels"]),
+        .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots"]),
+        .testTarget(name: "AADSDiagnosisTests", dependencies: ["AADSDiagnosis"]),
+        .testTarget(name: "AADSHealthTests", dependencies: ["AADSHealth"]),
+        .testTarget(name: "AADSDeviceTests", dependencies: ["AADSDevice"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

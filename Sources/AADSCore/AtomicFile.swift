@@ -1,0 +1,104 @@
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Errors from durable file operations.
+public struct FileIOError: CodedError {
+    public let code: String
+    public let message: String
+
+    public init(code: String = "io_error", _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    static func errno(_ what: String, _ path: String) -> FileIOError {
+        let err = Glibc.errno
+        let reason = String(cString: strerror(err))
+        return FileIOError(code: err == ENOSPC ? "disk_full" : "io_error", "\(what) \(path): \(reason)")
+    }
+}
+
+/// Durable file writes: temp file, fsync, rename, fsync of the directory.
+public enum AtomicFile {
+    /// Writes `data` to `path` so that a reader (or a power cut) sees either the old or the new content.
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let temp = (directory.isEmpty ? "." : directory) + "/.\(base).tmp-\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw FileIOError.errno("cannot create", temp) }
+        do {
+            try writeAll(fd: fd, data: data, path: temp)
+            guard fsync(fd) == 0 else { throw FileIOError.errno("cannot fsync", temp) }
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        close(fd)
+        guard rename(temp, path) == 0 else {
+            let failure = FileIOError.errno("cannot rename onto", path)
+            unlink(temp)
+            throw failure
+        }
+        try syncDirectory(directory.isEmpty ? "." : directory)
+    }
+
+    /// fsyncs a directory so that a rename or create inside it is durable.
+    public static func syncDirectory(_ directory: String) throws {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIOError.errno("cannot open directory", directory) }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw FileIOError.errno("cannot fsync directory", directory) }
+    }
+
+    /// Writes every byte of `data` to `fd`, retrying on short writes and EINTR.
+    public static func writeAll(fd: Int32, data: Data, path: String) throws {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            guard var pointer = raw.baseAddress else { return }
+            var remaining = raw.count
+            while remaining > 0 {
+                let written = Glibc.write(fd, pointer, remaining)
+                if written < 0 {
+                    if Glibc.errno == EINTR { continue }
+                    throw FileIOError.errno("cannot write", path)
+                }
+                remaining -= written
+                pointer += written
+            }
+        }
+    }
+}
+
+/// An append-only file of lines, each write fsync'd before returning (used for event journals).
+public enum DurableLog {
+    /// Appends one line (a trailing newline is added) and fsyncs the file.
+    public static func append(line: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileIOError.errno("cannot open", path) }
+        defer { close(fd) }
+        try AtomicFile.writeAll(fd: fd, data: Data((line + "\n").utf8), path: path)
+        guard fsync(fd) == 0 else { throw FileIOError.errno("cannot fsync", path) }
+    }
+
+    /// Reads whole lines; a torn (unterminated) last line is ignored.
+    public static func readLines(_ path: String) -> [String] {
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return [] }
+        var text = String(decoding: data, as: UTF8.self)
+        if !text.hasSuffix("\n") {
+            if let cut = text.lastIndex(of: "\n") {
+                text = String(text[...cut])
+            } else {
+                return []
+            }
+        }
+        return text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    }
+}

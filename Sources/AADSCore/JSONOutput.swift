@@ -1,0 +1,35 @@
+import Foundation
+
+/// Serialises `[String: Any]`-style JSON values for one-line-per-record output (`--json`).
+public enum JSONLine {
+    /// One compact JSON object, keys sorted for stable output.
+    public static func encode(_ object: [String: Any]) -> String {
+        guard JSONSerialization.isValidJSONObject(object),
+            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return "{\"error\":{\"code\":\"internal\",\"message\":\"unserialisable output\"}}" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Rounds to `digits` decimals so timings print compactly.
+    public static func rounded(_ value: Double, _ digits: Int = 3) -> Double {
+        let scale = pow(10.0, Double(digits))
+        return (value * scale).rounded() / scale
+    }
+}
+
+/// Monotonic stopwatch in milliseconds.
+public struct Stopwatch: Sendable {
+    private var start: UInt64
+
+    public init() { start = DispatchTime.now().uptimeNanoseconds }
+
+    /// Milliseconds since start (or the last `lap`).
+    public var elapsedMs: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
+
+    /// Returns elapsed milliseconds and restarts.
+    public mutating func lap() -> Double {
+        let now = DispatchTime.now().uptimeNanoseconds
+        defer { start = now }
+        return Double(now - start) / 1e6
+    }
+}

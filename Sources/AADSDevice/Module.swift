@@ -1,0 +1,1 @@
+// AADSDevice: filled in by its issue's work.

@@ -1,0 +1,1 @@
+// AADSDiagnosis: filled in by its issue's work.

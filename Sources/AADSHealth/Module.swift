@@ -1,0 +1,1 @@
+// AADSHealth: filled in by its issue's work.

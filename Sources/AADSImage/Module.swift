@@ -1,0 +1,1 @@
+// AADSImage: filled in by its issue's work.

@@ -1,0 +1,1 @@
+// AADSInference: filled in by its issue's work.

@@ -1,0 +1,1 @@
+// AADSSlots: filled in by its issue's work.
