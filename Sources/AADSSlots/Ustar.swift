@@ -153,7 +153,8 @@ public enum Ustar {
     /// Strict octal: optional leading spaces, digits 0-7, then only NULs/spaces.
     static func octal(_ field: ArraySlice<UInt8>, field name: String, at offset: UInt64) throws -> UInt64 {
         if let first = field.first, first & 0x80 != 0 {
-            throw SlotError(.tooLarge, "base-256 \(name) field at byte \(offset) is not supported")
+            guard name == "size" else { throw SlotError(.badArchive, "binary \(name) field at byte \(offset)") }
+            throw SlotError(.unsupportedEntry, "base-256 size field at byte \(offset) is not supported")
         }
         var value: UInt64 = 0
         var index = field.startIndex
