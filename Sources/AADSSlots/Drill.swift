@@ -220,11 +220,8 @@ public struct PowerCutCycle {
     public private(set) var committed: String?
     private var nextMinor = 1
 
-    /// Every crash point reachable through the `slot` commands (the health/probation points belong
-    /// to the health controller's commands).
-    public static let cliPoints: [CrashPoint] = CrashPoint.allCases.filter {
-        !$0.rawValue.hasPrefix("health.") && !$0.rawValue.hasPrefix("probation.")
-    }
+    /// Every crash point, each reachable through a `slot` command.
+    public static let cliPoints: [CrashPoint] = CrashPoint.allCases
 
     public init(store: SlotStore, scratch: ScratchBundles, executable: String) {
         self.store = store
@@ -241,6 +238,8 @@ public struct PowerCutCycle {
         case "activate", "journal": return ["slot", "activate"] + root
         case "start": return ["slot", "start"] + root
         case "commit": return ["slot", "commit"] + root
+        case "health": return ["slot", "mark-healthy", "--metrics", #"{"drill":1}"#] + root
+        case "probation": return ["slot", "probation", "--ok"] + root
         default: return ["slot", "rollback", "--reason", "power-cut"] + root
         }
     }
@@ -263,6 +262,13 @@ public struct PowerCutCycle {
         }
         if state.trial == nil {
             if let active = state.active, state[active.other].state != .installed { try makeNext(install: true) }
+            try store.activate(attempts: 3)
+        }
+        state = try store.loadState()
+        if phase == "probation", state.trial?.healthPassedAt == nil { try store.markHealthPassed() }
+        if phase == "health", state.trial?.healthPassedAt != nil {
+            try store.rollback(reason: "drill reset")
+            try makeNext(install: true)
             try store.activate(attempts: 3)
         }
     }

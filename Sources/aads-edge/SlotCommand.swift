@@ -14,7 +14,10 @@ struct SlotCommand: ParsableCommand {
             (<prefix>/firmware-config/keys for <prefix>/bin/aads-edge), then ./firmware-config/keys.
             The first bundle installed into an empty store becomes the good, active slot (factory install).
             """,
-        subcommands: [Install.self, Activate.self, Start.self, Commit.self, Rollback.self, Status.self]
+        subcommands: [
+            Install.self, Activate.self, Start.self, MarkHealthy.self, Probation.self, Commit.self, Rollback.self,
+            Status.self,
+        ]
     )
 
     struct RootOptions: ParsableArguments {
@@ -111,6 +114,73 @@ struct SlotCommand: ParsableCommand {
                 } else {
                     print("no model installed")
                 }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct MarkHealthy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mark-healthy",
+            abstract: "Record that the trial slot passed an external health check: probation begins.")
+
+        @OptionGroup var root: RootOptions
+        @Option(name: .long, help: "Measured metrics to store on the slot, as a JSON object.") var metrics: String?
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            do {
+                var measured: SlotMetrics = [:]
+                if let metrics {
+                    guard let value = try? JSONDecoder().decode(OpaqueJSON.self, from: Data(metrics.utf8)),
+                        case .object(let object) = value
+                    else { throw SlotError(.badArgument, "--metrics is not a JSON object") }
+                    measured = object
+                }
+                let verdict = GateVerdict(passed: true, metrics: measured)
+                _ = try await root.store.runHealthGate(ClosureHealthGate { _ in verdict })
+                let slot = try root.store.loadState().trial?.slot.rawValue ?? "?"
+                if output.json {
+                    print(JSONLine.encode(["slot": slot, "probation": true]))
+                } else {
+                    print("slot \(slot) passed its health check; probation begins")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Probation: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Count one diagnosis of the trial slot during probation; commits or rolls back at the bounds.")
+
+        @OptionGroup var root: RootOptions
+        @Flag(name: .long, help: "The diagnosis succeeded.") var ok = false
+        @Flag(name: .long, help: "The diagnosis failed.") var error = false
+        @Option(name: .long, help: "Successful diagnoses that commit.") var successes = 50
+        @Option(name: .long, help: "Minutes within bounds that commit.") var minutes = 30.0
+        @Option(name: .long, help: "Error rate that rolls back.") var maxErrorRate = 0.005
+        @Option(name: .long, help: "Diagnoses needed before the error rate counts.") var minSamples = 20
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                guard !(ok && error) else { throw SlotError(.badArgument, "give --ok or --error, not both") }
+                let policy = ProbationPolicy(
+                    successes: successes, minutes: minutes, maxErrorRate: maxErrorRate, minSamples: minSamples)
+                let outcome = try root.store.recordProbation(success: ok ? true : error ? false : nil, policy: policy)
+                var object: [String: Any]
+                switch outcome {
+                case .continuing(let t):
+                    object = ["outcome": "continuing", "successes": t.probationSuccesses, "errors": t.probationErrors]
+                case .committed(let c):
+                    object = ["outcome": "committed", "slot": c.slot.rawValue, "floor": orNull(c.floor)]
+                case .rolledBack(let r):
+                    object = ["outcome": "rolled_back", "rollback": rollbackObject(r)]
+                }
+                print(output.json ? JSONLine.encode(object) : "probation: \(object["outcome"] ?? "")")
             } catch {
                 throw fail(error, json: output.json)
             }
