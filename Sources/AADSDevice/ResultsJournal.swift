@@ -158,7 +158,7 @@ public struct SlotEventRecord: Sendable, Equatable {
 /// an image after a crash finds the existing row instead of adding a second.
 public final class ResultsJournal: Sendable {
     public let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     /// Opens (creating when `create`) the journal and applies migrations.
     public init(path: String, create: Bool = true) throws {
@@ -509,7 +509,7 @@ public final class ResultsJournal: Sendable {
 
     // MARK: Helpers
 
-    private func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+    func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
         do { return try pool.read(body) } catch { throw JournalError.wrap(error, what) }
     }
 
