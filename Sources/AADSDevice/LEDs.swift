@@ -152,3 +152,20 @@ public enum ISO8601 {
         return nil
     }
 }
+
+extension ISO8601 {
+    /// A `--since` value: an ISO 8601 time or date, or an age such as `90m`, `24h`, `7d` before `now`.
+    public static func parseSince(_ text: String, now: Date = Date()) -> Date? {
+        if let date = parse(text) { return date }
+        guard let unit = text.last, let amount = Double(text.dropLast()), amount >= 0, amount.isFinite else { return nil }
+        let seconds: Double
+        switch unit {
+        case "s": seconds = 1
+        case "m": seconds = 60
+        case "h": seconds = 3600
+        case "d": seconds = 86_400
+        default: return nil
+        }
+        return now.addingTimeInterval(-amount * seconds)
+    }
+}

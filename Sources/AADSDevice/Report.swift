@@ -189,8 +189,8 @@ public enum HTMLReport {
             th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #e2e8f0}
             th{background:#f7fafc;font-weight:600}
             td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-            .cards{display:flex;gap:12px;flex-wrap:wrap}
-            .card{flex:1;min-width:150px;background:#f7fafc;border-radius:6px;padding:10px 14px}
+            .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:12px}
+            .card{background:#f7fafc;border-radius:6px;padding:10px 14px}
             .card b{display:block;font-size:22px}
             .card span{font-size:12px;color:#4a5568}
             .grid{display:grid;grid-template-columns:repeat(2,1fr);gap:8px 24px}
