@@ -55,7 +55,9 @@ public struct RunSummary: Sendable, Equatable {
 
 /// The field service: watches the spool, diagnoses each image exactly once, journals it, moves it, drives the
 /// LEDs, metrics, alerts, A/B shadow runs and the slot life cycle, and talks to systemd.
-public final class FieldService {
+///
+/// `run()` owns all mutable state and runs on one thread; `requestStop` may be called from any thread.
+public final class FieldService: @unchecked Sendable {
     public let config: DeviceConfig
     public let journal: ResultsJournal
     public let metrics: MetricsExporter
@@ -78,6 +80,7 @@ public final class FieldService {
     private var trigger: TriggerMonitor?
     private let captureQueue = DispatchQueue(label: "aads-edge.capture")
     private var signalSources: [any DispatchSourceSignal] = []
+    private var announcedReady = false
 
     /// Assembles a service from parts (tests pass a `SimulatedGPIO`, a temp journal, a fake notify socket).
     public init(
@@ -171,6 +174,7 @@ public final class FieldService {
         logger.info(
             "serving slot \(first.slot) version \(first.modelVersion) (\(first.phase.rawValue)); spool \(spool.directory), inotify \(watcher.usesInotify)")
         try? notifier.ready(status: statusLine())
+        announcedReady = true
 
         let tickInterval = 1.0
         var nextTick = now() + tickInterval
@@ -397,7 +401,7 @@ public final class FieldService {
                 for transition in alerts.reset(latencyBaselineMs: next.baseline.latencyMs) { handle(transition) }
             }
             metrics.setActiveSlot(slot: next.slot, version: next.modelVersion)
-            try? notifier.status(statusLine())
+            if announcedReady { try? notifier.status(statusLine()) }
         }
     }
 

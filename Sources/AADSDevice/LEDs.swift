@@ -1,6 +1,10 @@
 import AADSCore
 import Foundation
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Which status LED is lit (one at a time).
 public enum LEDColor: String, Sendable, CaseIterable {
     case off, green, amber, red
@@ -140,8 +144,17 @@ public struct RedLatch: Sendable {
 
 /// ISO 8601 timestamps in UTC with milliseconds, the form every record of the service uses.
 public enum ISO8601 {
+    /// `2025-06-01T10:20:30.456Z`: fixed width, so text order is time order (the journal relies on it).
+    /// Rounded to the millisecond.
     public static func string(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let totalMs = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        var seconds = time_t(totalMs >= 0 ? totalMs / 1000 : (totalMs - 999) / 1000)
+        let ms = Int(totalMs - Int64(seconds) * 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), ms)
     }
 
     /// Parses `2024-05-01T12:00:00Z`, with or without fractional seconds, or a bare date `2024-05-01`.

@@ -172,11 +172,11 @@ public final class ResultsJournal: Sendable {
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // The pool has one long-lived writer connection. GRDB switches it to synchronous=NORMAL when it
+            // enables WAL; FULL is set afterwards so every commit fsyncs the WAL.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Self.migrator.migrate(pool)
         } catch {
             throw JournalError.wrap(error, "cannot open \(path)")
@@ -265,6 +265,16 @@ public final class ResultsJournal: Sendable {
                     """)
         }
         return migrator
+    }
+
+    /// The durability settings actually in force on a write connection: (`journal_mode`, `synchronous`),
+    /// where synchronous 2 = FULL.
+    public func durabilitySettings() throws -> (journalMode: String, synchronous: Int) {
+        try write("cannot read pragmas") { db in
+            let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? ""
+            let sync = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+            return (mode, sync)
+        }
     }
 
     // MARK: Results
