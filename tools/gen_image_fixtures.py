@@ -50,7 +50,7 @@ SHARED = [
     "variants/coffee_12mp_4000x3000_q85.jpg",
     "ood/skimage-chelsea.jpg",
     "ood/sklearn-flower.jpg",
-    "ood/plasma-Grey.jpg",
+    "ood/skimage-camera.jpg",
     "leaf/redpatch-single_input.jpg",
     "corrupt/truncated_30pct.jpg",
     "corrupt/truncated_90pct.jpg",
@@ -226,7 +226,7 @@ def main() -> int:
         ("generated/orient1.jpg", 192, "center-crop"),  # upscale at 1/1
         ("generated/orient6.jpg", 192, "stretch"),  # one axis shrinks, the other grows
         ("shared/ood/sklearn-flower.jpg", 160, "center-crop"),
-        ("shared/ood/plasma-Grey.jpg", 160, "stretch"),
+        ("shared/ood/skimage-camera.jpg", 160, "stretch"),
         ("shared/leaf/redpatch-single_input.jpg", 224, "stretch"),
     ]
 
