@@ -1,1 +1,0 @@
-// AADSImage: filled in by its issue's work.

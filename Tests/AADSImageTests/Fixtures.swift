@@ -1,0 +1,63 @@
+import AADSCore
+import Foundation
+
+@testable import AADSImage
+
+/// Paths of the committed image fixtures (Tests/Fixtures/images, made by tools/gen_image_fixtures.py).
+enum Fixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/images")
+
+    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+
+    static func data(_ relative: String) throws -> Data { try Data(contentsOf: root.appendingPathComponent(relative)) }
+
+    /// One Pillow reference: a JPEG, a target size and policy, the expected pixels and decode facts.
+    struct Case: Decodable, Sendable, CustomStringConvertible {
+        var name: String
+        var jpeg: String
+        var size: Int
+        var policy: String
+        var reference: String
+        var orientation: Int
+        var source_width: Int
+        var source_height: Int
+        var dct_scale: String
+        var width: Int
+        var height: Int
+
+        var description: String { name }
+    }
+
+    static let cases: [Case] = {
+        guard let data = try? Data(contentsOf: root.appendingPathComponent("cases.json")),
+            let cases = try? JSONDecoder().decode([Case].self, from: data)
+        else { return [] }
+        return cases
+    }()
+}
+
+/// Mean and maximum absolute difference of two equally long byte arrays.
+func pixelDifference(_ a: [UInt8], _ b: [UInt8]) -> (mean: Double, max: Int) {
+    guard a.count == b.count, !a.isEmpty else { return (.infinity, .max) }
+    var total = 0
+    var worst = 0
+    for i in 0..<a.count {
+        let d = abs(Int(a[i]) - Int(b[i]))
+        total += d
+        worst = max(worst, d)
+    }
+    return (Double(total) / Double(a.count), worst)
+}
+
+/// The error code thrown by `body`, or nil when it succeeded.
+func errorCode(_ body: () throws -> Void) -> String? {
+    do {
+        try body()
+        return nil
+    } catch let error as ImageError {
+        return error.code
+    } catch {
+        return "unexpected: \(error)"
+    }
+}
