@@ -111,7 +111,8 @@ public final class BundleReader {
                         throw SlotError(.tooLarge, "bundle holds more than \(limits.maxTotalSize) bytes")
                     }
                     found.append(
-                        TarEntry(path: path, kind: .file, size: size, dataOffset: 0, mode: UInt32(info.st_mode & 0o7777)))
+                        TarEntry(
+                            path: path, kind: .file, size: size, dataOffset: 0, mode: UInt32(info.st_mode & 0o7777)))
                 case S_IFDIR:
                     found.append(TarEntry(path: path, kind: .directory, size: 0, dataOffset: 0, mode: 0o755))
                     try walk(path)
@@ -253,8 +254,9 @@ public struct BundleVerifier: Sendable {
             .badSignature, "signature does not match manifest.json (changed after signing, or a corrupt signature)")
     }
 
-    /// Compares the manifest with the bundle's files and hashes every payload byte.
-    func checkPayload(_ manifest: BundleManifest, reader: BundleReader) throws {
+    /// Compares the manifest with the bundle's files and hashes every payload byte (no signature
+    /// check: `verify` runs this after authenticating the manifest; exposed for fuzzing and tools).
+    public func checkPayload(_ manifest: BundleManifest, reader: BundleReader) throws {
         let listed = Set(manifest.files.map(\.path))
         for entry in reader.entries where entry.kind == .file {
             if entry.path == BundleManifest.manifestName || entry.path == BundleManifest.signatureName { continue }
@@ -357,7 +359,8 @@ public enum BundlePacker {
             defer { close(fd) }
             for item in items {
                 let mode: UInt32 = item.kind == .directory || item.mode & 0o111 != 0 ? 0o755 : 0o644
-                try write(fd, Data(try Ustar.header(path: item.path, kind: item.kind, size: item.size, mode: mode)), temp)
+                try write(
+                    fd, Data(try Ustar.header(path: item.path, kind: item.kind, size: item.size, mode: mode)), temp)
                 guard item.kind == .file else { continue }
                 if item.path == BundleManifest.signatureName {
                     try write(fd, signatureData, temp)

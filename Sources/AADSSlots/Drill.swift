@@ -86,7 +86,8 @@ public struct SlotDrill: Sendable {
             log.check(false, "a rollback was measured")
         }
         return DrillReport(
-            scenario: scenario, passed: log.failures == 0, skipped: false, rollbackMs: log.rollbackMs, checks: log.lines)
+            scenario: scenario, passed: log.failures == 0, skipped: false, rollbackMs: log.rollbackMs, checks: log.lines
+        )
     }
 
     // MARK: scenarios
@@ -97,7 +98,8 @@ public struct SlotDrill: Sendable {
         let trial = try store.activate(attempts: attempts).active
         for n in 1...attempts {
             if let executable {
-                let killed = try spawn(executable, ["slot", "start", "--root", store.root], crash: .startAfterDecrement)
+                let killed = try spawn(
+                    executable, ["slot", "start", "--root", store.root], crash: .startAfterDecrement)
                 log.check(killed, "start \(n) crashed while loading the trial model (SIGKILL)")
             } else {
                 let decision = try store.beginRuntimeStart()
@@ -130,7 +132,9 @@ public struct SlotDrill: Sendable {
         let decision = try store.beginRuntimeStart(verify: .deep)
         try store.checkIntegrity(decision.slot ?? .a, level: .deep)
         log.rollbackMs = clock.lap()
-        log.check(decision.rollback?.reason.hasPrefix("integrity") == true, "the start detected the corrupt slot and rolled back")
+        log.check(
+            decision.rollback?.reason.hasPrefix("integrity") == true,
+            "the start detected the corrupt slot and rolled back")
         let state = try store.loadState()
         log.check(state.active == trial.other && state[trial].state == .bad, "corrupt slot marked bad, fallback active")
         log.check(journalHas(store, "rollback", reason: "integrity"), "rollback journaled with reason and duration")
@@ -151,17 +155,23 @@ public struct SlotDrill: Sendable {
             log.rollbackMs = rollback.durationMs + clock.lap()
             log.check(true, "the health gate failed: \(verdict.failures.joined(separator: "; "))")
             let state = try store.loadState()
-            log.check(state.active == trial.other && state[trial].state == .bad, "trial slot marked bad, fallback active")
+            log.check(
+                state.active == trial.other && state[trial].state == .bad, "trial slot marked bad, fallback active")
             log.check(journalHas(store, "health_fail", reason: nil), "failing rows journaled")
         }
     }
 
-    private func powerCut(_ store: SlotStore, _ scratch: ScratchBundles, _ executable: String, _ log: inout DrillLog) throws {
+    private func powerCut(_ store: SlotStore, _ scratch: ScratchBundles, _ executable: String, _ log: inout DrillLog)
+        throws
+    {
         var cycle = PowerCutCycle(store: store, scratch: scratch, executable: executable)
         for point in PowerCutCycle.cliPoints {
             let (killed, problems) = try cycle.cut(at: point)
             log.check(killed, "\(point.rawValue): process killed")
-            log.check(problems.isEmpty, "\(point.rawValue): invariants hold" + (problems.isEmpty ? "" : " — " + problems.joined(separator: "; ")))
+            log.check(
+                problems.isEmpty,
+                "\(point.rawValue): invariants hold"
+                    + (problems.isEmpty ? "" : " — " + problems.joined(separator: "; ")))
         }
         // Time a rollback right after a cut in the middle of one.
         try cycle.prepare(.rollbackMidStateWrite)
@@ -234,7 +244,8 @@ public struct PowerCutCycle {
     public func command(for point: CrashPoint) -> [String] {
         let root = ["--root", store.root]
         switch point.rawValue.split(separator: ".").first ?? "" {
-        case "install": return ["slot", "install", scratch.directory + "/next.tar", "--trusted", scratch.trustedDirectory] + root
+        case "install":
+            return ["slot", "install", scratch.directory + "/next.tar", "--trusted", scratch.trustedDirectory] + root
         case "activate", "journal": return ["slot", "activate"] + root
         case "start": return ["slot", "start"] + root
         case "commit": return ["slot", "commit"] + root

@@ -153,8 +153,11 @@ extension SlotStore {
             let parser = ISO8601DateFormatter()
             parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             let elapsed = parser.date(from: passedAt).map { now.timeIntervalSince($0) / 60 } ?? 0
-            if trial.probationSuccesses >= policy.successes || (elapsed >= policy.minutes && rate <= policy.maxErrorRate) {
-                let why = trial.probationSuccesses >= policy.successes
+            if trial.probationSuccesses >= policy.successes
+                || (elapsed >= policy.minutes && rate <= policy.maxErrorRate)
+            {
+                let why =
+                    trial.probationSuccesses >= policy.successes
                     ? "probation: \(trial.probationSuccesses) successful diagnoses"
                     : "probation: \(Int(elapsed)) minutes within bounds"
                 return .committed(try performCommit(&state, metrics: [:], reason: why))

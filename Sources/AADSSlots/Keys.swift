@@ -191,7 +191,9 @@ public struct TrustedKeys: Sendable {
         var candidates = ["/etc/aads-edge/keys"]
         if let exe = executable ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) {
             let bin = (exe as NSString).deletingLastPathComponent
-            candidates.append(((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("firmware-config/keys"))
+            candidates.append(
+                ((bin as NSString).deletingLastPathComponent as NSString).appendingPathComponent("firmware-config/keys")
+            )
             candidates.append((bin as NSString).appendingPathComponent("firmware-config/keys"))
         }
         candidates.append("firmware-config/keys")

@@ -77,7 +77,8 @@ public struct BundleManifest: Sendable {
                 throw SlotError(.badManifest, "files[\(index)] needs path, sha256 and size")
             }
             guard let path = try Ustar.normalise(rawPath), path == rawPath else {
-                throw SlotError(.unsafePath, "files[\(index)] path \(rawPath.debugDescription) is not a canonical relative path")
+                throw SlotError(
+                    .unsafePath, "files[\(index)] path \(rawPath.debugDescription) is not a canonical relative path")
             }
             guard path != manifestName, path != signatureName else {
                 throw SlotError(.badManifest, "files[\(index)] lists the bundle's own \(path)")

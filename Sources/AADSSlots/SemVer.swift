@@ -45,7 +45,10 @@ public struct SemVer: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     private static func isIdentifier(_ s: Substring) -> Bool {
-        !s.isEmpty && s.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 }
+        !s.isEmpty
+            && s.utf8.allSatisfy {
+                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45
+            }
     }
 
     private static func isNumeric(_ s: Substring) -> Bool {
@@ -74,7 +77,7 @@ public struct SemVer: Sendable, Hashable, Comparable, CustomStringConvertible {
             let an = UInt64(a)
             let bn = UInt64(b)
             switch (an, bn) {
-            case let (x?, y?): return x < y
+            case (let x?, let y?): return x < y
             case (.some, nil): return true  // numeric identifiers sort before alphanumeric ones
             case (nil, .some): return false
             case (nil, nil): return a < b  // ASCII order

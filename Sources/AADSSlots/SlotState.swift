@@ -136,7 +136,9 @@ public struct StoreState: Codable, Sendable, Equatable {
         }
         if let fallback {
             if fallback == active { problems.append("fallback is the active slot") }
-            if self[fallback].state != .good { problems.append("fallback \(fallback) is \(self[fallback].state.rawValue)") }
+            if self[fallback].state != .good {
+                problems.append("fallback \(fallback) is \(self[fallback].state.rawValue)")
+            }
         }
         for slot in SlotID.allCases where self[slot].state == .trial && trial?.slot != slot {
             problems.append("slot \(slot) in trial without a trial record")

@@ -190,13 +190,13 @@ public struct SlotStore: Sendable {
             let floor = state.floor.flatMap(SemVer.init)
             let bundle: VerifiedBundle
             do {
-                var verifier = verifier
-                verifier.limits = options.limits
                 bundle = try verifier.verify(path: path, floor: floor, allowDowngrade: allowDowngrade)
             } catch {
                 let coded = SlotError.wrap(error)
                 try? journal.append(
-                    event("install_refused", state, ["slot": target.rawValue, "code": coded.code, "message": coded.message]))
+                    event(
+                        "install_refused", state,
+                        ["slot": target.rawValue, "code": coded.code, "message": coded.message]))
                 throw coded
             }
             let factory = state.active == nil
@@ -213,7 +213,8 @@ public struct SlotStore: Sendable {
                 try syncTree(stagingPath(target))
                 CrashPoint.installBeforeRename.hit()
                 guard rename(stagingPath(target), bundlePath(target)) == 0 else {
-                    throw SlotError(.ioError, "cannot rename staging into slot \(target): \(String(cString: strerror(errno)))")
+                    throw SlotError(
+                        .ioError, "cannot rename staging into slot \(target): \(String(cString: strerror(errno)))")
                 }
                 try AtomicFile.syncDirectory(root)
                 CrashPoint.installAfterRename.hit()
@@ -224,7 +225,9 @@ public struct SlotStore: Sendable {
                 state[target] = SlotRecord(state: .empty)
                 try? persist(&state)
                 try? journal.append(
-                    event("install_failed", state, ["slot": target.rawValue, "code": coded.code, "message": coded.message]))
+                    event(
+                        "install_failed", state,
+                        ["slot": target.rawValue, "code": coded.code, "message": coded.message]))
                 throw coded
             }
             let now = timestamp()
@@ -268,7 +271,8 @@ public struct SlotStore: Sendable {
             guard let active = state.active else { throw SlotError(.noActiveSlot, "the store is empty") }
             let target = active.other
             guard state[target].state == .installed else {
-                throw SlotError(.noInstalledSlot, "slot \(target) is \(state[target].effectiveState.rawValue), not installed")
+                throw SlotError(
+                    .noInstalledSlot, "slot \(target) is \(state[target].effectiveState.rawValue), not installed")
             }
             guard state[active].state == .good else {
                 throw SlotError(.badState, "active slot \(active) is not good")
@@ -293,8 +297,10 @@ public struct SlotStore: Sendable {
             try journal.append(
                 event(
                     "activate", state,
-                    ["slot": target.rawValue, "version": state[target].version ?? "", "attempts": attempts,
-                     "fallback": active.rawValue]))
+                    [
+                        "slot": target.rawValue, "version": state[target].version ?? "", "attempts": attempts,
+                        "fallback": active.rawValue,
+                    ]))
             return state
         }
     }
@@ -308,16 +314,18 @@ public struct SlotStore: Sendable {
         try withLock {
             var state = try recover()
             guard let active = state.active else {
-                return StartDecision(slot: nil, bundlePath: nil, version: nil, trial: false, attemptsLeft: nil, rollback: nil)
+                return StartDecision(
+                    slot: nil, bundlePath: nil, version: nil, trial: false, attemptsLeft: nil, rollback: nil)
             }
             var rollback: RollbackResult?
             if let level {
                 do {
                     try checkIntegrity(active, record: state[active], level: level)
                 } catch {
-                    guard let fallback = state.fallback, state[fallback].state == .good else { throw error }
-                    rollback = try performRollback(&state, reason: "integrity: \((error as? SlotError)?.message ?? "\(error)")", started: Stopwatch())
-                    _ = fallback
+                    guard state.fallback.map({ state[$0].state == .good }) == true else { throw error }
+                    rollback = try performRollback(
+                        &state, reason: "integrity: \((error as? SlotError)?.message ?? "\(error)")",
+                        started: Stopwatch())
                 }
             }
             if rollback == nil, var trial = state.trial {
@@ -402,9 +410,11 @@ public struct SlotStore: Sendable {
         try journal.append(
             event(
                 "commit", state,
-                ["slot": slot.rawValue, "version": state[slot].version ?? "", "floor": state.floor ?? "",
-                 "reason": reason, "starts": trial.starts, "probation_successes": trial.probationSuccesses,
-                 "probation_errors": trial.probationErrors]))
+                [
+                    "slot": slot.rawValue, "version": state[slot].version ?? "", "floor": state.floor ?? "",
+                    "reason": reason, "starts": trial.starts, "probation_successes": trial.probationSuccesses,
+                    "probation_errors": trial.probationErrors,
+                ]))
         return CommitResult(slot: slot, version: state[slot].version, floor: state.floor)
     }
 
@@ -438,9 +448,11 @@ public struct SlotStore: Sendable {
         try journal.append(
             event(
                 "rollback", state,
-                ["from": from.rawValue, "to": to.rawValue, "from_version": state[from].version ?? "",
-                 "to_version": state[to].version ?? "", "reason": reason, "duration_ms": JSONLine.rounded(ms),
-                 "fallback_integrity": integrity]))
+                [
+                    "from": from.rawValue, "to": to.rawValue, "from_version": state[from].version ?? "",
+                    "to_version": state[to].version ?? "", "reason": reason, "duration_ms": JSONLine.rounded(ms),
+                    "fallback_integrity": integrity,
+                ]))
         return RollbackResult(
             from: from, to: to, fromVersion: state[from].version, toVersion: state[to].version, reason: reason,
             durationMs: ms)
@@ -456,7 +468,9 @@ public struct SlotStore: Sendable {
             throw SlotError(.ioError, "cannot create \(root)")
         }
         let fd = open(root + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SlotError(.ioError, "cannot open \(root)/.lock: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw SlotError(.ioError, "cannot open \(root)/.lock: \(String(cString: strerror(errno)))")
+        }
         defer { close(fd) }
         while flock(fd, LOCK_EX) != 0 {
             if errno != EINTR { throw SlotError(.ioError, "cannot lock \(root)") }
@@ -541,7 +555,9 @@ public struct SlotStore: Sendable {
             try makeParents(of: path, under: staging)
             let full = staging + "/" + path
             let fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw SlotError(.ioError, "cannot create \(full): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else {
+                throw SlotError(.ioError, "cannot create \(full): \(String(cString: strerror(errno)))")
+            }
             defer { close(fd) }
             var hasher = SHA256()
             let sink: (Data) throws -> Void = { chunk in
@@ -556,10 +572,13 @@ public struct SlotStore: Sendable {
                     throw SlotError(.hashMismatch, "\(file.path) changed between verification and copy")
                 }
             }
-            guard fsync(fd) == 0 else { throw SlotError.wrap(FileIOError(code: errno == ENOSPC ? "disk_full" : "io_error", "cannot fsync \(full)")) }
-            if index == 2 { CrashPoint.installMidStagingWrite.hit() }
+            guard fsync(fd) == 0 else {
+                throw SlotError.wrap(
+                    FileIOError(code: errno == ENOSPC ? "disk_full" : "io_error", "cannot fsync \(full)"))
+            }
+            // A cut with part of the payload on disk: after the first payload file (or the last file).
+            if index == min(2, items.count - 1) { CrashPoint.installMidStagingWrite.hit() }
         }
-        if items.count <= 3 { CrashPoint.installMidStagingWrite.hit() }
     }
 
     private func write(fd: Int32, _ chunk: Data, path: String, budget: inout UInt64?) throws {
@@ -647,7 +666,7 @@ public struct SlotStore: Sendable {
 }
 
 /// What `slot status` reports.
-public struct SlotStatus: @unchecked Sendable {
+public struct SlotStatus {
     public let state: StoreState
     /// The last journal events (parsed JSON objects).
     public let events: [[String: Any]]

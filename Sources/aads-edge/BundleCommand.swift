@@ -24,7 +24,10 @@ struct BundleCommand: ParsableCommand {
                 let key = BundleSigningKey()
                 try key.write(to: out, comment: comment)
                 if output.json {
-                    print(JSONLine.encode(["key": out, "public_key": out + ".pub", "fingerprint": key.publicKey.fingerprint]))
+                    print(
+                        JSONLine.encode([
+                            "key": out, "public_key": out + ".pub", "fingerprint": key.publicKey.fingerprint,
+                        ]))
                 } else {
                     print("wrote \(out) and \(out).pub (\(key.publicKey.fingerprint))")
                 }

@@ -200,7 +200,8 @@ struct SlotCommand: ParsableCommand {
                 if output.json {
                     print(
                         JSONLine.encode([
-                            "slot": result.slot.rawValue, "version": orNull(result.version), "floor": orNull(result.floor),
+                            "slot": result.slot.rawValue, "version": orNull(result.version),
+                            "floor": orNull(result.floor),
                         ]))
                 } else {
                     print("committed slot \(result.slot) (\(result.version ?? "?")); floor \(result.floor ?? "-")")
@@ -255,7 +256,8 @@ struct SlotCommand: ParsableCommand {
                         + "floor: \(s.floor ?? "-")  generation: \(s.generation)")
                 for slot in SlotID.allCases {
                     let r = s[slot]
-                    var line = "slot \(slot.rawValue): \(r.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
+                    var line =
+                        "slot \(slot.rawValue): \(r.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
                     line += " \(r.version ?? "-")"
                     if let at = r.installedAt { line += "  installed \(at)" }
                     if let trial = s.trial, trial.slot == slot {

@@ -52,12 +52,14 @@ import Testing
         let root = Fixture.tempDir("bytes")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = SlotStore(root: root)
-        try store.install(bundle: Fixture.bundles + "/good.tar", verifier: BundleVerifier(trustedDirectory: Fixture.trusted))
+        try store.install(
+            bundle: Fixture.bundles + "/good.tar", verifier: BundleVerifier(trustedDirectory: Fixture.trusted))
         let files = treeContents(store.bundlePath(.a))
         let manifestData = try #require(files["manifest.json"])
         let manifest = try #require(try JSONSerialization.jsonObject(with: manifestData) as? [String: Any])
         let listed = try #require(manifest["files"] as? [[String: Any]])
-        #expect(Set(files.keys) == Set(listed.compactMap { $0["path"] as? String } + ["manifest.json", "manifest.sig"]))
+        #expect(
+            Set(files.keys) == Set(listed.compactMap { $0["path"] as? String } + ["manifest.json", "manifest.sig"]))
         for item in listed {
             let data = try #require(files[item["path"] as? String ?? ""])
             #expect(sha256Hex(data) == item["sha256"] as? String)
@@ -116,7 +118,8 @@ import Testing
         #expect(TrustedKeys.defaultDirectory(environment: ["AADS_TRUSTED_KEYS": "/x/keys"]) == "/x/keys")
         let prefix = Fixture.tempDir("prefix")
         defer { try? FileManager.default.removeItem(atPath: prefix) }
-        try FileManager.default.createDirectory(atPath: prefix + "/firmware-config/keys", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: prefix + "/firmware-config/keys", withIntermediateDirectories: true)
         let found = TrustedKeys.defaultDirectory(environment: [:], executable: prefix + "/bin/aads-edge")
         #expect(
             found == "/etc/aads-edge/keys" && FileManager.default.fileExists(atPath: "/etc/aads-edge/keys")
@@ -136,7 +139,9 @@ import Testing
         #expect(verified.version.description == "3.1.4")
         // Sorted entries, mtime 0, uid/gid 0 (POSIX header fields read directly).
         let entries = try Ustar.read(DataByteSource(one))
-        #expect(entries.map(\.path) == entries.map(\.path).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        #expect(
+            entries.map(\.path)
+                == entries.map(\.path).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
         for entry in entries {
             let h = one.subdata(in: Int(entry.dataOffset) - 512..<Int(entry.dataOffset))
             #expect(String(decoding: h[136..<147], as: UTF8.self) == "00000000000")
@@ -160,7 +165,8 @@ import Testing
         #expect(try verifier.checkSignature(message, parsed) == key.publicKey)
         #expect(code { try verifier.checkSignature(Data("other".utf8), parsed) } == "bad_signature")
         let stranger = BundleSigningKey()
-        let foreign = BundleSignature(signature: try stranger.sign(message), keyFingerprint: stranger.publicKey.fingerprint)
+        let foreign = BundleSignature(
+            signature: try stranger.sign(message), keyFingerprint: stranger.publicKey.fingerprint)
         #expect(code { try verifier.checkSignature(message, foreign) } == "unknown_key")
         let revoking = BundleVerifier(trusted: TrustedKeys(trusted: [key.publicKey], revoked: [stranger.publicKey]))
         #expect(code { try revoking.checkSignature(message, foreign) } == "revoked_key")
@@ -174,13 +180,27 @@ import Testing
         #expect(parse(#"{"schema_version":1.5,"model_version":"1.0.0","files":[]}"#) == "bad_manifest")
         #expect(parse(#"{"schema_version":1,"model_version":1,"files":[]}"#) == "bad_manifest")
         #expect(parse(#"[1,2]"#) == "bad_manifest")
-        #expect(parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"a","sha256":"zz","size":1}]}"#) == "bad_manifest")
-        #expect(parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"a","sha256":"\#(hash)","size":-1}]}"#) == "bad_manifest")
-        #expect(parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"/a","sha256":"\#(hash)","size":1}]}"#) == "unsafe_path")
-        #expect(parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"a","sha256":"\#(hash)","size":1},{"path":"a","sha256":"\#(hash)","size":1}]}"#) == "bad_manifest")
-        #expect(parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"manifest.sig","sha256":"\#(hash)","size":1}]}"#) == "bad_manifest")
+        #expect(
+            parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"a","sha256":"zz","size":1}]}"#)
+                == "bad_manifest")
+        #expect(
+            parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"a","sha256":"\#(hash)","size":-1}]}"#)
+                == "bad_manifest")
+        #expect(
+            parse(#"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"/a","sha256":"\#(hash)","size":1}]}"#)
+                == "unsafe_path")
+        #expect(
+            parse(
+                #"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"a","sha256":"\#(hash)","size":1},{"path":"a","sha256":"\#(hash)","size":1}]}"#
+            ) == "bad_manifest")
+        #expect(
+            parse(
+                #"{"schema_version":1,"model_version":"1.0.0","files":[{"path":"manifest.sig","sha256":"\#(hash)","size":1}]}"#
+            ) == "bad_manifest")
         let manifest = try BundleManifest.parse(
-            Data(#"{"schema_version":1,"model_version":"1.2.3","files":[],"baseline_metrics":{"acc":0.9},"flag":true}"#.utf8))
+            Data(
+                #"{"schema_version":1,"model_version":"1.2.3","files":[],"baseline_metrics":{"acc":0.9},"flag":true}"#
+                    .utf8))
         #expect(manifest.fields["baseline_metrics"] == .object(["acc": .number(0.9)]))
         #expect(manifest.fields["flag"] == .bool(true))
     }

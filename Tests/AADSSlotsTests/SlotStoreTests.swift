@@ -177,7 +177,8 @@ final class Bench {
         var state = try bench.state
         state.b = SlotRecord(state: .installing, version: "1.1.0")
         try AtomicFile.write(JSONEncoder().encode(state), to: bench.store.statePath)
-        try FileManager.default.createDirectory(atPath: bench.store.root + "/.staging-b/x", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: bench.store.root + "/.staging-b/x", withIntermediateDirectories: true)
         try Data("half".utf8).write(to: URL(fileURLWithPath: bench.store.root + "/.state.json.tmp-999"))
         #expect(try bench.store.status().state.b.effectiveState == .empty)
         try bench.install("1.1.0")
@@ -252,7 +253,8 @@ final class Bench {
         try bench.store.activate()
         let gate = ClosureHealthGate { candidate in
             // The gate sees the trial slot and the fallback's measured baseline.
-            let ok = candidate.slot == .b && candidate.baseline["accuracy"] == .number(0.95)
+            let ok =
+                candidate.slot == .b && candidate.baseline["accuracy"] == .number(0.95)
                 && FileManager.default.fileExists(atPath: candidate.bundlePath + "/model.bin")
             return GateVerdict(passed: ok, metrics: ["accuracy": .number(0.96)])
         }

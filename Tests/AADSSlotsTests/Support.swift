@@ -18,7 +18,9 @@ enum Fixture {
     static var hasExecutable: Bool { FileManager.default.isExecutableFile(atPath: executable) }
 
     static func tempDir(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-slots-\(name)-\(UUID().uuidString)").path
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "aads-slots-\(name)-\(UUID().uuidString)"
+        ).path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }
@@ -27,7 +29,8 @@ enum Fixture {
         let data = try Data(contentsOf: URL(fileURLWithPath: bundles + "/corpus.json"))
         let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         return (
-            try #require(object["good_members"] as? [[String: Any]]), try #require(object["bundles"] as? [[String: Any]])
+            try #require(object["good_members"] as? [[String: Any]]),
+            try #require(object["bundles"] as? [[String: Any]])
         )
     }
 }

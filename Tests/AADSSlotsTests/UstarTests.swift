@@ -8,7 +8,8 @@ import Testing
         let (members, _) = try Fixture.corpus()
         let entries = try Ustar.read(FileByteSource(path: Fixture.bundles + "/good.tar"))
         #expect(entries.map(\.path) == members.map { $0["path"] as? String ?? "" })
-        #expect(entries.map { $0.kind == .directory ? "directory" : "file" } == members.map { $0["type"] as? String ?? "" })
+        #expect(
+            entries.map { $0.kind == .directory ? "directory" : "file" } == members.map { $0["type"] as? String ?? "" })
         #expect(entries.map { Int($0.size) } == members.map { $0["size"] as? Int ?? -1 })
     }
 
