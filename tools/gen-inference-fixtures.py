@@ -8,7 +8,9 @@ Writes into Tests/Fixtures/inference/:
                                                shortcut, Relu, Reshape + MatMul head
   mixed_int8.onnx                              the MobileNet-style model with its final Gemm left in float
   <model>_in<i>.npy, <model>_<output>_<i>.npy  inputs (real photos, resized) and ONNX Runtime outputs
-  ops/<case>.onnx, ops/<case>_in<j>.npy, ops/<case>_out.npy   one small model per operator configuration
+  effnet_layers/                               per-layer references for the int8 EfficientNet-Lite0 of
+                                               Tests/Fixtures/models: the int8 inputs and output of selected
+                                               layers as ONNX Runtime (plain QDQ semantics) computes them
 
 Models use random weights from a fixed seed; int8 models are quantized with
 onnxruntime.quantization.quantize_static(QDQ, per_channel=True, QInt8 activations and weights), calibrated
@@ -197,7 +199,58 @@ def whole_models():
             save(f"mixed_int8_{out}_{i}.npy", v)
 
 
+EFFNET_LAYERS = ["stem_conv", "blocks.3.dw_conv", "blocks.3.project_conv", "blocks.4.add", "blocks.12.expand_conv",
+                 "blocks.12.dw_conv", "blocks.12.project_conv", "blocks.12.add", "conv_head", "pool", "classifier"]
+
+
+def effnet_layers():
+    """One photo through the int8 EfficientNet-Lite0 with every int8 tensor exposed (ORT_DISABLE_ALL: plain
+    DequantizeLinear -> float op -> QuantizeLinear), keeping the inputs and output of EFFNET_LAYERS."""
+    import json
+    models = os.path.join(ROOT, "Tests", "Fixtures", "models")
+    m = onnx.load(os.path.join(models, "efficientnet_lite0_int8.onnx"))
+    x = np.load(os.path.join(models, "inputs", "224", "skimage-coffee.npy"))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    consumers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    nodes = {n.name: n for n in m.graph.node}
+    cases, wanted = [], set()
+    for name in EFFNET_LAYERS:
+        node = nodes[name]
+        data = [i for i in node.input if i in producer and producer[i].op_type == "DequantizeLinear"
+                and producer[i].input[0] in producer]
+        inputs = {i: producer[i].input[0] for i in data}
+        q = [c for c in consumers[node.output[0]] if c.op_type == "QuantizeLinear"][0]
+        cases.append({"node": name, "inputs": inputs, "output": q.output[0]})
+        wanted.update(inputs.values())
+        wanted.add(q.output[0])
+    existing = {o.name for o in m.graph.output}
+    for w in sorted(wanted):
+        if w not in existing:
+            m.graph.output.append(helper.make_tensor_value_info(w, TensorProto.INT8, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = sorted(wanted)
+    values = dict(zip(names, sess.run(names, {"input": x})))
+    out = os.path.join(OUT, "effnet_layers")
+    os.makedirs(out, exist_ok=True)
+    files = {}
+    for k, v in values.items():
+        f = k.replace("/", "_") + ".npy"
+        np.save(os.path.join(out, f), v.astype(np.int8))
+        files[k] = f
+    manifest = {"model": "models/efficientnet_lite0_int8.onnx", "photo": "skimage-coffee",
+                "reference": "ONNX Runtime CPU, ORT_DISABLE_ALL, 1 thread", "files": files, "layers": cases}
+    with open(os.path.join(out, "layers.json"), "w") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     whole_models()
+    effnet_layers()
     print("wrote", OUT)

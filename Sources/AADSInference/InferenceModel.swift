@@ -152,30 +152,41 @@ public final class InferenceModel: @unchecked Sendable {
     /// Runs the graph from an intermediate tensor onward: only the nodes between `tensorName` and `outputs` run.
     /// `tensorName` may be any float tensor of the ONNX graph (e.g. what `inputTensorName(ofNode:)` returns).
     public func run(from tensorName: String, value: Tensor, outputs: [String]) throws -> [String: Tensor] {
+        try run(starts: [tensorName: value], outputs: outputs)
+    }
+
+    /// Runs the part of the graph between several start tensors and `outputs` (see `run(from:value:outputs:)`).
+    public func run(starts: [String: Tensor], outputs: [String]) throws -> [String: Tensor] {
         lock.lock()
         defer { lock.unlock() }
         guard !outputs.isEmpty else { throw fail(.badInput, "no outputs requested") }
+        guard !starts.isEmpty else { throw fail(.badInput, "no start tensor given") }
         var seeds: [(Int, Tensor)] = []
-        if let id = program.valueIds[tensorName] {
-            guard program.values[id].shape == value.shape else {
-                throw fail(.badInput, "'\(tensorName)' has shape \(program.values[id].shape), got \(value.shape)")
+        for (tensorName, value) in starts.sorted(by: { $0.key < $1.key }) {
+            if let id = program.valueIds[tensorName] {
+                guard program.values[id].shape == value.shape else {
+                    throw fail(.badInput, "'\(tensorName)' has shape \(program.values[id].shape), got \(value.shape)")
+                }
+                seeds.append((id, value))
+                // A dequantized tensor: int8 consumers read its quantized source.
+                if let src = program.dequantizedFrom[id] { seeds.append((src, value)) }
+            } else if let alias = program.aliases[tensorName], let id = program.valueIds[alias] {
+                guard program.values[id].shape == value.shape else {
+                    throw fail(.badInput, "'\(tensorName)' has shape \(program.values[id].shape), got \(value.shape)")
+                }
+                seeds.append((id, value))
+            } else {
+                throw fail(.unknownTensor, "the model has no tensor named '\(tensorName)'")
             }
-            seeds.append((id, value))
-            if let src = program.dequantizedFrom[id] { seeds.append((src, value)) }
-        } else if let alias = program.aliases[tensorName], let id = program.valueIds[alias] {
-            guard program.values[id].shape == value.shape else {
-                throw fail(.badInput, "'\(tensorName)' has shape \(program.values[id].shape), got \(value.shape)")
-            }
-            seeds.append((id, value))
-        } else {
-            throw fail(.unknownTensor, "the model has no tensor named '\(tensorName)'")
         }
-        let outIds = try resolveOutputs(outputs.filter { $0 != tensorName })
+        var given: [String: Tensor] = [:]
+        for o in outputs { if let v = starts[o] { given[o] = v } }
+        let remaining = outputs.filter { starts[$0] == nil }
+        if remaining.isEmpty { return given }
+        let outIds = try resolveOutputs(remaining)
         let plan = try plan(seeds: seeds.map(\.0), outputs: outIds.map(\.1))
         for (id, t) in seeds { write(t, to: id, plan: plan, rawIntegers: false, unsigned: false) }
         plan.execute(threads: options.threads, variant: variant)
-        var given: [String: Tensor] = [:]
-        if outputs.contains(tensorName) { given[tensorName] = value }
         return collect(outIds, plan: plan, given: given)
     }
 

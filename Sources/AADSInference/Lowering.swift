@@ -300,29 +300,20 @@ struct Lowering {
         return (data, c.scales)
     }
 
-    /// The bias as int32 in units of inScale × weightScale[c].
-    func int32Bias(_ name: String?, inScale: Float, weightScales: [Float]) -> [Int32]? {
-        let n = weightScales.count
-        guard let name else { return [Int32](repeating: 0, count: n) }
+    /// The real-valued bias per output channel (a DequantizeLinear'd int32 bias as ONNX Runtime dequantizes it).
+    func realBias(_ name: String?, count n: Int) -> [Double]? {
+        guard let name else { return [Double](repeating: 0, count: n) }
         var real: [Float]
         if let c = qconsts[name] {
-            guard c.count == n || c.count == 1 else { return nil }
-            if let v = c.int32, c.zeroPoints.allSatisfy({ $0 == 0 }), c.count == n,
-                (0..<n).allSatisfy({ abs(c.scales[c.perTensor ? 0 : $0] - inScale * weightScales[$0]) <= 1e-6 * c.scales[c.perTensor ? 0 : $0] })
-            {
-                return v
-            }
             real = c.dequantized()
-        } else if let c = g.constants[name], case .float(let v) = c.storage, c.count == n || c.count == 1 {
+        } else if let c = g.constants[name], case .float(let v) = c.storage {
             real = v
         } else {
             return nil
         }
         if real.count == 1 { real = [Float](repeating: real[0], count: n) }
-        return (0..<n).map { i in
-            let v = (real[i] / (inScale * weightScales[i])).rounded(.toNearestOrEven)
-            return Int32(max(-2.0e9, min(2.0e9, v.isFinite ? v : 0)))
-        }
+        guard real.count == n, real.allSatisfy({ $0.isFinite }) else { return nil }
+        return real.map { Double($0) }
     }
 
     mutating func lowerInt8(_ index: Int, _ node: Node) throws -> Bool {
@@ -343,7 +334,7 @@ struct Lowering {
         let xs = shape(node.inputs[0]), ws = shape(node.inputs[1]), ys = shape(node.outputs[0])
         let group = node.int("group", 1)
         guard let (w, wScales) = symmetricWeight(node.inputs[1], outAxis: 0, outCount: ws[0]),
-            let bias = int32Bias(node.input(2), inScale: x.q.scale, weightScales: wScales)
+            let bias = realBias(node.input(2), count: ws[0])
         else { return false }
         let win = try ShapeInference.window(node, inH: xs[2], inW: xs[3], kernel: (ws[2], ws[3]))
         let taps = win.kh * win.kw
@@ -385,7 +376,7 @@ struct Lowering {
         }
         let (k, n) = transB ? (ws[1], ws[0]) : (ws[0], ws[1])
         guard let (wRaw, wScales) = symmetricWeight(node.inputs[1], outAxis: transB ? 0 : 1, outCount: n),
-            let b32 = int32Bias(bias, inScale: x.q.scale, weightScales: wScales), k <= 65536
+            let b32 = realBias(bias, count: n), k <= 65536
         else { return false }
         var w = wRaw
         if !transB {

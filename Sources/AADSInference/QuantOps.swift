@@ -81,18 +81,18 @@ final class QConvWeights: @unchecked Sendable {
     /// ONNX-layout weights are not kept; `unpacked()` recovers them from `packed`.
     let packed: AlignedBuffer
     let packedPerGroup: Int
-    let wsum: AlignedBuffer, bias: AlignedBuffer, scale: AlignedBuffer, pad: AlignedBuffer
-    /// Per output channel: the weight scale (for adaptation) and the int32 bias.
+    let wsum: AlignedBuffer, mult: AlignedBuffer, offset: AlignedBuffer, pad: AlignedBuffer
+    /// Per output channel: the weight scale and the real-valued bias.
     let weightScales: [Float]
-    let biasValues: [Int32]
+    let bias: [Double]
     let inScale: Float, outScale: Float
 
-    var byteCount: Int { packed.byteCount + wsum.byteCount + bias.byteCount + scale.byteCount + pad.byteCount }
+    var byteCount: Int { packed.byteCount + wsum.byteCount + mult.byteCount + offset.byteCount + pad.byteCount }
 
-    /// `weights`: ONNX layout [cout][cin/groups][kh][kw].
+    /// `weights`: ONNX layout [cout][cin/groups][kh][kw]; `bias`: real values.
     init(
         weights: [Int8], groups: Int, cout: Int, cinPerGroup: Int, kh: Int, kw: Int, weightScales: [Float],
-        bias: [Int32], inScale: Float, outScale: Float, inZeroPoint: Int32
+        bias: [Double], inScale: Float, outScale: Float, inZeroPoint: Int32
     ) throws {
         let coutG = cout / groups
         (self.groups, self.coutPerGroup, self.cinPerGroup, self.kh, self.kw) = (groups, coutG, cinPerGroup, kh, kw)
@@ -110,11 +110,11 @@ final class QConvWeights: @unchecked Sendable {
             }
         }
         (self.packed, self.wsum) = (packed, wsum)
-        self.bias = try AlignedBuffer(bias)
-        self.biasValues = bias
+        self.bias = bias
         self.weightScales = weightScales
         (self.inScale, self.outScale) = (inScale, outScale)
-        scale = try AlignedBuffer(weightScales.map { inScale * $0 / outScale })
+        mult = try AlignedBuffer(requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale))
+        offset = try AlignedBuffer(bias.map { $0 / Double(outScale) })
         let padBytes = aads_qconv_pad_bytes(Int32(cinPerGroup))
         pad = try AlignedBuffer(byteCount: padBytes)
         memset(pad.raw, Int32(Int8(truncatingIfNeeded: inZeroPoint)), padBytes)
@@ -174,8 +174,8 @@ final class QConvStep: Step, @unchecked Sendable {
                     out_zp: outQ.zeroPoint, out_min: outMin, out_max: outMax,
                     weights: UnsafePointer(weights.packed.pointer(Int8.self) + g * weights.packedPerGroup),
                     wsum: UnsafePointer(weights.wsum.pointer(Int32.self) + g * cg),
-                    bias: UnsafePointer(weights.bias.pointer(Int32.self) + g * cg),
-                    scale: UnsafePointer(weights.scale.pointer(Float.self) + g * cg),
+                    mult: UnsafePointer(weights.mult.pointer(Double.self) + g * cg),
+                    offset: UnsafePointer(weights.offset.pointer(Double.self) + g * cg),
                     pad: UnsafePointer(weights.pad.pointer(Int8.self))))
         }
         params = ps
@@ -200,16 +200,21 @@ final class QConvStep: Step, @unchecked Sendable {
     }
 }
 
+/// Per output channel: inScale × weightScale / outScale in double precision.
+func requantMultipliers(inScale: Float, weightScales: [Float], outScale: Float) -> [Double] {
+    weightScales.map { Double(inScale) * Double($0) / Double(outScale) }
+}
+
 /// Prepacked depthwise weights.
 final class QDepthwiseWeights: @unchecked Sendable {
     let channels: Int, kh: Int, kw: Int, cpad: Int
-    let packed: AlignedBuffer, bias: AlignedBuffer, scale: AlignedBuffer
+    let packed: AlignedBuffer, mult: AlignedBuffer, offset: AlignedBuffer
     let weightScales: [Float]
-    let biasValues: [Int32]
+    let bias: [Double]
     let inScale: Float, outScale: Float
-    var byteCount: Int { packed.byteCount + bias.byteCount + scale.byteCount }
+    var byteCount: Int { packed.byteCount + mult.byteCount + offset.byteCount }
 
-    init(weights: [Int8], channels: Int, kh: Int, kw: Int, weightScales: [Float], bias: [Int32], inScale: Float, outScale: Float)
+    init(weights: [Int8], channels: Int, kh: Int, kw: Int, weightScales: [Float], bias: [Double], inScale: Float, outScale: Float)
         throws
     {
         (self.channels, self.kh, self.kw) = (channels, kh, kw)
@@ -220,10 +225,11 @@ final class QDepthwiseWeights: @unchecked Sendable {
             aads_dwconv_pack(base, Int32(channels), Int32(kh), Int32(kw), packed.pointer(Int16.self))
         }
         self.packed = packed
-        self.bias = try AlignedBuffer(bias + [Int32](repeating: 0, count: cpad - channels))
-        let s = weightScales.map { inScale * $0 / outScale }
-        scale = try AlignedBuffer(s + [Float](repeating: 0, count: cpad - channels))
-        (self.weightScales, self.biasValues, self.inScale, self.outScale) = (weightScales, bias, inScale, outScale)
+        let padding = [Double](repeating: 0, count: cpad - channels)
+        mult = try AlignedBuffer(
+            requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale) + padding)
+        offset = try AlignedBuffer(bias.map { $0 / Double(outScale) } + padding)
+        (self.weightScales, self.bias, self.inScale, self.outScale) = (weightScales, bias, inScale, outScale)
     }
 
     func unpacked() -> [Int8] {
@@ -256,8 +262,8 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
             kh: Int32(window.kh), kw: Int32(window.kw), stride_h: Int32(window.sh), stride_w: Int32(window.sw),
             pad_t: Int32(window.padTop), pad_l: Int32(window.padLeft), dil_h: Int32(window.dh), dil_w: Int32(window.dw),
             in_zp: inZp, out_zp: outQ.zeroPoint, out_min: outMin, out_max: outMax,
-            weights: UnsafePointer(weights.packed.pointer(Int16.self)), bias: UnsafePointer(weights.bias.pointer(Int32.self)),
-            scale: UnsafePointer(weights.scale.pointer(Float.self)))
+            weights: UnsafePointer(weights.packed.pointer(Int16.self)), mult: UnsafePointer(weights.mult.pointer(Double.self)),
+            offset: UnsafePointer(weights.offset.pointer(Double.self)))
         (inImage, outImage, outH) = (c * inH * inW, c * window.outH * window.outW, window.outH)
     }
 
@@ -354,7 +360,7 @@ enum QOperand: Sendable {
     case constant(AlignedBuffer)
 }
 
-/// int8 Add / Mul with broadcasting, as ONNX Runtime's QLinearAdd / QLinearMul compute them.
+/// int8 Add / Mul with broadcasting.
 final class QBinaryStep: Step, @unchecked Sendable {
     enum Op: Sendable { case add, mul }
     let inputs: [Int], outputs: [Int], node: String
@@ -391,26 +397,20 @@ final class QBinaryStep: Step, @unchecked Sendable {
         op: Op, _ pa: UnsafePointer<Int8>, _ pb: UnsafePointer<Int8>, _ pc: UnsafeMutablePointer<Int8>, _ qa: QParams,
         _ qb: QParams, _ qc: QParams, _ bc: Broadcast, _ outMin: Int32 = -128, _ outMax: Int32 = 127
     ) {
-        let lo = Float(outMin), hi = Float(outMax)
-        switch op {
-        case .add:
-            // v = (fixed + a·(sa/sc)) + b·(sb/sc), rounded half to even, saturated.
-            let ra = qa.scale / qc.scale, rb = qb.scale / qc.scale
-            let fixed = Float(qc.zeroPoint) - (ra * Float(qa.zeroPoint) + rb * Float(qb.zeroPoint))
-            bc.forEachRow { o, oa, ob, n, sa, sb in
-                for i in 0..<n {
-                    let v = (fixed + Float(pa[oa + i * sa]) * ra) + Float(pb[ob + i * sb]) * rb
-                    pc[o + i] = Int8(max(lo, min(hi, v.rounded(.toNearestOrEven))))
-                }
-            }
-        case .mul:
-            let s = qa.scale * qb.scale / qc.scale
-            let za = Int32(qa.zeroPoint), zb = Int32(qb.zeroPoint)
-            bc.forEachRow { o, oa, ob, n, sa, sb in
-                for i in 0..<n {
-                    let prod = (Int32(pa[oa + i * sa]) - za) * (Int32(pb[ob + i * sb]) - zb)
-                    pc[o + i] = requantize(prod, s, qc.zeroPoint, outMin, outMax)
-                }
+        // DequantizeLinear → float Add/Mul → QuantizeLinear, in the same float32 operations ONNX Runtime performs.
+        let lo = Float(outMin - qc.zeroPoint), hi = Float(outMax - qc.zeroPoint)
+        let za = qa.zeroPoint, zb = qb.zeroPoint, zc = qc.zeroPoint
+        let sa = qa.scale, sb = qb.scale, sc = qc.scale
+        let isAdd = op == .add
+        bc.forEachRow { o, oa, ob, n, stA, stB in
+            for i in 0..<n {
+                let x = Float(Int32(pa[oa + i * stA]) - za) * sa
+                let y = Float(Int32(pb[ob + i * stB]) - zb) * sb
+                var v = (isAdd ? x + y : x * y) / sc
+                v = v < lo ? lo : v
+                v = v > hi ? hi : v
+                if v.isNaN { v = 0 }
+                pc[o + i] = Int8(Int32(v.rounded(.toNearestOrEven)) + zc)
             }
         }
     }
@@ -430,7 +430,7 @@ final class QGlobalAveragePoolStep: Step {
 
     func run(_ ctx: ExecContext) {
         let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
-        let scale = qi.scale / (qo.scale * Float(hw))
+        let mult = Double(qi.scale) / (Double(hw) * Double(qo.scale))
         let bias = -qi.zeroPoint * Int32(hw)
         let c = self.c, hw = self.hw
         let acc = ctx.scratch.assumingMemoryBound(to: Int32.self)
@@ -441,7 +441,7 @@ final class QGlobalAveragePoolStep: Step {
                 let row = base + p * c
                 for i in 0..<c { acc[i] &+= Int32(row[i]) }
             }
-            for i in 0..<c { y[b * c + i] = requantize(acc[i], scale, qo.zeroPoint, -128, 127) }
+            for i in 0..<c { y[b * c + i] = requantize(acc[i], mult: mult, offset: 0, qo.zeroPoint, -128, 127) }
         }
     }
 
@@ -502,8 +502,8 @@ final class QPoolStep: Step {
                             }
                         } else {
                             let count = countIncludePad ? poolCount(oh: oh, ow: ow) : valid
-                            let s = qi.scale / (qo.scale * Float(max(1, count)))
-                            for i in 0..<c { out[i] = requantize(acc[i], s, qo.zeroPoint, -128, 127) }
+                            let m = Double(qi.scale) / (Double(max(1, count)) * Double(qo.scale))
+                            for i in 0..<c { out[i] = requantize(acc[i], mult: m, offset: 0, qo.zeroPoint, -128, 127) }
                         }
                     }
                 }

@@ -108,11 +108,12 @@ struct UncheckedSendable<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// Round half to even, the rounding of ONNX QuantizeLinear.
+/// Requantisation of an integer accumulator, in double precision: round_half_even(clamp(acc × mult + offset)) + zp,
+/// clamped to [lo, hi]. The specification of the C kernels' epilogue (`aads_requantize`).
 @inline(__always)
-func requantize(_ acc: Int32, _ scale: Float, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
-    var v = Float(acc) * scale
-    let fl = Float(lo - zp), fh = Float(hi - zp)
+func requantize(_ acc: Int32, mult: Double, offset: Double, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
+    var v = offset.addingProduct(Double(acc), mult)
+    let fl = Double(lo - zp), fh = Double(hi - zp)
     v = v < fl ? fl : v
     v = v > fh ? fh : v
     return Int8(truncatingIfNeeded: Int32(v.rounded(.toNearestOrEven)) + zp)

@@ -1,6 +1,7 @@
 #ifndef AADS_CKERNELS_INTERNAL_H
 #define AADS_CKERNELS_INTERNAL_H
 #include "CKernels.h"
+#include <math.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -16,16 +17,16 @@ static inline int32_t aads_load32(const int8_t *p) {
     return v;
 }
 
-/// Round half to even for |v| < 2^22 (the requantised values are clamped to a few hundred).
-static inline float aads_round_even(float v) {
-    const float magic = 12582912.0f; // 1.5 * 2^23
-    const float t = v + magic; // exact IEEE arithmetic: the sum rounds to an integer, half to even
+/// Round half to even for |v| < 2^51 (the requantised values are clamped to a few hundred).
+static inline double aads_round_even(double v) {
+    const double magic = 6755399441055744.0; // 1.5 * 2^52
+    const double t = v + magic;              // exact IEEE arithmetic: the sum rounds to an integer, half to even
     return t - magic;
 }
 
-static inline int8_t aads_requant(int32_t acc, float scale, int32_t zp, int32_t out_min, int32_t out_max) {
-    float v = (float)acc * scale;
-    const float lo = (float)(out_min - zp), hi = (float)(out_max - zp);
+static inline int8_t aads_requant(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max) {
+    double v = fma((double)acc, mult, offset);
+    const double lo = (double)(out_min - zp), hi = (double)(out_max - zp);
     v = v < lo ? lo : v;
     v = v > hi ? hi : v;
     return (int8_t)((int32_t)aads_round_even(v) + zp);

@@ -26,31 +26,14 @@ int aads_arm_has_dotprod(void) {
 #endif
 }
 
-static inline void store_requant_neon(int32x4_t acc, int32x4_t eff, float32x4_t scale, float32x4_t lo, float32x4_t hi,
-                                      int32_t zp, int32_t out[4]) {
-    float32x4_t v = vcvtq_f32_s32(vaddq_s32(acc, eff));
-    v = vmulq_f32(v, scale);
-    v = vmaxq_f32(v, lo);
-    v = vminq_f32(v, hi);
-    vst1q_s32(out, vaddq_s32(vcvtnq_s32_f32(v), vdupq_n_s32(zp))); // round to nearest, ties to even
-}
-
 static inline void epilogue_neon(const aads_qconv *p, int32x4_t acc[4], int32_t n0, int8_t *o) {
     const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
-    const float32x4_t lo = vdupq_n_f32((float)(p->out_min - p->out_zp));
-    const float32x4_t hi = vdupq_n_f32((float)(p->out_max - p->out_zp));
-    int32_t bias[16] = {0}, wsum[16] = {0}, res[16];
-    float scale[16] = {0};
+    int32_t sums[16];
+    for (int g = 0; g < 4; g++) vst1q_s32(sums + 4 * g, acc[g]);
     for (int32_t j = 0; j < nn; j++) {
-        bias[j] = p->bias[n0 + j];
-        wsum[j] = p->wsum[n0 + j];
-        scale[j] = p->scale[n0 + j];
+        const int32_t n = n0 + j;
+        o[n] = aads_requant(sums[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
     }
-    for (int g = 0; g < 4; g++) {
-        const int32x4_t eff = vsubq_s32(vld1q_s32(bias + 4 * g), vmulq_n_s32(vld1q_s32(wsum + 4 * g), p->in_zp));
-        store_requant_neon(acc[g], eff, vld1q_f32(scale + 4 * g), lo, hi, p->out_zp, res + 4 * g);
-    }
-    for (int32_t j = 0; j < nn; j++) o[n0 + j] = (int8_t)res[j];
 }
 
 #define MRN 4
@@ -135,8 +118,6 @@ void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
     const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
     const int16x8_t zpin = vdupq_n_s16((int16_t)p->in_zp);
-    const float32x4_t lo = vdupq_n_f32((float)(p->out_min - p->out_zp));
-    const float32x4_t hi = vdupq_n_f32((float)(p->out_max - p->out_zp));
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
     int32_t res[8];
@@ -156,7 +137,7 @@ void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32
             }
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             for (int32_t c = 0; c < C; c += 8) {
-                int32x4_t acc0 = vld1q_s32(p->bias + c), acc1 = vld1q_s32(p->bias + c + 4);
+                int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);
                 for (int t = 0; t < nt; t++) {
                     // |x - zp| <= 255 and |w| <= 128: the int16 difference is exact; products widen to int32
                     const int16x8_t x = vsubq_s16(vmovl_s8(vld1_s8(xs[t] + c)), zpin);
@@ -164,10 +145,12 @@ void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32
                     acc0 = vmlal_s16(acc0, vget_low_s16(x), vget_low_s16(w));
                     acc1 = vmlal_s16(acc1, vget_high_s16(x), vget_high_s16(w));
                 }
-                store_requant_neon(acc0, vdupq_n_s32(0), vld1q_f32(p->scale + c), lo, hi, p->out_zp, res);
-                store_requant_neon(acc1, vdupq_n_s32(0), vld1q_f32(p->scale + c + 4), lo, hi, p->out_zp, res + 4);
+                vst1q_s32(res, acc0);
+                vst1q_s32(res + 4, acc1);
                 const int32_t nn = C - c < 8 ? C - c : 8;
-                for (int32_t j = 0; j < nn; j++) o[c + j] = (int8_t)res[j];
+                for (int32_t j = 0; j < nn; j++) {
+                    o[c + j] = aads_requant(res[j], p->mult[c + j], p->offset[c + j], p->out_zp, p->out_min, p->out_max);
+                }
             }
         }
     }

@@ -50,11 +50,15 @@ void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int
             const int32_t nn = p->cout - nb * 16 < 16 ? p->cout - nb * 16 : 16;
             for (int32_t j = 0; j < nn; j++) {
                 const int32_t n = nb * 16 + j;
-                const int32_t v = acc[j] + p->bias[n] - p->in_zp * p->wsum[n];
-                o[n] = aads_requant(v, p->scale[n], p->out_zp, p->out_min, p->out_max);
+                o[n] = aads_requant(acc[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min,
+                                    p->out_max);
             }
         }
     }
+}
+
+int8_t aads_requantize(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max) {
+    return aads_requant(acc, mult, offset, zp, out_min, out_max);
 }
 
 int32_t aads_dwconv_cpad(int32_t channels) { return (channels + 15) / 16 * 16; }
@@ -76,7 +80,7 @@ void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, i
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             for (int32_t c0 = 0; c0 < C; c0 += 64) {
                 const int32_t cn = C - c0 < 64 ? C - c0 : 64;
-                for (int32_t c = 0; c < cn; c++) acc[c] = p->bias[c0 + c];
+                for (int32_t c = 0; c < cn; c++) acc[c] = 0;
                 for (int32_t ky = 0; ky < p->kh; ky++) {
                     const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
                     if (ih < 0 || ih >= p->in_h) continue;
@@ -89,7 +93,7 @@ void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, i
                     }
                 }
                 for (int32_t c = 0; c < cn; c++) {
-                    o[c0 + c] = aads_requant(acc[c], p->scale[c0 + c], p->out_zp, p->out_min, p->out_max);
+                    o[c0 + c] = aads_requant(acc[c], p->mult[c0 + c], p->offset[c0 + c], p->out_zp, p->out_min, p->out_max);
                 }
             }
         }

@@ -23,14 +23,18 @@ int aads_x86_has_avx512vnni(void) {
 
 #define MR 4
 
-AVX512_TARGET static inline void store_requant_512(__m512i acc, __m512i eff_bias, __m512 scale, __m512 lo, __m512 hi,
-                                                    __m512i zp, int8_t *dst, __mmask16 mask) {
-    __m512 v = _mm512_cvtepi32_ps(_mm512_add_epi32(acc, eff_bias));
-    v = _mm512_mul_ps(v, scale);
-    v = _mm512_max_ps(v, lo);
-    v = _mm512_min_ps(v, hi);
-    __m512i r = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp); // MXCSR rounding: nearest, ties to even
-    _mm512_mask_cvtsepi32_storeu_epi8(dst, mask, r);
+AVX512_TARGET static inline void store_requant_512(__m512i acc, const double *mult, const double *offset, __m512d lo,
+                                                    __m512d hi, __m512i zp, int8_t *dst, __mmask16 mask) {
+    const __mmask8 m0 = (__mmask8)(mask & 0xFF), m1 = (__mmask8)(mask >> 8);
+    __m512d v0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
+    __m512d v1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc, 1));
+    v0 = _mm512_fmadd_pd(v0, _mm512_maskz_loadu_pd(m0, mult), _mm512_maskz_loadu_pd(m0, offset));
+    v1 = _mm512_fmadd_pd(v1, _mm512_maskz_loadu_pd(m1, mult + 8), _mm512_maskz_loadu_pd(m1, offset + 8));
+    v0 = _mm512_min_pd(_mm512_max_pd(v0, lo), hi);
+    v1 = _mm512_min_pd(_mm512_max_pd(v1, lo), hi);
+    // MXCSR rounding: nearest, ties to even
+    __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtpd_epi32(v0)), _mm512_cvtpd_epi32(v1), 1);
+    _mm512_mask_cvtsepi32_storeu_epi8(dst, mask, _mm512_add_epi32(r, zp));
 }
 
 AVX512_TARGET static inline __attribute__((always_inline)) void
@@ -61,19 +65,19 @@ tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int
             }
         }
     }
-    const __m512 lo = _mm512_set1_ps((float)(p->out_min - p->out_zp));
-    const __m512 hi = _mm512_set1_ps((float)(p->out_max - p->out_zp));
+    const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
+    const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
     const __m512i zp = _mm512_set1_epi32(p->out_zp);
     const __m512i offs = _mm512_set1_epi32(p->in_zp + 128);
     for (int j = 0; j < NB; j++) {
         const int32_t n0 = (nb0 + j) * 16;
         const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
         const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
-        const __m512i bias = _mm512_maskz_loadu_epi32(mask, p->bias + n0);
-        const __m512i wsum = _mm512_maskz_loadu_epi32(mask, p->wsum + n0);
-        const __m512i eff = _mm512_sub_epi32(bias, _mm512_mullo_epi32(offs, wsum));
-        const __m512 scale = _mm512_maskz_loadu_ps(mask, p->scale + n0);
-        for (int r = 0; r < nrows; r++) store_requant_512(acc[r][j], eff, scale, lo, hi, zp, outrows[r] + n0, mask);
+        const __m512i comp = _mm512_mullo_epi32(offs, _mm512_maskz_loadu_epi32(mask, p->wsum + n0));
+        for (int r = 0; r < nrows; r++) {
+            store_requant_512(_mm512_sub_epi32(acc[r][j], comp), p->mult + n0, p->offset + n0, lo, hi, zp,
+                              outrows[r] + n0, mask);
+        }
     }
 }
 
@@ -137,7 +141,7 @@ AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int8_t *cons
         int8_t *o = outrows[r];
         for (int32_t j = 0; j < nn; j++) {
             const int32_t n = n0 + j;
-            o[n] = aads_requant(sums[j] + p->bias[n] - p->in_zp * p->wsum[n], p->scale[n], p->out_zp, p->out_min,
+            o[n] = aads_requant(sums[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min,
                                 p->out_max);
         }
     }
@@ -164,8 +168,8 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
 AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
     const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
     const __m512i zpin = _mm512_set1_epi32(p->in_zp);
-    const __m512 lo = _mm512_set1_ps((float)(p->out_min - p->out_zp));
-    const __m512 hi = _mm512_set1_ps((float)(p->out_max - p->out_zp));
+    const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
+    const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
     const __m512i zp = _mm512_set1_epi32(p->out_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
@@ -186,8 +190,7 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             int32_t c = 0;
             for (; c + 32 <= C; c += 32) {
-                __m512i acc0 = _mm512_loadu_si512((const void *)(p->bias + c));
-                __m512i acc1 = _mm512_loadu_si512((const void *)(p->bias + c + 16));
+                __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
                 for (int t = 0; t < nt; t++) {
                     const __m512i x0 = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xs[t] + c))), zpin);
                     const __m512i x1 = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xs[t] + c + 16))), zpin);
@@ -196,19 +199,19 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                     acc0 = _mm512_add_epi32(acc0, _mm512_mullo_epi32(x0, w0));
                     acc1 = _mm512_add_epi32(acc1, _mm512_mullo_epi32(x1, w1));
                 }
-                store_requant_512(acc0, _mm512_setzero_si512(), _mm512_loadu_ps(p->scale + c), lo, hi, zp, o + c, 0xFFFF);
-                store_requant_512(acc1, _mm512_setzero_si512(), _mm512_loadu_ps(p->scale + c + 16), lo, hi, zp, o + c + 16, 0xFFFF);
+                store_requant_512(acc0, p->mult + c, p->offset + c, lo, hi, zp, o + c, 0xFFFF);
+                store_requant_512(acc1, p->mult + c + 16, p->offset + c + 16, lo, hi, zp, o + c + 16, 0xFFFF);
             }
             for (; c < C; c += 16) {
                 const int32_t nn = C - c < 16 ? C - c : 16;
                 const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
-                __m512i acc = _mm512_loadu_si512((const void *)(p->bias + c));
+                __m512i acc = _mm512_setzero_si512();
                 for (int t = 0; t < nt; t++) {
                     const __m512i x = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, xs[t] + c)), zpin);
                     const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c)));
                     acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(x, w));
                 }
-                store_requant_512(acc, _mm512_setzero_si512(), _mm512_loadu_ps(p->scale + c), lo, hi, zp, o + c, mask);
+                store_requant_512(acc, p->mult + c, p->offset + c, lo, hi, zp, o + c, mask);
             }
         }
     }
@@ -236,7 +239,7 @@ AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t
             }
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             for (int32_t c = 0; c < C; c += 8) {
-                __m256i acc = _mm256_loadu_si256((const __m256i *)(p->bias + c));
+                __m256i acc = _mm256_setzero_si256();
                 for (int t = 0; t < nt; t++) {
                     const __m256i x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(xs[t] + c))), zpin);
                     const __m256i w = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ws[t] + c)));
@@ -244,7 +247,9 @@ AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t
                 }
                 _mm256_storeu_si256((__m256i *)sums, acc);
                 const int32_t nn = C - c < 8 ? C - c : 8;
-                for (int32_t j = 0; j < nn; j++) o[c + j] = aads_requant(sums[j], p->scale[c + j], p->out_zp, p->out_min, p->out_max);
+                for (int32_t j = 0; j < nn; j++) {
+                    o[c + j] = aads_requant(sums[j], p->mult[c + j], p->offset[c + j], p->out_zp, p->out_min, p->out_max);
+                }
             }
         }
     }

@@ -12,6 +12,9 @@
 #define AADS_KERNEL_SLACK 64
 #define AADS_MAX_TAPS 128
 
+/// The requantisation of one accumulator (the specification every variant follows).
+int8_t aads_requantize(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max);
+
 enum {
     AADS_VARIANT_PORTABLE = 0,
     AADS_VARIANT_AVX2 = 1,
@@ -28,9 +31,11 @@ int aads_variant_best(void);
 const char *aads_variant_name(int variant);
 
 /// Convolution (or matrix product, with a 1x1 kernel on a 1x1 image) of int8 NHWC activations with int8 weights,
-/// int32 accumulation and per-output-channel requantisation:
-///   acc[n] = bias[n] + sum over taps and k of (x - in_zp) * w[n][k][tap]      (padding reads count as in_zp)
-///   y[n]   = clamp(round_half_even(clamp(float(acc[n]) * scale[n], out_min - out_zp, out_max - out_zp)) + out_zp)
+/// int32 accumulation and per-output-channel requantisation in double precision (exact for practical purposes,
+/// so the result is the correctly rounded QuantizeLinear of the real-valued convolution):
+///   acc[n] = sum over taps and k of (x - in_zp) * w[n][k][tap]      (padding reads count as in_zp)
+///   v[n]   = fma(double(acc[n]), mult[n], offset[n])                 (mult = sx*sw/sy, offset = bias/sy)
+///   y[n]   = round_half_even(clamp(v[n], out_min - out_zp, out_max - out_zp)) + out_zp
 typedef struct aads_qconv {
     int32_t in_h, in_w, in_stride;    // input image; in_stride = bytes between pixels
     int32_t out_h, out_w, out_stride; // output image; out_stride = bytes between pixels
@@ -40,8 +45,8 @@ typedef struct aads_qconv {
     int32_t in_zp, out_zp, out_min, out_max;
     const int8_t *weights; // packed by aads_qconv_pack
     const int32_t *wsum;   // [cout] sum of the weights of each output channel
-    const int32_t *bias;   // [cout]
-    const float *scale;    // [cout]
+    const double *mult;    // [cout]
+    const double *offset;  // [cout]
     const int8_t *pad;     // aads_qconv_pad_bytes(cin) bytes equal to in_zp
 } aads_qconv;
 
@@ -53,14 +58,14 @@ void aads_qconv_pack(const int8_t *w, int32_t cout, int32_t cin, int32_t kh, int
 /// `in` and `out` point at the first channel of this group in pixel 0.
 void aads_qconv_run(int variant, const aads_qconv *p, const int8_t *in, int8_t *out, int32_t row_begin, int32_t row_end);
 
-/// Depthwise convolution (one input channel per output channel), int8 NHWC.
+/// Depthwise convolution (one input channel per output channel), int8 NHWC, requantised like aads_qconv.
 typedef struct aads_dwconv {
     int32_t in_h, in_w, channels, out_h, out_w;
     int32_t kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w;
     int32_t in_zp, out_zp, out_min, out_max;
     const int16_t *weights; // [kh*kw][cpad], cpad = aads_dwconv_cpad(channels), zero padded
-    const int32_t *bias;    // [cpad]
-    const float *scale;     // [cpad]
+    const double *mult;     // [cpad]
+    const double *offset;   // [cpad]
 } aads_dwconv;
 
 int32_t aads_dwconv_cpad(int32_t channels);
