@@ -1,4 +1,91 @@
 #ifndef AADS_CKERNELS_H
 #define AADS_CKERNELS_H
+// Integer dot-product kernels for the inference engine, in C because Swift cannot express the int8 dot-product
+// instructions (VPDPBUSD, VPMADDWD, SDOT, SMLAL). Every optimised variant computes exactly what the portable
+// variant computes; the Swift reference kernels in AADSInference are the specification they are tested against.
+//
+// Activations are int8 NHWC. Buffers handed to the kernels must stay readable for AADS_KERNEL_SLACK bytes past
+// their last element (dot products read whole groups of 4 channels and mask the extra ones with zero weights).
+#include <stddef.h>
 #include <stdint.h>
+
+#define AADS_KERNEL_SLACK 64
+#define AADS_MAX_TAPS 128
+
+/// The requantisation of one accumulator (the specification every variant follows).
+int8_t aads_requantize(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max);
+
+enum {
+    AADS_VARIANT_PORTABLE = 0,
+    AADS_VARIANT_AVX2 = 1,
+    AADS_VARIANT_AVX512VNNI = 2,
+    AADS_VARIANT_NEON = 3,
+    AADS_VARIANT_NEON_DOT = 4,
+    AADS_VARIANT_COUNT = 5
+};
+
+/// 1 when `variant` is compiled in and the CPU supports it.
+int aads_variant_available(int variant);
+/// The fastest available variant.
+int aads_variant_best(void);
+const char *aads_variant_name(int variant);
+
+/// Convolution (or matrix product, with a 1x1 kernel on a 1x1 image) of int8 NHWC activations with int8 weights,
+/// int32 accumulation and per-output-channel requantisation in double precision (exact for practical purposes,
+/// so the result is the correctly rounded QuantizeLinear of the real-valued convolution):
+///   acc[n] = sum over taps and k of (x - in_zp) * w[n][k][tap]      (padding reads count as in_zp)
+///   v[n]   = fma(double(acc[n]), mult[n], offset[n])                 (mult = sx*sw/sy, offset = bias/sy)
+///   y[n]   = round_half_even(clamp(v[n], out_min - out_zp, out_max - out_zp)) + out_zp
+typedef struct aads_qconv {
+    int32_t in_h, in_w, in_stride;    // input image; in_stride = bytes between pixels
+    int32_t out_h, out_w, out_stride; // output image; out_stride = bytes between pixels
+    int32_t kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w;
+    int32_t cin;  // channels per tap (of this group)
+    int32_t cout; // output channels (of this group)
+    int32_t in_zp, out_zp, out_min, out_max;
+    const int8_t *weights; // packed by aads_qconv_pack
+    const int32_t *wsum;   // [cout] sum of the weights of each output channel
+    const double *mult;    // [cout]
+    const double *offset;  // [cout]
+    const int8_t *pad;     // aads_qconv_pad_bytes(cin) bytes equal to in_zp
+} aads_qconv;
+
+size_t aads_qconv_packed_size(int32_t cout, int32_t cin, int32_t kh, int32_t kw);
+size_t aads_qconv_pad_bytes(int32_t cin);
+/// Packs ONNX-layout weights w[cout][cin][kh][kw] (one group) into blocks of 16 output channels x 4 input channels.
+void aads_qconv_pack(const int8_t *w, int32_t cout, int32_t cin, int32_t kh, int32_t kw, int8_t *packed, int32_t *wsum);
+/// Computes output pixels [row_begin, row_end) (row = oh * out_w + ow) of one image.
+/// `in` and `out` point at the first channel of this group in pixel 0.
+void aads_qconv_run(int variant, const aads_qconv *p, const int8_t *in, int8_t *out, int32_t row_begin, int32_t row_end);
+
+/// Depthwise convolution (one input channel per output channel), int8 NHWC, requantised like aads_qconv.
+typedef struct aads_dwconv {
+    int32_t in_h, in_w, channels, out_h, out_w;
+    int32_t kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w;
+    int32_t in_zp, out_zp, out_min, out_max;
+    const int16_t *weights; // [kh*kw][cpad], cpad = aads_dwconv_cpad(channels), zero padded
+    const double *mult;     // [cpad]
+    const double *offset;   // [cpad]
+} aads_dwconv;
+
+int32_t aads_dwconv_cpad(int32_t channels);
+/// Packs ONNX-layout weights w[channels][1][kh][kw].
+void aads_dwconv_pack(const int8_t *w, int32_t channels, int32_t kh, int32_t kw, int16_t *packed);
+/// Computes output rows [oh_begin, oh_end) of one image.
+void aads_dwconv_run(int variant, const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh_begin, int32_t oh_end);
+
+/// Float convolution, NCHW, one image, output channels [oc_begin, oc_end). Weights w[cout][cin/group][kh][kw].
+typedef struct aads_fconv {
+    int32_t cin, in_h, in_w, cout, out_h, out_w, group;
+    int32_t kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w;
+    const float *weights;
+    const float *bias; // may be NULL
+} aads_fconv;
+void aads_fconv_run(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+
+/// C[m][n] = alpha * sum_k A[m][k] B[k][n] + beta * bias (bias broadcast by the caller into C beforehand when beta != 0);
+/// A is M x K (or K x M when trans_a), B is K x N (or N x K when trans_b). Rows [m_begin, m_end).
+void aads_fgemm(int32_t m, int32_t n, int32_t k, const float *a, int32_t trans_a, const float *b, int32_t trans_b,
+                float alpha, float *c, int32_t accumulate, int32_t m_begin, int32_t m_end);
+
 #endif

@@ -1,1 +1,0 @@
-// AADSInference: filled in by its issue's work.

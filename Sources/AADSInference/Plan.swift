@@ -1,0 +1,86 @@
+import Foundation
+
+/// The steps needed to compute a set of values from a set of seed values, with a static memory plan: every value
+/// gets a fixed offset in one arena, and values whose lifetimes do not overlap share memory.
+final class ExecutionPlan {
+    let steps: [any Step]
+    let arena: AlignedBuffer
+    let scratch: AlignedBuffer
+    let pointers: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    let valueCount: Int
+    /// Arena bytes if every value had its own buffer (for reports).
+    let unsharedBytes: Int
+
+    static let maxArenaBytes = 1 << 30
+
+    init(program: Program, seeds: [Int], outputs: [Int]) throws {
+        let producer = program.producerIndex()
+        let available = Set(seeds)
+        var needed = Set<Int>()
+        var visited = Set<Int>()
+        var stack = outputs
+        while let v = stack.popLast() {
+            if available.contains(v) || !visited.insert(v).inserted { continue }
+            guard let s = producer[v] else {
+                throw fail(.badInput, "tensor '\(program.values[v].name)' cannot be computed from the given inputs")
+            }
+            needed.insert(s)
+            stack.append(contentsOf: program.steps[s].inputs)
+        }
+        let order = needed.sorted()
+        steps = order.map { program.steps[$0] }
+
+        // Lifetimes in step positions; seeds are defined before the first step, outputs live past the last.
+        var first: [Int: Int] = [:], last: [Int: Int] = [:]
+        for s in seeds { (first[s], last[s]) = (-1, -1) }
+        for (pos, step) in steps.enumerated() {
+            for v in step.inputs { last[v] = max(last[v] ?? pos, pos) }
+            for v in step.outputs {
+                if first[v] == nil { first[v] = pos }
+                last[v] = max(last[v] ?? pos, pos)
+            }
+        }
+        for v in outputs { last[v] = steps.count }
+        for v in first.keys where last[v] == nil { last[v] = first[v] }
+
+        // Greedy by size: place the largest values first at the lowest offset free during their lifetime.
+        struct Placed { var offset: Int, size: Int, first: Int, last: Int }
+        var placed: [Placed] = []
+        var offsets: [Int: Int] = [:]
+        var total = 0, unshared = 0
+        let ids = first.keys.sorted { (program.values[$0].reservedBytes, $1) > (program.values[$1].reservedBytes, $0) }
+        for v in ids {
+            let size = program.values[v].reservedBytes
+            unshared += size
+            let (f, l) = (first[v] ?? -1, last[v] ?? steps.count)
+            let busy = placed.filter { $0.first <= l && f <= $0.last }.sorted { $0.offset < $1.offset }
+            var offset = 0
+            for b in busy {
+                if offset + size <= b.offset { break }
+                offset = max(offset, b.offset + b.size)
+            }
+            placed.append(Placed(offset: offset, size: size, first: f, last: l))
+            offsets[v] = offset
+            total = max(total, offset + size)
+            guard total <= ExecutionPlan.maxArenaBytes else {
+                throw fail(.tooLarge, "the activations need more than \(ExecutionPlan.maxArenaBytes) bytes")
+            }
+        }
+        unsharedBytes = unshared
+        arena = try AlignedBuffer(byteCount: total)
+        scratch = try AlignedBuffer(byteCount: steps.map(\.scratchBytes).max() ?? 0)
+        valueCount = program.values.count
+        pointers = .allocate(capacity: max(1, valueCount))
+        pointers.initialize(repeating: nil, count: max(1, valueCount))
+        for (v, o) in offsets { pointers[v] = arena.raw + o }
+    }
+
+    deinit { pointers.deallocate() }
+
+    func execute(threads: Int, variant: Int32) {
+        let ctx = ExecContext(pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw)
+        for step in steps { step.run(ctx) }
+    }
+
+    func pointer(_ v: Int) -> UnsafeMutableRawPointer? { v < valueCount ? pointers[v] : nil }
+}

@@ -1,0 +1,68 @@
+#ifndef AADS_CKERNELS_INTERNAL_H
+#define AADS_CKERNELS_INTERNAL_H
+#include "CKernels.h"
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define AADS_X86 1
+#endif
+#if defined(__aarch64__)
+#define AADS_ARM64 1
+#endif
+
+static inline int32_t aads_load32(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/// Round half to even for |v| < 2^51 (the requantised values are clamped to a few hundred).
+static inline double aads_round_even(double v) {
+    const double magic = 6755399441055744.0; // 1.5 * 2^52
+    const double t = v + magic;              // exact IEEE arithmetic: the sum rounds to an integer, half to even
+    return t - magic;
+}
+
+static inline int8_t aads_requant(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max) {
+    double v = fma((double)acc, mult, offset);
+    const double lo = (double)(out_min - zp), hi = (double)(out_max - zp);
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    return (int8_t)((int32_t)aads_round_even(v) + zp);
+}
+
+/// Fills `ptrs` with the input pixel (or the padding row) that each tap of output pixel `row` reads.
+static inline void aads_row_taps(const aads_qconv *p, const int8_t *in, int32_t row, const int8_t **ptrs) {
+    const int32_t oh = row / p->out_w, ow = row - oh * p->out_w;
+    int t = 0;
+    for (int32_t ky = 0; ky < p->kh; ky++) {
+        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+        for (int32_t kx = 0; kx < p->kw; kx++) {
+            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+            if (ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w) {
+                ptrs[t++] = in + ((size_t)ih * (size_t)p->in_w + (size_t)iw) * (size_t)p->in_stride;
+            } else {
+                ptrs[t++] = p->pad;
+            }
+        }
+    }
+}
+
+void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
+void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
+#if AADS_X86
+int aads_x86_has_avx2(void);
+int aads_x86_has_avx512vnni(void);
+void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
+void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
+void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
+void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
+#endif
+#if AADS_ARM64
+int aads_arm_has_dotprod(void);
+void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
+void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
+void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
+#endif
+#endif

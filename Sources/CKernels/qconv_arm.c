@@ -1,0 +1,158 @@
+// AArch64 kernels: SDOT (Armv8.2 dot product, selected at run time) and an SMULL/SADALP fallback for plain NEON.
+// Both use the signed activations directly (no offset) and remove the zero point through the weight sums.
+#include "internal.h"
+#if AADS_ARM64
+#include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
+#if defined(__clang__)
+#define DOT_TARGET __attribute__((target("dotprod")))
+#else
+#define DOT_TARGET __attribute__((target("+dotprod")))
+#endif
+
+int aads_arm_has_dotprod(void) {
+#if defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__ARM_FEATURE_DOTPROD)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline void epilogue_neon(const aads_qconv *p, int32x4_t acc[4], int32_t n0, int8_t *o) {
+    const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
+    int32_t sums[16];
+    for (int g = 0; g < 4; g++) vst1q_s32(sums + 4 * g, acc[g]);
+    for (int32_t j = 0; j < nn; j++) {
+        const int32_t n = n0 + j;
+        o[n] = aads_requant(sums[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
+    }
+}
+
+#define MRN 4
+
+DOT_TARGET static void tile_dot(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq, int32_t nb,
+                                int8_t *const *outrows, int32_t nrows) {
+    int32x4_t acc[MRN][4];
+    for (int r = 0; r < MRN; r++)
+        for (int g = 0; g < 4; g++) acc[r][g] = vdupq_n_s32(0);
+    const int8_t *w = p->weights + (size_t)nb * taps * kq * 64;
+    for (int32_t t = 0; t < taps; t++) {
+        const int8_t *a[MRN];
+        for (int r = 0; r < MRN; r++) a[r] = rowptrs[r * taps + t];
+        for (int32_t q = 0; q < kq; q++, w += 64) {
+            const int8x16_t b0 = vld1q_s8(w), b1 = vld1q_s8(w + 16), b2 = vld1q_s8(w + 32), b3 = vld1q_s8(w + 48);
+            for (int r = 0; r < MRN; r++) {
+                const int8x16_t x = vreinterpretq_s8_s32(vdupq_n_s32(aads_load32(a[r] + 4 * q)));
+                acc[r][0] = vdotq_s32(acc[r][0], b0, x);
+                acc[r][1] = vdotq_s32(acc[r][1], b1, x);
+                acc[r][2] = vdotq_s32(acc[r][2], b2, x);
+                acc[r][3] = vdotq_s32(acc[r][3], b3, x);
+            }
+        }
+    }
+    for (int r = 0; r < nrows; r++) epilogue_neon(p, acc[r], nb * 16, outrows[r]);
+}
+
+static void tile_smlal(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq, int32_t nb,
+                       int8_t *const *outrows, int32_t nrows) {
+    // per row and group of 4 channels: [c0 k01, c0 k23, c1 k01, c1 k23] and [c2 .., c3 ..]
+    int32x4_t acc[MRN][8];
+    for (int r = 0; r < MRN; r++)
+        for (int g = 0; g < 8; g++) acc[r][g] = vdupq_n_s32(0);
+    const int8_t *w = p->weights + (size_t)nb * taps * kq * 64;
+    for (int32_t t = 0; t < taps; t++) {
+        const int8_t *a[MRN];
+        for (int r = 0; r < MRN; r++) a[r] = rowptrs[r * taps + t];
+        for (int32_t q = 0; q < kq; q++, w += 64) {
+            int8x16_t b[4];
+            for (int g = 0; g < 4; g++) b[g] = vld1q_s8(w + 16 * g);
+            for (int r = 0; r < MRN; r++) {
+                const int8x8_t x = vreinterpret_s8_s32(vdup_n_s32(aads_load32(a[r] + 4 * q)));
+                for (int g = 0; g < 4; g++) {
+                    acc[r][2 * g] = vpadalq_s16(acc[r][2 * g], vmull_s8(vget_low_s8(b[g]), x));
+                    acc[r][2 * g + 1] = vpadalq_s16(acc[r][2 * g + 1], vmull_s8(vget_high_s8(b[g]), x));
+                }
+            }
+        }
+    }
+    for (int r = 0; r < nrows; r++) {
+        int32x4_t sums[4];
+        for (int g = 0; g < 4; g++) sums[g] = vpaddq_s32(acc[r][2 * g], acc[r][2 * g + 1]);
+        epilogue_neon(p, sums, nb * 16, outrows[r]);
+    }
+}
+
+typedef void (*tile_fn)(const aads_qconv *, const int8_t *const *, int32_t, int32_t, int32_t, int8_t *const *, int32_t);
+
+static void qconv_neon_driver(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1, tile_fn tile) {
+    const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
+    const int8_t *ptrs[MRN * AADS_MAX_TAPS];
+    int8_t *outrows[MRN];
+    for (int32_t row = r0; row < r1; row += MRN) {
+        const int32_t nrows = r1 - row < MRN ? r1 - row : MRN;
+        for (int r = 0; r < MRN; r++) {
+            const int32_t rr = row + (r < nrows ? r : nrows - 1);
+            aads_row_taps(p, in, rr, ptrs + r * taps);
+            outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
+        }
+        for (int32_t nb = 0; nb < nblocks; nb++) tile(p, ptrs, taps, kq, nb, outrows, nrows);
+    }
+}
+
+void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
+    qconv_neon_driver(p, in, out, r0, r1, tile_dot);
+}
+
+void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
+    qconv_neon_driver(p, in, out, r0, r1, tile_smlal);
+}
+
+void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
+    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
+    const int16x8_t zpin = vdupq_n_s16((int16_t)p->in_zp);
+    const int8_t *xs[AADS_MAX_TAPS];
+    const int16_t *ws[AADS_MAX_TAPS];
+    int32_t res[8];
+    for (int32_t oh = oh0; oh < oh1; oh++) {
+        for (int32_t ow = 0; ow < p->out_w; ow++) {
+            int nt = 0;
+            for (int32_t ky = 0; ky < p->kh; ky++) {
+                const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+                if (ih < 0 || ih >= p->in_h) continue;
+                for (int32_t kx = 0; kx < p->kw; kx++) {
+                    const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+                    if (iw < 0 || iw >= p->in_w) continue;
+                    xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
+                    ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
+                    nt++;
+                }
+            }
+            int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
+            for (int32_t c = 0; c < C; c += 8) {
+                int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);
+                for (int t = 0; t < nt; t++) {
+                    // |x - zp| <= 255 and |w| <= 128: the int16 difference is exact; products widen to int32
+                    const int16x8_t x = vsubq_s16(vmovl_s8(vld1_s8(xs[t] + c)), zpin);
+                    const int16x8_t w = vld1q_s16(ws[t] + c);
+                    acc0 = vmlal_s16(acc0, vget_low_s16(x), vget_low_s16(w));
+                    acc1 = vmlal_s16(acc1, vget_high_s16(x), vget_high_s16(w));
+                }
+                vst1q_s32(res, acc0);
+                vst1q_s32(res + 4, acc1);
+                const int32_t nn = C - c < 8 ? C - c : 8;
+                for (int32_t j = 0; j < nn; j++) {
+                    o[c + j] = aads_requant(res[j], p->mult[c + j], p->offset[c + j], p->out_zp, p->out_min, p->out_max);
+                }
+            }
+        }
+    }
+}
+#endif

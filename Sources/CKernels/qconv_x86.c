@@ -1,0 +1,257 @@
+// x86-64 kernels: AVX2 (16-bit widening + VPMADDWD, exact for every int8 input) and AVX-512 VNNI (VPDPBUSD on
+// activations offset by +128 to unsigned, with the offset removed through the per-channel weight sums).
+#include "internal.h"
+#if AADS_X86
+#include <immintrin.h>
+
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+int aads_x86_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+int aads_x86_has_avx512vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// AVX-512 VNNI: 4 rows x up to 4 blocks of 16 output channels per tile.
+
+#define MR 4
+
+AVX512_TARGET static inline void store_requant_512(__m512i acc, const double *mult, const double *offset, __m512d lo,
+                                                    __m512d hi, __m512i zp, int8_t *dst, __mmask16 mask) {
+    const __mmask8 m0 = (__mmask8)(mask & 0xFF), m1 = (__mmask8)(mask >> 8);
+    __m512d v0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
+    __m512d v1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc, 1));
+    v0 = _mm512_fmadd_pd(v0, _mm512_maskz_loadu_pd(m0, mult), _mm512_maskz_loadu_pd(m0, offset));
+    v1 = _mm512_fmadd_pd(v1, _mm512_maskz_loadu_pd(m1, mult + 8), _mm512_maskz_loadu_pd(m1, offset + 8));
+    v0 = _mm512_min_pd(_mm512_max_pd(v0, lo), hi);
+    v1 = _mm512_min_pd(_mm512_max_pd(v1, lo), hi);
+    // MXCSR rounding: nearest, ties to even
+    __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtpd_epi32(v0)), _mm512_cvtpd_epi32(v1), 1);
+    _mm512_mask_cvtsepi32_storeu_epi8(dst, mask, _mm512_add_epi32(r, zp));
+}
+
+AVX512_TARGET static inline __attribute__((always_inline)) void
+tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int32_t taps, int32_t kq, int32_t nb0,
+         const int NB, int8_t *const *outrows, int32_t nrows) {
+    __m512i acc[MR][4];
+    for (int r = 0; r < MR; r++)
+        for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_si512();
+    const size_t block = (size_t)taps * kq * 64;
+    const int8_t *wbase = p->weights + (size_t)nb0 * block;
+    const __m512i flip = _mm512_set1_epi32((int32_t)0x80808080u);
+    for (int32_t t = 0; t < taps; t++) {
+        const int8_t *a0 = rowptrs[0 * taps + t], *a1 = rowptrs[1 * taps + t];
+        const int8_t *a2 = rowptrs[2 * taps + t], *a3 = rowptrs[3 * taps + t];
+        const int8_t *w = wbase + (size_t)t * kq * 64;
+        for (int32_t q = 0; q < kq; q++, w += 64) {
+            __m512i b[4];
+            for (int j = 0; j < NB; j++) b[j] = _mm512_loadu_si512((const void *)(w + (size_t)j * block));
+            const __m512i x0 = _mm512_xor_si512(_mm512_set1_epi32(aads_load32(a0 + 4 * q)), flip);
+            const __m512i x1 = _mm512_xor_si512(_mm512_set1_epi32(aads_load32(a1 + 4 * q)), flip);
+            const __m512i x2 = _mm512_xor_si512(_mm512_set1_epi32(aads_load32(a2 + 4 * q)), flip);
+            const __m512i x3 = _mm512_xor_si512(_mm512_set1_epi32(aads_load32(a3 + 4 * q)), flip);
+            for (int j = 0; j < NB; j++) {
+                acc[0][j] = _mm512_dpbusd_epi32(acc[0][j], x0, b[j]);
+                acc[1][j] = _mm512_dpbusd_epi32(acc[1][j], x1, b[j]);
+                acc[2][j] = _mm512_dpbusd_epi32(acc[2][j], x2, b[j]);
+                acc[3][j] = _mm512_dpbusd_epi32(acc[3][j], x3, b[j]);
+            }
+        }
+    }
+    const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
+    const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
+    const __m512i zp = _mm512_set1_epi32(p->out_zp);
+    const __m512i offs = _mm512_set1_epi32(p->in_zp + 128);
+    for (int j = 0; j < NB; j++) {
+        const int32_t n0 = (nb0 + j) * 16;
+        const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
+        const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
+        const __m512i comp = _mm512_mullo_epi32(offs, _mm512_maskz_loadu_epi32(mask, p->wsum + n0));
+        for (int r = 0; r < nrows; r++) {
+            store_requant_512(_mm512_sub_epi32(acc[r][j], comp), p->mult + n0, p->offset + n0, lo, hi, zp,
+                              outrows[r] + n0, mask);
+        }
+    }
+}
+
+AVX512_TARGET void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
+    const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
+    const int8_t *ptrs[MR * AADS_MAX_TAPS];
+    int8_t *outrows[MR];
+    for (int32_t row = r0; row < r1; row += MR) {
+        const int32_t nrows = r1 - row < MR ? r1 - row : MR;
+        for (int r = 0; r < MR; r++) {
+            const int32_t rr = row + (r < nrows ? r : nrows - 1);
+            aads_row_taps(p, in, rr, ptrs + r * taps);
+            outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
+        }
+        int32_t nb = 0;
+        for (; nb + 4 <= nblocks; nb += 4) tile_512(p, ptrs, taps, kq, nb, 4, outrows, nrows);
+        switch (nblocks - nb) {
+        case 3: tile_512(p, ptrs, taps, kq, nb, 3, outrows, nrows); break;
+        case 2: tile_512(p, ptrs, taps, kq, nb, 2, outrows, nrows); break;
+        case 1: tile_512(p, ptrs, taps, kq, nb, 1, outrows, nrows); break;
+        default: break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// AVX2: 2 rows x 16 output channels per tile. Weights and activations are widened to int16 and multiplied with
+// VPMADDWD, which cannot saturate for int8 inputs (unlike VPMADDUBSW).
+
+#define MR2 2
+
+AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq,
+                                         int32_t nb, int8_t *const *outrows, int32_t nrows) {
+    __m256i acc[MR2][4];
+    for (int r = 0; r < MR2; r++)
+        for (int g = 0; g < 4; g++) acc[r][g] = _mm256_setzero_si256();
+    const int8_t *w = p->weights + (size_t)nb * taps * kq * 64;
+    for (int32_t t = 0; t < taps; t++) {
+        const int8_t *a0 = rowptrs[t], *a1 = rowptrs[taps + t];
+        for (int32_t q = 0; q < kq; q++, w += 64) {
+            // 4 activations as int16, repeated across the register
+            const __m256i x0 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(a0 + 4 * q))));
+            const __m256i x1 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(a1 + 4 * q))));
+            for (int g = 0; g < 4; g++) {
+                // 4 output channels x 4 inputs
+                const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 * g)));
+                acc[0][g] = _mm256_add_epi32(acc[0][g], _mm256_madd_epi16(b, x0));
+                acc[1][g] = _mm256_add_epi32(acc[1][g], _mm256_madd_epi16(b, x1));
+            }
+        }
+    }
+    const int32_t n0 = nb * 16;
+    const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
+    for (int r = 0; r < nrows; r++) {
+        // acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3
+        const __m256i h01 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
+        const __m256i h23 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][2], acc[r][3]), 0xD8);
+        int32_t sums[16];
+        _mm256_storeu_si256((__m256i *)sums, h01);
+        _mm256_storeu_si256((__m256i *)(sums + 8), h23);
+        int8_t *o = outrows[r];
+        for (int32_t j = 0; j < nn; j++) {
+            const int32_t n = n0 + j;
+            o[n] = aads_requant(sums[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min,
+                                p->out_max);
+        }
+    }
+}
+
+AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
+    const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
+    const int8_t *ptrs[MR2 * AADS_MAX_TAPS];
+    int8_t *outrows[MR2];
+    for (int32_t row = r0; row < r1; row += MR2) {
+        const int32_t nrows = r1 - row < MR2 ? r1 - row : MR2;
+        for (int r = 0; r < MR2; r++) {
+            const int32_t rr = row + (r < nrows ? r : nrows - 1);
+            aads_row_taps(p, in, rr, ptrs + r * taps);
+            outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
+        }
+        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, ptrs, taps, kq, nb, outrows, nrows);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Depthwise: per output pixel, 16 (AVX-512) or 8 (AVX2) channels per vector, int32 products of (x - zp) and w.
+
+AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
+    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
+    const __m512i zpin = _mm512_set1_epi32(p->in_zp);
+    const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
+    const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
+    const __m512i zp = _mm512_set1_epi32(p->out_zp);
+    const int8_t *xs[AADS_MAX_TAPS];
+    const int16_t *ws[AADS_MAX_TAPS];
+    for (int32_t oh = oh0; oh < oh1; oh++) {
+        for (int32_t ow = 0; ow < p->out_w; ow++) {
+            int nt = 0;
+            for (int32_t ky = 0; ky < p->kh; ky++) {
+                const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+                if (ih < 0 || ih >= p->in_h) continue;
+                for (int32_t kx = 0; kx < p->kw; kx++) {
+                    const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+                    if (iw < 0 || iw >= p->in_w) continue;
+                    xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
+                    ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
+                    nt++;
+                }
+            }
+            int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
+            int32_t c = 0;
+            for (; c + 32 <= C; c += 32) {
+                __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
+                for (int t = 0; t < nt; t++) {
+                    const __m512i x0 = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xs[t] + c))), zpin);
+                    const __m512i x1 = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xs[t] + c + 16))), zpin);
+                    const __m512i w0 = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c)));
+                    const __m512i w1 = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c + 16)));
+                    acc0 = _mm512_add_epi32(acc0, _mm512_mullo_epi32(x0, w0));
+                    acc1 = _mm512_add_epi32(acc1, _mm512_mullo_epi32(x1, w1));
+                }
+                store_requant_512(acc0, p->mult + c, p->offset + c, lo, hi, zp, o + c, 0xFFFF);
+                store_requant_512(acc1, p->mult + c + 16, p->offset + c + 16, lo, hi, zp, o + c + 16, 0xFFFF);
+            }
+            for (; c < C; c += 16) {
+                const int32_t nn = C - c < 16 ? C - c : 16;
+                const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
+                __m512i acc = _mm512_setzero_si512();
+                for (int t = 0; t < nt; t++) {
+                    const __m512i x = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, xs[t] + c)), zpin);
+                    const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c)));
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(x, w));
+                }
+                store_requant_512(acc, p->mult + c, p->offset + c, lo, hi, zp, o + c, mask);
+            }
+        }
+    }
+}
+
+AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
+    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
+    const __m256i zpin = _mm256_set1_epi32(p->in_zp);
+    const int8_t *xs[AADS_MAX_TAPS];
+    const int16_t *ws[AADS_MAX_TAPS];
+    int32_t sums[8];
+    for (int32_t oh = oh0; oh < oh1; oh++) {
+        for (int32_t ow = 0; ow < p->out_w; ow++) {
+            int nt = 0;
+            for (int32_t ky = 0; ky < p->kh; ky++) {
+                const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+                if (ih < 0 || ih >= p->in_h) continue;
+                for (int32_t kx = 0; kx < p->kw; kx++) {
+                    const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+                    if (iw < 0 || iw >= p->in_w) continue;
+                    xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
+                    ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
+                    nt++;
+                }
+            }
+            int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
+            for (int32_t c = 0; c < C; c += 8) {
+                __m256i acc = _mm256_setzero_si256();
+                for (int t = 0; t < nt; t++) {
+                    const __m256i x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(xs[t] + c))), zpin);
+                    const __m256i w = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ws[t] + c)));
+                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(x, w));
+                }
+                _mm256_storeu_si256((__m256i *)sums, acc);
+                const int32_t nn = C - c < 8 ? C - c : 8;
+                for (int32_t j = 0; j < nn; j++) {
+                    o[c + j] = aads_requant(sums[j], p->mult[c + j], p->offset[c + j], p->out_zp, p->out_min, p->out_max);
+                }
+            }
+        }
+    }
+}
+#endif

@@ -1,0 +1,169 @@
+import CKernels
+import Foundation
+import Testing
+
+@testable import AADSInference
+
+/// Deterministic pseudo-random numbers (SplitMix64).
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func int(_ range: ClosedRange<Int>) -> Int {
+        range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
+    }
+    mutating func int8s(_ n: Int) -> [Int8] { (0..<n).map { _ in Int8(truncatingIfNeeded: next()) } }
+    mutating func double(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53) }
+}
+
+/// A randomized convolution configuration.
+struct ConvCase: CustomStringConvertible {
+    var n = 1, c = 1, h = 1, w = 1, m = 1, group = 1
+    var win = Window(kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1, outW: 1)
+    var input: [Int8] = [], weights: [Int8] = []
+    var inZp: Int32 = 0, outZp: Int32 = 0, outMin: Int32 = -128, outMax: Int32 = 127
+    var mult: [Double] = [], offset: [Double] = []
+
+    var description: String {
+        "n\(n) c\(c) \(h)x\(w) m\(m) g\(group) k\(win.kh)x\(win.kw) s\(win.sh),\(win.sw) d\(win.dh) pads \(win.padTop),\(win.padLeft),\(win.padBottom),\(win.padRight)"
+    }
+
+    static func random(_ r: inout SplitMix, depthwise: Bool) -> ConvCase {
+        var k = ConvCase()
+        k.n = r.int(1...2)
+        k.h = r.int(1...11)
+        k.w = r.int(1...11)
+        let kh = r.int(1...7), kw = r.int(1...7)
+        let dil = r.int(0...4) == 0 ? 2 : 1
+        let sh = r.int(1...3), sw = r.int(1...3)
+        let pt = r.int(0...(kh - 1)), pl = r.int(0...(kw - 1)), pb = r.int(0...(kh - 1)), pr = r.int(0...(kw - 1))
+        let ekh = (kh - 1) * dil + 1, ekw = (kw - 1) * dil + 1
+        // make sure at least one output exists
+        k.h = max(k.h, ekh - pt - pb)
+        k.w = max(k.w, ekw - pl - pr)
+        let outH = (k.h + pt + pb - ekh) / sh + 1, outW = (k.w + pl + pr - ekw) / sw + 1
+        k.win = Window(kh: kh, kw: kw, sh: sh, sw: sw, dh: dil, dw: dil, padTop: pt, padLeft: pl, padBottom: pb, padRight: pr, outH: outH, outW: outW)
+        if depthwise {
+            k.c = [1, 3, 8, 16, 17, 31, 32, 33, 48, 70][r.int(0...9)]
+            k.m = k.c
+            k.group = k.c
+        } else {
+            k.group = [1, 1, 1, 2, 3][r.int(0...4)]
+            k.c = k.group * [1, 2, 3, 4, 5, 7, 8, 16, 19, 33][r.int(0...9)]
+            k.m = k.group * [1, 3, 8, 15, 16, 17, 32, 40, 64, 65][r.int(0...9)]
+        }
+        k.input = r.int8s(k.n * k.c * k.h * k.w)
+        k.weights = r.int8s(k.m * (k.c / k.group) * kh * kw)
+        // Extremes: some -128 weights and inputs.
+        if !k.weights.isEmpty { k.weights[0] = -128 }
+        if !k.input.isEmpty { k.input[k.input.count - 1] = -128 }
+        k.inZp = Int32(r.int(-128...127))
+        k.outZp = Int32(r.int(-128...127))
+        if r.int(0...2) == 0 {
+            k.outMin = Int32(r.int(-128...0))
+            k.outMax = Int32(r.int(Int(k.outMin)...127))
+        }
+        let fan = Double((k.c / k.group) * kh * kw)
+        k.mult = (0..<k.m).map { _ in r.double(0.2, 3) / (fan * 64) }
+        // Some multipliers of exactly 0.5 / 0.25 to exercise ties (round half to even).
+        if k.m > 1 { k.mult[1] = 0.5 }
+        k.offset = (0..<k.m).map { _ in r.double(-40, 40).rounded() + (r.int(0...1) == 0 ? 0.5 : 0) }
+        return k
+    }
+
+    func reference() -> [Int8] {
+        ReferenceKernels.conv(
+            input: input, n: n, c: c, h: h, w: w, weights: weights, m: m, group: group, window: win, inZp: inZp,
+            mult: mult, offset: offset, outZp: outZp, outMin: outMin, outMax: outMax)
+    }
+
+    /// Runs the engine's step (prepacking included) with the given kernel variant and thread count.
+    func engine(variant: Int32, threads: Int, depthwise: Bool) throws -> [Int8] {
+        // Express mult/offset through the scales the steps take: inScale·wScale/outScale = mult, bias/outScale = offset.
+        let outScale: Float = 1
+        let wScales = mult.map { Float($0) }
+        let bias = offset
+        let inBuf = try AlignedBuffer(input)
+        let outCount = n * win.outH * win.outW * m
+        let outBuf = try AlignedBuffer(byteCount: outCount)
+        let step: any Step
+        let outQ = QParams(scale: outScale, zeroPoint: outZp)
+        if depthwise {
+            let wts = try QDepthwiseWeights(weights: weights, channels: c, kh: win.kh, kw: win.kw, weightScales: wScales, bias: bias, inScale: 1, outScale: outScale)
+            step = QDepthwiseStep(input: 0, output: 1, node: "dw", weights: wts, batch: n, inH: h, inW: w, window: win, inZp: inZp, outQ: outQ, outMin: outMin, outMax: outMax)
+        } else {
+            let wts = try QConvWeights(weights: weights, groups: group, cout: m, cinPerGroup: c / group, kh: win.kh, kw: win.kw, weightScales: wScales, bias: bias, inScale: 1, outScale: outScale, inZeroPoint: inZp)
+            step = QConvStep(input: 0, output: 1, node: "conv", weights: wts, batch: n, inShape: (c, h, w), outShape: (m, win.outH, win.outW), window: win, inZp: inZp, outQ: outQ, outMin: outMin, outMax: outMax)
+        }
+        let ptrs = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 2)
+        defer { ptrs.deallocate() }
+        ptrs[0] = inBuf.raw
+        ptrs[1] = outBuf.raw
+        let scratch = try AlignedBuffer(byteCount: 1024)
+        step.run(ExecContext(pointers: ptrs, threads: threads, variant: variant, scratch: scratch.raw))
+        return Array(UnsafeBufferPointer(start: outBuf.pointer(Int8.self), count: outCount))
+    }
+
+    /// The reference with the float multipliers the engine derives (mult rounded through Float weight scales).
+    func referenceAsEngine() -> [Int8] {
+        var k = self
+        k.mult = mult.map { Double(1) * Double(Float($0)) / Double(Float(1)) }
+        return k.reference()
+    }
+}
+
+@Suite struct KernelTests {
+    static let variants: [Int32] = (0..<Int32(AADS_VARIANT_COUNT)).filter { aads_variant_available($0) != 0 }
+
+    @Test func reportsVariants() {
+        print("[kernels] available: \(KernelTests.variants.map { String(cString: aads_variant_name($0)) }), best \(String(cString: aads_variant_name(aads_variant_best())))")
+        #expect(KernelTests.variants.contains(Int32(AADS_VARIANT_PORTABLE)))
+        #expect(KernelTests.variants.contains(aads_variant_best()))
+    }
+
+    @Test(arguments: [false, true])
+    func everyVariantEqualsReference(depthwise: Bool) throws {
+        var r = SplitMix(state: depthwise ? 7 : 3)
+        for i in 0..<60 {
+            let k = ConvCase.random(&r, depthwise: depthwise)
+            let ref = k.referenceAsEngine()
+            for v in KernelTests.variants {
+                let got = try k.engine(variant: v, threads: 1, depthwise: depthwise)
+                let bad = zip(got, ref).filter { $0 != $1 }.count
+                #expect(bad == 0, "case \(i) \(k) variant \(String(cString: aads_variant_name(v))): \(bad) of \(ref.count) differ")
+            }
+            let threaded = try k.engine(variant: aads_variant_best(), threads: 3, depthwise: depthwise)
+            #expect(threaded == ref, "case \(i) \(k) with 3 threads")
+        }
+    }
+
+    @Test func requantizeRoundsHalfToEvenAndClamps() {
+        var r = SplitMix(state: 11)
+        for _ in 0..<20000 {
+            let acc = Int32(truncatingIfNeeded: r.int(-3_000_000...3_000_000))
+            let mult = [0.5, 0.25, 1, r.double(1e-6, 1e-3), r.double(0, 2)][r.int(0...4)]
+            let offset = r.double(-300, 300).rounded() / 2
+            let zp = Int32(r.int(-128...127))
+            let lo = Int32(r.int(-128...0)), hi = Int32(r.int(0...127))
+            let c = aads_requantize(acc, mult, offset, zp, lo, hi)
+            let s = requantize(acc, mult: mult, offset: offset, zp, lo, hi)
+            #expect(c == s, "acc \(acc) mult \(mult) offset \(offset)")
+            // independent check in exact rational arithmetic for the 0.5/0.25 multipliers
+            if mult == 0.5 {
+                let twice = Int64(acc) + Int64(offset * 2)  // 2v exactly
+                var q = twice / 2
+                if twice % 2 != 0 {
+                    let lower = twice < 0 ? q - 1 : q
+                    q = lower % 2 == 0 ? lower : lower + 1
+                }
+                let expect = Int8(max(Int64(lo), min(Int64(hi), q + Int64(zp))))
+                #expect(s == expect, "acc \(acc) offset \(offset) zp \(zp)")
+            }
+        }
+    }
+}

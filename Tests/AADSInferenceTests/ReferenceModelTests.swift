@@ -1,0 +1,169 @@
+import AADSCore
+import Foundation
+import Testing
+
+@testable import AADSInference
+
+/// The models of Tests/Fixtures/models (EfficientNet-Lite0 with real weights, small MobileNet/ResNet-style nets)
+/// against ONNX Runtime's outputs listed in its index.json.
+@Suite(.serialized) struct ReferenceModelTests {
+    struct Case: Sendable {
+        var input: String
+        var outputs: [String: String]
+    }
+
+    struct ModelEntry: Sendable, CustomStringConvertible {
+        var name: String
+        var file: String
+        var int8: Bool
+        var scales: [String: Float]
+        var cases: [Case]
+        var description: String { name }
+    }
+
+    static func index() -> [String: Any] {
+        guard let data = FileManager.default.contents(atPath: Fixtures.models("index.json")),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
+        return object
+    }
+
+    static let entries: [ModelEntry] = {
+        let models = index()["models"] as? [[String: Any]] ?? []
+        return models.map { m in
+            var scales: [String: Float] = [:]
+            for o in m["outputs"] as? [[String: Any]] ?? [] {
+                if let s = o["scale"] as? Double, let n = o["name"] as? String { scales[n] = Float(s) }
+            }
+            let cases = (m["cases"] as? [[String: Any]] ?? []).map {
+                Case(input: $0["input"] as? String ?? "", outputs: $0["outputs"] as? [String: String] ?? [:])
+            }
+            return ModelEntry(
+                name: m["name"] as? String ?? "", file: m["file"] as? String ?? "", int8: (m["kind"] as? String) == "int8",
+                scales: scales, cases: cases)
+        }
+    }()
+
+    /// Models whose int8 layers amplify a one-step difference in their input to several steps in their output
+    /// (an output scale much finer than input scale × weight). The reference computes each layer in float and
+    /// rounds, so its own float rounding noise flips a few near-half values, which these layers amplify: ONNX
+    /// Runtime disagrees with itself by the same amount (ORT_ENABLE_ALL vs ORT_DISABLE_ALL on EfficientNet-Lite0
+    /// int8: up to 6 steps on `features`, ~95% within ±1). Layer by layer the engine matches the reference to ±1
+    /// step (`EfficientNetLayerTests`).
+    static let amplifying: Set<String> = ["efficientnet_lite0_int8", "resnet_style_int8"]
+
+    @Test(arguments: entries)
+    func matchesOnnxRuntime(_ entry: ModelEntry) throws {
+        let model = try InferenceModel(path: Fixtures.models(entry.file))
+        let inputName = try #require(model.inputs.first?.name)
+        let outputNames = entry.cases.first.map { Array($0.outputs.keys).sorted() } ?? []
+        for c in entry.cases {
+            let x = try Fixtures.tensor(Fixtures.models(c.input))
+            let out = try model.run([inputName: x], outputs: outputNames)
+            for (name, file) in c.outputs {
+                let ref = try Fixtures.tensor(Fixtures.models(file))
+                let got = try #require(out[name])
+                #expect(got.shape == ref.shape)
+                let classifier = name == outputNames.first { $0 != "features" && $0 != "embedding" }
+                if entry.int8, let step = entry.scales[name] {
+                    let a = Agreement(got, ref, step: step)
+                    print("[agreement] \(entry.name) \(name) \(c.input): \(a)")
+                    if ReferenceModelTests.amplifying.contains(entry.name) {
+                        // See `amplifying`: the per-layer tests hold these models to ±1 step.
+                        #expect(a.withinOneStep >= 0.85 && a.maxSteps <= 8.01, "\(entry.name) \(name) \(c.input): \(a)")
+                    } else {
+                        #expect(a.withinOneStep >= 0.99, "\(entry.name) \(name) \(c.input): \(a)")
+                    }
+                    if classifier {
+                        // Same top-1, unless the reference itself has runners-up within one step of its maximum.
+                        let best = ref.data.max() ?? 0
+                        let ties = Set(ref.data.indices.filter { ref.data[$0] >= best - step * 1.001 })
+                        #expect(ties.contains(argmax(got.data)), "\(entry.name) \(name) \(c.input): \(a)")
+                        if ties.count == 1 { #expect(a.sameTop1) }
+                    }
+                } else if entry.int8 {
+                    // Float output computed from int8 tensors (mixed graph).
+                    let d = maxAbsDiff(got, ref)
+                    print("[agreement] \(entry.name) \(name) \(c.input): max abs diff \(d)")
+                    #expect(d <= 0.02, "\(entry.name) \(name) \(c.input): \(d)")
+                    #expect(argmax(got.data) == argmax(ref.data), "\(entry.name) \(name) \(c.input)")
+                } else {
+                    let d = maxAbsDiff(got, ref)
+                    print("[agreement] \(entry.name) \(name) \(c.input): max abs diff \(d)")
+                    #expect(d <= 1e-3, "\(entry.name) \(name) \(c.input): \(d)")
+                    if classifier { #expect(argmax(got.data) == argmax(ref.data)) }
+                }
+            }
+        }
+    }
+}
+
+/// Each selected layer of the int8 EfficientNet-Lite0, fed with ONNX Runtime's int8 input of that layer, must give
+/// ONNX Runtime's int8 output (tools/gen-inference-fixtures.py, Tests/Fixtures/inference/effnet_layers).
+@Suite struct EfficientNetLayerTests {
+    static let dir = Fixtures.inference("effnet_layers")
+
+    static func manifest() -> [String: Any] {
+        guard let data = FileManager.default.contents(atPath: dir + "/layers.json"),
+            let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
+        return o
+    }
+
+    static let layers: [String] = (manifest()["layers"] as? [[String: Any]] ?? []).compactMap { $0["node"] as? String }
+
+    static let model = Result { try InferenceModel(path: Fixtures.models("efficientnet_lite0_int8.onnx")) }
+
+    func int8Tensor(_ model: InferenceModel, _ qName: String) throws -> Tensor {
+        let files = EfficientNetLayerTests.manifest()["files"] as? [String: String] ?? [:]
+        let file = try #require(files[qName])
+        let raw = try NPY.read(EfficientNetLayerTests.dir + "/" + file)
+        let id = try #require(model.program.valueIds[qName])
+        let q = try #require(model.program.values[id].quant)
+        let ints = try raw.int8s()
+        return Tensor(shape: raw.shape, data: ints.map { dequantize($0, q) })
+    }
+
+    @Test(arguments: layers)
+    func layerMatchesOnnxRuntime(_ node: String) throws {
+        let model = try EfficientNetLayerTests.model.get()
+        let entries = EfficientNetLayerTests.manifest()["layers"] as? [[String: Any]] ?? []
+        let entry = try #require(entries.first { $0["node"] as? String == node })
+        let inputs = try #require(entry["inputs"] as? [String: String])
+        let output = try #require(entry["output"] as? String)
+        var starts: [String: Tensor] = [:]
+        for (dqName, qName) in inputs { starts[dqName] = try int8Tensor(model, qName) }
+        let got = try #require(try model.run(starts: starts, outputs: [output])[output])
+        let ref = try int8Tensor(model, output)
+        let q = try #require(model.program.values[model.program.valueIds[output] ?? 0].quant)
+        let a = Agreement(got, ref, step: q.scale)
+        let exact = zip(got.data, ref.data).filter { abs($0 - $1) < q.scale * 0.01 }.count
+        print("[layer] \(node): exact \(Double(exact) / Double(got.count)) \(a)")
+        #expect(a.maxSteps <= 1.001, "\(node): \(a)")
+        #expect(Double(exact) >= 0.999 * Double(got.count), "\(node): \(exact) of \(got.count) identical")
+    }
+
+    /// Running from an intermediate tensor reproduces ONNX Runtime's outputs (fixtures of Tests/Fixtures/models).
+    @Test func runFromIntermediateMatchesOnnxRuntime() throws {
+        let model = try EfficientNetLayerTests.model.get()
+        let index = ReferenceModelTests.index()
+        let inter = try #require(index["intermediates"] as? [String: Any])
+        let cases = try #require(inter["cases"] as? [[String: Any]])
+        let entry = try #require(ReferenceModelTests.entries.first { $0.name == "efficientnet_lite0_int8" })
+        for c in cases {
+            let input = try #require(c["input"] as? String)
+            let tensors = try #require(c["tensors"] as? [String: String])
+            let refCase = try #require(entry.cases.first { $0.input == input })
+            for (name, file) in tensors {
+                let x = try Fixtures.tensor(Fixtures.models(file))
+                let out = try model.run(from: name, value: x, outputs: ["features", "logits"])
+                for o in ["features", "logits"] {
+                    let ref = try Fixtures.tensor(Fixtures.models(try #require(refCase.outputs[o])))
+                    let a = Agreement(try #require(out[o]), ref, step: try #require(entry.scales[o]))
+                    print("[from] \(name) \(o) \(input): \(a)")
+                    #expect(a.withinOneStep >= 0.99 && a.maxSteps <= 2.01, "\(name) \(o) \(input): \(a)")
+                }
+            }
+        }
+    }
+}
