@@ -78,7 +78,7 @@ public struct HealthError: CodedError {
 }
 
 /// What the gate decided, with the reasons.
-public struct GateVerdict: Sendable, Equatable {
+public struct HealthVerdict: Sendable, Equatable {
     public enum Action: String, Sendable { case pass, warn, rollback }
 
     public struct Finding: Sendable, Equatable {
@@ -101,8 +101,8 @@ extension HealthPolicy {
     /// Applies the decision matrix to a candidate's measured metrics against a reference (the previous
     /// good slot's measurement on this device, or the manifest's `baseline_metrics`). Reference keys that
     /// are missing are not compared; absolute bounds (AUROC, error rate) always apply.
-    public func evaluate(candidate: HealthMetrics, reference: [String: Double], crashFrequency: Double = 0) -> GateVerdict {
-        var findings: [GateVerdict.Finding] = []
+    public func evaluate(candidate: HealthMetrics, reference: [String: Double], crashFrequency: Double = 0) -> HealthVerdict {
+        var findings: [HealthVerdict.Finding] = []
         func drop(_ key: String, _ value: Double, _ label: String) {
             guard let base = reference[key] else { return }
             if base - value > accuracyDropMax + 1e-12 {
@@ -138,7 +138,7 @@ extension HealthPolicy {
             findings.append(.init(check: "crash_frequency", action: .rollback,
                 detail: "crash frequency \(percent(crashFrequency)) is above \(percent(crashFrequencyMax))"))
         }
-        return GateVerdict(findings: findings)
+        return HealthVerdict(findings: findings)
     }
 }
 
