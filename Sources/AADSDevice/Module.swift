@@ -1,1 +1,0 @@
-// AADSDevice: filled in by its issue's work.

@@ -1,0 +1,599 @@
+import AADSCore
+import Foundation
+import GRDB
+
+/// Errors of the results journal.
+public struct JournalError: CodedError {
+    public let code: String
+    public let message: String
+
+    public init(code: String = "journal_error", _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    static func wrap(_ error: any Error, _ what: String) -> JournalError {
+        if let journal = error as? JournalError { return journal }
+        if let db = error as? DatabaseError {
+            let code = db.resultCode == .SQLITE_FULL ? "disk_full" : "journal_error"
+            return JournalError(code: code, "\(what): \(db.message ?? db.description)")
+        }
+        return JournalError("\(what): \(error)")
+    }
+}
+
+/// One stored diagnosis.
+public struct JournalRow: Sendable, Equatable {
+    public var id: Int64
+    public var imageSHA256: String
+    public var slot: String
+    public var record: DiagnosisRecord
+    public var createdAt: Date
+    public var synced: Bool
+    /// Resident memory of the service when the row was written, bytes.
+    public var rssBytes: Int64?
+
+    /// The JSON object of `results export --format jsonl`.
+    public var jsonObject: [String: Any] {
+        var o: [String: Any] = [
+            "id": id, "file": record.file, "image_sha256": imageSHA256, "decision": record.decision.rawValue,
+            "model_version": record.modelVersion, "slot": slot, "created_at": ISO8601.string(createdAt),
+            "synced": synced,
+            "top3": record.top3.map { ["label": $0.label, "confidence": $0.confidence] as [String: Any] },
+            "latency_ms": [
+                "decode": record.latencyMs.decode, "backbone": record.latencyMs.backbone,
+                "adapter": record.latencyMs.adapter, "total": record.latencyMs.total,
+            ],
+        ]
+        o["crop"] = record.crop ?? NSNull()
+        o["crop_confidence"] = record.cropConfidence ?? NSNull()
+        o["disease"] = record.disease ?? NSNull()
+        o["confidence"] = record.confidence ?? NSNull()
+        o["mahalanobis"] = record.mahalanobis ?? NSNull()
+        o["threshold"] = record.threshold ?? NSNull()
+        o["rss_bytes"] = rssBytes ?? NSNull()
+        if let error = record.error { o["error"] = ["code": error.code, "message": error.message] }
+        return o
+    }
+}
+
+/// What an insert did: a new row, or the row already present for the same image and model version.
+public enum InsertOutcome: Sendable, Equatable {
+    case inserted(id: Int64)
+    case duplicate(id: Int64)
+
+    public var id: Int64 {
+        switch self {
+        case .inserted(let id), .duplicate(let id): id
+        }
+    }
+}
+
+/// A health check of a slot (the accuracy side of the alerts and the version comparison of the report).
+public struct HealthCheckRecord: Sendable, Equatable {
+    public var slot: String
+    public var modelVersion: String
+    public var passed: Bool
+    public var cropRoutingAccuracy: Double?
+    public var adapterAccuracy: Double?
+    public var oodAUROC: Double?
+    public var oodFPR: Double?
+    public var latencyMs: Double?
+    public var memoryMB: Double?
+    public var detail: String
+    public var createdAt: Date
+
+    public init(
+        slot: String, modelVersion: String, passed: Bool, cropRoutingAccuracy: Double? = nil,
+        adapterAccuracy: Double? = nil, oodAUROC: Double? = nil, oodFPR: Double? = nil, latencyMs: Double? = nil,
+        memoryMB: Double? = nil, detail: String = "", createdAt: Date = Date()
+    ) {
+        self.slot = slot
+        self.modelVersion = modelVersion
+        self.passed = passed
+        self.cropRoutingAccuracy = cropRoutingAccuracy
+        self.adapterAccuracy = adapterAccuracy
+        self.oodAUROC = oodAUROC
+        self.oodFPR = oodFPR
+        self.latencyMs = latencyMs
+        self.memoryMB = memoryMB
+        self.detail = detail
+        self.createdAt = createdAt
+    }
+
+    /// The accuracy the alert rule watches: adapter accuracy, else routing accuracy.
+    public var accuracy: Double? { adapterAccuracy ?? cropRoutingAccuracy }
+}
+
+/// A raised or cleared alert.
+public struct AlertRecord: Sendable, Equatable {
+    public var rule: String
+    public var severity: AlertSeverity
+    /// `raised` or `cleared`.
+    public var state: String
+    public var message: String
+    public var value: Double
+    public var threshold: Double
+    public var modelVersion: String
+    public var createdAt: Date
+
+    public init(
+        rule: String, severity: AlertSeverity, state: String, message: String, value: Double, threshold: Double,
+        modelVersion: String, createdAt: Date
+    ) {
+        self.rule = rule
+        self.severity = severity
+        self.state = state
+        self.message = message
+        self.value = value
+        self.threshold = threshold
+        self.modelVersion = modelVersion
+        self.createdAt = createdAt
+    }
+}
+
+/// A slot life-cycle event seen by the service (start in trial, commit, rollback, ...).
+public struct SlotEventRecord: Sendable, Equatable {
+    public var event: String
+    public var slot: String
+    public var modelVersion: String
+    public var detail: String
+    public var createdAt: Date
+
+    public init(event: String, slot: String, modelVersion: String, detail: String = "", createdAt: Date = Date()) {
+        self.event = event
+        self.slot = slot
+        self.modelVersion = modelVersion
+        self.detail = detail
+        self.createdAt = createdAt
+    }
+}
+
+/// The durable results journal: SQLite through GRDB in WAL mode with `synchronous=FULL`.
+///
+/// Durability: in WAL mode a commit appends to the WAL file; with `synchronous=FULL` SQLite fsyncs the WAL
+/// before the commit returns, so a committed row survives both a SIGKILL and a power cut. (`NORMAL` would
+/// survive a SIGKILL — the WAL is in the page cache — but could lose the last commits on power loss; one fsync
+/// per image is cheap next to a diagnosis.) A row is unique on (image sha256, model version): re-processing
+/// an image after a crash finds the existing row instead of adding a second.
+public final class ResultsJournal: Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    /// Opens (creating when `create`) the journal and applies migrations.
+    public init(path: String, create: Bool = true) throws {
+        self.path = path
+        if !create && !FileManager.default.fileExists(atPath: path) {
+            throw JournalError(code: "journal_not_found", "no results journal at \(path)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if create && !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            // The pool has one long-lived writer connection. GRDB switches it to synchronous=NORMAL when it
+            // enables WAL; FULL is set afterwards so every commit fsyncs the WAL.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw JournalError.wrap(error, "cannot open \(path)")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-results") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE results (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        file TEXT NOT NULL,
+                        image_sha256 TEXT NOT NULL,
+                        decision TEXT NOT NULL,
+                        crop TEXT,
+                        crop_confidence REAL,
+                        disease TEXT,
+                        confidence REAL,
+                        top3 TEXT NOT NULL DEFAULT '[]',
+                        mahalanobis REAL,
+                        threshold REAL,
+                        model_version TEXT NOT NULL,
+                        slot TEXT NOT NULL,
+                        latency_decode_ms REAL NOT NULL DEFAULT 0,
+                        latency_backbone_ms REAL NOT NULL DEFAULT 0,
+                        latency_adapter_ms REAL NOT NULL DEFAULT 0,
+                        latency_total_ms REAL NOT NULL DEFAULT 0,
+                        error_code TEXT,
+                        error_message TEXT,
+                        rss_bytes INTEGER,
+                        created_at TEXT NOT NULL,
+                        synced INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE (image_sha256, model_version)
+                    );
+                    CREATE INDEX results_created_at ON results(created_at);
+                    CREATE INDEX results_unsynced ON results(synced, id);
+                    CREATE TABLE ab_samples (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        image_sha256 TEXT NOT NULL,
+                        baseline_version TEXT NOT NULL,
+                        candidate_version TEXT NOT NULL,
+                        baseline_decision TEXT NOT NULL,
+                        candidate_decision TEXT NOT NULL,
+                        baseline_label TEXT NOT NULL,
+                        candidate_label TEXT NOT NULL,
+                        baseline_latency_ms REAL NOT NULL,
+                        candidate_latency_ms REAL NOT NULL,
+                        created_at TEXT NOT NULL,
+                        UNIQUE (image_sha256, baseline_version, candidate_version)
+                    );
+                    CREATE TABLE health_checks (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        slot TEXT NOT NULL,
+                        model_version TEXT NOT NULL,
+                        passed INTEGER NOT NULL,
+                        crop_routing_accuracy REAL,
+                        adapter_accuracy REAL,
+                        ood_auroc REAL,
+                        ood_fpr REAL,
+                        latency_ms REAL,
+                        memory_mb REAL,
+                        detail TEXT NOT NULL DEFAULT '',
+                        created_at TEXT NOT NULL
+                    );
+                    CREATE TABLE alerts (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        rule TEXT NOT NULL,
+                        severity TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        message TEXT NOT NULL,
+                        value REAL NOT NULL,
+                        threshold REAL NOT NULL,
+                        model_version TEXT NOT NULL,
+                        created_at TEXT NOT NULL
+                    );
+                    CREATE TABLE slot_events (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        event TEXT NOT NULL,
+                        slot TEXT NOT NULL,
+                        model_version TEXT NOT NULL,
+                        detail TEXT NOT NULL DEFAULT '',
+                        created_at TEXT NOT NULL
+                    );
+                    """)
+        }
+        return migrator
+    }
+
+    /// The durability settings actually in force on a write connection: (`journal_mode`, `synchronous`),
+    /// where synchronous 2 = FULL.
+    public func durabilitySettings() throws -> (journalMode: String, synchronous: Int) {
+        try write("cannot read pragmas") { db in
+            let mode = try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? ""
+            let sync = try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1
+            return (mode, sync)
+        }
+    }
+
+    // MARK: Results
+
+    /// Stores a diagnosis; an existing row for the same image sha256 and model version is kept and reported.
+    @discardableResult
+    public func insert(
+        _ record: DiagnosisRecord, imageSHA256: String, slot: String, createdAt: Date = Date(), rssBytes: Int64? = nil
+    ) throws -> InsertOutcome {
+        let top3JSON = Self.top3JSON(record.top3)
+        do {
+            return try pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO results (file, image_sha256, decision, crop, crop_confidence, disease, confidence,
+                            top3, mahalanobis, threshold, model_version, slot, latency_decode_ms, latency_backbone_ms,
+                            latency_adapter_ms, latency_total_ms, error_code, error_message, rss_bytes, created_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT (image_sha256, model_version) DO NOTHING
+                        """,
+                    arguments: [
+                        record.file, imageSHA256, record.decision.rawValue, record.crop, record.cropConfidence,
+                        record.disease, record.confidence, top3JSON, record.mahalanobis, record.threshold,
+                        record.modelVersion, slot, record.latencyMs.decode, record.latencyMs.backbone,
+                        record.latencyMs.adapter, record.latencyMs.total, record.error?.code, record.error?.message,
+                        rssBytes, ISO8601.string(createdAt),
+                    ])
+                if db.changesCount == 1 { return .inserted(id: db.lastInsertedRowID) }
+                let id = try Int64.fetchOne(
+                    db, sql: "SELECT id FROM results WHERE image_sha256 = ? AND model_version = ?",
+                    arguments: [imageSHA256, record.modelVersion])
+                return .duplicate(id: id ?? 0)
+            }
+        } catch {
+            throw JournalError.wrap(error, "cannot store result for \(record.file)")
+        }
+    }
+
+    /// The id and decision of the row for an image and model version, if one was committed.
+    public func existingRow(imageSHA256: String, modelVersion: String) throws -> (id: Int64, decision: DecisionKind)? {
+        try read("cannot query journal") { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT id, decision FROM results WHERE image_sha256 = ? AND model_version = ?",
+                    arguments: [imageSHA256, modelVersion])
+            else { return nil }
+            return (row["id"], DecisionKind(rawValue: row["decision"]) ?? .error)
+        }
+    }
+
+    /// Rows in id order, optionally only those created at or after `since`, after `afterID`, or unsynced.
+    public func rows(since: Date? = nil, afterID: Int64 = 0, unsyncedOnly: Bool = false, limit: Int? = nil) throws
+        -> [JournalRow]
+    {
+        var sql = "SELECT * FROM results WHERE id > ?"
+        var arguments: StatementArguments = [afterID]
+        if let since {
+            sql += " AND created_at >= ?"
+            arguments += [ISO8601.string(since)]
+        }
+        if unsyncedOnly { sql += " AND synced = 0" }
+        sql += " ORDER BY id"
+        if let limit { sql += " LIMIT \(max(0, limit))" }
+        return try read("cannot read results") { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.journalRow)
+        }
+    }
+
+    /// The number of result rows.
+    public func count() throws -> Int {
+        try read("cannot count results") { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM results") ?? 0 }
+    }
+
+    /// Marks every row with id ≤ `untilID` as synced; returns how many changed.
+    @discardableResult
+    public func markSynced(untilID: Int64) throws -> Int {
+        try write("cannot mark synced") { db in
+            try db.execute(sql: "UPDATE results SET synced = 1 WHERE id <= ? AND synced = 0", arguments: [untilID])
+            return db.changesCount
+        }
+    }
+
+    /// Marks the given rows as synced; returns how many changed.
+    @discardableResult
+    public func markSynced(ids: [Int64]) throws -> Int {
+        guard !ids.isEmpty else { return 0 }
+        return try write("cannot mark synced") { db in
+            var changed = 0
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ Array(ids[$0..<min($0 + 500, ids.count)]) }) {
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                try db.execute(
+                    sql: "UPDATE results SET synced = 1 WHERE synced = 0 AND id IN (\(marks))",
+                    arguments: StatementArguments(chunk))
+                changed += db.changesCount
+            }
+            return changed
+        }
+    }
+
+    /// Retention: deletes rows older than `maxDays` and all but the newest `maxRows` (0 disables a limit).
+    /// Returns the number of rows deleted and how many of them were not yet synced.
+    @discardableResult
+    public func prune(maxRows: Int, maxDays: Int, now: Date = Date()) throws -> (deleted: Int, unsynced: Int) {
+        try write("cannot prune journal") { db in
+            var condition: [String] = []
+            var arguments: StatementArguments = []
+            if maxDays > 0 {
+                condition.append("created_at < ?")
+                arguments += [ISO8601.string(now.addingTimeInterval(-Double(maxDays) * 86_400))]
+            }
+            if maxRows > 0 {
+                condition.append("id <= (SELECT id FROM results ORDER BY id DESC LIMIT 1 OFFSET ?)")
+                arguments += [maxRows]
+            }
+            guard !condition.isEmpty else { return (0, 0) }
+            let predicate = condition.joined(separator: " OR ")
+            let unsynced =
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM results WHERE synced = 0 AND (\(predicate))", arguments: arguments)
+                ?? 0
+            try db.execute(sql: "DELETE FROM results WHERE \(predicate)", arguments: arguments)
+            return (db.changesCount, unsynced)
+        }
+    }
+
+    // MARK: A/B samples
+
+    /// Stores one shadow comparison; a repeat of the same image and versions is ignored.
+    public func insert(_ sample: ABSample) throws {
+        try write("cannot store A/B sample") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO ab_samples (image_sha256, baseline_version, candidate_version, baseline_decision,
+                        candidate_decision, baseline_label, candidate_label, baseline_latency_ms, candidate_latency_ms,
+                        created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (image_sha256, baseline_version, candidate_version) DO NOTHING
+                    """,
+                arguments: [
+                    sample.imageSHA256, sample.baselineVersion, sample.candidateVersion,
+                    sample.baselineDecision.rawValue, sample.candidateDecision.rawValue, sample.baselineLabel,
+                    sample.candidateLabel, sample.baselineLatencyMs, sample.candidateLatencyMs,
+                    ISO8601.string(sample.createdAt),
+                ])
+        }
+    }
+
+    /// A/B samples, optionally for one candidate version, in insertion order.
+    public func abSamples(candidateVersion: String? = nil) throws -> [ABSample] {
+        try read("cannot read A/B samples") { db in
+            let rows: [Row]
+            if let candidateVersion {
+                rows = try Row.fetchAll(
+                    db, sql: "SELECT * FROM ab_samples WHERE candidate_version = ? ORDER BY id", arguments: [candidateVersion])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM ab_samples ORDER BY id")
+            }
+            return rows.map { row in
+                ABSample(
+                    imageSHA256: row["image_sha256"], baselineVersion: row["baseline_version"],
+                    candidateVersion: row["candidate_version"],
+                    baselineDecision: DecisionKind(rawValue: row["baseline_decision"]) ?? .error,
+                    candidateDecision: DecisionKind(rawValue: row["candidate_decision"]) ?? .error,
+                    baselineLabel: row["baseline_label"], candidateLabel: row["candidate_label"],
+                    baselineLatencyMs: row["baseline_latency_ms"], candidateLatencyMs: row["candidate_latency_ms"],
+                    createdAt: Self.date(row["created_at"]))
+            }
+        }
+    }
+
+    // MARK: Health checks, alerts, slot events
+
+    public func insert(_ check: HealthCheckRecord) throws {
+        try write("cannot store health check") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO health_checks (slot, model_version, passed, crop_routing_accuracy, adapter_accuracy,
+                        ood_auroc, ood_fpr, latency_ms, memory_mb, detail, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    check.slot, check.modelVersion, check.passed, check.cropRoutingAccuracy, check.adapterAccuracy,
+                    check.oodAUROC, check.oodFPR, check.latencyMs, check.memoryMB, check.detail,
+                    ISO8601.string(check.createdAt),
+                ])
+        }
+    }
+
+    public func healthChecks() throws -> [HealthCheckRecord] {
+        try read("cannot read health checks") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM health_checks ORDER BY id").map { row in
+                HealthCheckRecord(
+                    slot: row["slot"], modelVersion: row["model_version"], passed: row["passed"],
+                    cropRoutingAccuracy: row["crop_routing_accuracy"], adapterAccuracy: row["adapter_accuracy"],
+                    oodAUROC: row["ood_auroc"], oodFPR: row["ood_fpr"], latencyMs: row["latency_ms"],
+                    memoryMB: row["memory_mb"], detail: row["detail"], createdAt: Self.date(row["created_at"]))
+            }
+        }
+    }
+
+    public func insert(_ alert: AlertRecord) throws {
+        try write("cannot store alert") { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO alerts (rule, severity, state, message, value, threshold, model_version, created_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    alert.rule, alert.severity.rawValue, alert.state, alert.message, alert.value, alert.threshold,
+                    alert.modelVersion, ISO8601.string(alert.createdAt),
+                ])
+        }
+    }
+
+    public func alerts() throws -> [AlertRecord] {
+        try read("cannot read alerts") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM alerts ORDER BY id").map { row in
+                AlertRecord(
+                    rule: row["rule"], severity: AlertSeverity(rawValue: row["severity"]) ?? .warning,
+                    state: row["state"], message: row["message"], value: row["value"], threshold: row["threshold"],
+                    modelVersion: row["model_version"], createdAt: Self.date(row["created_at"]))
+            }
+        }
+    }
+
+    public func insert(_ event: SlotEventRecord) throws {
+        try write("cannot store slot event") { db in
+            try db.execute(
+                sql: "INSERT INTO slot_events (event, slot, model_version, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [event.event, event.slot, event.modelVersion, event.detail, ISO8601.string(event.createdAt)])
+        }
+    }
+
+    public func slotEvents() throws -> [SlotEventRecord] {
+        try read("cannot read slot events") { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM slot_events ORDER BY id").map { row in
+                SlotEventRecord(
+                    event: row["event"], slot: row["slot"], modelVersion: row["model_version"], detail: row["detail"],
+                    createdAt: Self.date(row["created_at"]))
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    func read<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try pool.read(body) } catch { throw JournalError.wrap(error, what) }
+    }
+
+    private func write<T>(_ what: String, _ body: (Database) throws -> T) throws -> T {
+        do { return try pool.write(body) } catch { throw JournalError.wrap(error, what) }
+    }
+
+    static func date(_ text: String?) -> Date {
+        text.flatMap(ISO8601.parse) ?? Date(timeIntervalSince1970: 0)
+    }
+
+    static func top3JSON(_ top3: [DiagnosisRecord.Alternative]) -> String {
+        guard let data = try? JSONEncoder().encode(top3) else { return "[]" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func journalRow(_ row: Row) -> JournalRow {
+        let top3Text: String = row["top3"] ?? "[]"
+        let top3 = (try? JSONDecoder().decode([DiagnosisRecord.Alternative].self, from: Data(top3Text.utf8))) ?? []
+        let errorCode: String? = row["error_code"]
+        let errorMessage: String? = row["error_message"]
+        let record = DiagnosisRecord(
+            file: row["file"], decision: DecisionKind(rawValue: row["decision"]) ?? .error, crop: row["crop"],
+            cropConfidence: row["crop_confidence"], disease: row["disease"], confidence: row["confidence"], top3: top3,
+            mahalanobis: row["mahalanobis"], threshold: row["threshold"], modelVersion: row["model_version"],
+            latencyMs: DiagnosisRecord.Latency(
+                decode: row["latency_decode_ms"], backbone: row["latency_backbone_ms"],
+                adapter: row["latency_adapter_ms"], total: row["latency_total_ms"]),
+            error: errorCode.map { DiagnosisRecord.Failure(code: $0, message: errorMessage ?? "") })
+        return JournalRow(
+            id: row["id"], imageSHA256: row["image_sha256"], slot: row["slot"], record: record,
+            createdAt: date(row["created_at"]), synced: row["synced"], rssBytes: row["rss_bytes"])
+    }
+}
+
+/// `results export` formats.
+public enum ResultsExport {
+    public enum Format: String, Sendable, CaseIterable {
+        case jsonl, csv
+    }
+
+    public static let csvColumns = [
+        "id", "created_at", "file", "image_sha256", "decision", "crop", "crop_confidence", "disease", "confidence",
+        "top3", "mahalanobis", "threshold", "model_version", "slot", "latency_decode_ms", "latency_backbone_ms",
+        "latency_adapter_ms", "latency_total_ms", "error_code", "error_message", "rss_bytes", "synced",
+    ]
+
+    /// Writes rows in the format, one line each (CSV with a header), to `emit`.
+    public static func write(_ rows: [JournalRow], format: Format, header: Bool = true, emit: (String) -> Void) {
+        switch format {
+        case .jsonl:
+            for row in rows { emit(JSONLine.encode(row.jsonObject)) }
+        case .csv:
+            if header { emit(csvColumns.joined(separator: ",")) }
+            for row in rows { emit(csvLine(row)) }
+        }
+    }
+
+    /// One CSV line (RFC 4180 quoting).
+    public static func csvLine(_ row: JournalRow) -> String {
+        let r = row.record
+        func num(_ v: Double?) -> String { v.map { String($0) } ?? "" }
+        let fields: [String] = [
+            String(row.id), ISO8601.string(row.createdAt), r.file, row.imageSHA256, r.decision.rawValue, r.crop ?? "",
+            num(r.cropConfidence), r.disease ?? "", num(r.confidence), ResultsJournal.top3JSON(r.top3), num(r.mahalanobis),
+            num(r.threshold), r.modelVersion, row.slot, String(r.latencyMs.decode), String(r.latencyMs.backbone),
+            String(r.latencyMs.adapter), String(r.latencyMs.total), r.error?.code ?? "", r.error?.message ?? "",
+            row.rssBytes.map(String.init) ?? "", row.synced ? "1" : "0",
+        ]
+        return fields.map(csvQuote).joined(separator: ",")
+    }
+
+    static func csvQuote(_ field: String) -> String {
+        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
+        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

@@ -1,0 +1,263 @@
+import AADSCore
+import Crypto
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Spool failures.
+public struct SpoolError: CodedError {
+    public let code: String
+    public let message: String
+
+    public init(code: String = "spool_error", _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// The spool directory: cameras drop `*.jpg` in it by rename; each image ends in `done/`, `failed/` or
+/// (when the backlog overflows) `dropped/`. `.incoming/` holds captures still being written.
+public struct Spool: Sendable {
+    public let directory: String
+    public var done: String { directory + "/done" }
+    public var failed: String { directory + "/failed" }
+    public var dropped: String { directory + "/dropped" }
+    public var incoming: String { directory + "/.incoming" }
+
+    /// Creates the spool and its sub-directories when missing.
+    public init(directory: String) throws {
+        self.directory = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
+        for d in [self.directory, done, failed, dropped, incoming] {
+            do {
+                try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            } catch {
+                throw SpoolError("cannot create spool directory \(d): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    /// True for names the service processes: visible `*.jpg` / `*.jpeg` files.
+    public static func isImageName(_ name: String) -> Bool {
+        guard !name.hasPrefix(".") else { return false }
+        let lower = name.lowercased()
+        return lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
+    }
+
+    /// Waiting images, oldest first (modification time, then name).
+    public func pending() throws -> [String] {
+        guard let dir = opendir(directory) else {
+            throw SpoolError("cannot read spool \(directory): \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(dir) }
+        var entries: [(name: String, mtime: timespec)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard Self.isImageName(name) else { continue }
+            var st = stat()
+            guard stat(directory + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            entries.append((name, st.st_mtim))
+        }
+        entries.sort { a, b in
+            if a.mtime.tv_sec != b.mtime.tv_sec { return a.mtime.tv_sec < b.mtime.tv_sec }
+            if a.mtime.tv_nsec != b.mtime.tv_nsec { return a.mtime.tv_nsec < b.mtime.tv_nsec }
+            return a.name < b.name
+        }
+        return entries.map(\.name)
+    }
+
+    public func path(of name: String) -> String { directory + "/" + name }
+
+    /// Moves a spool file into `destination` (done/failed/dropped) durably; never overwrites an older file
+    /// of the same name. Returns the new path, nil if the file had already gone.
+    @discardableResult
+    public func move(_ name: String, to destination: String) throws -> String? {
+        let source = path(of: name)
+        var target = destination + "/" + name
+        var counter = 1
+        while access(target, F_OK) == 0 {
+            let base = (name as NSString).deletingPathExtension
+            let ext = (name as NSString).pathExtension
+            target = destination + "/\(base)-\(counter).\(ext)"
+            counter += 1
+        }
+        guard rename(source, target) == 0 else {
+            if errno == ENOENT { return nil }
+            throw SpoolError("cannot move \(source) to \(destination): \(String(cString: strerror(errno)))")
+        }
+        try AtomicFile.syncDirectory(destination)
+        try AtomicFile.syncDirectory(directory)
+        return target
+    }
+
+    /// The lowercase hex sha256 of a file's bytes.
+    public static func sha256(path: String) throws -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw SpoolError(code: errno == ENOENT ? "file_vanished" : "unreadable_image", "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError(code: "unreadable_image", "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Wakes the service when something lands in the spool: inotify (`IN_MOVED_TO | IN_CLOSE_WRITE`) when
+/// available, plain timeouts (polling) otherwise. `wake()` interrupts a wait from another thread.
+public final class SpoolWatcher: @unchecked Sendable {
+    private var inotifyFD: Int32 = -1
+    private var pipeFDs: [Int32] = [-1, -1]
+    /// True when inotify is in use; false means the caller is polling.
+    public let usesInotify: Bool
+
+    public init(directory: String, useInotify: Bool = true) {
+        var fds: [Int32] = [-1, -1]
+        if pipe(&fds) == 0 {
+            for fd in fds {
+                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            }
+            pipeFDs = fds
+        }
+        var watching = false
+        if useInotify {
+            let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+            if fd >= 0 {
+                let mask = UInt32(IN_MOVED_TO) | UInt32(IN_CLOSE_WRITE)
+                if inotify_add_watch(fd, directory, mask) >= 0 {
+                    inotifyFD = fd
+                    watching = true
+                } else {
+                    close(fd)
+                }
+            }
+        }
+        usesInotify = watching
+    }
+
+    deinit {
+        if inotifyFD >= 0 { close(inotifyFD) }
+        for fd in pipeFDs where fd >= 0 { close(fd) }
+    }
+
+    /// Waits up to `timeoutMs` for a spool event or a `wake()`. Returns true when woken by either,
+    /// false on timeout. Pending events are drained (the caller rescans the directory anyway).
+    @discardableResult
+    public func wait(timeoutMs: Int) -> Bool {
+        var fds: [pollfd] = []
+        if inotifyFD >= 0 { fds.append(pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)) }
+        if pipeFDs[0] >= 0 { fds.append(pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)) }
+        guard !fds.isEmpty else {
+            usleep(UInt32(max(0, timeoutMs)) * 1000)
+            return false
+        }
+        let ready = poll(&fds, nfds_t(fds.count), Int32(max(0, timeoutMs)))
+        guard ready > 0 else { return false }
+        drain()
+        return true
+    }
+
+    /// Interrupts `wait` (safe from any thread or a signal handler queue).
+    public func wake() {
+        guard pipeFDs[1] >= 0 else { return }
+        var byte: UInt8 = 1
+        _ = write(pipeFDs[1], &byte, 1)
+    }
+
+    private func drain() {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for fd in [inotifyFD, pipeFDs[0]] where fd >= 0 {
+            while buffer.withUnsafeMutableBytes({ read(fd, $0.baseAddress, $0.count) }) > 0 {}
+        }
+    }
+}
+
+/// Runs the capture command on a trigger: the camera writes into `.incoming/`, and a finished capture is
+/// renamed into the spool so the service never sees half a file.
+public struct CaptureRunner: Sendable {
+    public let template: String
+    public let spool: Spool
+    public let timeoutSeconds: Double
+
+    public init(template: String, spool: Spool, timeoutSeconds: Double) {
+        self.template = template
+        self.spool = spool
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    /// `capture-20240501T120000.123Z.jpg`-style names, sortable, from the capture time.
+    public static func fileName(for date: Date) -> String {
+        let stamp = ISO8601.string(date).replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "")
+        return "capture-\(stamp).jpg"
+    }
+
+    /// The argument vector: the template split on spaces with `{path}` substituted (no shell involved).
+    public static func arguments(template: String, path: String) -> [String] {
+        template.split(separator: " ", omittingEmptySubsequences: true).map {
+            $0.replacingOccurrences(of: "{path}", with: path)
+        }
+    }
+
+    /// Runs one capture; returns the spool path of the new image.
+    @discardableResult
+    public func capture(at date: Date = Date()) throws -> String {
+        var name = Self.fileName(for: date)
+        var counter = 1
+        while access(spool.path(of: name), F_OK) == 0 || access(spool.incoming + "/" + name, F_OK) == 0 {
+            name = (Self.fileName(for: date) as NSString).deletingPathExtension + "-\(counter).jpg"
+            counter += 1
+        }
+        let temp = spool.incoming + "/" + name
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = Self.arguments(template: template, path: temp)
+        process.standardInput = FileHandle.nullDevice
+        let done = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in done.signal() }
+        do {
+            try process.run()
+        } catch {
+            throw SpoolError(code: "capture_failed", "cannot run capture command: \(error.localizedDescription)")
+        }
+        if done.wait(timeout: .now() + timeoutSeconds) == .timedOut {
+            process.terminate()
+            if done.wait(timeout: .now() + 2) == .timedOut { kill(process.processIdentifier, SIGKILL) }
+            unlink(temp)
+            throw SpoolError(code: "capture_timeout", "capture command did not finish in \(timeoutSeconds) s")
+        }
+        guard process.terminationStatus == 0, process.terminationReason == .exit else {
+            unlink(temp)
+            throw SpoolError(code: "capture_failed", "capture command exited with status \(process.terminationStatus)")
+        }
+        var st = stat()
+        guard stat(temp, &st) == 0, st.st_size > 0 else {
+            unlink(temp)
+            throw SpoolError(code: "capture_failed", "capture command wrote no image to \(temp)")
+        }
+        // Make the bytes durable before they become visible to the service.
+        let fd = open(temp, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+        let final = spool.path(of: name)
+        guard rename(temp, final) == 0 else {
+            throw SpoolError(code: "capture_failed", "cannot move capture into the spool: \(String(cString: strerror(errno)))")
+        }
+        try AtomicFile.syncDirectory(spool.directory)
+        return final
+    }
+}

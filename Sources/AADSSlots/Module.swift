@@ -1,1 +1,0 @@
-// AADSSlots: filled in by its issue's work.

@@ -1,0 +1,31 @@
+import AADSCore
+import AADSDevice
+import ArgumentParser
+import Foundation
+
+struct ABCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ab", abstract: "On-device A/B comparison of model versions.", subcommands: [Report.self])
+
+    struct Report: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Agreement, latency (Welch's t-test) and OOD rate (two-proportion z-test) per candidate.")
+        @OptionGroup var location: JournalOption
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let (config, journal) = try location.open()
+                let comparisons = try ABReport.comparisons(journal: journal)
+                if output.json {
+                    for c in comparisons { print(JSONLine.encode(c.jsonObject(alpha: config.ab.alpha, minSamples: config.ab.minSamples))) }
+                } else {
+                    print(ABReport.text(comparisons, alpha: config.ab.alpha, minSamples: config.ab.minSamples))
+                }
+            } catch {
+                report(error, json: output.json)
+                throw Exit.couldNotRun
+            }
+        }
+    }
+}

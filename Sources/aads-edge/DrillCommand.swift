@@ -1,0 +1,41 @@
+import AADSCore
+import AADSSlots
+import ArgumentParser
+import Foundation
+
+/// `aads-edge drill`: rollback drills in a temporary root.
+struct DrillCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drill",
+        abstract: "Run a rollback drill in a temporary root and print pass/fail and the rollback time.",
+        discussion: "Exit status: 0 passed, 1 failed, 2 could not run (e.g. failing-health needs a model health gate)."
+    )
+
+    @Option(name: .long, help: "crash-loop | corrupt-slot | failing-health | power-cut")
+    var scenario: String
+    @OptionGroup var output: OutputOptions
+
+    func run() async throws {
+        guard let which = DrillScenario(rawValue: scenario) else {
+            throw fail(SlotError(.badArgument, "unknown scenario \(scenario)"), json: output.json)
+        }
+        let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let report: DrillReport
+        do {
+            report = try await SlotDrill(executable: executable).run(which)
+        } catch {
+            throw fail(error, json: output.json)
+        }
+        if output.json {
+            print(JSONLine.encode(report.jsonObject))
+        } else {
+            for line in report.checks { print(line) }
+            let verdict = report.skipped ? "SKIPPED" : report.passed ? "PASS" : "FAIL"
+            print(
+                "\(which.rawValue): \(verdict)"
+                    + (report.rollbackMs.map { ", rollback \(JSONLine.rounded($0)) ms" } ?? ""))
+        }
+        if report.skipped { throw Exit.couldNotRun }
+        if !report.passed { throw Exit.failure }
+    }
+}

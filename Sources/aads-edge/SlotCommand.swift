@@ -1,0 +1,289 @@
+import AADSCore
+import AADSSlots
+import ArgumentParser
+import Foundation
+
+/// `aads-edge slot`: the A/B model slots.
+struct SlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slot",
+        abstract: "Install, activate, commit and roll back model bundles in the A/B slots.",
+        discussion: """
+            Trusted keys for `install` (when --trusted is not given): $AADS_TRUSTED_KEYS, then \
+            /etc/aads-edge/keys, then firmware-config/keys next to the installed executable \
+            (<prefix>/firmware-config/keys for <prefix>/bin/aads-edge), then ./firmware-config/keys.
+            The first bundle installed into an empty store becomes the good, active slot (factory install).
+            """,
+        subcommands: [
+            Install.self, Activate.self, Start.self, MarkHealthy.self, Probation.self, Commit.self, Rollback.self,
+            Status.self,
+        ]
+    )
+
+    struct RootOptions: ParsableArguments {
+        @Option(name: .long, help: "Slot store root.") var root = SlotStore.defaultRoot
+        var store: SlotStore { SlotStore(root: root) }
+    }
+
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Verify a bundle and install it into the inactive slot.")
+
+        @Argument(help: "Bundle file (ustar) or directory.") var bundle: String
+        @OptionGroup var root: RootOptions
+        @Option(name: .long, help: "Trusted keys directory.") var trusted: String?
+        @Flag(name: .long, help: "Accept a model_version below the committed floor.") var allowDowngrade = false
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let verifier = try BundleVerifier(trustedDirectory: trusted ?? TrustedKeys.defaultDirectory())
+                let result = try root.store.install(bundle: bundle, verifier: verifier, allowDowngrade: allowDowngrade)
+                if output.json {
+                    print(
+                        JSONLine.encode([
+                            "slot": result.slot.rawValue, "version": result.version, "signer": result.signer,
+                            "factory": result.factory, "state": result.factory ? "good" : "installed",
+                            "duration_ms": JSONLine.rounded(result.durationMs),
+                        ]))
+                } else {
+                    print(
+                        "installed \(result.version) into slot \(result.slot)"
+                            + (result.factory ? " (factory install: good and active)" : ""))
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Activate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the installed slot the trial slot with N runtime start attempts.")
+
+        @OptionGroup var root: RootOptions
+        @Option(name: .long, help: "Runtime starts allowed before a commit.") var attempts = 3
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let state = try root.store.activate(attempts: attempts)
+                let slot = state.active?.rawValue ?? "?"
+                if output.json {
+                    print(
+                        JSONLine.encode([
+                            "active": slot, "state": "trial", "attempts": attempts,
+                            "fallback": orNull(state.fallback?.rawValue),
+                        ]))
+                } else {
+                    print("slot \(slot) is on trial with \(attempts) attempts")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a runtime start (before loading the model) and print the slot to load.",
+            discussion: "In trial, spends one attempt first; with none left, rolls back (crash loop).")
+
+        @OptionGroup var root: RootOptions
+        @Flag(name: .long, help: "Re-hash every file of the slot instead of checking sizes.") var deep = false
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let decision = try root.store.beginRuntimeStart(verify: deep ? .deep : .quick)
+                var object: [String: Any] = [
+                    "slot": orNull(decision.slot?.rawValue), "bundle": orNull(decision.bundlePath),
+                    "version": orNull(decision.version), "trial": decision.trial,
+                    "attempts_left": orNull(decision.attemptsLeft),
+                ]
+                if let r = decision.rollback {
+                    object["rollback"] = rollbackObject(r)
+                }
+                if output.json {
+                    print(JSONLine.encode(object))
+                } else if let slot = decision.slot {
+                    if let r = decision.rollback { print("rolled back \(r.from) → \(r.to): \(r.reason)") }
+                    print(
+                        "load slot \(slot) (\(decision.version ?? "?"))"
+                            + (decision.trial ? ", trial, \(decision.attemptsLeft ?? 0) attempts left" : ""))
+                } else {
+                    print("no model installed")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct MarkHealthy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "mark-healthy",
+            abstract: "Record that the trial slot passed an external health check: probation begins.")
+
+        @OptionGroup var root: RootOptions
+        @Option(name: .long, help: "Measured metrics to store on the slot, as a JSON object.") var metrics: String?
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            do {
+                var measured: SlotMetrics = [:]
+                if let metrics {
+                    guard let value = try? JSONDecoder().decode(OpaqueJSON.self, from: Data(metrics.utf8)),
+                        case .object(let object) = value
+                    else { throw SlotError(.badArgument, "--metrics is not a JSON object") }
+                    measured = object
+                }
+                let verdict = GateVerdict(passed: true, metrics: measured)
+                _ = try await root.store.runHealthGate(ClosureHealthGate { _ in verdict })
+                let slot = try root.store.loadState().trial?.slot.rawValue ?? "?"
+                if output.json {
+                    print(JSONLine.encode(["slot": slot, "probation": true]))
+                } else {
+                    print("slot \(slot) passed its health check; probation begins")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Probation: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Count one diagnosis of the trial slot during probation; commits or rolls back at the bounds.")
+
+        @OptionGroup var root: RootOptions
+        @Flag(name: .long, help: "The diagnosis succeeded.") var ok = false
+        @Flag(name: .long, help: "The diagnosis failed.") var error = false
+        @Option(name: .long, help: "Successful diagnoses that commit.") var successes = 50
+        @Option(name: .long, help: "Minutes within bounds that commit.") var minutes = 30.0
+        @Option(name: .long, help: "Error rate that rolls back.") var maxErrorRate = 0.005
+        @Option(name: .long, help: "Diagnoses needed before the error rate counts.") var minSamples = 20
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                guard !(ok && error) else { throw SlotError(.badArgument, "give --ok or --error, not both") }
+                let policy = ProbationPolicy(
+                    successes: successes, minutes: minutes, maxErrorRate: maxErrorRate, minSamples: minSamples)
+                let outcome = try root.store.recordProbation(success: ok ? true : error ? false : nil, policy: policy)
+                var object: [String: Any]
+                switch outcome {
+                case .continuing(let t):
+                    object = ["outcome": "continuing", "successes": t.probationSuccesses, "errors": t.probationErrors]
+                case .committed(let c):
+                    object = ["outcome": "committed", "slot": c.slot.rawValue, "floor": orNull(c.floor)]
+                case .rolledBack(let r):
+                    object = ["outcome": "rolled_back", "rollback": rollbackObject(r)]
+                }
+                print(output.json ? JSONLine.encode(object) : "probation: \(object["outcome"] ?? "")")
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Commit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Commit the trial slot: it becomes good and the version floor rises.")
+
+        @OptionGroup var root: RootOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let result = try root.store.commit()
+                if output.json {
+                    print(
+                        JSONLine.encode([
+                            "slot": result.slot.rawValue, "version": orNull(result.version), "floor": orNull(result.floor),
+                        ]))
+                } else {
+                    print("committed slot \(result.slot) (\(result.version ?? "?")); floor \(result.floor ?? "-")")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Rollback: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Mark the active slot bad and make the fallback slot active again.")
+
+        @OptionGroup var root: RootOptions
+        @Option(name: .long, help: "Why (journaled).") var reason = "manual"
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let result = try root.store.rollback(reason: reason)
+                if output.json {
+                    print(JSONLine.encode(rollbackObject(result)))
+                } else {
+                    print(
+                        "rolled back \(result.from) (\(result.fromVersion ?? "?")) → \(result.to) (\(result.toVersion ?? "?")) "
+                            + "in \(JSONLine.rounded(result.durationMs)) ms")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the slots, the floor and the last events.")
+
+        @OptionGroup var root: RootOptions
+        @Option(name: .long, help: "How many journal events to show.") var events = 10
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let status = try root.store.status(lastEvents: events)
+                if output.json {
+                    print(JSONLine.encode(status.jsonObject))
+                    return
+                }
+                let s = status.state
+                print(
+                    "active: \(s.active?.rawValue ?? "-")  fallback: \(s.fallback?.rawValue ?? "-")  "
+                        + "floor: \(s.floor ?? "-")  generation: \(s.generation)")
+                for slot in SlotID.allCases {
+                    let r = s[slot]
+                    var line = "slot \(slot.rawValue): \(r.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
+                    line += " \(r.version ?? "-")"
+                    if let at = r.installedAt { line += "  installed \(at)" }
+                    if let trial = s.trial, trial.slot == slot {
+                        line += "  attempts left \(trial.attemptsLeft)/\(trial.attempts)"
+                        if trial.healthPassedAt != nil {
+                            line += "  probation \(trial.probationSuccesses) ok / \(trial.probationErrors) errors"
+                        }
+                    }
+                    if !r.metrics.isEmpty { line += "  metrics \(JSONLine.encode(r.metrics.mapValues(\.anyValue)))" }
+                    print(line)
+                }
+                if status.staleState { print("warning: the journal is newer than state.json (stale copy?)") }
+                for v in status.violations { print("warning: \(v)") }
+                if !status.events.isEmpty { print("events:") }
+                for e in status.events { print("  " + JSONLine.encode(e)) }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+}
+
+func rollbackObject(_ r: RollbackResult) -> [String: Any] {
+    [
+        "from": r.from.rawValue, "to": r.to.rawValue, "from_version": orNull(r.fromVersion),
+        "to_version": orNull(r.toVersion), "reason": r.reason, "duration_ms": JSONLine.rounded(r.durationMs),
+    ]
+}
+
+/// A JSON value or null.
+func orNull(_ value: Any?) -> Any { value ?? NSNull() }

@@ -1,0 +1,247 @@
+import Foundation
+import Testing
+
+@testable import AADSDevice
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs a service on a background thread; `finish()` stops it and returns the summary.
+final class ServiceRunner: @unchecked Sendable {
+    let service: FieldService
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<RunSummary, any Error> = .failure(SpoolError("not finished"))
+
+    init(_ service: FieldService) {
+        self.service = service
+        let thread = Thread { [self] in
+            result = Result { try service.run() }
+            done.signal()
+        }
+        thread.start()
+    }
+
+    /// Waits for the run to end (it ends by itself with exitWhenIdle, or after `stop`).
+    func wait(stop: Bool = true, timeout: Double = 60) throws -> RunSummary {
+        if stop { service.requestStop(reason: "test") }
+        guard done.wait(timeout: .now() + timeout) == .success else { throw SpoolError("service did not stop") }
+        return try result.get()
+    }
+}
+
+/// Polls `condition` (for work happening on another thread) up to `seconds`.
+func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(10_000)
+    }
+    return try condition()
+}
+
+@Suite struct FieldServiceTests {
+    func makeService(
+        _ dir: TempDir, config: DeviceConfig? = nil, lifecycle: (any SlotLifecycle)? = nil, gpio: (any GPIOBackend)? = nil,
+        exitWhenIdle: Bool = false
+    ) throws -> FieldService {
+        let config = config ?? testConfig(dir)
+        return try FieldService(
+            config: config, lifecycle: lifecycle ?? StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
+            journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
+            gpio: gpio, notifier: SystemdNotifier(environment: [:]), exitWhenIdle: exitWhenIdle)
+    }
+
+    @Test func thousandImagesAsFastAsTheyComeNoneLostNoneDuplicated() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let service = try makeService(dir)
+        let runner = ServiceRunner(service)
+        let spool = service.spool.directory
+        for i in 0..<1000 {
+            try dropImage(into: spool, name: String(format: "img-%04d.jpg", i), content: i % 97 == 0 ? "CORRUPT \(i)" : "image \(i)")
+        }
+        #expect(try eventually { try service.journal.count() == 1000 && service.spool.pending().isEmpty })
+        let summary = try runner.wait()
+        #expect(summary.processed == 1000)
+        #expect(summary.duplicates == 0)
+        #expect(summary.dropped == 0)
+        let rows = try service.journal.rows()
+        #expect(rows.count == 1000)
+        #expect(Set(rows.map(\.imageSHA256)).count == 1000)
+        #expect(Set(rows.map(\.record.file)).count == 1000)
+        let failed = listFiles(service.spool.failed)
+        let done = listFiles(service.spool.done)
+        #expect(failed.count == 11)  // 0, 97, …, 970
+        #expect(done.count == 989)
+        #expect(rows.filter { $0.record.decision == .error }.count == 11)
+        #expect(try service.spool.pending().isEmpty)
+        // Every moved file has its row (by content hash).
+        let shas = Set(rows.map(\.imageSHA256))
+        for name in done.prefix(50) { #expect(shas.contains(try Spool.sha256(path: service.spool.done + "/" + name))) }
+    }
+
+    @Test func crashAfterTheRowWasCommittedDoesNotDuplicate() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let diagnoser = SyntheticDiagnoser(modelVersion: "1.0.0")
+        let service = try makeService(dir, lifecycle: StaticSlotLifecycle(diagnoser: diagnoser), exitWhenIdle: true)
+        // As if the previous run committed the row and died before moving the image.
+        let path = try dropImage(into: service.spool.directory, name: "a.jpg", content: "leaf")
+        var record = try diagnoser.diagnose(path: path)
+        record.file = "a.jpg"
+        try service.journal.insert(record, imageSHA256: try Spool.sha256(path: path), slot: "bundle")
+        try dropImage(into: service.spool.directory, name: "b.jpg", content: "other leaf")
+        let before = diagnoser.callCount
+        let summary = try service.run()
+        #expect(summary.duplicates == 1)
+        #expect(summary.processed == 1)
+        #expect(diagnoser.callCount == before + 1)  // only b.jpg was diagnosed
+        #expect(try service.journal.count() == 2)
+        #expect(listFiles(service.spool.done) == ["a.jpg", "b.jpg"])
+        #expect(summary.stopReason == "idle")
+    }
+
+    @Test func backlogBeyondCapacityDropsOldestAndCountsThem() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        var config = testConfig(dir)
+        config.queue.capacity = 3
+        let service = try makeService(dir, config: config, exitWhenIdle: true)
+        for i in 0..<5 {
+            let path = try dropImage(into: service.spool.directory, name: "p\(i).jpg", content: "img \(i)")
+            var times = [timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0)]
+            utimensat(AT_FDCWD, path, &times, 0)
+        }
+        let summary = try service.run()
+        #expect(summary.dropped == 2)
+        #expect(listFiles(service.spool.dropped) == ["p0.jpg", "p1.jpg"])
+        #expect(listFiles(service.spool.done) == ["p2.jpg", "p3.jpg", "p4.jpg"])
+        let (samples, _) = parseProm(try String(contentsOfFile: config.metrics.file, encoding: .utf8))
+        #expect(samples.value("aads_images_dropped_total") == 2)
+        #expect(samples.value("aads_images_processed_total") == 3)
+    }
+
+    @Test func oodImagesTurnTheCommittedLEDAmber() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let gpio = SimulatedGPIO()
+        let lines = testConfig(dir).gpio.lines
+        let ood = SyntheticDiagnoser(modelVersion: "1.0.0", oodFraction: 0.5)  // every image ood or unknown_crop
+        let service = try makeService(dir, lifecycle: StaticSlotLifecycle(diagnoser: ood), gpio: gpio, exitWhenIdle: true)
+        try dropImage(into: service.spool.directory, name: "x.jpg", content: "x")
+        _ = try service.run()
+        let lit = gpio.history.filter { $0.value == 1 }.map(\.line)
+        #expect(lit == [lines.green, lines.amber])
+        #expect(gpio.value(of: lines.amber) == 0)  // all off after stop
+    }
+
+    @Test func rollbackLatchesRedAndSwitchesModelAndABIsRecorded() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        var config = testConfig(dir)
+        config.ab.fraction = 1
+        let gpio = SimulatedGPIO()
+        let lifecycle = ScriptedLifecycle(rollbackAfter: 5)
+        let service = try makeService(dir, config: config, lifecycle: lifecycle, gpio: gpio, exitWhenIdle: true)
+        for i in 0..<8 { try dropImage(into: service.spool.directory, name: "r\(i).jpg", content: "r \(i)") }
+        let summary = try service.run()
+        #expect(summary.processed == 8)
+        #expect(summary.abSamples == 5)
+        let rows = try service.journal.rows()
+        #expect(rows.prefix(5).allSatisfy { $0.record.modelVersion == "2.0.0" && $0.slot == "b" })
+        #expect(rows.suffix(3).allSatisfy { $0.record.modelVersion == "1.0.0" && $0.slot == "a" })
+        let samples = try service.journal.abSamples()
+        #expect(samples.count == 5)
+        #expect(samples.allSatisfy { $0.baselineVersion == "1.0.0" && $0.candidateVersion == "2.0.0" })
+        #expect(try service.journal.slotEvents().map(\.event) == ["start_trial", "rolled_back"])
+        // Amber during probation, red after the rollback, latched.
+        let lines = config.gpio.lines
+        let lit = gpio.history.filter { $0.value == 1 }.map(\.line)
+        #expect(lit.first == lines.amber)
+        #expect(lit.last == lines.red)
+        let latch = RedLatch(path: config.redLatchPath)
+        #expect(latch.reason == "rollback: probation failed (scripted)")
+        #expect(lifecycle.seenComparisons.last == 5)
+        // Acknowledged: the next run is green again.
+        try latch.acknowledge()
+        let again = try makeService(dir, config: config, lifecycle: StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0", oodFraction: 0)), gpio: SimulatedGPIO(), exitWhenIdle: true)
+        try dropImage(into: again.spool.directory, name: "z.jpg", content: "z")
+        _ = try again.run()
+        #expect(!latch.isLatched)
+    }
+
+    @Test func triggerEdgeRunsTheCaptureCommandIntoTheSpool() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        var config = testConfig(dir)
+        config.gpio.lines.trigger = 23
+        config.gpio.debounceMs = 5
+        let camera = dir.file("camera.jpg")
+        try Data("fresh leaf".utf8).write(to: URL(fileURLWithPath: camera))
+        config.capture.command = "cp \(camera) {path}"
+        let gpio = SimulatedGPIO()
+        let service = try makeService(dir, config: config, gpio: gpio)
+        let runner = ServiceRunner(service)
+        // A bouncy press.
+        let t = monotonicNanoseconds()
+        gpio.inject(.rising, line: 23, atNs: t)
+        gpio.inject(.falling, line: 23, atNs: t + 1_000_000)
+        gpio.inject(.rising, line: 23, atNs: t + 2_000_000)
+        #expect(try eventually(20) { try service.journal.count() == 1 })
+        _ = try runner.wait()
+        let rows = try service.journal.rows()
+        #expect(rows.count == 1)
+        #expect(rows.first?.record.file.hasPrefix("capture-") == true)
+        #expect(listFiles(service.spool.done).count == 1)
+    }
+
+    @Test func modelThatFailsToLoadRefusesToStartAndLatchesRed() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let config = testConfig(dir)
+        let service = try makeService(dir, config: config, lifecycle: FailingLifecycle())
+        #expect(throws: SpoolError.self) { try service.run() }
+        #expect(RedLatch(path: config.redLatchPath).isLatched)
+    }
+}
+
+final class FailingLifecycle: SlotLifecycle {
+    func start() throws -> SlotUpdate { throw SpoolError(code: "model_load_failed", "broken model") }
+    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
+    func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
+    func abPartner(serving: ServingModel) -> ABPartner? { nil }
+}
+
+/// Starts a candidate (2.0.0, slot b) in probation against 1.0.0 and rolls back after N images.
+final class ScriptedLifecycle: SlotLifecycle {
+    let candidate = SyntheticDiagnoser(modelVersion: "2.0.0", latencyOffsetMs: 5)
+    let baseline = SyntheticDiagnoser(modelVersion: "1.0.0")
+    let rollbackAfter: Int
+    var images = 0
+    var seenComparisons: [Int] = []
+
+    init(rollbackAfter: Int) { self.rollbackAfter = rollbackAfter }
+
+    func start() throws -> SlotUpdate {
+        SlotUpdate(
+            serving: ServingModel(slot: "b", phase: .probation, diagnoser: candidate),
+            events: [SlotEventRecord(event: "start_trial", slot: "b", modelVersion: "2.0.0")])
+    }
+
+    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+        guard serving.modelVersion == "2.0.0" else { return .none }
+        images += 1
+        if let ab { seenComparisons.append(ab.samples) }
+        guard images == rollbackAfter else { return .none }
+        return SlotUpdate(
+            serving: ServingModel(slot: "a", phase: .committed, diagnoser: baseline), rollbackReason: "probation failed (scripted)",
+            events: [SlotEventRecord(event: "rolled_back", slot: "b", modelVersion: "2.0.0")])
+    }
+
+    func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
+
+    func abPartner(serving: ServingModel) -> ABPartner? {
+        serving.phase == .probation ? ABPartner(diagnoser: baseline, partnerIsCandidate: false) : nil
+    }
+}

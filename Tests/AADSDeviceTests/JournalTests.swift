@@ -1,0 +1,183 @@
+import AADSCore
+import Foundation
+import Testing
+
+@testable import AADSDevice
+
+@Suite struct JournalTests {
+    static let full = DiagnosisRecord(
+        file: "IMG_1.jpg", decision: .diagnosis, crop: "tomato", cropConfidence: 0.97, disease: "early_blight",
+        confidence: 0.94, top3: [.init(label: "early_blight", confidence: 0.94), .init(label: "late_blight", confidence: 0.04)],
+        mahalanobis: 12.5, threshold: 27.25, modelVersion: "1.2.0",
+        latencyMs: .init(decode: 4.5, backbone: 20.25, adapter: 6.125, total: 31.0))
+
+    @Test func walAndFullSync() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        let settings = try journal.durabilitySettings()
+        #expect(settings.journalMode == "wal")
+        #expect(settings.synchronous == 2)
+    }
+
+    @Test func everyFieldRoundTrips() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        let when = try #require(ISO8601.parse("2025-06-01T10:00:00.250Z"))
+        let outcome = try journal.insert(Self.full, imageSHA256: "ab" + String(repeating: "0", count: 62), slot: "b", createdAt: when, rssBytes: 42_000_000)
+        #expect(outcome == .inserted(id: 1))
+        var failed = DiagnosisRecord.failure(
+            file: "bad.jpg", modelVersion: "1.2.0", error: AnyCodedError(code: "corrupt_jpeg", message: "premature end"))
+        failed.latencyMs.total = 1.5
+        try journal.insert(failed, imageSHA256: "cd" + String(repeating: "0", count: 62), slot: "b", createdAt: when)
+        let rows = try journal.rows()
+        #expect(rows.count == 2)
+        #expect(rows[0].record == Self.full)
+        #expect(rows[0].slot == "b")
+        #expect(rows[0].createdAt == when)
+        #expect(rows[0].rssBytes == 42_000_000)
+        #expect(!rows[0].synced)
+        #expect(rows[1].record == failed)
+        #expect(rows[1].record.error == .init(code: "corrupt_jpeg", message: "premature end"))
+    }
+
+    @Test func sameImageAndVersionNeverDuplicates() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        let sha = String(repeating: "e", count: 64)
+        #expect(try journal.insert(Self.full, imageSHA256: sha, slot: "a") == .inserted(id: 1))
+        var renamed = Self.full
+        renamed.file = "copy.jpg"
+        #expect(try journal.insert(renamed, imageSHA256: sha, slot: "a") == .duplicate(id: 1))
+        #expect(try journal.count() == 1)
+        #expect(try journal.existingRow(imageSHA256: sha, modelVersion: "1.2.0")?.id == 1)
+        // Another model version of the same image is a new result.
+        var other = Self.full
+        other.modelVersion = "1.3.0"
+        // Ids only increase (AUTOINCREMENT: never reused, so "synced up to id N" stays true) but may skip.
+        guard case .inserted(let id) = try journal.insert(other, imageSHA256: sha, slot: "b") else {
+            Issue.record("another model version was not inserted")
+            return
+        }
+        #expect(id > 1)
+        #expect(try journal.count() == 2)
+        #expect(try journal.existingRow(imageSHA256: sha, modelVersion: "9.9.9") == nil)
+    }
+
+    @Test func markSyncedByIdAndList() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        for i in 0..<10 { try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a") }
+        #expect(try journal.markSynced(untilID: 4) == 4)
+        #expect(try journal.markSynced(untilID: 4) == 0)
+        #expect(try journal.markSynced(ids: [4, 6, 8, 99]) == 2)
+        #expect(try journal.rows(unsyncedOnly: true).map(\.id) == [5, 7, 9, 10])
+    }
+
+    @Test func sinceFilter() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        let base = Date(timeIntervalSince1970: 1_750_000_000)
+        for i in 0..<5 {
+            try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a", createdAt: base.addingTimeInterval(Double(i) * 3600))
+        }
+        #expect(try journal.rows(since: base.addingTimeInterval(2 * 3600)).map(\.id) == [3, 4, 5])
+        #expect(ISO8601.parseSince("2h", now: base) == base.addingTimeInterval(-7200))
+        #expect(ISO8601.parseSince("7d", now: base) == base.addingTimeInterval(-7 * 86_400))
+        #expect(ISO8601.parseSince("2025-06-15") != nil)
+        #expect(ISO8601.parseSince("yesterday") == nil)
+    }
+
+    @Test func retentionByRowsAndDays() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        let now = Date(timeIntervalSince1970: 1_750_000_000)
+        for i in 0..<20 {
+            // One row per day, the oldest 19 days ago.
+            try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a", createdAt: now.addingTimeInterval(Double(i - 19) * 86_400))
+        }
+        try journal.markSynced(untilID: 3)
+        let byDays = try journal.prune(maxRows: 0, maxDays: 10, now: now)
+        // Rows older than 10 days: days −19 … −11, nine rows, three of them synced.
+        #expect(byDays.deleted == 9)
+        #expect(byDays.unsynced == 6)
+        #expect(try journal.count() == 11)
+        let byRows = try journal.prune(maxRows: 4, maxDays: 0, now: now)
+        #expect(byRows.deleted == 7)
+        #expect(try journal.rows().map(\.id) == [17, 18, 19, 20])
+        #expect(try journal.prune(maxRows: 0, maxDays: 0, now: now).deleted == 0)
+    }
+
+    @Test func exportFormats() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        var tricky = Self.full
+        tricky.file = "field, row \"7\".jpg"
+        try journal.insert(tricky, imageSHA256: String(repeating: "1", count: 64), slot: "a")
+        let rows = try journal.rows()
+        var jsonl: [String] = []
+        ResultsExport.write(rows, format: .jsonl) { jsonl.append($0) }
+        #expect(jsonl.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(jsonl[0].utf8)) as? [String: Any])
+        #expect(object["file"] as? String == tricky.file)
+        #expect(object["decision"] as? String == "diagnosis")
+        #expect(object["confidence"] as? Double == 0.94)
+        #expect((object["latency_ms"] as? [String: Any])?["backbone"] as? Double == 20.25)
+        #expect((object["top3"] as? [[String: Any]])?.count == 2)
+        #expect(object["synced"] as? Bool == false)
+
+        var csv: [String] = []
+        ResultsExport.write(rows, format: .csv) { csv.append($0) }
+        #expect(csv.count == 2)
+        #expect(csv[0] == ResultsExport.csvColumns.joined(separator: ","))
+        let fields = parseCSVLine(csv[1])
+        #expect(fields.count == ResultsExport.csvColumns.count)
+        #expect(fields[2] == tricky.file)
+        #expect(fields[9] == #"[{"label":"early_blight","confidence":0.94},{"label":"late_blight","confidence":0.04}]"#)
+    }
+
+    @Test func missingJournalIsAnErrorWhenNotCreating() {
+        #expect(throws: JournalError.self) { try ResultsJournal(path: "/nonexistent/x.sqlite", create: false) }
+    }
+}
+
+/// An RFC 4180 line parser, independent of the writer.
+func parseCSVLine(_ line: String) -> [String] {
+    var fields: [String] = []
+    var current = ""
+    var quoted = false
+    var chars = Array(line)
+    var i = 0
+    while i < chars.count {
+        let c = chars[i]
+        if quoted {
+            if c == "\"" {
+                if i + 1 < chars.count && chars[i + 1] == "\"" {
+                    current.append("\"")
+                    i += 1
+                } else {
+                    quoted = false
+                }
+            } else {
+                current.append(c)
+            }
+        } else if c == "\"" {
+            quoted = true
+        } else if c == "," {
+            fields.append(current)
+            current = ""
+        } else {
+            current.append(c)
+        }
+        i += 1
+    }
+    fields.append(current)
+    chars.removeAll()
+    return fields
+}

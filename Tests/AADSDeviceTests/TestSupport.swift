@@ -1,0 +1,74 @@
+import Foundation
+
+@testable import AADSDevice
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A fresh temporary directory, removed by `cleanup()`.
+struct TempDir {
+    let path: String
+
+    init(_ tag: String = "aads-device") {
+        let template = NSTemporaryDirectory() + "/\(tag)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        let made = bytes.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
+        path = made.map { String(cString: $0) } ?? (NSTemporaryDirectory() + "/\(tag)-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { path + "/" + name }
+
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+enum Fixtures {
+    /// Tests/Fixtures/device, found from this file.
+    static let directory: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/device").path
+    }()
+
+    /// The repository root.
+    static let packageRoot: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }()
+
+    static func json(_ name: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    }
+}
+
+/// Writes a spool image by rename, as a camera would: unique bytes per index.
+@discardableResult
+func dropImage(into spool: String, name: String, content: String) throws -> String {
+    let temp = spool + "/.tmp-" + name
+    try Data(content.utf8).write(to: URL(fileURLWithPath: temp))
+    let final = spool + "/" + name
+    guard rename(temp, final) == 0 else { throw SpoolError("rename failed") }
+    return final
+}
+
+/// A config pointing every path into `dir`, no GPIO hardware, fast polling.
+func testConfig(_ dir: TempDir) -> DeviceConfig {
+    var c = DeviceConfig.defaults
+    c.spoolDir = dir.file("spool")
+    c.journalPath = dir.file("results.sqlite")
+    c.slotRoot = dir.file("slots")
+    c.stateDir = dir.file("state")
+    c.metrics.file = dir.file("metrics.prom")
+    c.metrics.intervalSeconds = 0.2
+    c.gpio.backend = .simulated
+    c.gpio.lines.trigger = nil
+    c.queue.pollIntervalMs = 50
+    c.queue.capacity = 10_000
+    return c
+}
+
+/// Lists file names in a directory (visible files only).
+func listFiles(_ path: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+}

@@ -1,0 +1,78 @@
+import AADSSlots
+import Crypto
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Paths and helpers shared by the slot tests.
+enum Fixture {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let bundles = repo + "/Tests/Fixtures/bundles"
+    static let trusted = bundles + "/trusted"
+    /// The CLI built by `swift build --build-tests`.
+    static let executable = repo + "/.build/debug/aads-edge"
+    static var hasExecutable: Bool { FileManager.default.isExecutableFile(atPath: executable) }
+
+    static func tempDir(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-slots-\(name)-\(UUID().uuidString)").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    static func corpus() throws -> (members: [[String: Any]], bundles: [[String: Any]]) {
+        let data = try Data(contentsOf: URL(fileURLWithPath: bundles + "/corpus.json"))
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        return (
+            try #require(object["good_members"] as? [[String: Any]]), try #require(object["bundles"] as? [[String: Any]])
+        )
+    }
+}
+
+/// Independent SHA-256 hex (swift-crypto directly, not the slot layer's helpers).
+func sha256Hex(_ data: Data) -> String {
+    SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+}
+
+/// Runs a process; returns its exit status, whether it was killed by SIGKILL, and its stdout.
+@discardableResult
+func run(_ executable: String, _ args: [String], env: [String: String] = [:]) throws -> (
+    status: Int32, killed: Bool, stdout: String
+) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    for (k, v) in env { environment[k] = v }
+    process.environment = environment
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    let killed = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
+    return (process.terminationStatus, killed, String(decoding: out, as: UTF8.self))
+}
+
+/// Reads state.json with JSONSerialization only (independent of the store's Codable types).
+func rawState(_ root: String) throws -> [String: Any] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: root + "/state.json"))
+    return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+}
+
+/// Every file of a directory tree with its bytes, relative paths.
+func treeContents(_ dir: String) -> [String: Data] {
+    var out: [String: Data] = [:]
+    guard let walker = FileManager.default.enumerator(atPath: dir) else { return out }
+    while let name = walker.nextObject() as? String {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir), !isDir.boolValue {
+            out[name] = FileManager.default.contents(atPath: dir + "/" + name)
+        }
+    }
+    return out
+}
