@@ -115,7 +115,7 @@ public final class DiagnosisPipeline {
             let file = try SafeTensorsFile(path: Self.file(bundleDirectory, lora.file))
             let deltas = try LoRAMerge.deltas(file: file, targets: lora.targets, rank: lora.rank, alpha: lora.alpha)
             let adapted = try backbone.adapted(weightDeltas: deltas)
-            extra = adapted.adaptedBytes
+            extra = adapted.extraWeightBytes
             model = adapted
         }
         let loaded = LoadedAdapter(
