@@ -1,0 +1,205 @@
+import AADSCore
+import AADSDiagnosis
+import AADSHealth
+import AADSSlots
+import Foundation
+import Logging
+
+/// The real diagnosis pipeline behind the service's `Diagnoser` protocol.
+public final class PipelineDiagnoser: Diagnoser {
+    public let pipeline: DiagnosisPipeline
+
+    public init(bundleDirectory: String, options: PipelineOptions = PipelineOptions()) throws {
+        pipeline = try DiagnosisPipeline(bundleDirectory: bundleDirectory, options: options)
+    }
+
+    public var modelVersion: String { pipeline.manifest.modelVersion }
+
+    public func diagnose(path: String) throws -> DiagnosisRecord {
+        DiagnosisRecord(pipeline.diagnose(path: path))
+    }
+
+    /// The bundle's own figures, for the latency and accuracy alerts.
+    public var baseline: BaselineMetrics {
+        let metrics = pipeline.manifest.baselineMetrics ?? [:]
+        return BaselineMetrics(latencyMs: metrics["latency_ms"], accuracy: metrics["adapter_accuracy"])
+    }
+}
+
+extension DiagnosisRecord {
+    /// The journal form of a pipeline result.
+    public init(_ d: Diagnosis) {
+        self.init(
+            file: d.file, decision: DecisionKind(rawValue: d.decision.rawValue) ?? .error, crop: d.crop,
+            cropConfidence: d.cropConfidence.map(Double.init), disease: d.decision == .unknownCrop ? nil : d.disease,
+            confidence: d.decision == .unknownCrop ? nil : d.confidence.map(Double.init),
+            top3: d.top3.map { Alternative(label: $0.label, confidence: Double($0.score)) },
+            mahalanobis: d.mahalanobis.map(Double.init), threshold: d.threshold.map(Double.init),
+            modelVersion: d.modelVersion,
+            latencyMs: Latency(decode: d.latency.decode, backbone: d.latency.backbone, adapter: d.latency.adapter, total: d.latency.total),
+            error: d.error.map { Failure(code: $0.code, message: $0.message) })
+    }
+}
+
+/// Joins the service to the A/B slot store: a start in trial spends an attempt before the model loads
+/// (crash-loop rollback), a trial slot runs the golden-set health gate, probation commits after enough
+/// good diagnoses (or time) and rolls back on errors or a worse A/B comparison; every rollback loads the
+/// previous good model at once.
+public final class SlotStoreLifecycle: SlotLifecycle {
+    let store: SlotStore
+    let config: DeviceConfig
+    let health: HealthPolicy
+    let options: PipelineOptions
+    let logger: Logger
+    private var partner: ABPartner?
+    private var partnerSlot: SlotID?
+    private var lastTick = Date.distantPast
+
+    public init(config: DeviceConfig, health: HealthPolicy, options: PipelineOptions = PipelineOptions(), logger: Logger) {
+        self.store = SlotStore(root: config.slotRoot)
+        self.config = config
+        self.health = health
+        self.options = options
+        self.logger = logger
+    }
+
+    private var probationPolicy: AADSSlots.ProbationPolicy {
+        AADSSlots.ProbationPolicy(
+            successes: config.probation.images, minutes: health.probationMinutes, maxErrorRate: config.probation.maxErrorRate,
+            minSamples: min(20, config.probation.images))
+    }
+
+    public func start() throws -> SlotUpdate {
+        var update = SlotUpdate()
+        let decision = try store.beginRuntimeStart(verify: .quick)
+        guard let slot = decision.slot, let path = decision.bundlePath else {
+            throw SlotError(.noActiveSlot, "the slot store at \(config.slotRoot) holds no model: install a bundle first")
+        }
+        if let rollback = decision.rollback { note(rollback, into: &update) }
+        if decision.trial {
+            update.events.append(
+                SlotEventRecord(event: "trial_start", slot: slot.rawValue, modelVersion: decision.version ?? "",
+                    detail: "attempts left: \(decision.attemptsLeft ?? 0)"))
+        }
+        let diagnoser: PipelineDiagnoser
+        do {
+            diagnoser = try PipelineDiagnoser(bundleDirectory: path, options: options)
+        } catch where decision.trial {
+            let rollback = try store.rollback(reason: "load: \(AnyCodedError(error).message)")
+            note(rollback, into: &update)
+            return try serveActive(update)
+        }
+        var phase: SlotPhase = .committed
+        if decision.trial {
+            let state = try store.loadState()
+            if state.trial?.healthPassedAt == nil {
+                let gate = GoldenSetGate(check: HealthCheck(policy: health, threads: options.threads), store: store)
+                switch try blockingGate(gate) {
+                case .passed(let verdict):
+                    update.healthChecks.append(record(verdict, slot: slot, version: diagnoser.modelVersion, passed: true))
+                    update.events.append(SlotEventRecord(event: "health_pass", slot: slot.rawValue, modelVersion: diagnoser.modelVersion))
+                    phase = .probation
+                case .rolledBack(let verdict, let rollback):
+                    update.healthChecks.append(record(verdict, slot: slot, version: diagnoser.modelVersion, passed: false))
+                    note(rollback, into: &update)
+                    return try serveActive(update)
+                }
+            } else {
+                phase = .probation
+            }
+        }
+        update.serving = ServingModel(slot: slot.rawValue, phase: phase, diagnoser: diagnoser, baseline: diagnoser.baseline)
+        return update
+    }
+
+    /// Loads whatever slot is active now (after a rollback) as a committed model.
+    private func serveActive(_ update: SlotUpdate) throws -> SlotUpdate {
+        var update = update
+        let state = try store.loadState()
+        guard let active = state.active else { throw SlotError(.noActiveSlot, "no active slot after rollback") }
+        let diagnoser = try PipelineDiagnoser(bundleDirectory: store.bundlePath(active), options: options)
+        update.serving = ServingModel(slot: active.rawValue, phase: .committed, diagnoser: diagnoser, baseline: diagnoser.baseline)
+        partner = nil
+        return update
+    }
+
+    private func note(_ rollback: RollbackResult, into update: inout SlotUpdate) {
+        logger.error("rolled back from slot \(rollback.from) to \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms: \(rollback.reason)")
+        update.rollbackReason = rollback.reason
+        update.events.append(
+            SlotEventRecord(event: "rolled_back", slot: rollback.from.rawValue, modelVersion: rollback.fromVersion ?? "",
+                detail: "\(rollback.reason) (to \(rollback.to.rawValue), \(JSONLine.rounded(rollback.durationMs)) ms)"))
+    }
+
+    private func record(_ verdict: GateVerdict, slot: SlotID, version: String, passed: Bool) -> HealthCheckRecord {
+        let m = HealthMetrics.numbers(verdict.metrics)
+        return HealthCheckRecord(
+            slot: slot.rawValue, modelVersion: version, passed: passed, cropRoutingAccuracy: m["crop_routing_accuracy"],
+            adapterAccuracy: m["adapter_accuracy"], oodAUROC: m["ood_auroc"], oodFPR: m["ood_fpr"], latencyMs: m["latency_ms"],
+            memoryMB: m["memory_per_adapter_mb"], detail: (verdict.failures + verdict.warnings).joined(separator: "; "))
+    }
+
+    /// Runs the async gate from the service's loop thread.
+    private func blockingGate(_ gate: GoldenSetGate) throws -> GateOutcome {
+        final class Box: @unchecked Sendable { var result: Result<GateOutcome, any Error>? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let store = self.store
+        Task.detached {
+            do { box.result = .success(try await store.runHealthGate(gate)) } catch { box.result = .failure(error) }
+            done.signal()
+        }
+        done.wait()
+        return try box.result!.get()
+    }
+
+    public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+        guard serving.phase == .probation else { return .none }
+        if config.probation.requireABNotWorse, config.ab.fraction > 0,
+            ab?.candidateNotWorse(alpha: config.ab.alpha, minSamples: config.ab.minSamples) == false
+        {
+            return try rolledBack(store.rollback(reason: "A/B: candidate significantly worse than the last good version"))
+        }
+        return try apply(store.recordProbation(success: record.decision != .error, policy: probationPolicy), serving: serving)
+    }
+
+    public func tick(serving: ServingModel, now: Date) throws -> SlotUpdate {
+        guard serving.phase == .probation, now.timeIntervalSince(lastTick) >= 10 else { return .none }
+        lastTick = now
+        return try apply(store.recordProbation(success: nil, policy: probationPolicy, now: now), serving: serving)
+    }
+
+    private func apply(_ outcome: ProbationOutcome, serving: ServingModel) throws -> SlotUpdate {
+        switch outcome {
+        case .continuing:
+            return .none
+        case .committed(let commit):
+            logger.info("committed slot \(commit.slot) (\(commit.version ?? "?")); version floor \(commit.floor ?? "-")")
+            var committed = serving
+            committed.phase = .committed
+            partner = nil
+            return SlotUpdate(
+                serving: committed,
+                events: [SlotEventRecord(event: "committed", slot: commit.slot.rawValue, modelVersion: commit.version ?? "")])
+        case .rolledBack(let rollback):
+            return try rolledBack(rollback)
+        }
+    }
+
+    private func rolledBack(_ rollback: RollbackResult) throws -> SlotUpdate {
+        var update = SlotUpdate()
+        note(rollback, into: &update)
+        return try serveActive(update)
+    }
+
+    public func abPartner(serving: ServingModel) -> ABPartner? {
+        guard serving.phase == .probation, config.ab.fraction > 0 else { return nil }
+        if let partner { return partner }
+        guard let state = try? store.loadState(), let fallback = state.fallback,
+            let diagnoser = try? PipelineDiagnoser(bundleDirectory: store.bundlePath(fallback), options: options)
+        else { return nil }
+        partner = ABPartner(diagnoser: diagnoser, partnerIsCandidate: false)
+        partnerSlot = fallback
+        return partner
+    }
+}

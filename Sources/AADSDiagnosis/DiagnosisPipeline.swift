@@ -1,0 +1,190 @@
+import AADSCore
+import AADSImage
+import AADSInference
+import Foundation
+
+/// Options for running a bundle.
+public struct PipelineOptions: Sendable {
+    public var threads: Int
+    /// How many crop adapters stay loaded at once (least recently used ones are evicted).
+    public var maxResidentAdapters: Int
+    public var allowDamaged: Bool
+    public var limits: DecodeLimits
+
+    public init(threads: Int = 1, maxResidentAdapters: Int = 3, allowDamaged: Bool = false, limits: DecodeLimits = DecodeLimits()) {
+        self.threads = threads
+        self.maxResidentAdapters = max(1, maxResidentAdapters)
+        self.allowDamaged = allowDamaged
+        self.limits = limits
+    }
+}
+
+/// One crop adapter, loaded: its heads, OOD statistics and (with LoRA) its copy of the adapted layers.
+struct LoadedAdapter {
+    let classes: [String]
+    let projection: LinearLayer
+    let classifier: LinearLayer
+    let ood: MahalanobisOOD
+    /// The backbone with LoRA-merged weights, sharing every unaffected layer with the base model.
+    let model: InferenceModel?
+    /// Where the adapter pass starts: the input of the first adapted layer.
+    let startTensor: String?
+    /// Resident bytes this adapter adds: merged layers plus its (mapped) head file.
+    let bytes: Int
+}
+
+/// JPEG → tensor → backbone features → router → crop adapter → Mahalanobis OOD → `Diagnosis`.
+///
+/// An instance is used from one thread at a time (it reuses its decode and activation buffers).
+public final class DiagnosisPipeline {
+    public let manifest: BundleManifest
+    public let bundleDirectory: String
+    public let options: PipelineOptions
+    private let preprocessor: ImagePreprocessor
+    private let backbone: InferenceModel
+    private let router: LinearLayer
+    private let rule: ThresholdRule
+    private let startTensors: [String: String]
+    private var resident: [String: LoadedAdapter] = [:]
+    private var recency: [String] = []
+
+    /// Loads a bundle directory: manifest, backbone and router. Adapters load on first use.
+    public init(bundleDirectory: String, options: PipelineOptions = PipelineOptions()) throws {
+        let manifest = try BundleManifest.load(bundleDirectory: bundleDirectory)
+        self.manifest = manifest
+        self.bundleDirectory = bundleDirectory
+        self.options = options
+        let prep = manifest.preprocessing
+        guard let policy = ResizePolicy(rawValue: prep.policy) else {
+            throw DiagnosisError.badManifest("unknown preprocessing.policy \(prep.policy)")
+        }
+        preprocessor = ImagePreprocessor(
+            options: PreprocessOptions(
+                size: prep.size, policy: policy, mean: prep.mean, std: prep.std, allowDamaged: options.allowDamaged,
+                limits: options.limits))
+        backbone = try InferenceModel(path: Self.file(bundleDirectory, manifest.backbone.file), options: EngineOptions(threads: options.threads))
+        guard backbone.inputs.contains(where: { $0.name == manifest.backbone.input }) else {
+            throw DiagnosisError.shapeMismatch("backbone has no input \(manifest.backbone.input)")
+        }
+        guard let featureInfo = backbone.outputs.first(where: { $0.name == manifest.backbone.features }) else {
+            throw DiagnosisError.shapeMismatch("backbone has no output \(manifest.backbone.features)")
+        }
+        let featureCount = featureInfo.shape.reduce(1, *)
+        router = try LinearLayer(
+            file: SafeTensorsFile(path: Self.file(bundleDirectory, manifest.router.head)), inputs: featureCount,
+            outputs: manifest.router.crops.count)
+        rule = ThresholdRule(
+            thresholdFactor: manifest.ood.thresholdFactor, minValSamplesPerClass: manifest.ood.minValSamplesPerClass,
+            fallbackThreshold: manifest.ood.fallbackThreshold)
+        var starts: [String: String] = [:]
+        for (crop, adapter) in manifest.adapters {
+            guard let first = adapter.lora?.targets.first else { continue }
+            guard let start = backbone.inputTensorName(ofNode: first) else {
+                throw DiagnosisError("unknown_layer", "adapter \(crop): backbone has no Conv/Gemm node named \(first)")
+            }
+            starts[crop] = start
+        }
+        startTensors = starts
+    }
+
+    private static func file(_ directory: String, _ relative: String) throws -> String {
+        let path = directory + "/" + relative
+        guard FileManager.default.fileExists(atPath: path) else { throw DiagnosisError.missingFile(relative) }
+        return path
+    }
+
+    /// Bytes each resident adapter adds, by crop.
+    public var residentAdapterBytes: [String: Int] { resident.mapValues(\.bytes) }
+
+    /// Loads (or returns the resident) adapter for a crop, evicting the least recently used beyond the bound.
+    func adapter(for crop: String) throws -> LoadedAdapter {
+        if let loaded = resident[crop] {
+            recency.removeAll { $0 == crop }
+            recency.append(crop)
+            return loaded
+        }
+        guard let spec = manifest.adapters[crop] else { throw DiagnosisError("unknown_crop", "no adapter for crop \(crop)") }
+        let head = try SafeTensorsFile(path: Self.file(bundleDirectory, spec.head))
+        let featureCount = router.inputs
+        let projection = try LinearLayer(file: head, prefix: "proj.", inputs: featureCount)
+        let classifier = try LinearLayer(file: head, prefix: "cls.", inputs: projection.outputs, outputs: spec.classes.count)
+        let ood = try MahalanobisOOD(file: head, classes: spec.classes.count, dimension: projection.outputs, rule: rule)
+        var model: InferenceModel?
+        var extra = 0
+        if let lora = spec.lora {
+            let file = try SafeTensorsFile(path: Self.file(bundleDirectory, lora.file))
+            let deltas = try LoRAMerge.deltas(file: file, targets: lora.targets, rank: lora.rank, alpha: lora.alpha)
+            let adapted = try backbone.adapted(weightDeltas: deltas)
+            extra = adapted.extraWeightBytes
+            model = adapted
+        }
+        let loaded = LoadedAdapter(
+            classes: spec.classes, projection: projection, classifier: classifier, ood: ood, model: model,
+            startTensor: startTensors[crop], bytes: extra + head.mappedBytes)
+        resident[crop] = loaded
+        recency.append(crop)
+        while recency.count > options.maxResidentAdapters {
+            resident[recency.removeFirst()] = nil
+        }
+        return loaded
+    }
+
+    /// Diagnoses one JPEG file. Never throws: failures come back as an `error` decision.
+    public func diagnose(path: String) -> Diagnosis {
+        do {
+            var clock = Stopwatch()
+            let image = try preprocessor.process(path: path)
+            var result = Diagnosis(file: path, decision: .diagnosis, modelVersion: manifest.modelVersion)
+            result.latency.decode = clock.lap()
+            try classify(image.tensor, into: &result)
+            result.latency.total = result.latency.decode + result.latency.backbone + result.latency.adapter
+            return result
+        } catch {
+            return .failure(file: path, modelVersion: manifest.modelVersion, error: error)
+        }
+    }
+
+    /// Runs the model part of the pipeline on a preprocessed [1,3,S,S] tensor.
+    public func classify(_ tensor: Tensor, into result: inout Diagnosis) throws {
+        var clock = Stopwatch()
+        let wanted = [manifest.backbone.features] + Array(Set(startTensors.values))
+        let outputs = try backbone.run([manifest.backbone.input: tensor], outputs: wanted)
+        guard let features = outputs[manifest.backbone.features]?.data else {
+            throw DiagnosisError.shapeMismatch("backbone produced no \(manifest.backbone.features)")
+        }
+        let crops = manifest.router.crops
+        let cropProbabilities = softmax(try router.apply(features))
+        let ranked = topIndices(cropProbabilities, 3)
+        let best = ranked[0]
+        result.crop = crops[best]
+        result.cropConfidence = cropProbabilities[best]
+        result.latency.backbone = clock.lap()
+        if cropProbabilities[best] < manifest.router.confidenceThreshold {
+            result.decision = .unknownCrop
+            result.top3 = ranked.map { ScoredLabel(label: crops[$0], score: cropProbabilities[$0]) }
+            return
+        }
+
+        let adapter = try adapter(for: crops[best])
+        var adapterFeatures = features
+        if let model = adapter.model, let start = adapter.startTensor, let intermediate = outputs[start] {
+            let rerun = try model.run(from: start, value: intermediate, outputs: [manifest.backbone.features])
+            guard let adapted = rerun[manifest.backbone.features]?.data else {
+                throw DiagnosisError.shapeMismatch("adapter pass produced no \(manifest.backbone.features)")
+            }
+            adapterFeatures = adapted
+        }
+        let z = try adapter.projection.apply(adapterFeatures)
+        let probabilities = softmax(try adapter.classifier.apply(z))
+        let top = topIndices(probabilities, 3)
+        let predicted = top[0]
+        result.disease = adapter.classes[predicted]
+        result.confidence = probabilities[predicted]
+        result.top3 = top.map { ScoredLabel(label: adapter.classes[$0], score: probabilities[$0]) }
+        let distance = adapter.ood.squaredDistance(z, toClass: predicted)
+        result.mahalanobis = distance
+        result.threshold = adapter.ood.thresholds[predicted]
+        result.decision = distance > adapter.ood.thresholds[predicted] ? .ood : .diagnosis
+        result.latency.adapter = clock.lap()
+    }
+}

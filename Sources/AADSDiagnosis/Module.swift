@@ -1,1 +1,0 @@
-// AADSDiagnosis: filled in by its issue's work.

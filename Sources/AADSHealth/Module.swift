@@ -1,1 +1,0 @@
-// AADSHealth: filled in by its issue's work.

@@ -1,0 +1,116 @@
+import AADSCore
+import AADSHealth
+import AADSSlots
+import ArgumentParser
+import Foundation
+
+struct HealthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health",
+        abstract: "Check a slot (or a bundle directory): integrity, model load, golden set, decision matrix.",
+        discussion: """
+            The golden set runs through the real pipeline; routing accuracy, adapter accuracy, OOD AUROC and \
+            false-positive rate, latency, memory and error rate are compared with the previous good slot's \
+            figures measured on this device (or the bundle's baseline_metrics) using the thresholds of \
+            health.json. Exit status: 0 pass, 1 fail, 2 could not run.
+            """)
+
+    @Option(help: "Slot to check (default: the active slot).")
+    var slot: String?
+
+    @Option(help: "Slot store root.")
+    var root = SlotStore.defaultRoot
+
+    @Option(help: "Check a bundle directory instead of a slot.")
+    var bundle: String?
+
+    @Option(help: "Decision thresholds (health.json).")
+    var policy = ConfigPaths.healthPolicy()
+
+    @Flag(help: "With --bundle: write the measured figures into the manifest's baseline_metrics.")
+    var writeBaseline = false
+
+    @Option(help: "Worker threads for the backbone.")
+    var threads = 1
+
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let report: HealthReport
+        do {
+            let check = HealthCheck(policy: try HealthPolicy.load(path: policy), threads: threads)
+            if let bundle {
+                if writeBaseline {
+                    let metrics = try check.measure(bundleDirectory: bundle)
+                    try BaselineWriter.write(metrics, bundleDirectory: bundle)
+                    print(output.json ? JSONLine.encode(["bundle": bundle, "baseline_metrics": metrics.dictionary]) : "baseline_metrics written to \(bundle)/manifest.json")
+                    return
+                }
+                report = check.run(bundleDirectory: bundle)
+            } else {
+                let store = SlotStore(root: root)
+                let state = try store.loadState()
+                guard let target = try slot.map(parseSlot) ?? state.active else {
+                    throw HealthError("no_active_slot", "the slot store at \(root) holds no model")
+                }
+                let reference = state.fallback.flatMap { target == state.trial?.slot ? HealthMetrics.numbers(state[$0].metrics) : nil }
+                report = check.run(
+                    bundleDirectory: store.bundlePath(target), store: store, slot: target,
+                    reference: reference?.isEmpty == false ? reference : nil)
+            }
+        } catch {
+            report(error, json: output.json)
+            throw Exit.couldNotRun
+        }
+        if output.json {
+            print(JSONLine.encode(report.jsonObject))
+        } else {
+            for check in report.checks {
+                print("\(check.passed ? "ok  " : "FAIL") \(check.name): \(check.detail)")
+            }
+            if let m = report.metrics {
+                print(String(format: "routing %.1f%%  adapter %.1f%%  OOD AUROC %.3f  FPR %.1f%%  latency p50 %.1f ms p95 %.1f ms  errors %.2f%%  peak RSS %.0f MB",
+                    m.cropRoutingAccuracy * 100, m.adapterAccuracy * 100, m.oodAuroc, m.oodFpr * 100, m.latencyMs, m.latencyP95Ms, m.errorRate * 100, m.peakRssMb))
+            }
+            for line in report.failures where !report.checks.contains(where: { !$0.passed && line.hasPrefix($0.name) }) { print("FAIL \(line)") }
+            for line in report.warnings { print("warn \(line)") }
+            print(report.passed ? "health: pass" : "health: fail")
+        }
+        if report.couldNotRun != nil { throw Exit.couldNotRun }
+        if !report.passed { throw Exit.failure }
+    }
+
+    func parseSlot(_ text: String) throws -> SlotID {
+        guard let slot = SlotID(rawValue: text) else { throw ValidationError("--slot must be a or b") }
+        return slot
+    }
+}
+
+/// Writes measured figures into a bundle's manifest (before signing).
+enum BaselineWriter {
+    static func write(_ metrics: HealthMetrics, bundleDirectory: String) throws {
+        let path = bundleDirectory + "/manifest.json"
+        guard let data = FileManager.default.contents(atPath: path),
+            var object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { throw HealthError("bad_manifest", "cannot read \(path)") }
+        let d = metrics.dictionary
+        object["baseline_metrics"] = [
+            "crop_routing_accuracy": d["crop_routing_accuracy"], "adapter_accuracy": d["adapter_accuracy"],
+            "ood_auroc": d["ood_auroc"], "ood_fpr": d["ood_fpr"], "latency_ms": d["latency_ms"],
+            "memory_per_adapter_mb": d["memory_per_adapter_mb"],
+        ].compactMapValues { $0.map { JSONLine.rounded($0, 4) } }
+        let out = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try AtomicFile.write(out + Data("\n".utf8), to: path)
+    }
+}
+
+/// Where the installed configuration lives: $AADS_CONFIG_DIR, /etc/aads-edge, or ./firmware-config.
+enum ConfigPaths {
+    static func directory() -> String {
+        if let env = ProcessInfo.processInfo.environment["AADS_CONFIG_DIR"], !env.isEmpty { return env }
+        if FileManager.default.fileExists(atPath: "/etc/aads-edge/health.json") { return "/etc/aads-edge" }
+        return "firmware-config"
+    }
+
+    static func healthPolicy() -> String { directory() + "/health.json" }
+}

@@ -1,0 +1,85 @@
+import AADSDiagnosis
+import Foundation
+import Testing
+
+@testable import AADSHealth
+
+@Suite struct DecisionMatrixTests {
+    let reference: [String: Double] = [
+        "crop_routing_accuracy": 0.99, "adapter_accuracy": 0.96, "ood_auroc": 0.95, "ood_fpr": 0.03,
+        "latency_ms": 20, "memory_per_adapter_mb": 1.0,
+    ]
+
+    func healthy() -> HealthMetrics {
+        HealthMetrics(
+            cropRoutingAccuracy: 0.99, adapterAccuracy: 0.955, oodAuroc: 0.94, oodFpr: 0.035, latencyMs: 21,
+            memoryPerAdapterMb: 1.1, errorRate: 0)
+    }
+
+    @Test func withinBoundsPasses() {
+        #expect(HealthPolicy.defaults.evaluate(candidate: healthy(), reference: reference).action == .pass)
+    }
+
+    @Test func eachRollbackRowTriggers() {
+        let policy = HealthPolicy.defaults
+        var m = healthy()
+        m.adapterAccuracy = 0.945  // 1.5 points below
+        #expect(policy.evaluate(candidate: m, reference: reference).findings.map(\.check) == ["adapter_accuracy"])
+        m = healthy()
+        m.oodAuroc = 0.89
+        #expect(policy.evaluate(candidate: m, reference: reference).action == .rollback)
+        m = healthy()
+        m.oodFpr = 0.045  // +1.5 points
+        #expect(policy.evaluate(candidate: m, reference: reference).findings.map(\.check) == ["ood_fpr"])
+        m = healthy()
+        m.errorRate = 0.006
+        #expect(policy.evaluate(candidate: m, reference: reference).action == .rollback)
+        #expect(policy.evaluate(candidate: healthy(), reference: reference, crashFrequency: 0.002).action == .rollback)
+    }
+
+    @Test func latencyAndMemoryOnlyWarn() {
+        var m = healthy()
+        m.latencyMs = 22.5
+        m.memoryPerAdapterMb = 1.3
+        let verdict = HealthPolicy.defaults.evaluate(candidate: m, reference: reference)
+        #expect(verdict.action == .warn)
+        #expect(Set(verdict.findings.map(\.check)) == ["latency_ms", "memory_per_adapter_mb"])
+    }
+
+    @Test func policyFileOverridesDefaultsAndRejectsGarbage() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-health-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data(#"{"ood_auroc_min": 0.8, "probation_diagnoses": 5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/h.json"))
+        let policy = try HealthPolicy.load(path: dir + "/h.json")
+        #expect(policy.oodAurocMin == 0.8)
+        #expect(policy.probationDiagnoses == 5)
+        #expect(policy.accuracyDropMax == 0.01)
+        try Data(#"{"ood_auroc_min": "high"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/bad.json"))
+        #expect(throws: HealthError.self) { try HealthPolicy.load(path: dir + "/bad.json") }
+    }
+}
+
+@Suite struct RankStatisticsTests {
+    struct Case: Decodable {
+        let scores: [Double]
+        let positives: [Bool]
+        let auroc: Double
+        let p50: Double
+        let p95: Double
+    }
+
+    @Test func aurocAndQuantilesMatchScipyAndNumpy() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fixtures/health/rank_statistics.json").standardized
+        let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: path))
+        #expect(cases.count >= 3)
+        for c in cases {
+            let auroc = try #require(RankStatistics.auroc(scores: c.scores, positives: c.positives))
+            #expect(abs(auroc - c.auroc) < 1e-12)
+            #expect(abs(RankStatistics.quantile(c.scores, 0.5) - c.p50) < 1e-9)
+            #expect(abs(RankStatistics.quantile(c.scores, 0.95) - c.p95) < 1e-9)
+        }
+        #expect(RankStatistics.auroc(scores: [1, 2], positives: [true, true]) == nil)
+    }
+}
