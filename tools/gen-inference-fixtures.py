@@ -199,6 +199,135 @@ def whole_models():
             save(f"mixed_int8_{out}_{i}.npy", v)
 
 
+def op_cases():
+    """Small single-operator models (float, and QDQ-quantized where the quantizer handles them)."""
+    cases = []
+
+    def add(name, nodes, inputs, outputs, inits=(), opset=13, quantize_too=True):
+        cases.append((name, nodes, inputs, outputs, list(inits), opset, quantize_too))
+
+    def vi(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    def init(name, arr):
+        return numpy_helper.from_array(np.asarray(arr), name)
+
+    w = lambda *s: rng.normal(0, 0.3, s).astype(np.float32)
+    # Conv padding modes, strides, dilations, groups
+    for tag, attrs, hw in [
+        ("conv_valid_s2", dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="VALID"), 9),
+        ("conv_same_lower", dict(kernel_shape=[4, 4], strides=[2, 2], auto_pad="SAME_LOWER"), 9),
+        ("conv_same_upper_k2", dict(kernel_shape=[2, 2], auto_pad="SAME_UPPER"), 7),
+        ("conv_dilated", dict(kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 1, 2, 1]), 9),
+        ("conv_group2_k5", dict(kernel_shape=[5, 5], group=2, pads=[2, 2, 2, 2], strides=[1, 2]), 8),
+        ("conv_k7_s2", dict(kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]), 12),
+        ("conv_1x1_nobias", dict(kernel_shape=[1, 1]), 5),
+        ("dwconv_mult2", dict(kernel_shape=[3, 3], group=4, pads=[1, 1, 1, 1]), 6),
+    ]:
+        cin = 4
+        g = attrs.get("group", 1)
+        cout = 8 if tag != "dwconv_mult2" else 8
+        ins = ["x", "w"] + ([] if tag == "conv_1x1_nobias" else ["b"])
+        inits = [init("w", w(cout, cin // g, *attrs["kernel_shape"]))]
+        if tag != "conv_1x1_nobias":
+            inits.append(init("b", w(cout)))
+        add(tag, [helper.make_node("Conv", ins, ["y"], name="op", **attrs)], [vi("x", [1, cin, hw, hw])], [vi("y", None)], inits)
+    # Pools
+    add("maxpool_ceil", [helper.make_node("MaxPool", ["x"], ["y"], name="op", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)],
+        [vi("x", [1, 3, 8, 8])], [vi("y", None)])
+    add("avgpool_pad_include", [helper.make_node("AveragePool", ["x"], ["y"], name="op", kernel_shape=[3, 3], strides=[2, 2],
+                                                 pads=[1, 1, 1, 1], count_include_pad=1)], [vi("x", [1, 3, 7, 7])], [vi("y", None)])
+    add("avgpool_pad_exclude", [helper.make_node("AveragePool", ["x"], ["y"], name="op", kernel_shape=[3, 2], pads=[1, 0, 1, 1])],
+        [vi("x", [1, 3, 6, 5])], [vi("y", None)])
+    add("globalavgpool", [helper.make_node("GlobalAveragePool", ["x"], ["y"], name="op")], [vi("x", [2, 5, 3, 4])], [vi("y", None)])
+    # Elementwise with broadcasting
+    add("add_broadcast", [helper.make_node("Add", ["x", "c"], ["y"], name="op")], [vi("x", [1, 3, 4, 5])], [vi("y", None)],
+        [init("c", w(3, 1, 1))])
+    add("mul_two_inputs", [helper.make_node("Mul", ["x", "z"], ["y"], name="op")], [vi("x", [1, 4, 3, 3]), vi("z", [1, 4, 1, 3])],
+        [vi("y", None)])
+    add("leakyrelu", [helper.make_node("LeakyRelu", ["x"], ["y"], name="op", alpha=0.1)], [vi("x", [2, 7])], [vi("y", None)])
+    add("hardsigmoid", [helper.make_node("HardSigmoid", ["x"], ["y"], name="op", alpha=0.3, beta=0.4)], [vi("x", [3, 5])], [vi("y", None)])
+    add("clip_min_only", [helper.make_node("Clip", ["x", "lo"], ["y"], name="op")], [vi("x", [3, 5])], [vi("y", None)],
+        [init("lo", np.array(-0.25, np.float32))])
+    add("softmax_axis1", [helper.make_node("Softmax", ["x"], ["y"], name="op", axis=1)], [vi("x", [2, 3, 4])], [vi("y", None)],
+        quantize_too=False)
+    # Shapes
+    add("reshape_neg1_zero", [helper.make_node("Reshape", ["x", "s"], ["y"], name="op")], [vi("x", [2, 3, 4])], [vi("y", None)],
+        [init("s", np.array([0, -1], np.int64))])
+    add("flatten_axis2", [helper.make_node("Flatten", ["x"], ["y"], name="op", axis=2)], [vi("x", [1, 2, 3, 4])], [vi("y", None)])
+    add("squeeze_unsqueeze", [helper.make_node("Squeeze", ["x", "a"], ["t"], name="op1"),
+                              helper.make_node("Unsqueeze", ["t", "b"], ["y"], name="op2")],
+        [vi("x", [1, 3, 1, 4])], [vi("y", None)], [init("a", np.array([0, 2], np.int64)), init("b", np.array([1, -1], np.int64))])
+    add("concat_axis2", [helper.make_node("Concat", ["x", "z"], ["y"], name="op", axis=2)], [vi("x", [1, 2, 3, 4]), vi("z", [1, 2, 5, 4])],
+        [vi("y", None)])
+    add("gemm_transA_alpha_beta", [helper.make_node("Gemm", ["x", "b", "c"], ["y"], name="op", transA=1, alpha=0.5, beta=2.0)],
+        [vi("x", [6, 3])], [vi("y", None)], [init("b", w(6, 5)), init("c", w(1, 5))])
+    add("matmul_batched", [helper.make_node("MatMul", ["x", "b"], ["y"], name="op")], [vi("x", [2, 3, 6])], [vi("y", None)],
+        [init("b", w(6, 4))])
+    return cases
+
+
+def ops():
+    import json
+    out = os.path.join(OUT, "ops")
+    os.makedirs(out, exist_ok=True)
+    manifest = []
+    for name, nodes, inputs, outputs, inits, opset, quantize_too in op_cases():
+        g = helper.make_graph(nodes, name, inputs, [helper.make_empty_tensor_value_info("y")], inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="aads-fixtures")
+        m.ir_version = 8
+        inferred = onnx.shape_inference.infer_shapes(m)
+        y = [v for v in list(inferred.graph.value_info) + list(inferred.graph.output) if v.name == "y" and v.type.HasField("tensor_type")]
+        del m.graph.output[:]
+        m.graph.output.extend(y[:1])
+        onnx.checker.check_model(m)
+        feeds = {}
+        for i, v in enumerate(inputs):
+            shape = [d.dim_value for d in v.type.tensor_type.shape.dim]
+            feeds[v.name] = rng.normal(0, 1, shape).astype(np.float32)
+        kinds = [("fp32", m)]
+        if quantize_too:
+            fp = os.path.join(out, f"{name}_fp32.onnx")
+            onnx.save(m, fp)
+            calib = [{k: rng.normal(0, 1, v.shape).astype(np.float32) for k, v in feeds.items()} for _ in range(8)] + [feeds]
+
+            class R(CalibrationDataReader):
+                def __init__(self):
+                    self.it = iter(calib)
+
+                def get_next(self):
+                    return next(self.it, None)
+
+            qp = os.path.join(out, f"{name}_int8.onnx")
+            try:
+                quantize_static(fp, qp, R(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                kinds.append(("int8", onnx.load(qp)))
+            except Exception as e:  # the quantizer does not handle every configuration
+                print(f"{name}: not quantized ({type(e).__name__})")
+                if os.path.exists(qp):
+                    os.remove(qp)
+        for kind, model in kinds:
+            path = os.path.join(out, f"{name}_{kind}.onnx")
+            onnx.save(model, path)
+            res = run_ort(path, feeds, ["y"])
+            entry = {"name": f"{name}_{kind}", "model": f"{name}_{kind}.onnx", "kind": kind, "inputs": {}, "output": f"{name}_{kind}_y.npy"}
+            np.save(os.path.join(out, entry["output"]), res["y"])
+            for k, v in feeds.items():
+                f = f"{name}_in_{k}.npy"
+                np.save(os.path.join(out, f), v)
+                entry["inputs"][k] = f
+            if kind == "int8":
+                qs = [n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in ("y_QuantizeLinear_Input",)]
+                inits_ = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+                dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == "y"]
+                if dq:
+                    entry["step"] = float(inits_[dq[0].input[1]])
+            manifest.append(entry)
+    with open(os.path.join(out, "ops.json"), "w") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True)
+
+
 EFFNET_LAYERS = ["stem_conv", "blocks.3.dw_conv", "blocks.3.project_conv", "blocks.4.add", "blocks.12.expand_conv",
                  "blocks.12.dw_conv", "blocks.12.project_conv", "blocks.12.add", "conv_head", "pool", "classifier"]
 
@@ -253,4 +382,5 @@ if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     whole_models()
     effnet_layers()
+    ops()
     print("wrote", OUT)

@@ -23,6 +23,27 @@ final class FConvStep: Step, @unchecked Sendable {
             bias: self.bias.map { UnsafePointer($0.pointer(Float.self)) })
     }
 
+    /// The same convolution with other weights (ONNX layout).
+    func replacingWeights(_ w: [Float]) throws -> FConvStep {
+        let copy = try FConvStep(
+            input: inputs[0], output: outputs[0], node: node, inShape: [], outShape: [], weights: w,
+            weightShape: weightShape, bias: nil, group: 1, window: Window(kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1, outW: 1),
+            sharing: self)
+        return copy
+    }
+
+    /// Copies geometry and bias from `other`, with new weights.
+    private init(input: Int, output: Int, node: String, inShape: [Int], outShape: [Int], weights: [Float], weightShape: [Int],
+                 bias: [Float]?, group: Int, window: Window, sharing other: FConvStep) throws {
+        (inputs, outputs, self.node, self.weightShape) = ([input], [output], node, weightShape)
+        self.weights = try AlignedBuffer(weights)
+        self.bias = other.bias
+        batch = other.batch
+        var p = other.param
+        p.weights = UnsafePointer(self.weights.pointer(Float.self))
+        param = p
+    }
+
     var floatWeights: [Float] {
         Array(UnsafeBufferPointer(start: weights.pointer(Float.self), count: weightShape.reduce(1, *)))
     }
@@ -58,6 +79,18 @@ final class FGemmStep: Step, @unchecked Sendable {
         (self.m, self.n, self.k, self.transA, self.alpha, self.c) = (m, n, k, transA, alpha, c)
         b = try AlignedBuffer(bKN)
         (self.weightShape, self.weightTransposed) = (weightShape, weightTransposed)
+    }
+
+    /// The same product with another weight in the model's layout.
+    func replacingWeights(_ w: [Float]) throws -> FGemmStep {
+        var bKN = w
+        if weightTransposed {
+            bKN = [Float](repeating: 0, count: k * n)
+            for j in 0..<n { for kk in 0..<k { bKN[kk * n + j] = w[j * k + kk] } }
+        }
+        return try FGemmStep(
+            input: inputs[0], output: outputs[0], node: node, m: m, n: n, k: k, transA: transA, alpha: alpha, bKN: bKN,
+            c: c, weightShape: weightShape, weightTransposed: weightTransposed)
     }
 
     /// B in the model's own layout.

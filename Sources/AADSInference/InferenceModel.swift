@@ -52,13 +52,7 @@ public final class InferenceModel: @unchecked Sendable {
     }
 
     public convenience init(path: String, options: EngineOptions = .init()) throws {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw fail(.ioError, "cannot read \(path): \(error.localizedDescription)")
-        }
-        try self.init(data: data, options: options)
+        try self.init(graph: try ModelLoader.parse(path: path), options: options, variant: aads_variant_best())
     }
 
     public convenience init(data: Data, options: EngineOptions = .init()) throws {
@@ -66,8 +60,11 @@ public final class InferenceModel: @unchecked Sendable {
     }
 
     /// `variant`: the kernel variant (AADS_VARIANT_*), for tests that compare variants.
-    init(data: Data, options: EngineOptions, variant: Int32) throws {
-        let graph = try ModelLoader.parse(data)
+    convenience init(data: Data, options: EngineOptions, variant: Int32) throws {
+        try self.init(graph: try ModelLoader.parse(data), options: options, variant: variant)
+    }
+
+    init(graph: consuming Graph, options: EngineOptions, variant: Int32) throws {
         let shapes = try ShapeInference.run(graph)
         let program = try Lowering.lower(graph, metas: shapes.metas)
         self.program = program
@@ -84,17 +81,14 @@ public final class InferenceModel: @unchecked Sendable {
 
     /// Reads a model and reports what it contains and whether it can run, without refusing unsupported operators.
     public static func inspect(path: String) throws -> ModelInfo {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw fail(.ioError, "cannot read \(path): \(error.localizedDescription)")
-        }
-        return try inspect(data: data)
+        try inspect(graph: try ModelLoader.parse(path: path))
     }
 
     public static func inspect(data: Data) throws -> ModelInfo {
-        let graph = try ModelLoader.parse(data)
+        try inspect(graph: try ModelLoader.parse(data))
+    }
+
+    static func inspect(graph: Graph) throws -> ModelInfo {
         var reasons: [String] = []
         for n in graph.nodes where !supportedOperators.contains(n.op) || !(n.domain.isEmpty || n.domain == "ai.onnx") {
             reasons.append("operator '\(n.op)'\(n.domain.isEmpty ? "" : " of domain '\(n.domain)'") (node '\(n.label)') is not supported")

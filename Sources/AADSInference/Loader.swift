@@ -23,8 +23,34 @@ enum ModelLoader {
         return try convert(model)
     }
 
-    static func convert(_ model: Onnx_ModelProto) throws -> Graph {
+    /// Parses the file at `path`; the file's bytes are released before the graph is built.
+    static func parse(path: String) throws -> Graph {
+        var model: Onnx_ModelProto
+        do {
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            } catch {
+                throw fail(.ioError, "cannot read \(path): \(error.localizedDescription)")
+            }
+            guard data.count <= maxFileBytes else { throw fail(.tooLarge, "model file is \(data.count) bytes") }
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 64
+            do {
+                model = try Onnx_ModelProto(serializedBytes: data, options: options)
+            } catch {
+                throw fail(.badModel, "not a valid ONNX protobuf (\(error))")
+            }
+        }
+        return try convert(model)
+    }
+
+    /// Builds the graph, releasing each initializer's protobuf bytes as soon as it has been converted.
+    static func convert(_ proto: consuming Onnx_ModelProto) throws -> Graph {
+        var model = proto
         guard model.hasGraph else { throw fail(.badModel, "the model has no graph") }
+        let producer = [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
+        let irVersion = Int(clamping: model.irVersion)
         var opset: Int?
         for entry in model.opsetImport where entry.domain.isEmpty || entry.domain == "ai.onnx" {
             opset = Int(clamping: entry.version)
@@ -33,9 +59,14 @@ enum ModelLoader {
         guard opset >= 13 else {
             throw fail(.unsupportedModel, "operator set \(opset) is too old; version 13 or later is required")
         }
-        let g = model.graph
+        var g = model.graph
+        model = Onnx_ModelProto()
+        var initializers = g.initializer
+        g.initializer = []
         var constants: [String: ConstTensor] = [:]
-        for t in g.initializer {
+        for i in initializers.indices {
+            let t = initializers[i]
+            initializers[i] = Onnx_TensorProto()
             guard !t.name.isEmpty else { throw fail(.badModel, "an initializer has no name") }
             guard constants[t.name] == nil else { throw fail(.badModel, "initializer '\(t.name)' is defined twice") }
             constants[t.name] = try constant(t, context: "initializer '\(t.name)'")
@@ -75,8 +106,7 @@ enum ModelLoader {
         let sorted = try topologicalSort(nodes, inputs: inputs.map(\.name), constants: constants, outputs: outputs)
         return Graph(
             nodes: sorted, constants: constants, inputs: inputs, outputs: outputs, opset: opset,
-            producer: [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
-            irVersion: Int(clamping: model.irVersion))
+            producer: producer, irVersion: irVersion)
     }
 
     // MARK: - Tensors

@@ -13,7 +13,7 @@
 #if defined(__clang__)
 #define DOT_TARGET __attribute__((target("dotprod")))
 #else
-#define DOT_TARGET __attribute__((target("+dotprod")))
+#define DOT_TARGET __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
 
 int aads_arm_has_dotprod(void) {

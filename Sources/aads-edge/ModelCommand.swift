@@ -1,0 +1,166 @@
+import AADSCore
+import AADSInference
+import ArgumentParser
+import Foundation
+
+struct ModelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model",
+        abstract: "Inspect, run and benchmark ONNX models (int8 QDQ or float).",
+        subcommands: [Info.self, Run.self, Bench.self]
+    )
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Inputs, outputs, operators, parameters, MACs and whether every node is supported.")
+
+        @Argument(help: "The .onnx model.") var model: String
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let info = try InferenceModel.inspect(path: model)
+                if output.json {
+                    var o = info.jsonObject
+                    o["model"] = model
+                    print(JSONLine.encode(o))
+                } else {
+                    print("model: \(model)  opset \(info.opset)  producer \(info.producer.isEmpty ? "-" : info.producer)")
+                    for t in info.inputs { print("input  \(describe(t))") }
+                    for t in info.outputs { print("output \(describe(t))") }
+                    print("parameters: \(info.parameters)  MACs: \(info.macs)")
+                    print("operators: " + info.operators.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
+                    if !info.kernels.isEmpty {
+                        print("kernels: " + info.kernels.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
+                    }
+                    print("supported: \(info.supported ? "yes" : "no")")
+                    for r in info.reasons { print("  - \(r)") }
+                }
+                if !info.supported { throw Exit.failure }
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                report(error, json: output.json)
+                throw Exit.failure
+            }
+        }
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run a model on .npy inputs and print top-K scores.")
+
+        @Argument(help: "The .onnx model.") var model: String
+        @Option(name: .long, help: "Input tensor as .npy (NAME=PATH when the model has several inputs). Repeatable.")
+        var input: [String] = []
+        @Option(name: .long, parsing: .upToNextOption, help: "JPEG files to preprocess and run (needs the image module).")
+        var image: [String] = []
+        @Option(name: .long, help: "Image preprocessing: output size.") var size: Int?
+        @Option(name: .long, help: "Image preprocessing: resize policy.") var policy: String?
+        @Option(name: .long, help: "Image preprocessing: per-channel mean, e.g. 127,127,127.") var mean: String?
+        @Option(name: .long, help: "Image preprocessing: per-channel std, e.g. 128,128,128.") var std: String?
+        @Option(name: .long, help: "Tensor to return (graph output or any intermediate). Repeatable.")
+        var output: [String] = []
+        @Option(name: .long, help: "How many top scores to print per classifier output.") var top: Int = 5
+        @Option(name: .customLong("save-npy"), help: "Directory to write every output as float32 .npy.")
+        var saveNpy: String?
+        @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
+        @OptionGroup var outputOptions: OutputOptions
+
+        func run() throws {
+            let json = outputOptions.json
+            do {
+                guard image.isEmpty else {
+                    throw InferenceError(.badInput, "--image needs the image preprocessing module, which this build lacks; use --input X.npy")
+                }
+                guard !input.isEmpty else { throw InferenceError(.badInput, "give --input X.npy") }
+                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
+                var feeds: [String: Tensor] = [:]
+                var stem = "input"
+                for spec in input {
+                    var name = m.inputs.first?.name ?? "input"
+                    var path = spec
+                    if let eq = spec.firstIndex(of: "="), !FileManager.default.fileExists(atPath: spec) {
+                        name = String(spec[..<eq])
+                        path = String(spec[spec.index(after: eq)...])
+                    }
+                    feeds[name] = Tensor(try NPY.read(path))
+                    stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+                }
+                let names = output.isEmpty ? m.outputs.map(\.name) : output
+                let clock = Stopwatch()
+                let results = try m.run(feeds, outputs: names)
+                let ms = clock.elapsedMs
+                var outObjects: [String: Any] = [:]
+                for name in names {
+                    guard let t = results[name] else { continue }
+                    var o: [String: Any] = ["shape": t.shape]
+                    let classifier = t.shape.count <= 2 && (t.shape.last ?? 0) > 1
+                    if classifier {
+                        let best = InferenceModel.topK(t, k: top)
+                        o["top"] = best.map { [$0.index, Double($0.score)] }
+                        if !json {
+                            print("\(name) \(t.shape): " + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", "))
+                        }
+                    } else if !json {
+                        print("\(name) \(t.shape)")
+                    }
+                    if let dir = saveNpy {
+                        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                        let file = "\(dir)/\(stem).\(name.replacingOccurrences(of: "/", with: "_")).npy"
+                        try NPY.write(t.npy, to: file)
+                        o["npy"] = file
+                    }
+                    outObjects[name] = o
+                }
+                if json {
+                    print(JSONLine.encode(["model": model, "input": stem, "outputs": outObjects, "ms": JSONLine.rounded(ms), "kernel": m.kernelVariant]))
+                } else {
+                    print("time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))")
+                }
+            } catch {
+                report(error, json: json)
+                throw Exit.failure
+            }
+        }
+    }
+
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Latency percentiles, MACs/s and peak RSS of a model.")
+
+        @Argument(help: "The .onnx model.") var model: String
+        @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
+        @Option(name: .long, help: "Untimed runs first.") var warmup: Int = 5
+        @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
+                let r = try m.benchmark(warmup: warmup, iterations: iterations)
+                if output.json {
+                    var o = r.jsonObject
+                    o["model"] = model
+                    o["macs"] = m.info.macs
+                    o["model_mb"] = JSONLine.rounded(Double(fileSize(model)) / 1_048_576, 2)
+                    print(JSONLine.encode(o))
+                } else {
+                    print(String(format: "p50 %.3f ms  p95 %.3f ms  min %.3f ms  (%d runs, %d thread%@, %@)", r.p50Ms, r.p95Ms, r.minMs, r.iterations, threads, threads == 1 ? "" : "s", r.kernel))
+                    print(String(format: "%.2f GMAC/s", r.macsPerSecond / 1e9) + (r.peakRSSMB.map { String(format: "  peak RSS %.1f MB", $0) } ?? ""))
+                }
+            } catch {
+                report(error, json: output.json)
+                throw Exit.failure
+            }
+        }
+    }
+}
+
+private func describe(_ t: TensorInfo) -> String {
+    var s = "\(t.name) \(t.shape) \(t.elementType)"
+    if let scale = t.scale, let zp = t.zeroPoint { s += "  int8 scale \(scale) zero point \(zp)" }
+    return s
+}
+
+private func fileSize(_ path: String) -> Int {
+    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+}

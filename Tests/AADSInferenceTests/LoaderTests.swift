@@ -1,0 +1,206 @@
+import AADSCore
+import Foundation
+import SwiftProtobuf
+import Testing
+
+@testable import AADSInference
+
+/// Small models built directly as ONNX protobuf messages, valid and broken.
+enum TinyModel {
+    static func tensor(_ name: String, _ dims: [Int64], floats: [Float]) -> Onnx_TensorProto {
+        var t = Onnx_TensorProto()
+        t.name = name
+        t.dims = dims
+        t.dataType = 1
+        t.rawData = floats.withUnsafeBytes { Data($0) }
+        return t
+    }
+
+    static func valueInfo(_ name: String, _ dims: [Int64]) -> Onnx_ValueInfoProto {
+        var v = Onnx_ValueInfoProto()
+        v.name = name
+        var tt = Onnx_TypeProto.Tensor()
+        tt.elemType = 1
+        var shape = Onnx_TensorShapeProto()
+        shape.dim = dims.map { d in
+            var dim = Onnx_TensorShapeProto.Dimension()
+            dim.dimValue = d
+            return dim
+        }
+        tt.shape = shape
+        var type = Onnx_TypeProto()
+        type.tensorType = tt
+        v.type = type
+        return v
+    }
+
+    static func node(_ op: String, _ inputs: [String], _ outputs: [String], name: String, ints: [String: [Int64]] = [:]) -> Onnx_NodeProto {
+        var n = Onnx_NodeProto()
+        n.opType = op
+        n.input = inputs
+        n.output = outputs
+        n.name = name
+        for (k, v) in ints {
+            var a = Onnx_AttributeProto()
+            a.name = k
+            a.type = .ints
+            a.ints = v
+            n.attribute.append(a)
+        }
+        return n
+    }
+
+    /// input [1,3,8,8] → Conv 3x3 pad 1 (4 channels) → Relu → output [1,4,8,8].
+    static func valid() -> Onnx_ModelProto {
+        var g = Onnx_GraphProto()
+        g.name = "tiny"
+        g.input = [valueInfo("x", [1, 3, 8, 8])]
+        g.output = [valueInfo("y", [1, 4, 8, 8])]
+        g.initializer = [
+            tensor("w", [4, 3, 3, 3], floats: (0..<108).map { Float($0 % 7) / 10 - 0.3 }),
+            tensor("b", [4], floats: [0.1, -0.2, 0.3, 0]),
+        ]
+        g.node = [
+            node("Conv", ["x", "w", "b"], ["c"], name: "conv", ints: ["pads": [1, 1, 1, 1], "kernel_shape": [3, 3]]),
+            node("Relu", ["c"], ["y"], name: "relu"),
+        ]
+        var m = Onnx_ModelProto()
+        m.irVersion = 8
+        var opset = Onnx_OperatorSetIdProto()
+        opset.version = 13
+        m.opsetImport = [opset]
+        m.graph = g
+        return m
+    }
+
+    static func bytes(_ m: Onnx_ModelProto) throws -> Data { try m.serializedData() }
+}
+
+@Suite struct LoaderTests {
+    func code(_ body: () throws -> Void) -> String? {
+        do {
+            try body()
+            return nil
+        } catch let e as InferenceError {
+            return e.code
+        } catch {
+            return "other: \(error)"
+        }
+    }
+
+    func load(_ m: Onnx_ModelProto) throws { _ = try InferenceModel(data: try TinyModel.bytes(m)) }
+
+    @Test func validTinyModelRunsLikeAFloatReference() throws {
+        let model = try InferenceModel(data: try TinyModel.bytes(TinyModel.valid()))
+        let x = Tensor(shape: [1, 3, 8, 8], data: (0..<192).map { Float($0 % 11) / 5 - 1 })
+        let y = try #require(try model.run(["x": x])["y"])
+        // Direct evaluation of the convolution.
+        let w = (0..<108).map { Float($0 % 7) / 10 - 0.3 }, b: [Float] = [0.1, -0.2, 0.3, 0]
+        for oc in 0..<4 {
+            for oh in 0..<8 {
+                for ow in 0..<8 {
+                    var s = b[oc]
+                    for ic in 0..<3 {
+                        for ky in 0..<3 {
+                            for kx in 0..<3 {
+                                let ih = oh + ky - 1, iw = ow + kx - 1
+                                guard ih >= 0, ih < 8, iw >= 0, iw < 8 else { continue }
+                                s += w[((oc * 3 + ic) * 3 + ky) * 3 + kx] * x.data[(ic * 8 + ih) * 8 + iw]
+                            }
+                        }
+                    }
+                    #expect(abs(y.data[(oc * 8 + oh) * 8 + ow] - max(0, s)) < 1e-5)
+                }
+            }
+        }
+    }
+
+    @Test func truncatedAndGarbageBytesAreBadModels() throws {
+        let data = try TinyModel.bytes(TinyModel.valid())
+        for cut in [1, 7, data.count / 3, data.count / 2, data.count - 1] {
+            let c = code { _ = try InferenceModel(data: data.prefix(cut)) }
+            #expect(c == "bad_model" || c == "missing_initializer", "cut at \(cut): \(c ?? "loaded")")
+        }
+        #expect(code { _ = try InferenceModel(data: Data("hello, not a model".utf8)) } == "bad_model")
+        #expect(code { _ = try InferenceModel(data: Data()) } == "bad_model")
+    }
+
+    @Test func missingInitializer() {
+        var m = TinyModel.valid()
+        m.graph.initializer.removeFirst()
+        #expect(code { try load(m) } == "missing_initializer")
+    }
+
+    @Test func cycle() {
+        var m = TinyModel.valid()
+        m.graph.node = [
+            TinyModel.node("Relu", ["y"], ["c"], name: "a"),
+            TinyModel.node("Relu", ["c"], ["y"], name: "b"),
+        ]
+        #expect(code { try load(m) } == "cycle")
+    }
+
+    @Test func unsupportedOperatorNamesOpAndNode() throws {
+        var m = TinyModel.valid()
+        m.graph.node[1] = TinyModel.node("Tanh", ["c"], ["y"], name: "my_tanh")
+        do {
+            try load(m)
+            Issue.record("loaded")
+        } catch let e as InferenceError {
+            #expect(e.code == "unsupported_operator")
+            #expect(e.message.contains("Tanh") && e.message.contains("my_tanh"))
+        }
+        let info = try InferenceModel.inspect(data: try TinyModel.bytes(m))
+        #expect(!info.supported)
+        #expect(info.reasons.contains { $0.contains("my_tanh") })
+    }
+
+    @Test func absurdDimensionsAreTooLarge() {
+        var m = TinyModel.valid()
+        m.graph.input = [TinyModel.valueInfo("x", [1, 3, 1 << 40, 1 << 40])]
+        #expect(code { try load(m) } == "too_large")
+        var m2 = TinyModel.valid()
+        m2.graph.initializer[0].dims = [4, 3, 1 << 30, 1 << 30]
+        #expect(code { try load(m2) } == "too_large")
+        var m3 = TinyModel.valid()
+        m3.graph.input = [TinyModel.valueInfo("x", [1, 3, 8000, 8000])]
+        #expect(code { try load(m3) } == "too_large")
+    }
+
+    @Test func inconsistentDataAndShapes() {
+        var m = TinyModel.valid()
+        m.graph.initializer[0].dims = [4, 3, 3, 2]
+        #expect(code { try load(m) } == "bad_model")
+        var m2 = TinyModel.valid()
+        m2.graph.initializer[0] = TinyModel.tensor("w", [4, 2, 3, 3], floats: [Float](repeating: 0, count: 72))
+        #expect(code { try load(m2) } == "shape_mismatch")
+        var m3 = TinyModel.valid()
+        m3.graph.input = [TinyModel.valueInfo("x", [1, 3, 2, 2])]
+        m3.graph.node[0] = TinyModel.node("Conv", ["x", "w", "b"], ["c"], name: "conv")
+        #expect(code { try load(m3) } == "shape_mismatch")
+    }
+
+    @Test func externalDataAndOldOpsetsAreRefused() {
+        var m = TinyModel.valid()
+        m.graph.initializer[0].dataLocation = .external
+        #expect(code { try load(m) } == "unsupported_model")
+        var m2 = TinyModel.valid()
+        m2.opsetImport[0].version = 11
+        #expect(code { try load(m2) } == "unsupported_model")
+    }
+
+    @Test func badRunInputs() throws {
+        let model = try InferenceModel(data: try TinyModel.bytes(TinyModel.valid()))
+        let good = Tensor(zeros: [1, 3, 8, 8])
+        #expect(code { _ = try model.run(["x": Tensor(zeros: [1, 3, 4, 4])]) } == "bad_input")
+        #expect(code { _ = try model.run([:]) } == "bad_input")
+        #expect(code { _ = try model.run(["x": good, "other": good]) } == "bad_input")
+        #expect(code { _ = try model.run(["x": good], outputs: ["nope"]) } == "unknown_tensor")
+        #expect(code { _ = try model.run(from: "nope", value: good, outputs: ["y"]) } == "unknown_tensor")
+        // An intermediate as output, and starting from it.
+        let c = try #require(try model.run(["x": good], outputs: ["c"])["c"])
+        let y1 = try #require(try model.run(["x": good])["y"])
+        let y2 = try #require(try model.run(from: "c", value: c, outputs: ["y"])["y"])
+        #expect(y1 == y2)
+    }
+}

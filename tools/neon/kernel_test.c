@@ -1,0 +1,183 @@
+// Stand-alone test of the C kernels for cross-compiled targets (run under qemu-aarch64-static by
+// tools/test-neon.sh): every available variant must equal a plain reference convolution bit for bit over
+// randomized shapes, for general and depthwise convolutions.
+#include "CKernels.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+static uint64_t next(void) {
+    rng_state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = rng_state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static int rnd(int lo, int hi) { return lo + (int)(next() % (uint64_t)(hi - lo + 1)); }
+static double rndd(double lo, double hi) { return lo + (hi - lo) * (double)(next() >> 11) / 9007199254740992.0; }
+
+typedef struct {
+    int n, c, h, w, m, group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, oh, ow;
+    int32_t in_zp, out_zp, out_min, out_max;
+} conv_case;
+
+static void reference(const conv_case *k, const int8_t *x, const int8_t *wt, const double *mult, const double *offset,
+                      int8_t *y) {
+    const int cg = k->c / k->group, mg = k->m / k->group;
+    for (int b = 0; b < k->n; b++)
+        for (int oh = 0; oh < k->oh; oh++)
+            for (int ow = 0; ow < k->ow; ow++)
+                for (int oc = 0; oc < k->m; oc++) {
+                    const int g = oc / mg;
+                    int32_t acc = 0;
+                    for (int ky = 0; ky < k->kh; ky++) {
+                        const int ih = oh * k->sh - k->pt + ky * k->dh;
+                        if (ih < 0 || ih >= k->h) continue;
+                        for (int kx = 0; kx < k->kw; kx++) {
+                            const int iw = ow * k->sw - k->pl + kx * k->dw;
+                            if (iw < 0 || iw >= k->w) continue;
+                            for (int ic = 0; ic < cg; ic++) {
+                                const int32_t xv = x[((b * k->h + ih) * k->w + iw) * k->c + g * cg + ic] - k->in_zp;
+                                acc += xv * wt[((oc * cg + ic) * k->kh + ky) * k->kw + kx];
+                            }
+                        }
+                    }
+                    y[((b * k->oh + oh) * k->ow + ow) * k->m + oc] =
+                        aads_requantize(acc, mult[oc], offset[oc], k->out_zp, k->out_min, k->out_max);
+                }
+}
+
+static conv_case random_case(int depthwise) {
+    conv_case k;
+    memset(&k, 0, sizeof k);
+    k.n = rnd(1, 2);
+    k.kh = rnd(1, 7);
+    k.kw = rnd(1, 7);
+    k.dh = k.dw = rnd(0, 4) == 0 ? 2 : 1;
+    k.sh = rnd(1, 3);
+    k.sw = rnd(1, 3);
+    k.pt = rnd(0, k.kh - 1);
+    k.pl = rnd(0, k.kw - 1);
+    k.pb = rnd(0, k.kh - 1);
+    k.pr = rnd(0, k.kw - 1);
+    const int ekh = (k.kh - 1) * k.dh + 1, ekw = (k.kw - 1) * k.dw + 1;
+    k.h = rnd(1, 11);
+    k.w = rnd(1, 11);
+    if (k.h < ekh - k.pt - k.pb) k.h = ekh - k.pt - k.pb;
+    if (k.w < ekw - k.pl - k.pr) k.w = ekw - k.pl - k.pr;
+    k.oh = (k.h + k.pt + k.pb - ekh) / k.sh + 1;
+    k.ow = (k.w + k.pl + k.pr - ekw) / k.sw + 1;
+    static const int dwc[] = {1, 3, 8, 16, 17, 31, 32, 33, 48, 70};
+    static const int cin[] = {1, 2, 3, 4, 5, 7, 8, 16, 19, 33};
+    static const int cout[] = {1, 3, 8, 15, 16, 17, 32, 40, 64, 65};
+    if (depthwise) {
+        k.c = k.m = k.group = dwc[rnd(0, 9)];
+    } else {
+        static const int groups[] = {1, 1, 1, 2, 3};
+        k.group = groups[rnd(0, 4)];
+        k.c = k.group * cin[rnd(0, 9)];
+        k.m = k.group * cout[rnd(0, 9)];
+    }
+    k.in_zp = rnd(-128, 127);
+    k.out_zp = rnd(-128, 127);
+    k.out_min = -128;
+    k.out_max = 127;
+    if (rnd(0, 2) == 0) {
+        k.out_min = rnd(-128, 0);
+        k.out_max = rnd(k.out_min, 127);
+    }
+    return k;
+}
+
+static int run_case(int index, int depthwise, const int *variants, int nvariants) {
+    conv_case k = random_case(depthwise);
+    const int cg = k.c / k.group, mg = k.m / k.group, taps = k.kh * k.kw;
+    const size_t nx = (size_t)k.n * k.h * k.w * k.c, nw = (size_t)k.m * cg * taps, ny = (size_t)k.n * k.oh * k.ow * k.m;
+    int8_t *x = calloc(nx + AADS_KERNEL_SLACK, 1), *wt = calloc(nw + 1, 1);
+    int8_t *ref = calloc(ny + 1, 1), *got = calloc(ny + AADS_KERNEL_SLACK, 1);
+    double *mult = calloc((size_t)k.m + 64, sizeof(double)), *offset = calloc((size_t)k.m + 64, sizeof(double));
+    for (size_t i = 0; i < nx; i++) x[i] = (int8_t)next();
+    for (size_t i = 0; i < nw; i++) wt[i] = (int8_t)next();
+    wt[0] = -128;
+    x[nx - 1] = -128;
+    for (int i = 0; i < k.m; i++) {
+        mult[i] = rndd(0.2, 3) / ((double)cg * taps * 64);
+        offset[i] = (double)(int)rndd(-40, 40) + (rnd(0, 1) ? 0.5 : 0);
+    }
+    if (k.m > 1) mult[1] = 0.5;
+    reference(&k, x, wt, mult, offset, ref);
+    int failures = 0;
+    for (int vi = 0; vi < nvariants; vi++) {
+        const int v = variants[vi];
+        memset(got, 0x55, ny);
+        if (depthwise) {
+            const int cpad = aads_dwconv_cpad(k.c);
+            int16_t *packed = calloc((size_t)cpad * taps, sizeof(int16_t));
+            double *pm = calloc((size_t)cpad, sizeof(double)), *po = calloc((size_t)cpad, sizeof(double));
+            memcpy(pm, mult, sizeof(double) * k.m);
+            memcpy(po, offset, sizeof(double) * k.m);
+            aads_dwconv_pack(wt, k.c, k.kh, k.kw, packed);
+            aads_dwconv p = {k.h, k.w, k.c, k.oh, k.ow, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
+                             k.in_zp, k.out_zp, k.out_min, k.out_max, packed, pm, po};
+            for (int b = 0; b < k.n; b++)
+                aads_dwconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c, got + (size_t)b * k.oh * k.ow * k.m, 0, k.oh);
+            free(packed);
+            free(pm);
+            free(po);
+        } else {
+            const size_t per = aads_qconv_packed_size(mg, cg, k.kh, k.kw);
+            int8_t *packed = calloc(per * k.group, 1);
+            int32_t *wsum = calloc((size_t)k.m, sizeof(int32_t));
+            const size_t padn = aads_qconv_pad_bytes(cg);
+            int8_t *pad = malloc(padn);
+            memset(pad, k.in_zp, padn);
+            for (int g = 0; g < k.group; g++)
+                aads_qconv_pack(wt + (size_t)g * mg * cg * taps, mg, cg, k.kh, k.kw, packed + g * per, wsum + g * mg);
+            for (int g = 0; g < k.group; g++) {
+                aads_qconv p = {k.h, k.w, k.c, k.oh, k.ow, k.m, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
+                                cg, mg, k.in_zp, k.out_zp, k.out_min, k.out_max, packed + g * per, wsum + g * mg,
+                                mult + g * mg, offset + g * mg, pad};
+                for (int b = 0; b < k.n; b++)
+                    aads_qconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c + g * cg,
+                                   got + (size_t)b * k.oh * k.ow * k.m + g * mg, 0, k.oh * k.ow);
+            }
+            free(packed);
+            free(wsum);
+            free(pad);
+        }
+        size_t bad = 0;
+        for (size_t i = 0; i < ny; i++) bad += got[i] != ref[i];
+        if (bad) {
+            printf("FAIL case %d (%s) variant %s: %zu of %zu differ (c%d m%d g%d k%dx%d s%d,%d)\n", index,
+                   depthwise ? "depthwise" : "conv", aads_variant_name(v), bad, ny, k.c, k.m, k.group, k.kh, k.kw,
+                   k.sh, k.sw);
+            failures++;
+        }
+    }
+    free(x);
+    free(wt);
+    free(ref);
+    free(got);
+    free(mult);
+    free(offset);
+    return failures;
+}
+
+int main(int argc, char **argv) {
+    const int cases = argc > 1 ? atoi(argv[1]) : 300;
+    int variants[AADS_VARIANT_COUNT], nvariants = 0;
+    printf("variants:");
+    for (int v = 0; v < AADS_VARIANT_COUNT; v++) {
+        if (aads_variant_available(v)) {
+            variants[nvariants++] = v;
+            printf(" %s", aads_variant_name(v));
+        }
+    }
+    printf(" (best %s)\n", aads_variant_name(aads_variant_best()));
+    int failures = 0;
+    for (int i = 0; i < cases; i++) failures += run_case(i, i % 2, variants, nvariants);
+    printf("%d cases x %d variants: %s\n", cases, nvariants, failures ? "FAILED" : "all equal to the reference");
+    return failures ? 1 : 0;
+}
