@@ -316,11 +316,13 @@ public final class ImagePreprocessor {
     /// decoded image is never upscaled afterwards unless the source itself is smaller than S.
     static func scalingFactor(width: Int, height: Int, size: Int) -> ScalingFactor {
         let shorter = min(width, height)
-        let candidates = TurboJPEGDecoder.scalingFactors
-            .filter { $0.num <= $0.den }
-            .sorted { $0.num * $1.den < $1.num * $0.den }
-        return candidates.first { shorter * $0.num >= size * $0.den } ?? ScalingFactor(num: 1, den: 1)
+        return reducingFactors.first { shorter * $0.num >= size * $0.den } ?? ScalingFactor(num: 1, den: 1)
     }
+
+    /// TurboJPEG's factors that do not enlarge, smallest first (computed once, so choosing allocates nothing).
+    private static let reducingFactors: [ScalingFactor] = TurboJPEGDecoder.scalingFactors
+        .filter { $0.num <= $0.den }
+        .sorted { $0.num * $1.den < $1.num * $0.den }
 
     /// Maps a TurboJPEG failure to the module's error codes.
     static func classify(_ failure: TurboJPEGFailure) -> ImageError {
