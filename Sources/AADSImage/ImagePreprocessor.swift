@@ -15,6 +15,12 @@ import Foundation
 /// One instance keeps its file, decode and resize buffers between calls, so a loop over images stops
 /// allocating once it has seen its largest image (apart from the returned tensor; the `into:` variants
 /// write into the caller's buffer instead). An instance is not thread-safe: use one per thread.
+///
+/// Damaged data: libjpeg reports truncated or corrupt entropy-coded data as a warning and still fills
+/// the picture (grey or garbage where data is missing). By default that is `corrupt_jpeg`, and decoding
+/// runs with TJFLAG_STOPONWARNING so a damaged file is abandoned at the first warning instead of being
+/// decoded in full only to be refused. With `allowDamaged` the whole picture is decoded and the result
+/// is flagged `damaged`; "no image in the datastream" is an error either way.
 public final class ImagePreprocessor {
     public let options: PreprocessOptions
 

@@ -30,6 +30,19 @@ import Testing
         #expect(preprocessor.lastImageRGB().isEmpty)
     }
 
+    /// A failure must not leave the decoder in a state that spoils the next image.
+    @Test func aFailureDoesNotAffectTheNextImage() throws {
+        let good = Fixtures.path("shared/variants/coffee_exif_orient6.jpg")
+        let expected = try ImagePreprocessor(options: PreprocessOptions(size: 48)).process(path: good).tensor
+        for allowDamaged in [false, true] {
+            let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 48, allowDamaged: allowDamaged))
+            for (file, _) in Self.expected {
+                _ = try? preprocessor.process(path: Fixtures.path(file))
+                #expect(try preprocessor.process(path: good).tensor == expected, "after \(file)")
+            }
+        }
+    }
+
     @Test func everyCorruptFixtureIsCovered() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Fixtures.path("shared/corrupt"))
         let covered = Set(Self.expected.map { ($0.0 as NSString).lastPathComponent })
