@@ -298,7 +298,9 @@ public final class ImagePreprocessor {
         guard let out = output.baseAddress, output.count >= 3 * plane else {
             throw ImageError(.invalidOptions, "output buffer holds \(output.count) values, \(3 * plane) needed")
         }
-        guard scale.isFinite, scale > 0 else { throw ImageError(.invalidOptions, "scale must be positive, got \(scale)") }
+        guard scale.isFinite, scale > 0 else {
+            throw ImageError(.invalidOptions, "scale must be positive, got \(scale)")
+        }
         if int8TableKey?.scale != scale || int8TableKey?.zeroPoint != zeroPoint {
             for i in 0..<768 { int8Table[i] = quantizeInt8(floatTable[i], scale: scale, zeroPoint: zeroPoint) }
             int8TableKey = (scale, zeroPoint)
@@ -338,7 +340,9 @@ public final class ImagePreprocessor {
         }
         if message.contains("Not a JPEG file") { return ImageError(.notJPEG, message) }
         if message.contains("Maximum supported image dimension") { return ImageError(.tooLarge, message) }
-        let unsupported = ["Unsupported", "unsupported", "not supported", "Could not determine subsampling", "has more than"]
+        let unsupported = [
+            "Unsupported", "unsupported", "not supported", "Could not determine subsampling", "has more than",
+        ]
         if unsupported.contains(where: message.contains) {
             return ImageError(.unsupportedJPEG, message)
         }

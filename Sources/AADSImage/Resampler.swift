@@ -89,7 +89,8 @@ final class Resampler {
     private let accumulator = GrowableBuffer<Int32>()
 
     var allocations: Int {
-        intermediate.allocations + accumulator.allocations + horizontal.bounds.allocations + horizontal.weights.allocations
+        intermediate.allocations + accumulator.allocations + horizontal.bounds.allocations
+            + horizontal.weights.allocations
             + vertical.bounds.allocations + vertical.weights.allocations
     }
 
