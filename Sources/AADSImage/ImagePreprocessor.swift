@@ -15,6 +15,12 @@ import Foundation
 /// One instance keeps its file, decode and resize buffers between calls, so a loop over images stops
 /// allocating once it has seen its largest image (apart from the returned tensor; the `into:` variants
 /// write into the caller's buffer instead). An instance is not thread-safe: use one per thread.
+///
+/// Damaged data: libjpeg reports truncated or corrupt entropy-coded data as a warning and still fills
+/// the picture (grey or garbage where data is missing). By default that is `corrupt_jpeg`, and decoding
+/// runs with TJFLAG_STOPONWARNING so a damaged file is abandoned at the first warning instead of being
+/// decoded in full only to be refused. With `allowDamaged` the whole picture is decoded and the result
+/// is flagged `damaged`; "no image in the datastream" is an error either way.
 public final class ImagePreprocessor {
     public let options: PreprocessOptions
 
@@ -292,7 +298,9 @@ public final class ImagePreprocessor {
         guard let out = output.baseAddress, output.count >= 3 * plane else {
             throw ImageError(.invalidOptions, "output buffer holds \(output.count) values, \(3 * plane) needed")
         }
-        guard scale.isFinite, scale > 0 else { throw ImageError(.invalidOptions, "scale must be positive, got \(scale)") }
+        guard scale.isFinite, scale > 0 else {
+            throw ImageError(.invalidOptions, "scale must be positive, got \(scale)")
+        }
         if int8TableKey?.scale != scale || int8TableKey?.zeroPoint != zeroPoint {
             for i in 0..<768 { int8Table[i] = quantizeInt8(floatTable[i], scale: scale, zeroPoint: zeroPoint) }
             int8TableKey = (scale, zeroPoint)
@@ -316,11 +324,13 @@ public final class ImagePreprocessor {
     /// decoded image is never upscaled afterwards unless the source itself is smaller than S.
     static func scalingFactor(width: Int, height: Int, size: Int) -> ScalingFactor {
         let shorter = min(width, height)
-        let candidates = TurboJPEGDecoder.scalingFactors
-            .filter { $0.num <= $0.den }
-            .sorted { $0.num * $1.den < $1.num * $0.den }
-        return candidates.first { shorter * $0.num >= size * $0.den } ?? ScalingFactor(num: 1, den: 1)
+        return reducingFactors.first { shorter * $0.num >= size * $0.den } ?? ScalingFactor(num: 1, den: 1)
     }
+
+    /// TurboJPEG's factors that do not enlarge, smallest first (computed once, so choosing allocates nothing).
+    private static let reducingFactors: [ScalingFactor] = TurboJPEGDecoder.scalingFactors
+        .filter { $0.num <= $0.den }
+        .sorted { $0.num * $1.den < $1.num * $0.den }
 
     /// Maps a TurboJPEG failure to the module's error codes.
     static func classify(_ failure: TurboJPEGFailure) -> ImageError {
@@ -330,7 +340,9 @@ public final class ImagePreprocessor {
         }
         if message.contains("Not a JPEG file") { return ImageError(.notJPEG, message) }
         if message.contains("Maximum supported image dimension") { return ImageError(.tooLarge, message) }
-        let unsupported = ["Unsupported", "unsupported", "not supported", "Could not determine subsampling", "has more than"]
+        let unsupported = [
+            "Unsupported", "unsupported", "not supported", "Could not determine subsampling", "has more than",
+        ]
         if unsupported.contains(where: message.contains) {
             return ImageError(.unsupportedJPEG, message)
         }

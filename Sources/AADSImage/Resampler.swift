@@ -86,9 +86,11 @@ final class Resampler {
     private let horizontal = AxisCoefficients()
     private let vertical = AxisCoefficients()
     private let intermediate = GrowableBuffer<UInt8>()
+    private let accumulator = GrowableBuffer<Int32>()
 
     var allocations: Int {
-        intermediate.allocations + horizontal.bounds.allocations + horizontal.weights.allocations
+        intermediate.allocations + accumulator.allocations + horizontal.bounds.allocations
+            + horizontal.weights.allocations
             + vertical.bounds.allocations + vertical.weights.allocations
     }
 
@@ -116,38 +118,56 @@ final class Resampler {
         for r in 0..<rows {
             let inRow = source + (firstRow + r) * width * channels
             let outRow = temp + r * rowStride
-            for xx in 0..<outWidth {
-                let xmin = Int(hBounds[2 * xx])
-                let taps = Int(hBounds[2 * xx + 1])
-                let k = hWeights + xx * hSize
-                let base = inRow + xmin * channels
-                for c in 0..<channels {
-                    var sum = half
+            if channels == 3 {
+                for xx in 0..<outWidth {
+                    let taps = Int(hBounds[2 * xx + 1])
+                    let k = hWeights + xx * hSize
+                    var p = inRow + Int(hBounds[2 * xx]) * 3
+                    var s0 = half
+                    var s1 = half
+                    var s2 = half
                     for x in 0..<taps {
-                        sum &+= Int32(base[x * channels + c]) &* k[x]
+                        let w = k[x]
+                        s0 &+= Int32(p[0]) &* w
+                        s1 &+= Int32(p[1]) &* w
+                        s2 &+= Int32(p[2]) &* w
+                        p += 3
                     }
-                    outRow[xx * channels + c] = clip8(sum)
+                    outRow[3 * xx] = clip8(s0)
+                    outRow[3 * xx + 1] = clip8(s1)
+                    outRow[3 * xx + 2] = clip8(s2)
+                }
+            } else {
+                for xx in 0..<outWidth {
+                    let taps = Int(hBounds[2 * xx + 1])
+                    let k = hWeights + xx * hSize
+                    let base = inRow + Int(hBounds[2 * xx]) * channels
+                    for c in 0..<channels {
+                        var sum = half
+                        for x in 0..<taps { sum &+= Int32(base[x * channels + c]) &* k[x] }
+                        outRow[xx * channels + c] = clip8(sum)
+                    }
                 }
             }
         }
 
-        // Vertical pass.
+        // Vertical pass, one output row at a time: whole source rows are accumulated (a loop the compiler
+        // vectorises) before rounding.
         let vWeights = vertical.weights.pointer
         let vSize = vertical.kernelSize
+        let acc = accumulator.reserve(rowStride)
         for yy in 0..<outHeight {
             let ymin = Int(vBounds[2 * yy]) - firstRow
             let taps = Int(vBounds[2 * yy + 1])
             let k = vWeights + yy * vSize
-            let outRow = destination + yy * rowStride
-            for i in 0..<rowStride {
-                var sum = half
-                var p = temp + ymin * rowStride + i
-                for y in 0..<taps {
-                    sum &+= Int32(p.pointee) &* k[y]
-                    p += rowStride
-                }
-                outRow[i] = clip8(sum)
+            acc.update(repeating: half, count: rowStride)
+            for y in 0..<taps {
+                let w = k[y]
+                let row = temp + (ymin + y) * rowStride
+                for i in 0..<rowStride { acc[i] &+= Int32(row[i]) &* w }
             }
+            let outRow = destination + yy * rowStride
+            for i in 0..<rowStride { outRow[i] = clip8(acc[i]) }
         }
     }
 }

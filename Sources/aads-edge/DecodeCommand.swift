@@ -14,7 +14,7 @@ struct DecodeCommand: ParsableCommand {
             """)
 
     @Argument(help: "JPEG files.")
-    var files: [String]
+    var files: [String] = []
 
     @Option(help: "Output side S; the tensor is [1, 3, S, S].")
     var size = 224
@@ -112,6 +112,7 @@ struct DecodeCommand: ParsableCommand {
         guard let policy = ResizePolicy(rawValue: policy) else {
             throw ImageError(.invalidOptions, "--policy must be center-crop or stretch, got \(self.policy)")
         }
+        guard !files.isEmpty else { throw ImageError(.invalidOptions, "no JPEG files given") }
         guard self.repeat >= 1 else { throw ImageError(.invalidOptions, "--repeat must be at least 1") }
         guard maxFileMb >= 1, maxFileMb <= Int.max >> 21 else {
             throw ImageError(.invalidOptions, "--max-file-mb must be at least 1")

@@ -26,8 +26,23 @@ import Testing
         #expect(errorCode { _ = try preprocessor.process(path: Fixtures.path(file)) } == code)
         let data = try Fixtures.data(file)
         #expect(errorCode { _ = try preprocessor.process(jpeg: data) } == code)
-        #expect(errorCode { _ = try preprocessor.processQuantized(path: Fixtures.path(file), scale: 0.02, zeroPoint: 0) } == code)
+        #expect(
+            errorCode { _ = try preprocessor.processQuantized(path: Fixtures.path(file), scale: 0.02, zeroPoint: 0) }
+                == code)
         #expect(preprocessor.lastImageRGB().isEmpty)
+    }
+
+    /// A failure must not leave the decoder in a state that spoils the next image.
+    @Test func aFailureDoesNotAffectTheNextImage() throws {
+        let good = Fixtures.path("shared/variants/coffee_exif_orient6.jpg")
+        let expected = try ImagePreprocessor(options: PreprocessOptions(size: 48)).process(path: good).tensor
+        for allowDamaged in [false, true] {
+            let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 48, allowDamaged: allowDamaged))
+            for (file, _) in Self.expected {
+                _ = try? preprocessor.process(path: Fixtures.path(file))
+                #expect(try preprocessor.process(path: good).tensor == expected, "after \(file)")
+            }
+        }
     }
 
     @Test func everyCorruptFixtureIsCovered() throws {
@@ -50,8 +65,12 @@ import Testing
             #expect(result.info.damaged, "\(file)")
         }
         // Still errors when allowed: no frame at all, over the limit.
-        #expect(errorCode { _ = try lenient.process(path: Fixtures.path("shared/corrupt/header_only_no_sof.jpg")) } == "corrupt_jpeg")
-        #expect(errorCode { _ = try lenient.process(path: Fixtures.path("shared/corrupt/sof_65000x65000.jpg")) } == "too_large")
+        #expect(
+            errorCode { _ = try lenient.process(path: Fixtures.path("shared/corrupt/header_only_no_sof.jpg")) }
+                == "corrupt_jpeg")
+        #expect(
+            errorCode { _ = try lenient.process(path: Fixtures.path("shared/corrupt/sof_65000x65000.jpg")) }
+                == "too_large")
         // An intact file is not flagged.
         #expect(try !lenient.process(path: Fixtures.path("shared/ood/skimage-chelsea.jpg")).info.damaged)
     }
@@ -72,7 +91,8 @@ import Testing
 
     @Test func pixelLimitIsCheckedFromTheHeader() throws {
         let file = Fixtures.path("shared/variants/coffee_baseline_420_q85.jpg")  // 600x400
-        let tight = ImagePreprocessor(options: PreprocessOptions(size: 64, limits: DecodeLimits(maxPixels: 600 * 400 - 1)))
+        let tight = ImagePreprocessor(
+            options: PreprocessOptions(size: 64, limits: DecodeLimits(maxPixels: 600 * 400 - 1)))
         #expect(errorCode { _ = try tight.process(path: file) } == "too_large")
         let exact = ImagePreprocessor(options: PreprocessOptions(size: 64, limits: DecodeLimits(maxPixels: 600 * 400)))
         #expect(errorCode { _ = try exact.process(path: file) } == nil)

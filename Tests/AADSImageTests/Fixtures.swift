@@ -20,11 +20,18 @@ enum Fixtures {
         var policy: String
         var reference: String
         var orientation: Int
-        var source_width: Int
-        var source_height: Int
-        var dct_scale: String
+        var sourceWidth: Int
+        var sourceHeight: Int
+        var dctScale: String
         var width: Int
         var height: Int
+
+        enum CodingKeys: String, CodingKey {
+            case name, jpeg, size, policy, reference, orientation, width, height
+            case sourceWidth = "source_width"
+            case sourceHeight = "source_height"
+            case dctScale = "dct_scale"
+        }
 
         var description: String { name }
     }

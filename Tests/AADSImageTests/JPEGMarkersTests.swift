@@ -6,9 +6,13 @@ import Testing
 /// EXIF orientation parsing on hand-built TIFF/EXIF bytes (TIFF 6.0 layout: byte order, 42, IFD0 offset,
 /// entry count, 12-byte entries of tag, type, count, value).
 @Suite struct JPEGMarkersTests {
-    static func tiff(littleEndian: Bool, tag: UInt16 = 0x0112, type: UInt16 = 3, value: UInt32, ifdOffset: UInt32 = 8,
-                     entries: UInt16 = 2) -> [UInt8] {
-        func u16(_ v: UInt16) -> [UInt8] { littleEndian ? [UInt8(v & 0xFF), UInt8(v >> 8)] : [UInt8(v >> 8), UInt8(v & 0xFF)] }
+    static func tiff(
+        littleEndian: Bool, tag: UInt16 = 0x0112, type: UInt16 = 3, value: UInt32, ifdOffset: UInt32 = 8,
+        entries: UInt16 = 2
+    ) -> [UInt8] {
+        func u16(_ v: UInt16) -> [UInt8] {
+            littleEndian ? [UInt8(v & 0xFF), UInt8(v >> 8)] : [UInt8(v >> 8), UInt8(v & 0xFF)]
+        }
         func u32(_ v: UInt32) -> [UInt8] {
             let b = [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
             return littleEndian ? b.reversed() : b
@@ -101,7 +105,8 @@ import Testing
         var bytes = [UInt8](try Fixtures.data("generated/orient6.jpg"))
         // Find the orientation entry: tag 0x0112, type 3, count 1, value 6 (Pillow writes big-endian TIFF).
         let pattern: [UInt8] = [0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06]
-        let index = try #require((0..<(bytes.count - pattern.count)).first { Array(bytes[$0..<$0 + pattern.count]) == pattern })
+        let index = try #require(
+            (0..<(bytes.count - pattern.count)).first { Array(bytes[$0..<$0 + pattern.count]) == pattern })
         bytes[index + 9] = 9
         let result = try ImagePreprocessor(options: PreprocessOptions(size: 32)).process(jpeg: Data(bytes))
         #expect(result.info.orientation == 1)

@@ -13,7 +13,7 @@ import Testing
     /// at 1/2, where libjpeg upsamples the 30-sample-wide chroma differently in a scaled decode (Pillow's
     /// own draft path decodes this file at the same 1/2).
     static let tolerance: [String: Double] = [
-        "subsamp_411_64_center-crop": 3.0,
+        "subsamp_411_64_center-crop": 3.0
     ]
 
     @Test func casesArePresent() {
@@ -26,9 +26,9 @@ import Testing
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: testCase.size, policy: policy))
         let result = try preprocessor.process(path: Fixtures.path(testCase.jpeg))
         #expect(result.info.orientation == testCase.orientation)
-        #expect(result.info.sourceWidth == testCase.source_width)
-        #expect(result.info.sourceHeight == testCase.source_height)
-        #expect(result.info.dctScale == testCase.dct_scale)
+        #expect(result.info.sourceWidth == testCase.sourceWidth)
+        #expect(result.info.sourceHeight == testCase.sourceHeight)
+        #expect(result.info.dctScale == testCase.dctScale)
         #expect(result.info.width == testCase.width)
         #expect(result.info.height == testCase.height)
         #expect(!result.info.damaged)
@@ -40,7 +40,7 @@ import Testing
         let ours = preprocessor.lastImageRGB()
         let diff = pixelDifference(ours, reference.bytes)
         #expect(diff.mean <= Self.tolerance[testCase.name, default: 2.0], "mean abs diff \(diff.mean), max \(diff.max)")
-        if testCase.dct_scale == "1/1", testCase.orientation == 1 {
+        if testCase.dctScale == "1/1", testCase.orientation == 1 {
             // Same decoder output and Pillow's fixed-point resampler: at most rounding differences.
             #expect(diff.max <= 1, "max abs diff \(diff.max)")
         }

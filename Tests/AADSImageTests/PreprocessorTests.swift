@@ -18,8 +18,11 @@ import Testing
     @Test func twelveMegapixelsDecodeAtOneEighth() throws {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 224))
         let result = try preprocessor.process(path: Fixtures.path("shared/variants/coffee_12mp_4000x3000_q85.jpg"))
-        #expect(result.info == ImageInfo(sourceWidth: 4000, sourceHeight: 3000, orientation: 1, dctScale: "1/8",
-                                         width: 500, height: 375, damaged: false))
+        #expect(
+            result.info
+                == ImageInfo(
+                    sourceWidth: 4000, sourceHeight: 3000, orientation: 1, dctScale: "1/8",
+                    width: 500, height: 375, damaged: false))
         #expect(result.decodeMs >= 0 && result.preprocessMs >= 0)
     }
 
@@ -41,21 +44,26 @@ import Testing
         #expect(buffer == tensor.data)
         #expect(outcome.info.dctScale == "1/4")
         var small = [Float](repeating: 0, count: 10)
-        #expect(errorCode { _ = try small.withUnsafeMutableBufferPointer { try preprocessor.process(path: file, into: $0) } } == "invalid_options")
+        #expect(
+            errorCode {
+                _ = try small.withUnsafeMutableBufferPointer { try preprocessor.process(path: file, into: $0) }
+            } == "invalid_options")
     }
 
     /// Quantizing straight from pixels equals ONNX QuantizeLinear (`quantizeInt8`) of the float tensor.
     @Test(arguments: [(Float(0.0157), Int32(0)), (0.02, -3), (0.0078125, 10), (0.5, 127)])
     func quantizedEqualsQuantizeLinearOfTheFloatTensor(_ scale: Float, _ zeroPoint: Int32) throws {
         let file = Fixtures.path("shared/variants/coffee_cmyk_q90.jpg")
-        let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 48, mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]))
+        let preprocessor = ImagePreprocessor(
+            options: PreprocessOptions(size: 48, mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]))
         let floats = try preprocessor.process(path: file).tensor
         let (info, quantized) = try preprocessor.processQuantized(path: file, scale: scale, zeroPoint: zeroPoint)
         #expect(info.dctScale == "1/8")
         #expect(quantized.shape == [1, 3, 48, 48])
         #expect(quantized.scale == scale && quantized.zeroPoint == zeroPoint)
         #expect(quantized.data == floats.data.map { quantizeInt8($0, scale: scale, zeroPoint: zeroPoint) })
-        let fromData = try preprocessor.processQuantized(jpeg: Fixtures.data("shared/variants/coffee_cmyk_q90.jpg"), scale: scale, zeroPoint: zeroPoint)
+        let fromData = try preprocessor.processQuantized(
+            jpeg: Fixtures.data("shared/variants/coffee_cmyk_q90.jpg"), scale: scale, zeroPoint: zeroPoint)
         #expect(fromData.1 == quantized)
     }
 
@@ -97,7 +105,9 @@ import Testing
         var output = [Float](repeating: 0, count: preprocessor.tensorCount)
         for _ in 0..<2 {
             for file in files {
-                _ = try output.withUnsafeMutableBufferPointer { try preprocessor.process(path: Fixtures.path(file), into: $0) }
+                _ = try output.withUnsafeMutableBufferPointer {
+                    try preprocessor.process(path: Fixtures.path(file), into: $0)
+                }
             }
         }
         #expect(preprocessor.bufferAllocations == afterFirst)
