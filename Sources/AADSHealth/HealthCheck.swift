@@ -82,8 +82,7 @@ public struct HealthCheck: Sendable {
 
     /// Runs `body` on its own thread, giving up after `seconds` (a hung check fails instead of hanging the gate).
     static func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () throws -> T) -> Result<T, any Error>? {
-        final class Box: @unchecked Sendable { var result: Result<T, any Error>? }
-        let box = Box()
+        let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
             box.result = Result { try body() }
@@ -166,6 +165,11 @@ public struct HealthCheck: Sendable {
         }
         return report
     }
+}
+
+/// Carries a result from a worker thread to a waiter; a semaphore orders the write before the read.
+final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, any Error>?
 }
 
 /// Moves a non-Sendable value across a thread hop whose ordering a semaphore guarantees.

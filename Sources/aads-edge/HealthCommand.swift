@@ -36,7 +36,7 @@ struct HealthCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report: HealthReport
+        let result: HealthReport
         do {
             let check = HealthCheck(policy: try HealthPolicy.load(path: policy), threads: threads)
             if let bundle {
@@ -46,7 +46,7 @@ struct HealthCommand: ParsableCommand {
                     print(output.json ? JSONLine.encode(["bundle": bundle, "baseline_metrics": metrics.dictionary]) : "baseline_metrics written to \(bundle)/manifest.json")
                     return
                 }
-                report = check.run(bundleDirectory: bundle)
+                result = check.run(bundleDirectory: bundle)
             } else {
                 let store = SlotStore(root: root)
                 let state = try store.loadState()
@@ -54,7 +54,7 @@ struct HealthCommand: ParsableCommand {
                     throw HealthError("no_active_slot", "the slot store at \(root) holds no model")
                 }
                 let reference = state.fallback.flatMap { target == state.trial?.slot ? HealthMetrics.numbers(state[$0].metrics) : nil }
-                report = check.run(
+                result = check.run(
                     bundleDirectory: store.bundlePath(target), store: store, slot: target,
                     reference: reference?.isEmpty == false ? reference : nil)
             }
@@ -63,21 +63,21 @@ struct HealthCommand: ParsableCommand {
             throw Exit.couldNotRun
         }
         if output.json {
-            print(JSONLine.encode(report.jsonObject))
+            print(JSONLine.encode(result.jsonObject))
         } else {
-            for check in report.checks {
+            for check in result.checks {
                 print("\(check.passed ? "ok  " : "FAIL") \(check.name): \(check.detail)")
             }
-            if let m = report.metrics {
+            if let m = result.metrics {
                 print(String(format: "routing %.1f%%  adapter %.1f%%  OOD AUROC %.3f  FPR %.1f%%  latency p50 %.1f ms p95 %.1f ms  errors %.2f%%  peak RSS %.0f MB",
                     m.cropRoutingAccuracy * 100, m.adapterAccuracy * 100, m.oodAuroc, m.oodFpr * 100, m.latencyMs, m.latencyP95Ms, m.errorRate * 100, m.peakRssMb))
             }
-            for line in report.failures where !report.checks.contains(where: { !$0.passed && line.hasPrefix($0.name) }) { print("FAIL \(line)") }
-            for line in report.warnings { print("warn \(line)") }
-            print(report.passed ? "health: pass" : "health: fail")
+            for line in result.failures where !result.checks.contains(where: { !$0.passed && line.hasPrefix($0.name) }) { print("FAIL \(line)") }
+            for line in result.warnings { print("warn \(line)") }
+            print(result.passed ? "health: pass" : "health: fail")
         }
-        if report.couldNotRun != nil { throw Exit.couldNotRun }
-        if !report.passed { throw Exit.failure }
+        if result.couldNotRun != nil { throw Exit.couldNotRun }
+        if !result.passed { throw Exit.failure }
     }
 
     func parseSlot(_ text: String) throws -> SlotID {
