@@ -3,6 +3,8 @@
 # Idempotent: packages already present are not reinstalled.
 set -euo pipefail
 packages=(libturbojpeg0-dev libgpiod-dev libsqlite3-dev pkg-config)
+# Headless Chromium renders the HTML field report for a visual check (tools/render_report.sh); opt in.
+if [ "${WITH_CHROMIUM:-0}" = 1 ]; then packages+=(chromium); fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

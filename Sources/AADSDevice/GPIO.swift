@@ -179,6 +179,7 @@ public final class TriggerMonitor: @unchecked Sendable {
     private var debouncer: Debouncer
     private var running = false
     private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
     private let onPress: @Sendable (UInt64) -> Void
     private let now: @Sendable () -> UInt64
 
@@ -235,6 +236,7 @@ public final class TriggerMonitor: @unchecked Sendable {
         running = true
         lock.unlock()
         let thread = Thread { [self] in
+            defer { finished.signal() }
             while isRunning {
                 lock.lock()
                 let deadline = debouncer.deadlineNs
@@ -259,9 +261,12 @@ public final class TriggerMonitor: @unchecked Sendable {
         return running
     }
 
+    /// Stops the background thread and waits for it to leave the backend, so the lines can be released safely.
     public func stop() {
         lock.lock()
+        let wasRunning = running
         running = false
         lock.unlock()
+        if wasRunning && thread != nil { finished.wait() }
     }
 }

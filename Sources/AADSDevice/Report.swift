@@ -461,22 +461,34 @@ public enum HTMLReport {
         guard let first = shown.first?.createdAt, let last = shown.last?.createdAt else { return "" }
         let left = 40.0, right = 40.0
         let span = max(1, last.timeIntervalSince(first))
-        let lanes = 4
-        let height = 60.0 + Double(lanes) * 30
         let axisY = 40.0
+        // Greedy lanes: a label goes to the first lane where it does not overlap the previous label.
+        var laneEnds: [Double] = []
+        var placed: [(x: Double, lane: Int, anchor: String, text: String, color: String, event: SlotEventRecord)] = []
+        for e in shown {
+            let x = left + (width - left - right) * e.createdAt.timeIntervalSince(first) / span
+            let text = "\(e.event) \(e.slot) \(e.modelVersion)"
+            let textWidth = Double(text.count) * 6.4
+            let anchor = x > width - textWidth / 2 - 10 ? "end" : (x < textWidth / 2 + 10 ? "start" : "middle")
+            let startX = anchor == "start" ? x : (anchor == "end" ? x - textWidth : x - textWidth / 2)
+            let lane = laneEnds.firstIndex(where: { $0 + 8 < startX }) ?? laneEnds.count
+            if lane == laneEnds.count { laneEnds.append(0) }
+            laneEnds[lane] = startX + textWidth
+            placed.append((x, lane, anchor, text, eventColor(e.event), e))
+        }
+        let height = axisY + 30 + Double(max(1, laneEnds.count)) * 24
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
         svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(axisY)\" y2=\"\(axisY)\" stroke=\"#4a5568\" stroke-width=\"2\"/>"
         svg += "<text x=\"\(left)\" y=\"20\" font-size=\"11\" fill=\"#718096\">\(esc(shortDate(first)))</text>"
         svg += "<text x=\"\(width - right)\" y=\"20\" font-size=\"11\" text-anchor=\"end\" fill=\"#718096\">\(esc(shortDate(last)))</text>"
-        for (i, e) in shown.enumerated() {
-            let x = left + (width - left - right) * e.createdAt.timeIntervalSince(first) / span
-            let lane = i % lanes
-            let labelY = axisY + 28 + Double(lane) * 28
-            let c = eventColor(e.event)
-            svg += "<line x1=\"\(f1(x))\" x2=\"\(f1(x))\" y1=\"\(axisY)\" y2=\"\(f1(labelY - 10))\" stroke=\"\(c)\" stroke-dasharray=\"2,2\"/>"
-            svg += "<circle cx=\"\(f1(x))\" cy=\"\(axisY)\" r=\"6\" fill=\"\(c)\"><title>\(esc(ISO8601.string(e.createdAt))) \(esc(e.event)) \(esc(e.detail))</title></circle>"
-            let anchor = x > width - 160 ? "end" : (x < 120 ? "start" : "middle")
-            svg += "<text x=\"\(f1(x))\" y=\"\(f1(labelY))\" font-size=\"11\" text-anchor=\"\(anchor)\" fill=\"#2d3748\">\(esc(e.event)) \(esc(e.slot)) \(esc(e.modelVersion))</text>"
+        func labelY(_ lane: Int) -> Double { axisY + 26 + Double(lane) * 24 }
+        for p in placed {
+            svg += "<line x1=\"\(f1(p.x))\" x2=\"\(f1(p.x))\" y1=\"\(axisY)\" y2=\"\(f1(labelY(p.lane) - 10))\" stroke=\"\(p.color)\" stroke-dasharray=\"2,2\"/>"
+        }
+        for p in placed {
+            svg += "<circle cx=\"\(f1(p.x))\" cy=\"\(axisY)\" r=\"6\" fill=\"\(p.color)\"><title>\(esc(ISO8601.string(p.event.createdAt))) \(esc(p.event.event)) \(esc(p.event.detail))</title></circle>"
+            // A white halo keeps labels readable over the connectors of neighbours.
+            svg += "<text x=\"\(f1(p.x))\" y=\"\(f1(labelY(p.lane)))\" font-size=\"11\" text-anchor=\"\(p.anchor)\" fill=\"#2d3748\" stroke=\"#fff\" stroke-width=\"4\" paint-order=\"stroke\">\(esc(p.text))</text>"
         }
         return svg + "</svg>"
     }

@@ -2,6 +2,10 @@ import AADSCore
 import Foundation
 import GRDB
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Errors of the results journal.
 public struct JournalError: CodedError {
     public let code: String
@@ -172,6 +176,9 @@ public final class ResultsJournal: Sendable {
         }
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
+        // A small, bounded page cache per connection (512 KiB): the service appends and looks rows up by a unique
+        // index, so a bigger cache buys nothing but resident memory on a small device.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA cache_size = -512") }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             // The pool has one long-lived writer connection. GRDB switches it to synchronous=NORMAL when it
@@ -340,6 +347,34 @@ public final class ResultsJournal: Sendable {
         if let limit { sql += " LIMIT \(max(0, limit))" }
         return try read("cannot read results") { db in
             try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.journalRow)
+        }
+    }
+
+    /// Visits rows in id order, a page at a time, so exporting a large journal needs little memory.
+    public func forEachRow(
+        since: Date? = nil, unsyncedOnly: Bool = false, pageSize: Int = 1000, _ body: (JournalRow) throws -> Void
+    ) throws {
+        var after: Int64 = 0
+        while true {
+            let page = try rows(since: since, afterID: after, unsyncedOnly: unsyncedOnly, limit: pageSize)
+            for row in page { try body(row) }
+            guard let last = page.last, page.count == pageSize else { return }
+            after = last.id
+        }
+    }
+
+    /// The newest `count` rows (optionally since a time / unsynced only), oldest first.
+    public func newestRows(_ count: Int, since: Date? = nil, unsyncedOnly: Bool = false) throws -> [JournalRow] {
+        var sql = "SELECT * FROM results WHERE 1"
+        var arguments: StatementArguments = []
+        if let since {
+            sql += " AND created_at >= ?"
+            arguments += [ISO8601.string(since)]
+        }
+        if unsyncedOnly { sql += " AND synced = 0" }
+        sql += " ORDER BY id DESC LIMIT \(max(0, count))"
+        return try read("cannot read results") { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.journalRow).reversed()
         }
     }
 
@@ -576,6 +611,54 @@ public enum ResultsExport {
             if header { emit(csvColumns.joined(separator: ",")) }
             for row in rows { emit(csvLine(row)) }
         }
+    }
+
+    /// Streams rows a page at a time to standard output, or atomically to `path` (temp file, fsync, rename).
+    /// Returns the number of rows.
+    @discardableResult
+    public static func export(
+        journal: ResultsJournal, since: Date? = nil, unsyncedOnly: Bool = false, format: Format, to path: String? = nil
+    ) throws -> Int {
+        var fd: Int32 = 1
+        var temp = ""
+        if let path {
+            let directory = (path as NSString).deletingLastPathComponent
+            temp = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+            fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw FileIOError(code: "io_error", "cannot create \(temp): \(String(cString: strerror(errno)))") }
+        }
+        var buffer = ""
+        var count = 0
+        func flush() throws {
+            try AtomicFile.writeAll(fd: fd, data: Data(buffer.utf8), path: path ?? "standard output")
+            buffer = ""
+        }
+        do {
+            if format == .csv { buffer += csvColumns.joined(separator: ",") + "\n" }
+            try journal.forEachRow(since: since, unsyncedOnly: unsyncedOnly) { row in
+                write([row], format: format, header: false) { buffer += $0 + "\n" }
+                count += 1
+                if buffer.utf8.count > 1 << 16 { try flush() }
+            }
+            try flush()
+            if let path {
+                guard fsync(fd) == 0 else { throw FileIOError(code: "io_error", "cannot fsync \(temp)") }
+                close(fd)
+                fd = -1
+                guard rename(temp, path) == 0 else {
+                    throw FileIOError(code: "io_error", "cannot rename onto \(path): \(String(cString: strerror(errno)))")
+                }
+                let directory = (path as NSString).deletingLastPathComponent
+                try AtomicFile.syncDirectory(directory.isEmpty ? "." : directory)
+            }
+        } catch {
+            if path != nil {
+                if fd >= 0 { close(fd) }
+                unlink(temp)
+            }
+            throw error
+        }
+        return count
     }
 
     /// One CSV line (RFC 4180 quoting).

@@ -71,10 +71,13 @@ public struct Spool: Sendable {
 
     public func path(of name: String) -> String { directory + "/" + name }
 
-    /// Moves a spool file into `destination` (done/failed/dropped) durably; never overwrites an older file
-    /// of the same name. Returns the new path, nil if the file had already gone.
+    /// Moves a spool file into `destination` (done/failed/dropped); never overwrites an older file of the same
+    /// name. Returns the new path, nil if the file had already gone.
+    ///
+    /// Not fsync'd by default: the durable record is the journal row, committed before the move. A move lost to
+    /// a power cut puts the image back in the spool, where its existing row makes the retry a no-op.
     @discardableResult
-    public func move(_ name: String, to destination: String) throws -> String? {
+    public func move(_ name: String, to destination: String, durable: Bool = false) throws -> String? {
         let source = path(of: name)
         var target = destination + "/" + name
         var counter = 1
@@ -88,8 +91,10 @@ public struct Spool: Sendable {
             if errno == ENOENT { return nil }
             throw SpoolError("cannot move \(source) to \(destination): \(String(cString: strerror(errno)))")
         }
-        try AtomicFile.syncDirectory(destination)
-        try AtomicFile.syncDirectory(directory)
+        if durable {
+            try AtomicFile.syncDirectory(destination)
+            try AtomicFile.syncDirectory(directory)
+        }
         return target
     }
 

@@ -45,8 +45,10 @@ struct ResultsCommand: ParsableCommand {
         func run() throws {
             do {
                 let (_, journal) = try location.open()
-                var rows = try journal.rows(since: try parseSince(since), unsyncedOnly: unsynced)
-                if let limit, rows.count > limit { rows = Array(rows.suffix(max(0, limit))) }
+                let from = try parseSince(since)
+                let rows =
+                    try limit.map { try journal.newestRows($0, since: from, unsyncedOnly: unsynced) }
+                    ?? journal.rows(since: from, unsyncedOnly: unsynced)
                 if output.json {
                     ResultsExport.write(rows, format: .jsonl) { print($0) }
                 } else {
@@ -81,15 +83,9 @@ struct ResultsCommand: ParsableCommand {
         func run() throws {
             do {
                 let (_, journal) = try location.open()
-                let rows = try journal.rows(since: try parseSince(since), unsyncedOnly: unsynced)
-                if let out {
-                    var text = ""
-                    ResultsExport.write(rows, format: format) { text += $0 + "\n" }
-                    try AtomicFile.write(Data(text.utf8), to: out)
-                    printError("exported \(rows.count) rows to \(out)")
-                } else {
-                    ResultsExport.write(rows, format: format) { print($0) }
-                }
+                let count = try ResultsExport.export(
+                    journal: journal, since: try parseSince(since), unsyncedOnly: unsynced, format: format, to: out)
+                if let out { printError("exported \(count) rows to \(out)") }
             } catch let error as ValidationError {
                 throw error
             } catch {

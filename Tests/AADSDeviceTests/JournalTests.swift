@@ -142,6 +142,25 @@ import Testing
         #expect(fields[9] == #"[{"label":"early_blight","confidence":0.94},{"label":"late_blight","confidence":0.04}]"#)
     }
 
+    @Test func pagedExportToAFileAndNewestRows() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        // 1,200 rows: the export pages through them 1,000 at a time.
+        for i in 0..<1200 { try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a") }
+        try journal.markSynced(untilID: 100)
+        #expect(try ResultsExport.export(journal: journal, unsyncedOnly: true, format: .csv, to: dir.file("out.csv")) == 1100)
+        let lines = try String(contentsOfFile: dir.file("out.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 1101)
+        #expect(parseCSVLine(String(lines[1])).first == "101")
+        #expect(parseCSVLine(String(lines[1100])).first == "1200")
+        #expect(listFiles(dir.path).sorted() == ["out.csv", "r.sqlite", "r.sqlite-shm", "r.sqlite-wal"])
+        var visited = 0
+        try journal.forEachRow(pageSize: 333) { _ in visited += 1 }
+        #expect(visited == 1200)
+        #expect(try journal.newestRows(3).map(\.id) == [1198, 1199, 1200])
+    }
+
     @Test func missingJournalIsAnErrorWhenNotCreating() {
         #expect(throws: JournalError.self) { try ResultsJournal(path: "/nonexistent/x.sqlite", create: false) }
     }

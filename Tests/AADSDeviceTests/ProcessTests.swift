@@ -78,7 +78,8 @@ enum CLI {
         defer { dir.cleanup() }
         let spool = dir.file("spool")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        let count = 1000
+        // 400 images keep the suite quick; `AADS_KILL_TEST_IMAGES=1000` (or tools/bench_service.py --kill) runs the full size.
+        let count = ProcessInfo.processInfo.environment["AADS_KILL_TEST_IMAGES"].flatMap(Int.init) ?? 400
         for i in 0..<count { try dropImage(into: spool, name: String(format: "k-%04d.jpg", i), content: i % 89 == 0 ? "CORRUPT \(i)" : "kill test \(i)") }
         var rng = SplitMix64(seed: 99)
         var kills = 0
@@ -100,7 +101,7 @@ enum CLI {
             break
         }
         #expect(finished)
-        #expect(kills >= 5)
+        #expect(kills >= 3)
         let journal = try ResultsJournal(path: dir.file("results.sqlite"), create: false)
         let rows = try journal.rows()
         #expect(rows.count == count)
@@ -109,7 +110,7 @@ enum CLI {
         #expect(try s.pending().isEmpty)
         let moved = listFiles(s.done) + listFiles(s.failed)
         #expect(moved.count == count)
-        #expect(listFiles(s.failed).count == 12)  // 0, 89, …, 979
+        #expect(listFiles(s.failed).count == (count + 88) / 89)  // 0, 89, 178, …
         // Every image — wherever it ended — has exactly one row, by content.
         var bySha: [String: Int] = [:]
         for row in rows { bySha[row.imageSHA256, default: 0] += 1 }
