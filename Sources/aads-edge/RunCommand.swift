@@ -1,5 +1,6 @@
 import AADSCore
 import AADSDevice
+import AADSHealth
 import ArgumentParser
 import Foundation
 import Logging
@@ -92,8 +93,8 @@ enum ServiceWiring {
             logger.warning("serving the synthetic diagnoser (AADS_FAKE_DIAGNOSER=1)")
             return StaticSlotLifecycle(slot: "synthetic", diagnoser: diagnoser)
         }
-        throw AnyCodedError(
-            code: "no_pipeline", message: "this build has no diagnosis pipeline wired into the service (slot root \(config.slotRoot))")
+        let health = try HealthPolicy.load(path: ConfigPaths.healthPolicy())
+        return SlotStoreLifecycle(config: config, health: health, logger: logger)
     }
 }
 
