@@ -567,7 +567,9 @@ public final class ResultsJournal: Sendable {
     }
 
     static func top3JSON(_ top3: [DiagnosisRecord.Alternative]) -> String {
-        guard let data = try? JSONEncoder().encode(top3) else { return "[]" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // stable column text across runs and platforms
+        guard let data = try? encoder.encode(top3) else { return "[]" }
         return String(decoding: data, as: UTF8.self)
     }
 

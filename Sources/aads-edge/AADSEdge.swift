@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct AADSEdge: AsyncParsableCommand {
@@ -11,4 +12,22 @@ struct AADSEdge: AsyncParsableCommand {
             RunCommand.self, ResultsCommand.self, ABCommand.self, ReportCommand.self, AckCommand.self,
         ]
     )
+
+    /// Runs the command; usage errors exit 2 (like every other "could not run"), not the parser's 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(Exit.couldNotRun.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -139,7 +139,7 @@ import Testing
         let fields = parseCSVLine(csv[1])
         #expect(fields.count == ResultsExport.csvColumns.count)
         #expect(fields[2] == tricky.file)
-        #expect(fields[9] == #"[{"label":"early_blight","confidence":0.94},{"label":"late_blight","confidence":0.04}]"#)
+        #expect(fields[9] == #"[{"confidence":0.94,"label":"early_blight"},{"confidence":0.04,"label":"late_blight"}]"#)
     }
 
     @Test func pagedExportToAFileAndNewestRows() throws {
