@@ -93,7 +93,7 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         if decision.trial {
             let state = try store.loadState()
             if state.trial?.healthPassedAt == nil {
-                let gate = GoldenSetGate(check: HealthCheck(policy: health, threads: options.threads), store: store)
+                let gate = GoldenSetGate(check: HealthCheck(policy: health, threads: options.threads))
                 switch try blockingGate(gate) {
                 case .passed(let verdict):
                     update.healthChecks.append(record(verdict, slot: slot, version: diagnoser.modelVersion, passed: true))

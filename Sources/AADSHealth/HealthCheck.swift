@@ -209,15 +209,15 @@ extension HealthMetrics {
 /// metrics measured on this device, or with its own manifest's `baseline_metrics` when there are none.
 public struct GoldenSetGate: SlotHealthGate {
     public let check: HealthCheck
-    public let store: SlotStore
 
-    public init(check: HealthCheck, store: SlotStore) {
+    public init(check: HealthCheck) {
         self.check = check
-        self.store = store
     }
 
     public func evaluate(_ candidate: GateCandidate) async -> GateVerdict {
         let baseline = HealthMetrics.numbers(candidate.baseline)
+        // A slot's bundle directory is `<root>/<slot>`: its store is the parent directory.
+        let store = SlotStore(root: (candidate.bundlePath as NSString).deletingLastPathComponent)
         let report = check.run(
             bundleDirectory: candidate.bundlePath, store: store, slot: candidate.slot,
             reference: baseline.isEmpty ? nil : baseline)

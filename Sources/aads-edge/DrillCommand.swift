@@ -1,4 +1,5 @@
 import AADSCore
+import AADSHealth
 import AADSSlots
 import ArgumentParser
 import Foundation
@@ -8,7 +9,7 @@ struct DrillCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drill",
         abstract: "Run a rollback drill in a temporary root and print pass/fail and the rollback time.",
-        discussion: "Exit status: 0 passed, 1 failed, 2 could not run (e.g. failing-health needs a model health gate)."
+        discussion: "Exit status: 0 passed, 1 failed, 2 could not run."
     )
 
     @Option(name: .long, help: "crash-loop | corrupt-slot | failing-health | power-cut")
@@ -22,7 +23,8 @@ struct DrillCommand: AsyncParsableCommand {
         let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let report: DrillReport
         do {
-            report = try await SlotDrill(executable: executable).run(which)
+            let gate = GoldenSetGate(check: HealthCheck(policy: try HealthPolicy.load(path: ConfigPaths.healthPolicy())))
+            report = try await SlotDrill(executable: executable, gate: gate).run(which)
         } catch {
             throw fail(error, json: output.json)
         }
