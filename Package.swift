@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "AADSImageTests", dependencies: ["AADSImage"]),
         .testTarget(name: "AADSInferenceTests", dependencies: ["AADSInference", "AADSImage", "CKernels"]),
         .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots"]),
-        .testTarget(name: "AADSDiagnosisTests", dependencies: ["AADSDiagnosis"]),
+        .testTarget(name: "AADSDiagnosisTests", dependencies: ["AADSDiagnosis", "AADSInference", "AADSImage"]),
         .testTarget(name: "AADSHealthTests", dependencies: ["AADSHealth"]),
         .testTarget(name: "AADSDeviceTests", dependencies: ["AADSDevice"]),
     ],

@@ -246,7 +246,7 @@ public struct PowerCutCycle {
         switch point.rawValue.split(separator: ".").first ?? "" {
         case "install":
             return ["slot", "install", scratch.directory + "/next.tar", "--trusted", scratch.trustedDirectory] + root
-        case "activate", "journal": return ["slot", "activate"] + root
+        case "activate", "journal": return ["slot", "activate", "--no-health-check"] + root
         case "start": return ["slot", "start"] + root
         case "commit": return ["slot", "commit"] + root
         case "health": return ["slot", "mark-healthy", "--metrics", #"{"drill":1}"#] + root

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSHealth
 import AADSSlots
 import ArgumentParser
 import Foundation
@@ -57,30 +58,55 @@ struct SlotCommand: ParsableCommand {
         }
     }
 
-    struct Activate: ParsableCommand {
+    struct Activate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Make the installed slot the trial slot with N runtime start attempts.")
+            abstract: "Make the installed slot the trial slot with N runtime start attempts, then run its health gate.",
+            discussion: """
+                The gate runs the slot's golden set through the real pipeline and applies health.json: pass \
+                starts probation (the service commits after enough good diagnoses), fail rolls back at once \
+                with the failing rows in the journal (exit 1).
+                """)
 
         @OptionGroup var root: RootOptions
         @Option(name: .long, help: "Runtime starts allowed before a commit.") var attempts = 3
+        @Flag(name: .long, help: "Only change the slot state; the service runs the gate at its next start.")
+        var noHealthCheck = false
+        @Option(name: .long, help: "Decision thresholds (health.json).") var policy = ConfigPaths.healthPolicy()
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
+        func run() async throws {
+            var object: [String: Any]
+            var passed = true
             do {
                 let state = try root.store.activate(attempts: attempts)
                 let slot = state.active?.rawValue ?? "?"
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "active": slot, "state": "trial", "attempts": attempts,
-                            "fallback": orNull(state.fallback?.rawValue),
-                        ]))
-                } else {
-                    print("slot \(slot) is on trial with \(attempts) attempts")
+                object = ["active": slot, "state": "trial", "attempts": attempts, "fallback": orNull(state.fallback?.rawValue)]
+                if !output.json { print("slot \(slot) is on trial with \(attempts) attempts") }
+                if !noHealthCheck {
+                    let gate = GoldenSetGate(check: HealthCheck(policy: try HealthPolicy.load(path: policy)))
+                    switch try await root.store.runHealthGate(gate) {
+                    case .passed(let verdict):
+                        object["health"] = ["passed": true, "warnings": verdict.warnings] as [String: Any]
+                        object["state"] = "probation"
+                        if !output.json { print("health gate passed: slot \(slot) is in probation") }
+                        for warning in verdict.warnings where !output.json { print("warn \(warning)") }
+                    case .rolledBack(let verdict, let rollback):
+                        passed = false
+                        object["health"] = ["passed": false, "failures": verdict.failures] as [String: Any]
+                        object["active"] = rollback.to.rawValue
+                        object["state"] = "rolled_back"
+                        object["rollback_ms"] = JSONLine.rounded(rollback.durationMs)
+                        if !output.json {
+                            for failure in verdict.failures { print("FAIL \(failure)") }
+                            print("health gate failed: rolled back to slot \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms")
+                        }
+                    }
                 }
             } catch {
                 throw fail(error, json: output.json)
             }
+            if output.json { print(JSONLine.encode(object)) }
+            if !passed { throw Exit.failure }
         }
     }
 
