@@ -83,4 +83,15 @@ final class ExecutionPlan {
     }
 
     func pointer(_ v: Int) -> UnsafeMutableRawPointer? { v < valueCount ? pointers[v] : nil }
+
+    /// Runs the steps one by one, adding each one's wall time (ms) to `times`.
+    func executeTimed(threads: Int, variant: Int32, times: inout [Double]) {
+        let ctx = ExecContext(pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw)
+        if times.count != steps.count { times = [Double](repeating: 0, count: steps.count) }
+        for (i, step) in steps.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            step.run(ctx)
+            times[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        }
+    }
 }

@@ -18,6 +18,18 @@ final class QuantizeStep: Step {
     }
 
     static func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Int8>, shape: [Int], q: QParams) {
+        if shape.count == 4 {
+            let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
+            for b in 0..<n {
+                aads_quantize_nchw_to_nhwc(x + b * c * hw, y + b * c * hw, Int32(c), Int32(hw), q.scale, q.zeroPoint)
+            }
+        } else {
+            aads_quantize_nchw_to_nhwc(x, y, 1, Int32(shape.reduce(1, *)), q.scale, q.zeroPoint)
+        }
+    }
+
+    /// The specification of `apply` (and of `aads_quantize_nchw_to_nhwc`).
+    static func reference(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Int8>, shape: [Int], q: QParams) {
         let inv = q
         if shape.count == 4 {
             let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
@@ -390,7 +402,21 @@ final class QBinaryStep: Step, @unchecked Sendable {
             case .constant(let buf): buf.pointer(Int8.self)
             }
         }
-        QBinaryStep.apply(op: op, ptr(a), ptr(b), ctx.i8(outputs[0]), qa, qb, qc, bc, outMin, outMax)
+        let pa = ptr(a), pb = ptr(b), pc = ctx.i8(outputs[0])
+        let n = bc.dims.reduce(1, *)
+        let bScalar = bc.strides[1].allSatisfy { $0 == 0 }
+        if bc.contiguous[0] && (bc.contiguous[1] || bScalar) {
+            let p = aads_qbinary(
+                sa: qa.scale, sb: qb.scale, sc: qc.scale, za: qa.zeroPoint, zb: qb.zeroPoint, zc: qc.zeroPoint,
+                out_min: outMin, out_max: outMax, mul: op == .mul ? 1 : 0, b_scalar: bScalar ? 1 : 0)
+            let variant = ctx.variant
+            parallelFor(n, threads: ctx.threads, minChunk: 16384) { lo, hi in
+                var pp = p
+                aads_qbinary_run(variant, &pp, pa + lo, bScalar ? pb : pb + lo, pc + lo, hi - lo)
+            }
+            return
+        }
+        QBinaryStep.apply(op: op, pa, pb, pc, qa, qb, qc, bc, outMin, outMax)
     }
 
     static func apply(

@@ -131,11 +131,20 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
         @Option(name: .long, help: "Untimed runs first.") var warmup: Int = 5
         @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
+        @Flag(name: .long, help: "Also print the time of the slowest layers.") var profile = false
         @OptionGroup var output: OutputOptions
 
         func run() throws {
             do {
                 let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
+                if profile && !output.json {
+                    let rows = try m.profile(iterations: iterations)
+                    let total = rows.reduce(0) { $0 + $1.ms }
+                    var byKind: [String: Double] = [:]
+                    for r in rows { byKind[r.kind, default: 0] += r.ms }
+                    print(String(format: "steps total %.3f ms; by kind: ", total) + byKind.sorted { $0.value > $1.value }.map { String(format: "%@ %.3f", $0.key, $0.value) }.joined(separator: ", "))
+                    for r in rows.prefix(15) { print(String(format: "%8.3f ms  %-12@ %@", r.ms, r.kind, r.node)) }
+                }
                 let r = try m.benchmark(warmup: warmup, iterations: iterations)
                 if output.json {
                     var o = r.jsonObject

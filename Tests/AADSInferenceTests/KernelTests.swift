@@ -166,4 +166,40 @@ struct ConvCase: CustomStringConvertible {
             }
         }
     }
+
+    @Test func elementwiseKernelsEqualReference() throws {
+        var r = SplitMix(state: 17)
+        for i in 0..<200 {
+            let n = r.int(1...300)
+            let a = r.int8s(n), b = r.int8s(n)
+            let mul = r.int(0...1) == 1, scalar = r.int(0...3) == 0
+            let qa = QParams(scale: Float(r.double(0.001, 0.2)), zeroPoint: Int32(r.int(-128...127)))
+            let qb = QParams(scale: Float(r.double(0.001, 0.2)), zeroPoint: Int32(r.int(-128...127)))
+            let qc = QParams(scale: Float(r.double(0.001, 0.3)) * (mul ? 0.05 : 1), zeroPoint: Int32(r.int(-128...127)))
+            let (lo, hi) = r.int(0...3) == 0 ? (Int32(r.int(-128...0)), Int32(r.int(0...127))) : (-128, 127)
+            let bc = Broadcast(out: [n], outNHWC: false, operands: [([n], false), (scalar ? [1] : [n], false)])
+            var ref = [Int8](repeating: 0, count: n)
+            QBinaryStep.apply(op: mul ? .mul : .add, a, b, &ref, qa, qb, qc, bc, lo, hi)
+            for v in KernelTests.variants {
+                var got = [Int8](repeating: 0, count: n)
+                var p = aads_qbinary(
+                    sa: qa.scale, sb: qb.scale, sc: qc.scale, za: qa.zeroPoint, zb: qb.zeroPoint, zc: qc.zeroPoint,
+                    out_min: lo, out_max: hi, mul: mul ? 1 : 0, b_scalar: scalar ? 1 : 0)
+                aads_qbinary_run(v, &p, a, b, &got, n)
+                #expect(got == ref, "case \(i) variant \(String(cString: aads_variant_name(v)))")
+            }
+        }
+        // QuantizeLinear with the NCHW → NHWC transpose, including NaN and infinities.
+        for i in 0..<50 {
+            let (c, hw) = (r.int(1...9), r.int(1...40))
+            var x = (0..<c * hw).map { _ in Float(r.double(-20, 20)) }
+            x[0] = .nan
+            if x.count > 2 { (x[1], x[2]) = (.infinity, -.infinity) }
+            let q = QParams(scale: Float(r.double(0.01, 0.2)), zeroPoint: Int32(r.int(-128...127)))
+            var ref = [Int8](repeating: 0, count: x.count), got = ref
+            QuantizeStep.reference(x, &ref, shape: [1, c, hw, 1], q: q)
+            QuantizeStep.apply(x, &got, shape: [1, c, hw, 1], q: q)
+            #expect(got == ref, "quantize case \(i)")
+        }
+    }
 }
