@@ -204,3 +204,15 @@ enum TinyModel {
         #expect(y1 == y2)
     }
 }
+
+@Test func errorMessagesStayOnOneLine() throws {
+    var m = TinyModel.valid()
+    m.graph.output = [TinyModel.valueInfo("\n\nout\r\u{1}" + String(repeating: "x", count: 1000), [1])]
+    do {
+        _ = try InferenceModel(data: try TinyModel.bytes(m))
+        Issue.record("loaded")
+    } catch let e as InferenceError {
+        #expect(e.code == "bad_model")
+        #expect(!e.message.contains("\n") && !e.message.contains("\r") && e.message.count <= 401)
+    }
+}
