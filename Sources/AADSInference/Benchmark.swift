@@ -88,7 +88,9 @@ extension InferenceModel {
         let feeds = syntheticInputs()
         _ = try run(feeds)
         let seeds = program.inputs.compactMap { program.valueIds[$0.name] }
-        let outs = program.outputs.compactMap { program.valueIds[$0] ?? program.aliases[$0].flatMap { program.valueIds[$0] } }
+        let outs = program.outputs.compactMap {
+            program.valueIds[$0] ?? program.aliases[$0].flatMap { program.valueIds[$0] }
+        }
         let p = try plan(seeds: seeds, outputs: outs)
         var times: [Double] = []
         for _ in 0..<max(1, iterations) { p.executeTimed(threads: options.threads, variant: variant, times: &times) }

@@ -31,7 +31,8 @@ final class ExecutionPlan {
         steps = order.map { program.steps[$0] }
 
         // Lifetimes in step positions; seeds are defined before the first step, outputs live past the last.
-        var first: [Int: Int] = [:], last: [Int: Int] = [:]
+        var first: [Int: Int] = [:]
+        var last: [Int: Int] = [:]
         for s in seeds { (first[s], last[s]) = (-1, -1) }
         for (pos, step) in steps.enumerated() {
             for v in step.inputs { last[v] = max(last[v] ?? pos, pos) }
@@ -47,7 +48,8 @@ final class ExecutionPlan {
         struct Placed { var offset: Int, size: Int, first: Int, last: Int }
         var placed: [Placed] = []
         var offsets: [Int: Int] = [:]
-        var total = 0, unshared = 0
+        var total = 0
+        var unshared = 0
         let ids = first.keys.sorted { (program.values[$0].reservedBytes, $1) > (program.values[$1].reservedBytes, $0) }
         for v in ids {
             let size = program.values[v].reservedBytes
