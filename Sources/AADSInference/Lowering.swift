@@ -55,7 +55,7 @@ struct Program: Sendable {
 
 /// Turns a validated graph into a `Program`, lowering QDQ groups to integer operators.
 struct Lowering {
-    let g: Graph
+    var g: Graph
     let metas: [String: TensorMeta]
     var values: [Value] = []
     var valueIds: [String: Int] = [:]
@@ -79,25 +79,25 @@ struct Lowering {
         }
     }
 
-    static func lower(_ graph: Graph, metas: [String: TensorMeta]) throws -> Program {
+    static func lower(_ graph: consuming Graph, metas: [String: TensorMeta]) throws -> Program {
         var l = Lowering(graph: graph, metas: metas)
         try l.run()
         var inputQ: [String: (output: String, q: QParams)] = [:]
-        for input in graph.inputs where input.dtype == .float32 {
+        for input in l.g.inputs where input.dtype == .float32 {
             guard let cons = l.consumers[input.name], cons.count == 1 else { continue }
-            let n = graph.nodes[cons[0]]
+            let n = l.g.nodes[cons[0]]
             if n.op == "QuantizeLinear", let q = try? l.tensorParams(n), let id = l.valueIds[n.outputs[0]],
                 l.values[id].quant != nil
             {
                 inputQ[input.name] = (n.outputs[0], q)
             }
         }
-        for o in graph.outputs where l.valueIds[o] == nil && l.aliases[o] == nil {
+        for o in l.g.outputs where l.valueIds[o] == nil && l.aliases[o] == nil {
             throw fail(.unsupportedModel, "graph output '\(o)' is not computed at run time")
         }
         return Program(
             values: l.values, steps: l.steps, valueIds: l.valueIds, aliases: l.aliases,
-            dequantizedFrom: l.dequantizedFrom, inputs: graph.inputs, outputs: graph.outputs,
+            dequantizedFrom: l.dequantizedFrom, inputs: l.g.inputs, outputs: l.g.outputs,
             dataInputOfNode: l.dataInputOfNode, inputQuantization: inputQ)
     }
 
@@ -304,6 +304,19 @@ struct Lowering {
         return addValue(chain.output, quant: chain.q)
     }
 
+    /// Drops a weight or bias constant once it has been prepacked, when nothing else reads it, so that the
+    /// model's raw weights and their packed form are not held at the same time.
+    mutating func release(_ name: String?) {
+        guard let name, consumers[name]?.count == 1 else { return }
+        if let p = producer[name], g.nodes[p].op == "DequantizeLinear" {
+            let c = g.nodes[p].inputs[0]
+            qconsts[name] = nil
+            if consumers[c]?.count == 1 { g.constants[c] = nil }
+        } else if g.constants[name] != nil {
+            g.constants[name] = nil
+        }
+    }
+
     /// Weight of a Conv/Gemm/MatMul as symmetric int8 with one scale per output channel.
     func symmetricWeight(_ name: String, outAxis: Int, outCount: Int) -> (w: [Int8], scales: [Float])? {
         guard let c = qconsts[name], let data = c.int8, c.zeroPoints.allSatisfy({ $0 == 0 }) else { return nil }
@@ -373,6 +386,8 @@ struct Lowering {
                     inShape: (xs[1], xs[2], xs[3]), outShape: (ys[1], ys[2], ys[3]), window: win,
                     inZp: x.q.zeroPoint, outQ: ch.q, outMin: ch.qmin, outMax: ch.qmax))
         }
+        release(node.inputs[1])
+        release(node.input(2))
         return true
     }
 
@@ -414,6 +429,8 @@ struct Lowering {
             outShape: (n, 1, rows), window: win, inZp: x.q.zeroPoint, outQ: ch.q, outMin: ch.qmin, outMax: ch.qmax,
             gemmWeightTransposed: transB)
         steps.append(step)
+        release(node.inputs[1])
+        release(bias)
         return true
     }
 

@@ -20,7 +20,7 @@ public struct ModelInfo: Sendable {
     /// Kernel kind → number of lowered steps (e.g. "qconv", "qdepthwise", "fgemm").
     public var kernels: [String: Int]
 
-    init(graph: Graph, shapes: ShapeInference.Result?, program: Program?, reasons: [String]) {
+    init(graph: borrowing Graph, shapes: ShapeInference.Result?, program: Program?, reasons: [String]) {
         var dqParams: [String: (Float, Int32, String)] = [:]
         var qOfInput: [String: (Float, Int32)] = [:]
         var consumers: [String: [Node]] = [:]
@@ -72,9 +72,16 @@ public struct ModelInfo: Sendable {
         parameters = params
         macs = shapes?.macs.values.reduce(0, +) ?? 0
         self.reasons = reasons
-        supported = reasons.isEmpty && program != nil
+        supported = false
+        kernels = [:]
+        if let program { attach(program) }
+    }
+
+    /// Records the lowered program: kernel histogram, and supported when nothing was refused.
+    mutating func attach(_ program: Program) {
+        supported = reasons.isEmpty
         var kinds: [String: Int] = [:]
-        for s in program?.steps ?? [] { kinds[s.kind, default: 0] += 1 }
+        for s in program.steps { kinds[s.kind, default: 0] += 1 }
         kernels = kinds
     }
 
