@@ -68,9 +68,12 @@ public final class InferenceModel: @unchecked Sendable {
 
     init(graph: consuming Graph, options: EngineOptions, variant: Int32) throws {
         let shapes = try ShapeInference.run(graph)
-        let program = try Lowering.lower(graph, metas: shapes.metas)
+        var info = ModelInfo(graph: graph, shapes: shapes, program: nil, reasons: [])
+        // Lowering owns the graph from here on and releases each weight once it is prepacked.
+        let program = try Lowering.lower(consume graph, metas: shapes.metas)
+        info.attach(program)
         self.program = program
-        self.info = ModelInfo(graph: graph, shapes: shapes, program: program, reasons: [])
+        self.info = info
         self.options = options
         self.variant = aads_variant_available(variant) != 0 ? variant : Int32(AADS_VARIANT_PORTABLE)
         self.extraWeightBytes = 0
