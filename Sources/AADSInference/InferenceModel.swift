@@ -47,6 +47,7 @@ public final class InferenceModel: @unchecked Sendable {
 
     private let lock = NSLock()
     private var plans: [PlanKey: ExecutionPlan] = [:]
+    private var planOrder: [PlanKey] = []
 
     struct PlanKey: Hashable {
         var seeds: [Int]
@@ -249,11 +250,19 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
+    /// Plans kept per model; the least recently made one is dropped beyond this.
+    static let maxPlans = 8
+
     func plan(seeds: [Int], outputs: [Int]) throws -> ExecutionPlan {
         let key = PlanKey(seeds: seeds, outputs: outputs)
         if let p = plans[key] { return p }
         let p = try ExecutionPlan(program: program, seeds: seeds, outputs: outputs)
+        if plans.count >= Self.maxPlans, let oldest = planOrder.first {
+            plans[oldest] = nil
+            planOrder.removeFirst()
+        }
         plans[key] = p
+        planOrder.append(key)
         return p
     }
 
