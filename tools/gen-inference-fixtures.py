@@ -7,6 +7,7 @@ Writes into Tests/Fixtures/inference/:
   resnet_fp32.onnx / resnet_int8.onnx          ResNet-style: 7x7 stem, MaxPool, 3x3 basic blocks, 1x1 stride-2
                                                shortcut, Relu, Reshape + MatMul head
   mixed_int8.onnx                              the MobileNet-style model with its final Gemm left in float
+  mobilenet_uint8.onnx                         the MobileNet-style model with uint8 activations
   <model>_in<i>.npy, <model>_<output>_<i>.npy  inputs (real photos, resized) and ONNX Runtime outputs
   effnet_layers/                               per-layer references for the int8 EfficientNet-Lite0 of
                                                Tests/Fixtures/models: the int8 inputs and output of selected
@@ -169,9 +170,9 @@ def save(name, arr):
     np.save(os.path.join(OUT, name), np.ascontiguousarray(arr))
 
 
-def quantize(fp32_path, int8_path, calib, exclude=()):
+def quantize(fp32_path, int8_path, calib, exclude=(), activations=QuantType.QInt8):
     quantize_static(fp32_path, int8_path, Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
+                    activation_type=activations, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
 
 
 def whole_models():
@@ -197,6 +198,12 @@ def whole_models():
     for i, x in enumerate(tests):
         for out, v in run_ort(mixed, {"input": x}).items():
             save(f"mixed_int8_{out}_{i}.npy", v)
+    # uint8 activations (the older ONNX Runtime default), int8 weights.
+    u8 = os.path.join(OUT, "mobilenet_uint8.onnx")
+    quantize(os.path.join(OUT, "mobilenet_fp32.onnx"), u8, calib, activations=QuantType.QUInt8)
+    for i, x in enumerate(tests):
+        for out, v in run_ort(u8, {"input": x}).items():
+            save(f"mobilenet_uint8_{out}_{i}.npy", v)
 
 
 def op_cases():

@@ -35,7 +35,8 @@ extension InferenceModel {
 
     static func checkCount(_ delta: [Float], _ expected: Int, _ node: String) throws {
         guard delta.count == expected else {
-            throw fail(.shapeMismatch, "the delta for '\(node)' has \(delta.count) elements; the weight has \(expected)")
+            throw fail(
+                .shapeMismatch, "the delta for '\(node)' has \(delta.count) elements; the weight has \(expected)")
         }
     }
 
@@ -70,7 +71,8 @@ extension InferenceModel {
         switch step {
         case let s as QConvStep:
             let w = s.weights
-            let cout = w.groups * w.coutPerGroup, perRow = w.cinPerGroup * w.kh * w.kw
+            let cout = w.groups * w.coutPerGroup
+            let perRow = w.cinPerGroup * w.kh * w.kw
             try checkCount(delta, cout * perRow, s.node)
             // The engine keeps Gemm/MatMul weights as [N][K]; a [K][N] model weight's delta is transposed.
             var d = delta
@@ -93,7 +95,8 @@ extension InferenceModel {
             let w = s.weights
             let perRow = w.kh * w.kw
             try checkCount(delta, w.channels * perRow, s.node)
-            let (q, scales) = requantize(q: w.unpacked(), scales: w.weightScales, delta: delta, rows: w.channels, perRow: perRow)
+            let (q, scales) = requantize(
+                q: w.unpacked(), scales: w.weightScales, delta: delta, rows: w.channels, perRow: perRow)
             let bias = requantizedBias(w.bias, inScale: w.inScale, old: w.weightScales, new: scales)
             let nw = try QDepthwiseWeights(
                 weights: q, channels: w.channels, kh: w.kh, kw: w.kw, weightScales: scales, bias: bias,

@@ -83,6 +83,20 @@ extension InferenceModel {
             peakRSSMB: ProcessMemory.peakResidentBytes().map { Double($0) / 1_048_576 }, kernel: kernelVariant)
     }
 
+    /// Time per step (ONNX node and kernel kind), averaged over `iterations` runs on synthetic inputs, slowest first.
+    public func profile(iterations: Int = 10) throws -> [(node: String, kind: String, ms: Double)] {
+        let feeds = syntheticInputs()
+        _ = try run(feeds)
+        let seeds = program.inputs.compactMap { program.valueIds[$0.name] }
+        let outs = program.outputs.compactMap {
+            program.valueIds[$0] ?? program.aliases[$0].flatMap { program.valueIds[$0] }
+        }
+        let p = try plan(seeds: seeds, outputs: outs)
+        var times: [Double] = []
+        for _ in 0..<max(1, iterations) { p.executeTimed(threads: options.threads, variant: variant, times: &times) }
+        return zip(p.steps, times).map { ($0.node, $0.kind, $1 / Double(max(1, iterations))) }.sorted { $0.ms > $1.ms }
+    }
+
     /// The `k` largest values of a tensor with their flat indices, largest first (ties: lower index first).
     public static func topK(_ t: Tensor, k: Int) -> [(index: Int, score: Float)] {
         let order = t.data.indices.sorted { t.data[$0] != t.data[$1] ? t.data[$0] > t.data[$1] : $0 < $1 }

@@ -9,7 +9,10 @@ final class FConvStep: Step, @unchecked Sendable {
     let batch: Int, weightShape: [Int]
     var kind: String { "fconv" }
 
-    init(input: Int, output: Int, node: String, inShape: [Int], outShape: [Int], weights: [Float], weightShape: [Int], bias: [Float]?, group: Int, window: Window) throws {
+    init(
+        input: Int, output: Int, node: String, inShape: [Int], outShape: [Int], weights: [Float], weightShape: [Int],
+        bias: [Float]?, group: Int, window: Window
+    ) throws {
         (inputs, outputs, self.node, self.weightShape) = ([input], [output], node, weightShape)
         self.weights = try AlignedBuffer(weights)
         self.bias = try bias.map { try AlignedBuffer($0) }
@@ -27,14 +30,19 @@ final class FConvStep: Step, @unchecked Sendable {
     func replacingWeights(_ w: [Float]) throws -> FConvStep {
         let copy = try FConvStep(
             input: inputs[0], output: outputs[0], node: node, inShape: [], outShape: [], weights: w,
-            weightShape: weightShape, bias: nil, group: 1, window: Window(kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1, outW: 1),
+            weightShape: weightShape, bias: nil, group: 1,
+            window: Window(
+                kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1,
+                outW: 1),
             sharing: self)
         return copy
     }
 
     /// Copies geometry and bias from `other`, with new weights.
-    private init(input: Int, output: Int, node: String, inShape: [Int], outShape: [Int], weights: [Float], weightShape: [Int],
-                 bias: [Float]?, group: Int, window: Window, sharing other: FConvStep) throws {
+    private init(
+        input: Int, output: Int, node: String, inShape: [Int], outShape: [Int], weights: [Float], weightShape: [Int],
+        bias: [Float]?, group: Int, window: Window, sharing other: FConvStep
+    ) throws {
         (inputs, outputs, self.node, self.weightShape) = ([input], [output], node, weightShape)
         self.weights = try AlignedBuffer(weights)
         self.bias = other.bias
@@ -49,8 +57,10 @@ final class FConvStep: Step, @unchecked Sendable {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0]), y = ctx.f32(outputs[0])
-        let inImage = Int(param.cin * param.in_h * param.in_w), outImage = Int(param.cout * param.out_h * param.out_w)
+        let x = ctx.f32(inputs[0])
+        let y = ctx.f32(outputs[0])
+        let inImage = Int(param.cin * param.in_h * param.in_w)
+        let outImage = Int(param.cout * param.out_h * param.out_w)
         let p = param
         for b in 0..<batch {
             parallelFor(Int(p.cout), threads: ctx.threads) { lo, hi in
@@ -73,8 +83,10 @@ final class FGemmStep: Step, @unchecked Sendable {
     let weightShape: [Int], weightTransposed: Bool
     var kind: String { "fgemm" }
 
-    init(input: Int, output: Int, node: String, m: Int, n: Int, k: Int, transA: Bool, alpha: Float, bKN: [Float],
-         c: [Float]?, weightShape: [Int], weightTransposed: Bool) throws {
+    init(
+        input: Int, output: Int, node: String, m: Int, n: Int, k: Int, transA: Bool, alpha: Float, bKN: [Float],
+        c: [Float]?, weightShape: [Int], weightTransposed: Bool
+    ) throws {
         (inputs, outputs, self.node) = ([input], [output], node)
         (self.m, self.n, self.k, self.transA, self.alpha, self.c) = (m, n, k, transA, alpha, c)
         b = try AlignedBuffer(bKN)
@@ -103,7 +115,8 @@ final class FGemmStep: Step, @unchecked Sendable {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0]), y = ctx.f32(outputs[0])
+        let x = ctx.f32(inputs[0])
+        let y = ctx.f32(outputs[0])
         if let c { y.update(from: c, count: m * n) }
         let (m, n, k, ta, alpha, acc) = (m, n, k, transA, alpha, c != nil)
         let bp = b.pointer(Float.self)
@@ -140,7 +153,9 @@ final class FBinaryStep: Step, @unchecked Sendable {
             case .constant(let buf): buf.pointer(Float.self)
             }
         }
-        let pa = ptr(a), pb = ptr(b), pc = ctx.f32(outputs[0])
+        let pa = ptr(a)
+        let pb = ptr(b)
+        let pc = ctx.f32(outputs[0])
         let isAdd = op == .add
         bc.forEachRow { o, oa, ob, n, sa, sb in
             if isAdd {
@@ -181,7 +196,8 @@ enum UnaryFunction: Sendable, Equatable {
         case "HardSigmoid": return .hardSigmoid(alpha: node.float("alpha", 0.2), beta: node.float("beta", 0.5))
         case "LeakyRelu": return .leakyRelu(node.float("alpha", 0.01))
         case "Clip":
-            var lo = -Float.infinity, hi = Float.infinity
+            var lo = -Float.infinity
+            var hi = Float.infinity
             if let n = node.input(1), let c = constants[n] { lo = c.floats.first ?? lo }
             if let n = node.input(2), let c = constants[n] { hi = c.floats.first ?? hi }
             if node.attributes["min"] != nil { lo = node.float("min", lo) }
@@ -202,7 +218,8 @@ final class FUnaryStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0]), y = ctx.f32(outputs[0])
+        let x = ctx.f32(inputs[0])
+        let y = ctx.f32(outputs[0])
         let f = self.f
         switch f {
         case .identity: y.update(from: x, count: count)
@@ -214,7 +231,11 @@ final class FUnaryStep: Step {
 
 /// Float pools on NCHW: GlobalAveragePool, AveragePool, MaxPool.
 final class FPoolStep: Step {
-    enum Kind: Sendable { case globalAverage, average(countIncludePad: Bool), max }
+    enum Kind: Sendable {
+        case globalAverage
+        case average(countIncludePad: Bool)
+        case max
+    }
     let inputs: [Int], outputs: [Int], node: String
     let poolKind: Kind, shape: [Int], win: Window?
     var kind: String { "fpool" }
@@ -224,7 +245,8 @@ final class FPoolStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0]), y = ctx.f32(outputs[0])
+        let x = ctx.f32(inputs[0])
+        let y = ctx.f32(outputs[0])
         let (nc, h, w) = (shape[0] * shape[1], shape[2], shape[3])
         guard let win else {
             for i in 0..<nc {
@@ -238,7 +260,9 @@ final class FPoolStep: Step {
             let plane = x + i * h * w
             for oh in 0..<win.outH {
                 for ow in 0..<win.outW {
-                    var acc: Float = 0, best = -Float.infinity, valid = 0
+                    var acc: Float = 0
+                    var best = -Float.infinity
+                    var valid = 0
                     for ky in 0..<win.kh {
                         let ih = oh * win.sh - win.padTop + ky * win.dh
                         guard ih >= 0, ih < h else { continue }
@@ -257,7 +281,8 @@ final class FPoolStep: Step {
                     case .globalAverage: o.pointee = acc / Float(max(1, valid))
                     case .average(let include):
                         if include {
-                            let h0 = oh * win.sh - win.padTop, w0 = ow * win.sw - win.padLeft
+                            let h0 = oh * win.sh - win.padTop
+                            let w0 = ow * win.sw - win.padLeft
                             let h1 = min(h0 + (win.kh - 1) * win.dh + 1, h + win.padBottom)
                             let w1 = min(w0 + (win.kw - 1) * win.dw + 1, w + win.padRight)
                             let cnt = ((h1 - h0 + win.dh - 1) / win.dh) * ((w1 - w0 + win.dw - 1) / win.dw)
@@ -287,7 +312,8 @@ final class FConcatStep: Step {
         let total = inners.reduce(0, +)
         var offset = 0
         for (k, id) in inputs.enumerated() {
-            let x = ctx.f32(id), inner = inners[k]
+            let x = ctx.f32(id)
+            let inner = inners[k]
             for o in 0..<outer { (y + o * total + offset).update(from: x + o * inner, count: inner) }
             offset += inner
         }
@@ -308,7 +334,8 @@ final class FSoftmaxStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0]), y = ctx.f32(outputs[0])
+        let x = ctx.f32(inputs[0])
+        let y = ctx.f32(outputs[0])
         for o in 0..<outer {
             for i in 0..<inner {
                 let base = o * axis * inner + i

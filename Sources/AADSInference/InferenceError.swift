@@ -29,9 +29,19 @@ public struct InferenceError: CodedError, Equatable {
     public let message: String
     public var code: String { kind.rawValue }
 
+    /// Messages quote names from the model file: they are kept on one line and at most 400 characters.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
-        self.message = message
+        var line = ""
+        for scalar in message.unicodeScalars {
+            switch scalar {
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += "\\t"
+            default: line.unicodeScalars.append(scalar.properties.generalCategory == .control ? "?" : scalar)
+            }
+        }
+        self.message = line.count > 400 ? String(line.prefix(400)) + "…" : line
     }
 }
 

@@ -23,7 +23,9 @@ public struct TensorInfo: Sendable, Equatable {
     public var zeroPoint: Int32?
 
     public init(name: String, shape: [Int], elementType: String, scale: Float? = nil, zeroPoint: Int32? = nil) {
-        (self.name, self.shape, self.elementType, self.scale, self.zeroPoint) = (name, shape, elementType, scale, zeroPoint)
+        (self.name, self.shape, self.elementType, self.scale, self.zeroPoint) = (
+            name, shape, elementType, scale, zeroPoint
+        )
     }
 }
 
@@ -45,6 +47,7 @@ public final class InferenceModel: @unchecked Sendable {
 
     private let lock = NSLock()
     private var plans: [PlanKey: ExecutionPlan] = [:]
+    private var planOrder: [PlanKey] = []
 
     struct PlanKey: Hashable {
         var seeds: [Int]
@@ -66,9 +69,12 @@ public final class InferenceModel: @unchecked Sendable {
 
     init(graph: consuming Graph, options: EngineOptions, variant: Int32) throws {
         let shapes = try ShapeInference.run(graph)
-        let program = try Lowering.lower(graph, metas: shapes.metas)
+        var info = ModelInfo(graph: graph, shapes: shapes, program: nil, reasons: [])
+        // Lowering owns the graph from here on and releases each weight once it is prepacked.
+        let program = try Lowering.lower(consume graph, metas: shapes.metas)
+        info.attach(program)
         self.program = program
-        self.info = ModelInfo(graph: graph, shapes: shapes, program: program, reasons: [])
+        self.info = info
         self.options = options
         self.variant = aads_variant_available(variant) != 0 ? variant : Int32(AADS_VARIANT_PORTABLE)
         self.extraWeightBytes = 0
@@ -91,7 +97,9 @@ public final class InferenceModel: @unchecked Sendable {
     static func inspect(graph: Graph) throws -> ModelInfo {
         var reasons: [String] = []
         for n in graph.nodes where !supportedOperators.contains(n.op) || !(n.domain.isEmpty || n.domain == "ai.onnx") {
-            reasons.append("operator '\(n.op)'\(n.domain.isEmpty ? "" : " of domain '\(n.domain)'") (node '\(n.label)') is not supported")
+            reasons.append(
+                "operator '\(n.op)'\(n.domain.isEmpty ? "" : " of domain '\(n.domain)'") (node '\(n.label)') is not supported"
+            )
         }
         var shapes: ShapeInference.Result?
         var program: Program?
@@ -129,7 +137,9 @@ public final class InferenceModel: @unchecked Sendable {
             guard t.shape == input.shape else {
                 throw fail(.badInput, "input '\(input.name)' has shape \(t.shape); the model expects \(input.shape)")
             }
-            guard let id = program.valueIds[input.name] else { throw fail(.badInput, "input '\(input.name)' is unused") }
+            guard let id = program.valueIds[input.name] else {
+                throw fail(.badInput, "input '\(input.name)' is unused")
+            }
             seeds.append((id, t))
         }
         let outNames = outputs ?? program.outputs
@@ -200,7 +210,8 @@ public final class InferenceModel: @unchecked Sendable {
         guard quantizedInput.zeroPoint == q.zeroPoint, abs(quantizedInput.scale - q.scale) <= 1e-6 * q.scale else {
             throw fail(
                 .badInput,
-                "input is quantized with scale \(quantizedInput.scale), zero point \(quantizedInput.zeroPoint); the model uses \(q.scale), \(q.zeroPoint)")
+                "input is quantized with scale \(quantizedInput.scale), zero point \(quantizedInput.zeroPoint); the model uses \(q.scale), \(q.zeroPoint)"
+            )
         }
         let outIds = try resolveOutputs(outputs ?? program.outputs)
         let plan = try plan(seeds: [id], outputs: outIds.map(\.1))
@@ -211,7 +222,9 @@ public final class InferenceModel: @unchecked Sendable {
             let shape = input.shape
             if shape.count == 4 {
                 let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
-                for b in 0..<n { for ch in 0..<c { for i in 0..<hw { dst[(b * hw + i) * c + ch] = src[(b * c + ch) * hw + i] } } }
+                for b in 0..<n {
+                    for ch in 0..<c { for i in 0..<hw { dst[(b * hw + i) * c + ch] = src[(b * c + ch) * hw + i] } }
+                }
             } else {
                 for i in 0..<src.count { dst[i] = src[i] }
             }
@@ -237,11 +250,19 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
+    /// Plans kept per model; the least recently made one is dropped beyond this.
+    static let maxPlans = 8
+
     func plan(seeds: [Int], outputs: [Int]) throws -> ExecutionPlan {
         let key = PlanKey(seeds: seeds, outputs: outputs)
         if let p = plans[key] { return p }
         let p = try ExecutionPlan(program: program, seeds: seeds, outputs: outputs)
+        if plans.count >= Self.maxPlans, let oldest = planOrder.first {
+            plans[oldest] = nil
+            planOrder.removeFirst()
+        }
         plans[key] = p
+        planOrder.append(key)
         return p
     }
 

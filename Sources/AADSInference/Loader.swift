@@ -71,7 +71,9 @@ enum ModelLoader {
             guard constants[t.name] == nil else { throw fail(.badModel, "initializer '\(t.name)' is defined twice") }
             constants[t.name] = try constant(t, context: "initializer '\(t.name)'")
         }
-        guard g.sparseInitializer.isEmpty else { throw fail(.unsupportedModel, "sparse initializers are not supported") }
+        guard g.sparseInitializer.isEmpty else {
+            throw fail(.unsupportedModel, "sparse initializers are not supported")
+        }
 
         var inputs: [GraphInput] = []
         for vi in g.input where constants[vi.name] == nil {
@@ -184,7 +186,9 @@ enum ModelLoader {
     static func decode<T: FixedWidthInteger>(_ raw: Data, _ count: Int, _: T.Type) -> [T] {
         [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             raw.withUnsafeBytes { bytes in
-                for i in 0..<count { buffer[i] = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * T.bitWidth / 8, as: T.self)) }
+                for i in 0..<count {
+                    buffer[i] = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * T.bitWidth / 8, as: T.self))
+                }
             }
             initialized = count
         }
@@ -223,7 +227,9 @@ enum ModelLoader {
         for d in tt.shape.dim {
             if case .dimValue(let v)? = d.value {
                 guard v > 0 else { throw fail(.badModel, "graph input '\(vi.name)' has dimension \(v)") }
-                guard v <= Int64(maxDimension) else { throw fail(.tooLarge, "graph input '\(vi.name)' has dimension \(v)") }
+                guard v <= Int64(maxDimension) else {
+                    throw fail(.tooLarge, "graph input '\(vi.name)' has dimension \(v)")
+                }
                 shape.append(Int(v))
                 symbolic.append(false)
             } else {
@@ -252,8 +258,10 @@ enum ModelLoader {
     }
 
     static func constantNode(_ node: Node) throws -> ConstTensor {
-        switch (node.attributes["value"], node.attributes["value_float"], node.attributes["value_floats"],
-                node.attributes["value_int"], node.attributes["value_ints"]) {
+        switch (
+            node.attributes["value"], node.attributes["value_float"], node.attributes["value_floats"],
+            node.attributes["value_int"], node.attributes["value_ints"]
+        ) {
         case (.tensor(let t)?, _, _, _, _): return t
         case (_, .float(let f)?, _, _, _): return ConstTensor(shape: [], storage: .float([f]))
         case (_, _, .floats(let f)?, _, _): return ConstTensor(shape: [f.count], storage: .float(f))

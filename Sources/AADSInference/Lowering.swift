@@ -55,7 +55,7 @@ struct Program: Sendable {
 
 /// Turns a validated graph into a `Program`, lowering QDQ groups to integer operators.
 struct Lowering {
-    let g: Graph
+    var g: Graph
     let metas: [String: TensorMeta]
     var values: [Value] = []
     var valueIds: [String: Int] = [:]
@@ -79,25 +79,25 @@ struct Lowering {
         }
     }
 
-    static func lower(_ graph: Graph, metas: [String: TensorMeta]) throws -> Program {
+    static func lower(_ graph: consuming Graph, metas: [String: TensorMeta]) throws -> Program {
         var l = Lowering(graph: graph, metas: metas)
         try l.run()
         var inputQ: [String: (output: String, q: QParams)] = [:]
-        for input in graph.inputs where input.dtype == .float32 {
+        for input in l.g.inputs where input.dtype == .float32 {
             guard let cons = l.consumers[input.name], cons.count == 1 else { continue }
-            let n = graph.nodes[cons[0]]
+            let n = l.g.nodes[cons[0]]
             if n.op == "QuantizeLinear", let q = try? l.tensorParams(n), let id = l.valueIds[n.outputs[0]],
                 l.values[id].quant != nil
             {
                 inputQ[input.name] = (n.outputs[0], q)
             }
         }
-        for o in graph.outputs where l.valueIds[o] == nil && l.aliases[o] == nil {
+        for o in l.g.outputs where l.valueIds[o] == nil && l.aliases[o] == nil {
             throw fail(.unsupportedModel, "graph output '\(o)' is not computed at run time")
         }
         return Program(
             values: l.values, steps: l.steps, valueIds: l.valueIds, aliases: l.aliases,
-            dequantizedFrom: l.dequantizedFrom, inputs: graph.inputs, outputs: graph.outputs,
+            dequantizedFrom: l.dequantizedFrom, inputs: l.g.inputs, outputs: l.g.outputs,
             dataInputOfNode: l.dataInputOfNode, inputQuantization: inputQ)
     }
 
@@ -123,7 +123,9 @@ struct Lowering {
     /// Per-tensor parameters of a QuantizeLinear/DequantizeLinear node (uint8 mapped onto int8).
     func tensorParams(_ node: Node) throws -> QParams {
         guard let s = node.input(1).flatMap({ g.constants[$0] }), s.count == 1, let scale = s.floats.first else {
-            throw fail(.unsupportedOperator, "\(node.op) node '\(node.label)': per-axis activation quantization is not supported")
+            throw fail(
+                .unsupportedOperator,
+                "\(node.op) node '\(node.label)': per-axis activation quantization is not supported")
         }
         var zp: Int32 = 0
         var shift: Int32 = -128  // uint8 when the zero point is absent
@@ -134,7 +136,9 @@ struct Lowering {
             zp = Int32(v)
             shift = z.dtype == .uint8 ? -128 : 0
             guard z.dtype == .int8 || z.dtype == .uint8 else {
-                throw fail(.unsupportedOperator, "\(node.op) node '\(node.label)': \(z.dtype.rawValue) quantization is not supported")
+                throw fail(
+                    .unsupportedOperator,
+                    "\(node.op) node '\(node.label)': \(z.dtype.rawValue) quantization is not supported")
             }
         }
         return QParams(scale: scale, zeroPoint: zp + shift)
@@ -152,7 +156,9 @@ struct Lowering {
             zps = (z.ints ?? []).map { Int32(truncatingIfNeeded: $0) }
             shift = z.dtype == .uint8 ? -128 : 0
         }
-        let axis = scales.count == 1 || rank == 0 ? 0 : (try ShapeInference.normalizeAxis(node.int("axis", 1), rank: rank, node))
+        let axis =
+            scales.count == 1 || rank == 0
+            ? 0 : (try ShapeInference.normalizeAxis(node.int("axis", 1), rank: rank, node))
         return (scales, zps.map { $0 + shift }, axis, shift)
     }
 
@@ -184,7 +190,8 @@ struct Lowering {
     }
 
     mutating func lowerQuantize(_ node: Node) throws {
-        let x = node.inputs[0], y = node.outputs[0]
+        let x = node.inputs[0]
+        let y = node.outputs[0]
         if let c = g.constants[x], case .float(let data) = c.storage {
             // Constant folding: quantized weights stored as float.
             let p = try constParams(node, rank: c.shape.count)
@@ -206,7 +213,8 @@ struct Lowering {
     }
 
     mutating func lowerDequantize(_ node: Node) throws {
-        let x = node.inputs[0], y = node.outputs[0]
+        let x = node.inputs[0]
+        let y = node.outputs[0]
         if let c = g.constants[x] {
             let p = try constParams(node, rank: c.shape.count)
             var qc = QConst(shape: c.shape, int8: nil, int32: nil, scales: p.scales, zeroPoints: p.zps, axis: p.axis)
@@ -214,7 +222,8 @@ struct Lowering {
             case .int8(let v): qc.int8 = v
             case .uint8(let v): qc.int8 = v.map { Int8(truncatingIfNeeded: Int32($0) - 128) }
             case .int32(let v): qc.int32 = v
-            default: throw fail(.unsupportedOperator, "DequantizeLinear node '\(node.label)' reads \(c.dtype.rawValue) data")
+            default:
+                throw fail(.unsupportedOperator, "DequantizeLinear node '\(node.label)' reads \(c.dtype.rawValue) data")
             }
             qconsts[y] = qc
             return
@@ -227,7 +236,8 @@ struct Lowering {
         let xi = try runtime(x, node)
         let q = try tensorParams(node)
         guard let vq = values[xi].quant, vq == q else {
-            throw fail(.unsupportedOperator, "DequantizeLinear node '\(node.label)' does not match the parameters of '\(x)'")
+            throw fail(
+                .unsupportedOperator, "DequantizeLinear node '\(node.label)' does not match the parameters of '\(x)'")
         }
         let yi = addValue(y, quant: nil)
         dequantizedFrom[yi] = xi
@@ -261,8 +271,10 @@ struct Lowering {
 
     func chain(from name: String) -> Chain? {
         var cur = name
-        var lo = -Float.infinity, hi = Float.infinity
-        var nodes: [Int] = [], floats = [name]
+        var lo = -Float.infinity
+        var hi = Float.infinity
+        var nodes: [Int] = []
+        var floats = [name]
         while true {
             guard !graphOutputs.contains(cur), let cons = consumers[cur], cons.count == 1 else { return nil }
             let c = g.nodes[cons[0]]
@@ -290,6 +302,19 @@ struct Lowering {
         absorbed.formUnion(chain.nodes)
         for f in chain.floats { aliases[f] = chain.output }
         return addValue(chain.output, quant: chain.q)
+    }
+
+    /// Drops a weight or bias constant once it has been prepacked, when nothing else reads it, so that the
+    /// model's raw weights and their packed form are not held at the same time.
+    mutating func release(_ name: String?) {
+        guard let name, consumers[name]?.count == 1 else { return }
+        if let p = producer[name], g.nodes[p].op == "DequantizeLinear" {
+            let c = g.nodes[p].inputs[0]
+            qconsts[name] = nil
+            if consumers[c]?.count == 1 { g.constants[c] = nil }
+        } else if g.constants[name] != nil {
+            g.constants[name] = nil
+        }
     }
 
     /// Weight of a Conv/Gemm/MatMul as symmetric int8 with one scale per output channel.
@@ -331,7 +356,9 @@ struct Lowering {
 
     mutating func lowerQConv(_ node: Node) throws -> Bool {
         guard let x = q8(node.inputs[0]), let ch = chain(from: node.outputs[0]) else { return false }
-        let xs = shape(node.inputs[0]), ws = shape(node.inputs[1]), ys = shape(node.outputs[0])
+        let xs = shape(node.inputs[0])
+        let ws = shape(node.inputs[1])
+        let ys = shape(node.outputs[0])
         let group = node.int("group", 1)
         guard let (w, wScales) = symmetricWeight(node.inputs[1], outAxis: 0, outCount: ws[0]),
             let bias = realBias(node.input(2), count: ws[0])
@@ -359,17 +386,22 @@ struct Lowering {
                     inShape: (xs[1], xs[2], xs[3]), outShape: (ys[1], ys[2], ys[3]), window: win,
                     inZp: x.q.zeroPoint, outQ: ch.q, outMin: ch.qmin, outMax: ch.qmax))
         }
+        release(node.inputs[1])
+        release(node.input(2))
         return true
     }
 
     mutating func lowerQGemm(_ node: Node) throws -> Bool {
         guard let x = q8(node.inputs[0]), let ch = chain(from: node.outputs[0]) else { return false }
-        let xs = shape(node.inputs[0]), ws = shape(node.inputs[1])
+        let xs = shape(node.inputs[0])
+        let ws = shape(node.inputs[1])
         guard xs.count >= 2, xs.count <= 3, ws.count == 2 else { return false }
         var transB = false
         var bias: String?
         if node.op == "Gemm" {
-            guard node.int("transA", 0) == 0, node.float("alpha", 1) == 1, node.float("beta", 1) == 1 else { return false }
+            guard node.int("transA", 0) == 0, node.float("alpha", 1) == 1, node.float("beta", 1) == 1 else {
+                return false
+            }
             transB = node.int("transB", 0) != 0
             bias = node.input(2)
             if let b = bias, shape(b).reduce(1, *) != (transB ? ws[0] : ws[1]) { return false }
@@ -389,12 +421,16 @@ struct Lowering {
         let weights = try QConvWeights(
             weights: w, groups: 1, cout: n, cinPerGroup: k, kh: 1, kw: 1, weightScales: wScales, bias: b32,
             inScale: x.q.scale, outScale: ch.q.scale, inZeroPoint: x.q.zeroPoint)
-        let win = Window(kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1, outW: rows)
+        let win = Window(
+            kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1,
+            outW: rows)
         let step = QConvStep(
             input: x.id, output: y, node: node.name, weights: weights, batch: 1, inShape: (k, 1, rows),
             outShape: (n, 1, rows), window: win, inZp: x.q.zeroPoint, outQ: ch.q, outMin: ch.qmin, outMax: ch.qmax,
             gemmWeightTransposed: transB)
         steps.append(step)
+        release(node.inputs[1])
+        release(bias)
         return true
     }
 
@@ -402,7 +438,10 @@ struct Lowering {
     func q8Operand(_ name: String) throws -> (QOperand, QParams, [Int], Bool)? {
         if let x = q8(name) { return (.value(x.id), x.q, values[x.id].shape, values[x.id].nhwc) }
         if let c = qconsts[name], c.perTensor, let data = c.int8 {
-            return (.constant(try AlignedBuffer(data)), QParams(scale: c.scales[0], zeroPoint: c.zeroPoints[0]), c.shape, false)
+            return (
+                .constant(try AlignedBuffer(data)), QParams(scale: c.scales[0], zeroPoint: c.zeroPoints[0]), c.shape,
+                false
+            )
         }
         return nil
     }
@@ -417,7 +456,8 @@ struct Lowering {
         let bc = Broadcast(out: outShape, outNHWC: values[y].nhwc, operands: [(a.2, a.3), (b.2, b.3)])
         steps.append(
             QBinaryStep(
-                op: node.op == "Add" ? .add : .mul, a: a.0, b: b.0, qa: a.1, qb: b.1, qc: ch.q, output: y, broadcast: bc,
+                op: node.op == "Add" ? .add : .mul, a: a.0, b: b.0, qa: a.1, qb: b.1, qc: ch.q, output: y,
+                broadcast: bc,
                 node: node.name, outMin: ch.qmin, outMax: ch.qmax))
         return true
     }
@@ -432,10 +472,12 @@ struct Lowering {
             return true
         }
         guard let ks = node.ints("kernel_shape") else { return false }
-        let win = try ShapeInference.window(node, inH: xs[2], inW: xs[3], kernel: (ks[0], ks[1]), ceilMode: node.int("ceil_mode", 0) != 0)
+        let win = try ShapeInference.window(
+            node, inH: xs[2], inW: xs[3], kernel: (ks[0], ks[1]), ceilMode: node.int("ceil_mode", 0) != 0)
         let isMax = node.op == "MaxPool"
         if !isMax && ch.hasClamp { return false }
-        let table: [Int8]? = isMax && (x.q != ch.q || ch.hasClamp) ? makeTable(from: x.q, to: ch.q) { ch.clamp($0) } : nil
+        let table: [Int8]? =
+            isMax && (x.q != ch.q || ch.hasClamp) ? makeTable(from: x.q, to: ch.q) { ch.clamp($0) } : nil
         let y = finish(ch)
         steps.append(
             QPoolStep(
@@ -463,9 +505,13 @@ struct Lowering {
             if k == 0 { outer = storage[..<pos].reduce(1, *) }
             inners.append(storage[pos...].reduce(1, *))
         }
-        let tables: [[Int8]?] = ins.map { $0.q != ch.q || ch.hasClamp ? makeTable(from: $0.q, to: ch.q) { ch.clamp($0) } : nil }
+        let tables: [[Int8]?] = ins.map {
+            $0.q != ch.q || ch.hasClamp ? makeTable(from: $0.q, to: ch.q) { ch.clamp($0) } : nil
+        }
         let y = finish(ch)
-        steps.append(QConcatStep(inputs: ins.map(\.id), output: y, outer: outer, inners: inners, tables: tables, node: node.name))
+        steps.append(
+            QConcatStep(inputs: ins.map(\.id), output: y, outer: outer, inners: inners, tables: tables, node: node.name)
+        )
         return true
     }
 
@@ -485,7 +531,8 @@ struct Lowering {
         let y = finish(ch)
         steps.append(
             QReshapeStep(
-                input: x.id, output: y, inShape: values[x.id].shape, inNHWC: values[x.id].nhwc, outShape: values[y].shape,
+                input: x.id, output: y, inShape: values[x.id].shape, inNHWC: values[x.id].nhwc,
+                outShape: values[y].shape,
                 outNHWC: values[y].nhwc, table: table, node: node.name))
         return true
     }
@@ -532,7 +579,8 @@ struct Lowering {
                 }
                 bias = v
             }
-            let xs = values[x].shape, ws = shape(node.inputs[1])
+            let xs = values[x].shape
+            let ws = shape(node.inputs[1])
             let win = try ShapeInference.window(node, inH: xs[2], inW: xs[3], kernel: (ws[2], ws[3]))
             dataInputOfNode[node.name] = node.inputs[0]
             let y = addValue(outName, quant: nil)
@@ -545,7 +593,8 @@ struct Lowering {
             guard let wv = floatConst(node.inputs[1]) else {
                 throw fail(.unsupportedOperator, "\(node.op) node '\(node.label)': the second input must be constant")
             }
-            let xs = values[x].shape, ws = shape(node.inputs[1])
+            let xs = values[x].shape
+            let ws = shape(node.inputs[1])
             let transA = node.op == "Gemm" && node.int("transA", 0) != 0
             let transB = node.op == "Gemm" && node.int("transB", 0) != 0
             let (k, n) = transB ? (ws[1], ws[0]) : (ws[0], ws[1])
@@ -578,13 +627,16 @@ struct Lowering {
                     alpha: node.op == "Gemm" ? node.float("alpha", 1) : 1, bKN: bKN, c: c, weightShape: ws,
                     weightTransposed: transB))
         case "Add", "Mul":
-            let a = try floatOperand(node.inputs[0], node), b = try floatOperand(node.inputs[1], node)
+            let a = try floatOperand(node.inputs[0], node)
+            let b = try floatOperand(node.inputs[1], node)
             if case .constant = a.0, case .constant = b.0 {
                 throw fail(.unsupportedOperator, "\(node.op) node '\(node.label)' has only constant inputs")
             }
             let y = addValue(outName, quant: nil)
             let bc = Broadcast(out: outShape, outNHWC: false, operands: [(a.1, false), (b.1, false)])
-            steps.append(FBinaryStep(op: node.op == "Add" ? .add : .mul, a: a.0, b: b.0, output: y, broadcast: bc, node: node.name))
+            steps.append(
+                FBinaryStep(
+                    op: node.op == "Add" ? .add : .mul, a: a.0, b: b.0, output: y, broadcast: bc, node: node.name))
         case "Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Identity", "Dropout":
             let x = try floatInput(node.inputs[0], node)
             guard let f = UnaryFunction.of(node, constants: g.constants) else {
@@ -599,14 +651,18 @@ struct Lowering {
         case "GlobalAveragePool":
             let x = try floatInput(node.inputs[0], node)
             let y = addValue(outName, quant: nil)
-            steps.append(FPoolStep(input: x, output: y, kind: .globalAverage, shape: values[x].shape, window: nil, node: node.name))
+            steps.append(
+                FPoolStep(
+                    input: x, output: y, kind: .globalAverage, shape: values[x].shape, window: nil, node: node.name))
         case "AveragePool", "MaxPool":
             let x = try floatInput(node.inputs[0], node)
             let xs = values[x].shape
             let ks = node.ints("kernel_shape") ?? [1, 1]
-            let win = try ShapeInference.window(node, inH: xs[2], inW: xs[3], kernel: (ks[0], ks[1]), ceilMode: node.int("ceil_mode", 0) != 0)
+            let win = try ShapeInference.window(
+                node, inH: xs[2], inW: xs[3], kernel: (ks[0], ks[1]), ceilMode: node.int("ceil_mode", 0) != 0)
             let y = addValue(outName, quant: nil)
-            let kind: FPoolStep.Kind = node.op == "MaxPool" ? .max : .average(countIncludePad: node.int("count_include_pad", 0) != 0)
+            let kind: FPoolStep.Kind =
+                node.op == "MaxPool" ? .max : .average(countIncludePad: node.int("count_include_pad", 0) != 0)
             steps.append(FPoolStep(input: x, output: y, kind: kind, shape: xs, window: win, node: node.name))
         case "Concat":
             let ins = try node.inputs.map { try floatInput($0, node) }

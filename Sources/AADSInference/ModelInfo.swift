@@ -20,13 +20,15 @@ public struct ModelInfo: Sendable {
     /// Kernel kind → number of lowered steps (e.g. "qconv", "qdepthwise", "fgemm").
     public var kernels: [String: Int]
 
-    init(graph: Graph, shapes: ShapeInference.Result?, program: Program?, reasons: [String]) {
+    init(graph: borrowing Graph, shapes: ShapeInference.Result?, program: Program?, reasons: [String]) {
         var dqParams: [String: (Float, Int32, String)] = [:]
         var qOfInput: [String: (Float, Int32)] = [:]
         var consumers: [String: [Node]] = [:]
         for n in graph.nodes { for i in n.inputs { consumers[i, default: []].append(n) } }
         func params(_ n: Node) -> (Float, Int32, String)? {
-            guard let s = n.input(1).flatMap({ graph.constants[$0] }), s.count == 1, let scale = s.floats.first else { return nil }
+            guard let s = n.input(1).flatMap({ graph.constants[$0] }), s.count == 1, let scale = s.floats.first else {
+                return nil
+            }
             let z = n.input(2).flatMap { graph.constants[$0] }
             let zp = Int32(z?.ints?.first ?? 0)
             return (scale, zp, z?.dtype.rawValue ?? "uint8")
@@ -44,7 +46,8 @@ public struct ModelInfo: Sendable {
         outputs = graph.outputs.map { o in
             let dq = dqParams[o]
             return TensorInfo(
-                name: o, shape: shapes?.metas[o]?.shape ?? [], elementType: shapes?.metas[o]?.dtype.rawValue ?? "float32",
+                name: o, shape: shapes?.metas[o]?.shape ?? [],
+                elementType: shapes?.metas[o]?.dtype.rawValue ?? "float32",
                 scale: dq?.0, zeroPoint: dq.map { $0.2 == "uint8" ? $0.1 - 128 : $0.1 })
         }
         opset = graph.opset
@@ -57,7 +60,9 @@ public struct ModelInfo: Sendable {
         for n in graph.nodes { for o in n.outputs { producerOf[o] = n } }
         func constCount(_ name: String) -> Int {
             if let c = graph.constants[name] { return c.count }
-            if let p = producerOf[name], p.op == "DequantizeLinear" || p.op == "QuantizeLinear" { return constCount(p.inputs[0]) }
+            if let p = producerOf[name], p.op == "DequantizeLinear" || p.op == "QuantizeLinear" {
+                return constCount(p.inputs[0])
+            }
             return 0
         }
         var params = 0
@@ -67,9 +72,16 @@ public struct ModelInfo: Sendable {
         parameters = params
         macs = shapes?.macs.values.reduce(0, +) ?? 0
         self.reasons = reasons
-        supported = reasons.isEmpty && program != nil
+        supported = false
+        kernels = [:]
+        if let program { attach(program) }
+    }
+
+    /// Records the lowered program: kernel histogram, and supported when nothing was refused.
+    mutating func attach(_ program: Program) {
+        supported = reasons.isEmpty
         var kinds: [String: Int] = [:]
-        for s in program?.steps ?? [] { kinds[s.kind, default: 0] += 1 }
+        for s in program.steps { kinds[s.kind, default: 0] += 1 }
         kernels = kinds
     }
 

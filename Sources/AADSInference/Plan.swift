@@ -31,7 +31,8 @@ final class ExecutionPlan {
         steps = order.map { program.steps[$0] }
 
         // Lifetimes in step positions; seeds are defined before the first step, outputs live past the last.
-        var first: [Int: Int] = [:], last: [Int: Int] = [:]
+        var first: [Int: Int] = [:]
+        var last: [Int: Int] = [:]
         for s in seeds { (first[s], last[s]) = (-1, -1) }
         for (pos, step) in steps.enumerated() {
             for v in step.inputs { last[v] = max(last[v] ?? pos, pos) }
@@ -47,7 +48,8 @@ final class ExecutionPlan {
         struct Placed { var offset: Int, size: Int, first: Int, last: Int }
         var placed: [Placed] = []
         var offsets: [Int: Int] = [:]
-        var total = 0, unshared = 0
+        var total = 0
+        var unshared = 0
         let ids = first.keys.sorted { (program.values[$0].reservedBytes, $1) > (program.values[$1].reservedBytes, $0) }
         for v in ids {
             let size = program.values[v].reservedBytes
@@ -83,4 +85,15 @@ final class ExecutionPlan {
     }
 
     func pointer(_ v: Int) -> UnsafeMutableRawPointer? { v < valueCount ? pointers[v] : nil }
+
+    /// Runs the steps one by one, adding each one's wall time (ms) to `times`.
+    func executeTimed(threads: Int, variant: Int32, times: inout [Double]) {
+        let ctx = ExecContext(pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw)
+        if times.count != steps.count { times = [Double](repeating: 0, count: steps.count) }
+        for (i, step) in steps.enumerated() {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            step.run(ctx)
+            times[i] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        }
+    }
 }

@@ -13,11 +13,24 @@ final class QuantizeStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0]), y = ctx.i8(outputs[0])
+        let x = ctx.f32(inputs[0])
+        let y = ctx.i8(outputs[0])
         QuantizeStep.apply(x, y, shape: shape, q: q)
     }
 
     static func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Int8>, shape: [Int], q: QParams) {
+        if shape.count == 4 {
+            let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
+            for b in 0..<n {
+                aads_quantize_nchw_to_nhwc(x + b * c * hw, y + b * c * hw, Int32(c), Int32(hw), q.scale, q.zeroPoint)
+            }
+        } else {
+            aads_quantize_nchw_to_nhwc(x, y, 1, Int32(shape.reduce(1, *)), q.scale, q.zeroPoint)
+        }
+    }
+
+    /// The specification of `apply` (and of `aads_quantize_nchw_to_nhwc`).
+    static func reference(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Int8>, shape: [Int], q: QParams) {
         let inv = q
         if shape.count == 4 {
             let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
@@ -53,7 +66,9 @@ final class DequantizeStep: Step {
     static func applyRaw(_ x: UnsafePointer<Int8>, _ y: UnsafeMutablePointer<Int8>, shape: [Int]) {
         if shape.count == 4 {
             let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
-            for b in 0..<n { for ch in 0..<c { for i in 0..<hw { y[(b * hw + i) * c + ch] = x[(b * c + ch) * hw + i] } } }
+            for b in 0..<n {
+                for ch in 0..<c { for i in 0..<hw { y[(b * hw + i) * c + ch] = x[(b * c + ch) * hw + i] } }
+            }
         } else {
             y.update(from: x, count: shape.reduce(1, *))
         }
@@ -122,7 +137,8 @@ final class QConvWeights: @unchecked Sendable {
 
     /// The int8 weights in ONNX layout [cout][cin/groups][kh][kw].
     func unpacked() -> [Int8] {
-        let taps = kh * kw, kq = (cinPerGroup + 3) / 4
+        let taps = kh * kw
+        let kq = (cinPerGroup + 3) / 4
         var out = [Int8](repeating: 0, count: groups * coutPerGroup * cinPerGroup * taps)
         let p = packed.pointer(Int8.self)
         for g in 0..<groups {
@@ -182,9 +198,11 @@ final class QConvStep: Step, @unchecked Sendable {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
+        let x = ctx.i8(inputs[0])
+        let y = ctx.i8(outputs[0])
         let rows = outShape.h * outShape.w
-        let inImage = inShape.c * inShape.h * inShape.w, outImage = outShape.c * rows
+        let inImage = inShape.c * inShape.h * inShape.w
+        let outImage = outShape.c * rows
         let variant = ctx.variant
         for b in 0..<batch {
             for g in 0..<params.count {
@@ -214,7 +232,10 @@ final class QDepthwiseWeights: @unchecked Sendable {
     let inScale: Float, outScale: Float
     var byteCount: Int { packed.byteCount + mult.byteCount + offset.byteCount }
 
-    init(weights: [Int8], channels: Int, kh: Int, kw: Int, weightScales: [Float], bias: [Double], inScale: Float, outScale: Float)
+    init(
+        weights: [Int8], channels: Int, kh: Int, kw: Int, weightScales: [Float], bias: [Double], inScale: Float,
+        outScale: Float
+    )
         throws
     {
         (self.channels, self.kh, self.kw) = (channels, kh, kw)
@@ -255,23 +276,30 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
         window: Window, inZp: Int32, outQ: QParams, outMin: Int32, outMax: Int32
     ) {
         (inputs, outputs, self.node, self.weights, self.batch) = ([input], [output], node, weights, batch)
-        (self.window, self.inZp, self.outQ, self.outMin, self.outMax, self.inHW) = (window, inZp, outQ, outMin, outMax, (inH, inW))
+        (self.window, self.inZp, self.outQ, self.outMin, self.outMax, self.inHW) = (
+            window, inZp, outQ, outMin, outMax, (inH, inW)
+        )
         let c = weights.channels
         param = aads_dwconv(
-            in_h: Int32(inH), in_w: Int32(inW), channels: Int32(c), out_h: Int32(window.outH), out_w: Int32(window.outW),
+            in_h: Int32(inH), in_w: Int32(inW), channels: Int32(c), out_h: Int32(window.outH),
+            out_w: Int32(window.outW),
             kh: Int32(window.kh), kw: Int32(window.kw), stride_h: Int32(window.sh), stride_w: Int32(window.sw),
             pad_t: Int32(window.padTop), pad_l: Int32(window.padLeft), dil_h: Int32(window.dh), dil_w: Int32(window.dw),
             in_zp: inZp, out_zp: outQ.zeroPoint, out_min: outMin, out_max: outMax,
-            weights: UnsafePointer(weights.packed.pointer(Int16.self)), mult: UnsafePointer(weights.mult.pointer(Double.self)),
+            weights: UnsafePointer(weights.packed.pointer(Int16.self)),
+            mult: UnsafePointer(weights.mult.pointer(Double.self)),
             offset: UnsafePointer(weights.offset.pointer(Double.self)))
         (inImage, outImage, outH) = (c * inH * inW, c * window.outH * window.outW, window.outH)
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
-        let variant = ctx.variant, p = param
+        let x = ctx.i8(inputs[0])
+        let y = ctx.i8(outputs[0])
+        let variant = ctx.variant
+        let p = param
         for b in 0..<batch {
-            let xi = x + b * inImage, yi = y + b * outImage
+            let xi = x + b * inImage
+            let yi = y + b * outImage
             parallelFor(outH, threads: ctx.threads, minChunk: 1) { lo, hi in
                 var pp = p
                 aads_dwconv_run(variant, &pp, xi, yi, Int32(lo), Int32(hi))
@@ -333,10 +361,12 @@ struct Broadcast: Sendable {
             return
         }
         let inner = dims[r - 1]
-        let sa = strides[0][r - 1], sb = strides.count > 1 ? strides[1][r - 1] : 0
+        let sa = strides[0][r - 1]
+        let sb = strides.count > 1 ? strides[1][r - 1] : 0
         let outer = dims.dropLast().reduce(1, *)
         var idx = [Int](repeating: 0, count: r - 1)
-        var oa = 0, ob = 0
+        var oa = 0
+        var ob = 0
         for row in 0..<outer {
             body(row * inner, oa, ob, inner, sa, sb)
             var d = r - 2
@@ -390,7 +420,23 @@ final class QBinaryStep: Step, @unchecked Sendable {
             case .constant(let buf): buf.pointer(Int8.self)
             }
         }
-        QBinaryStep.apply(op: op, ptr(a), ptr(b), ctx.i8(outputs[0]), qa, qb, qc, bc, outMin, outMax)
+        let pa = ptr(a)
+        let pb = ptr(b)
+        let pc = ctx.i8(outputs[0])
+        let n = bc.dims.reduce(1, *)
+        let bScalar = bc.strides[1].allSatisfy { $0 == 0 }
+        if bc.contiguous[0] && (bc.contiguous[1] || bScalar) {
+            let p = aads_qbinary(
+                sa: qa.scale, sb: qb.scale, sc: qc.scale, za: qa.zeroPoint, zb: qb.zeroPoint, zc: qc.zeroPoint,
+                out_min: outMin, out_max: outMax, mul: op == .mul ? 1 : 0, b_scalar: bScalar ? 1 : 0)
+            let variant = ctx.variant
+            parallelFor(n, threads: ctx.threads, minChunk: 16384) { lo, hi in
+                var pp = p
+                aads_qbinary_run(variant, &pp, pa + lo, bScalar ? pb : pb + lo, pc + lo, hi - lo)
+            }
+            return
+        }
+        QBinaryStep.apply(op: op, pa, pb, pc, qa, qb, qc, bc, outMin, outMax)
     }
 
     static func apply(
@@ -398,9 +444,14 @@ final class QBinaryStep: Step, @unchecked Sendable {
         _ qb: QParams, _ qc: QParams, _ bc: Broadcast, _ outMin: Int32 = -128, _ outMax: Int32 = 127
     ) {
         // DequantizeLinear → float Add/Mul → QuantizeLinear, in the same float32 operations ONNX Runtime performs.
-        let lo = Float(outMin - qc.zeroPoint), hi = Float(outMax - qc.zeroPoint)
-        let za = qa.zeroPoint, zb = qb.zeroPoint, zc = qc.zeroPoint
-        let sa = qa.scale, sb = qb.scale, sc = qc.scale
+        let lo = Float(outMin - qc.zeroPoint)
+        let hi = Float(outMax - qc.zeroPoint)
+        let za = qa.zeroPoint
+        let zb = qb.zeroPoint
+        let zc = qc.zeroPoint
+        let sa = qa.scale
+        let sb = qb.scale
+        let sc = qc.scale
         let isAdd = op == .add
         bc.forEachRow { o, oa, ob, n, stA, stB in
             for i in 0..<n {
@@ -429,10 +480,12 @@ final class QGlobalAveragePoolStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
+        let x = ctx.i8(inputs[0])
+        let y = ctx.i8(outputs[0])
         let mult = Double(qi.scale) / (Double(hw) * Double(qo.scale))
         let bias = -qi.zeroPoint * Int32(hw)
-        let c = self.c, hw = self.hw
+        let c = self.c
+        let hw = self.hw
         let acc = ctx.scratch.assumingMemoryBound(to: Int32.self)
         for b in 0..<n {
             for i in 0..<c { acc[i] = bias }
@@ -463,13 +516,16 @@ final class QPoolStep: Step {
         input: Int, output: Int, isMax: Bool, countIncludePad: Bool, shape: [Int], window: Window, qi: QParams,
         qo: QParams, table: [Int8]?, node: String
     ) {
-        (inputs, outputs, self.node, self.isMax, self.countIncludePad) = ([input], [output], node, isMax, countIncludePad)
+        (inputs, outputs, self.node, self.isMax, self.countIncludePad) = (
+            [input], [output], node, isMax, countIncludePad
+        )
         (n, c, h, w, win, self.qi, self.qo) = (shape[0], shape[1], shape[2], shape[3], window, qi, qo)
         lut = table
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
+        let x = ctx.i8(inputs[0])
+        let y = ctx.i8(outputs[0])
         let (c, h, w, win) = (self.c, self.h, self.w, self.win)
         let acc = ctx.scratch.assumingMemoryBound(to: Int32.self)
         do {
@@ -515,10 +571,12 @@ final class QPoolStep: Step {
 
     /// Window size including padding but not beyond the padded input (ONNX count_include_pad).
     func poolCount(oh: Int, ow: Int) -> Int32 {
-        let h0 = oh * win.sh - win.padTop, w0 = ow * win.sw - win.padLeft
+        let h0 = oh * win.sh - win.padTop
+        let w0 = ow * win.sw - win.padLeft
         let h1 = min(h0 + (win.kh - 1) * win.dh + 1, h + win.padBottom)
         let w1 = min(w0 + (win.kw - 1) * win.dw + 1, w + win.padRight)
-        let hs = (h1 - h0 + win.dh - 1) / win.dh, ws = (w1 - w0 + win.dw - 1) / win.dw
+        let hs = (h1 - h0 + win.dh - 1) / win.dh
+        let ws = (w1 - w0 + win.dw - 1) / win.dw
         return Int32(hs * ws)
     }
 }
@@ -543,7 +601,8 @@ final class QTableStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
+        let x = ctx.i8(inputs[0])
+        let y = ctx.i8(outputs[0])
         table.withUnsafeBufferPointer { t in
             for i in 0..<count { y[i] = t[Int(x[i]) + 128] }
         }
@@ -559,7 +618,9 @@ final class QConcatStep: Step {
     var kind: String { "qconcat" }
 
     init(inputs: [Int], output: Int, outer: Int, inners: [Int], tables: [[Int8]?], node: String) {
-        (self.inputs, outputs, self.node, self.outer, self.inners, self.tables) = (inputs, [output], node, outer, inners, tables)
+        (self.inputs, outputs, self.node, self.outer, self.inners, self.tables) = (
+            inputs, [output], node, outer, inners, tables
+        )
     }
 
     func run(_ ctx: ExecContext) {
@@ -567,9 +628,11 @@ final class QConcatStep: Step {
         let total = inners.reduce(0, +)
         var offset = 0
         for (k, id) in inputs.enumerated() {
-            let x = ctx.i8(id), inner = inners[k]
+            let x = ctx.i8(id)
+            let inner = inners[k]
             for o in 0..<outer {
-                let src = x + o * inner, dst = y + o * total + offset
+                let src = x + o * inner
+                let dst = y + o * total + offset
                 if let t = tables[k] {
                     for i in 0..<inner { dst[i] = t[Int(src[i]) + 128] }
                 } else {
@@ -589,7 +652,10 @@ final class QReshapeStep: Step {
     let table: [Int8]?
     var kind: String { "qreshape" }
 
-    init(input: Int, output: Int, inShape: [Int], inNHWC: Bool, outShape: [Int], outNHWC: Bool, table: [Int8]?, node: String) {
+    init(
+        input: Int, output: Int, inShape: [Int], inNHWC: Bool, outShape: [Int], outNHWC: Bool, table: [Int8]?,
+        node: String
+    ) {
         (inputs, outputs, self.node, self.inShape, self.outShape) = ([input], [output], node, inShape, outShape)
         (self.inNHWC, self.outNHWC, self.table) = (inNHWC, outNHWC, table)
     }
@@ -606,9 +672,11 @@ final class QReshapeStep: Step {
     }
 
     func run(_ ctx: ExecContext) {
-        let x = ctx.i8(inputs[0]), y = ctx.i8(outputs[0])
+        let x = ctx.i8(inputs[0])
+        let y = ctx.i8(outputs[0])
         let count = inShape.reduce(1, *)
-        let inSpatial = inNHWC ? inShape[2] * inShape[3] : 1, outSpatial = outNHWC ? outShape[2] * outShape[3] : 1
+        let inSpatial = inNHWC ? inShape[2] * inShape[3] : 1
+        let outSpatial = outNHWC ? outShape[2] * outShape[3] : 1
         if inSpatial == 1 && outSpatial == 1 {
             if let t = table {
                 for i in 0..<count { y[i] = t[Int(x[i]) + 128] }

@@ -7,7 +7,8 @@ enum ReferenceKernels {
         input: [Int8], n: Int, c: Int, h: Int, w: Int, weights: [Int8], m: Int, group: Int, window win: Window,
         inZp: Int32, mult: [Double], offset: [Double], outZp: Int32, outMin: Int32, outMax: Int32
     ) -> [Int8] {
-        let cg = c / group, mg = m / group
+        let cg = c / group
+        let mg = m / group
         var out = [Int8](repeating: 0, count: n * win.outH * win.outW * m)
         for b in 0..<n {
             for oh in 0..<win.outH {

@@ -97,7 +97,8 @@ func parallelFor(_ count: Int, threads: Int, minChunk: Int = 1, _ body: (Int, In
         // The chunks write disjoint parts of the output; the body only reads shared state.
         let box = UncheckedSendable(body)
         DispatchQueue.concurrentPerform(iterations: chunks) { i in
-            let lo = count * i / chunks, hi = count * (i + 1) / chunks
+            let lo = count * i / chunks
+            let hi = count * (i + 1) / chunks
             if lo < hi { box.value(lo, hi) }
         }
     }
@@ -113,7 +114,8 @@ struct UncheckedSendable<T>: @unchecked Sendable {
 @inline(__always)
 func requantize(_ acc: Int32, mult: Double, offset: Double, _ zp: Int32, _ lo: Int32, _ hi: Int32) -> Int8 {
     var v = offset.addingProduct(Double(acc), mult)
-    let fl = Double(lo - zp), fh = Double(hi - zp)
+    let fl = Double(lo - zp)
+    let fh = Double(hi - zp)
     v = v < fl ? fl : v
     v = v > fh ? fh : v
     return Int8(truncatingIfNeeded: Int32(v.rounded(.toNearestOrEven)) + zp)

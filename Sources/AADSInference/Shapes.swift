@@ -118,7 +118,8 @@ enum ShapeInference {
         else {
             throw fail(.unsupportedOperator, "node '\(node.label)': unsupported kernel, strides or dilations")
         }
-        let ekh = (kh - 1) * dil[0] + 1, ekw = (kw - 1) * dil[1] + 1
+        let ekh = (kh - 1) * dil[0] + 1
+        let ekw = (kw - 1) * dil[1] + 1
         var w = Window(
             kh: kh, kw: kw, sh: strides[0], sw: strides[1], dh: dil[0], dw: dil[1], padTop: 0, padLeft: 0,
             padBottom: 0, padRight: 0, outH: 0, outW: 0)
@@ -145,7 +146,8 @@ enum ShapeInference {
         case "SAME_UPPER", "SAME_LOWER":
             w.outH = (inH + w.sh - 1) / w.sh
             w.outW = (inW + w.sw - 1) / w.sw
-            let th = max(0, (w.outH - 1) * w.sh + ekh - inH), tw = max(0, (w.outW - 1) * w.sw + ekw - inW)
+            let th = max(0, (w.outH - 1) * w.sh + ekh - inH)
+            let tw = max(0, (w.outW - 1) * w.sw + ekw - inW)
             if autoPad == "SAME_UPPER" {
                 (w.padTop, w.padLeft) = (th / 2, tw / 2)
             } else {
@@ -167,7 +169,9 @@ enum ShapeInference {
         return w
     }
 
-    static func quantParams(_ node: Node, _ metas: [String: TensorMeta], _ constants: [String: ConstTensor], dataShape: [Int])
+    static func quantParams(
+        _ node: Node, _ metas: [String: TensorMeta], _ constants: [String: ConstTensor], dataShape: [Int]
+    )
         throws -> DType
     {
         guard let sName = node.input(1), let scale = constants[sName], case .float = scale.storage else {
@@ -188,11 +192,14 @@ enum ShapeInference {
         }
         if scale.count != 1 || scale.shape.count > 1 {
             guard scale.shape.count == 1, !dataShape.isEmpty else {
-                throw fail(.unsupportedOperator, "\(node.op) node '\(node.label)': blocked quantization is not supported")
+                throw fail(
+                    .unsupportedOperator, "\(node.op) node '\(node.label)': blocked quantization is not supported")
             }
             let axis = try normalizeAxis(node.int("axis", 1), rank: dataShape.count, node)
             guard dataShape[axis] == scale.count else {
-                throw fail(.shapeMismatch, "\(node.op) node '\(node.label)': \(scale.count) scales for axis of \(dataShape[axis])")
+                throw fail(
+                    .shapeMismatch,
+                    "\(node.op) node '\(node.label)': \(scale.count) scales for axis of \(dataShape[axis])")
             }
         }
         return zpType
@@ -213,7 +220,8 @@ enum ShapeInference {
             return ([TensorMeta(shape: x.shape, dtype: t)], 0)
         case "DequantizeLinear":
             let x = try m(0)
-            guard x.dtype == .int8 || x.dtype == .uint8 || (x.dtype == .int32 && constants[node.inputs[0]] != nil) else {
+            guard x.dtype == .int8 || x.dtype == .uint8 || (x.dtype == .int32 && constants[node.inputs[0]] != nil)
+            else {
                 throw fail(.unsupportedOperator, "DequantizeLinear node '\(node.label)' reads \(x.dtype.rawValue)")
             }
             _ = try quantParams(node, metas, constants, dataShape: x.shape)
@@ -222,7 +230,8 @@ enum ShapeInference {
             }
             return ([TensorMeta(shape: x.shape, dtype: .float32)], 0)
         case "Conv":
-            let x = try m(0), w = try m(1)
+            let x = try m(0)
+            let w = try m(1)
             try requireFloat(node, x)
             try requireFloat(node, w, "weight")
             guard x.shape.count == 4, w.shape.count == 4 else {
@@ -231,7 +240,9 @@ enum ShapeInference {
             let group = node.int("group", 1)
             let (c, mOut) = (x.shape[1], w.shape[0])
             guard group >= 1, c % group == 0, mOut % group == 0, w.shape[1] * group == c else {
-                throw fail(.shapeMismatch, "Conv node '\(node.label)': weight \(w.shape) does not fit input \(x.shape) with group \(group)")
+                throw fail(
+                    .shapeMismatch,
+                    "Conv node '\(node.label)': weight \(w.shape) does not fit input \(x.shape) with group \(group)")
             }
             if let ks = node.ints("kernel_shape"), ks != [w.shape[2], w.shape[3]] {
                 throw fail(.shapeMismatch, "Conv node '\(node.label)': kernel_shape \(ks) differs from the weight")
@@ -256,7 +267,8 @@ enum ShapeInference {
             for i in 1..<3 {
                 if let name = node.input(i) {
                     guard let c = constants[name], c.count == 1, case .float = c.storage else {
-                        throw fail(.unsupportedOperator, "Clip node '\(node.label)': min and max must be float constants")
+                        throw fail(
+                            .unsupportedOperator, "Clip node '\(node.label)': min and max must be float constants")
                     }
                 }
             }
@@ -267,7 +279,8 @@ enum ShapeInference {
             _ = try normalizeAxis(node.int("axis", -1), rank: x.shape.count, node)
             return ([TensorMeta(shape: x.shape, dtype: .float32)], 0)
         case "Add", "Mul":
-            let a = try m(0), b = try m(1)
+            let a = try m(0)
+            let b = try m(1)
             try requireFloat(node, a)
             try requireFloat(node, b)
             let out = try broadcast(a.shape, b.shape, node)
@@ -276,7 +289,8 @@ enum ShapeInference {
             let x = try m(0)
             try requireFloat(node, x)
             guard x.shape.count == 4 else {
-                throw fail(.unsupportedOperator, "GlobalAveragePool node '\(node.label)': only 4-D inputs are supported")
+                throw fail(
+                    .unsupportedOperator, "GlobalAveragePool node '\(node.label)': only 4-D inputs are supported")
             }
             return ([TensorMeta(shape: [x.shape[0], x.shape[1], 1, 1], dtype: .float32)], 0)
         case "AveragePool", "MaxPool":
@@ -294,7 +308,8 @@ enum ShapeInference {
             if node.op == "MaxPool" && node.int("storage_order", 0) != 0 {
                 throw fail(.unsupportedOperator, "MaxPool node '\(node.label)': storage_order 1 is not supported")
             }
-            let win = try window(node, inH: x.shape[2], inW: x.shape[3], kernel: (ks[0], ks[1]), ceilMode: node.int("ceil_mode", 0) != 0)
+            let win = try window(
+                node, inH: x.shape[2], inW: x.shape[3], kernel: (ks[0], ks[1]), ceilMode: node.int("ceil_mode", 0) != 0)
             return ([TensorMeta(shape: [x.shape[0], x.shape[1], win.outH, win.outW], dtype: .float32)], 0)
         case "Flatten":
             let x = try m(0)
@@ -302,7 +317,9 @@ enum ShapeInference {
             let r = x.shape.count
             var axis = node.int("axis", 1)
             if axis < 0 { axis += r }
-            guard axis >= 0, axis <= r else { throw fail(.shapeMismatch, "Flatten node '\(node.label)': axis out of range") }
+            guard axis >= 0, axis <= r else {
+                throw fail(.shapeMismatch, "Flatten node '\(node.label)': axis out of range")
+            }
             let out = [x.shape[..<axis].reduce(1, *), x.shape[axis...].reduce(1, *)]
             return ([TensorMeta(shape: out, dtype: .float32)], 0)
         case "Reshape":
@@ -316,11 +333,15 @@ enum ShapeInference {
             var inferred: Int?
             for (i, d) in spec.enumerated() {
                 if d == -1 {
-                    guard inferred == nil else { throw fail(.shapeMismatch, "Reshape node '\(node.label)': two -1 dimensions") }
+                    guard inferred == nil else {
+                        throw fail(.shapeMismatch, "Reshape node '\(node.label)': two -1 dimensions")
+                    }
                     inferred = i
                     out.append(1)
                 } else if d == 0 && !allowZero {
-                    guard i < x.shape.count else { throw fail(.shapeMismatch, "Reshape node '\(node.label)': 0 beyond the input rank") }
+                    guard i < x.shape.count else {
+                        throw fail(.shapeMismatch, "Reshape node '\(node.label)': 0 beyond the input rank")
+                    }
                     out.append(x.shape[i])
                 } else {
                     guard d >= 1, d <= ModelLoader.maxDimension else {
@@ -349,7 +370,9 @@ enum ShapeInference {
                 let axes = Set(try axesSpec.map { try normalizeAxis($0, rank: x.shape.count, node) })
                 for (i, d) in x.shape.enumerated() {
                     if axes.contains(i) {
-                        guard d == 1 else { throw fail(.shapeMismatch, "Squeeze node '\(node.label)': axis \(i) has size \(d)") }
+                        guard d == 1 else {
+                            throw fail(.shapeMismatch, "Squeeze node '\(node.label)': axis \(i) has size \(d)")
+                        }
                     } else {
                         out.append(d)
                     }
@@ -366,7 +389,9 @@ enum ShapeInference {
             }
             let rank = x.shape.count + axesSpec.count
             let axes = Set(try axesSpec.map { try normalizeAxis($0, rank: rank, node) })
-            guard axes.count == axesSpec.count else { throw fail(.shapeMismatch, "Unsqueeze node '\(node.label)': repeated axes") }
+            guard axes.count == axesSpec.count else {
+                throw fail(.shapeMismatch, "Unsqueeze node '\(node.label)': repeated axes")
+            }
             var out: [Int] = []
             var it = x.shape.makeIterator()
             for i in 0..<rank { out.append(axes.contains(i) ? 1 : (it.next() ?? 1)) }
@@ -389,13 +414,15 @@ enum ShapeInference {
             }
             return ([TensorMeta(shape: out, dtype: .float32)], 0)
         case "Gemm":
-            let a = try m(0), b = try m(1)
+            let a = try m(0)
+            let b = try m(1)
             try requireFloat(node, a)
             try requireFloat(node, b)
             guard a.shape.count == 2, b.shape.count == 2 else {
                 throw fail(.shapeMismatch, "Gemm node '\(node.label)' needs 2-D inputs, got \(a.shape) and \(b.shape)")
             }
-            let ta = node.int("transA", 0) != 0, tb = node.int("transB", 0) != 0
+            let ta = node.int("transA", 0) != 0
+            let tb = node.int("transB", 0) != 0
             let (mm, k) = ta ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
             let (k2, n) = tb ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
             guard k == k2 else {
@@ -409,7 +436,8 @@ enum ShapeInference {
             }
             return ([TensorMeta(shape: [mm, n], dtype: .float32)], mm * n * k)
         case "MatMul":
-            let a = try m(0), b = try m(1)
+            let a = try m(0)
+            let b = try m(1)
             try requireFloat(node, a)
             try requireFloat(node, b)
             guard a.shape.count >= 2, b.shape.count == 2 else {

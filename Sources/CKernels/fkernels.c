@@ -1,6 +1,62 @@
 #include "internal.h"
 
+// Pointwise (1x1, stride 1, no padding, one group) convolution as a matrix product: 4 output channels x 256
+// pixels per block, so each input row segment is read once per 4 channels.
+#define POINTWISE_BODY                                                                                            \
+    const size_t plane = (size_t)p->in_h * p->in_w;                                                               \
+    float acc[4][256];                                                                                           \
+    for (size_t p0 = 0; p0 < plane; p0 += 256) {                                                                 \
+        const int32_t np = plane - p0 < 256 ? (int32_t)(plane - p0) : 256;                                       \
+        for (int32_t oc = oc_begin; oc < oc_end; oc += 4) {                                                       \
+            const int32_t nc = oc_end - oc < 4 ? oc_end - oc : 4;                                                 \
+            for (int32_t j = 0; j < nc; j++) {                                                                    \
+                const float b = p->bias ? p->bias[oc + j] : 0.0f;                                                 \
+                for (int32_t i = 0; i < np; i++) acc[j][i] = b;                                                   \
+            }                                                                                                     \
+            for (int32_t ic = 0; ic < p->cin; ic++) {                                                             \
+                const float *x = in + (size_t)ic * plane + p0;                                                    \
+                for (int32_t j = 0; j < nc; j++) {                                                                \
+                    const float w = p->weights[(size_t)(oc + j) * p->cin + ic];                                   \
+                    float *a = acc[j];                                                                            \
+                    for (int32_t i = 0; i < np; i++) a[i] += w * x[i];                                            \
+                }                                                                                                 \
+            }                                                                                                     \
+            for (int32_t j = 0; j < nc; j++) {                                                                    \
+                float *o = out + (size_t)(oc + j) * plane + p0;                                                   \
+                for (int32_t i = 0; i < np; i++) o[i] = acc[j][i];                                                \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+static void pointwise_portable(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
+    POINTWISE_BODY
+}
+
+#if AADS_X86
+__attribute__((target("avx2,fma"))) static void pointwise_avx2(const aads_fconv *p, const float *in, float *out,
+                                                                int32_t oc_begin, int32_t oc_end) {
+    POINTWISE_BODY
+}
+#endif
+
+static void fconv_direct(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+
 void aads_fconv_run(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+        p->group == 1 && p->out_h == p->in_h && p->out_w == p->in_w) {
+#if AADS_X86
+        if (aads_x86_has_avx2()) {
+            pointwise_avx2(p, in, out, oc_begin, oc_end);
+            return;
+        }
+#endif
+        pointwise_portable(p, in, out, oc_begin, oc_end);
+        return;
+    }
+    fconv_direct(p, in, out, oc_begin, oc_end);
+}
+
+static void fconv_direct(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
     const int32_t cin_g = p->cin / p->group, cout_g = p->cout / p->group;
     const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
     for (int32_t oc = oc_begin; oc < oc_end; oc++) {

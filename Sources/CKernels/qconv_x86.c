@@ -165,19 +165,70 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
 // ---------------------------------------------------------------------------------------------------------------
 // Depthwise: per output pixel, 16 (AVX-512) or 8 (AVX2) channels per vector, int32 products of (x - zp) and w.
 
+// P output pixels of one row, all inside the image (no padding), 16 channels at a time.
+AVX512_TARGET static inline __attribute__((always_inline)) void
+dw_interior_512(const aads_dwconv *p, const int8_t *const *base, int8_t *const *outp, const int P, const int32_t *off,
+                int32_t taps, int32_t cpad, __m512d lo, __m512d hi, __m512i zp, __m512i zpin) {
+    const int32_t C = p->channels;
+    for (int32_t c = 0; c < C; c += 16) {
+        const int32_t nn = C - c < 16 ? C - c : 16;
+        const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
+        __m512i acc[4];
+        for (int j = 0; j < P; j++) acc[j] = _mm512_setzero_si512();
+        for (int32_t t = 0; t < taps; t++) {
+            const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p->weights + (size_t)t * cpad + c)));
+            for (int j = 0; j < P; j++) {
+                const __m512i x = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, base[j] + off[t] + c)), zpin);
+                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(x, w));
+            }
+        }
+        for (int j = 0; j < P; j++) store_requant_512(acc[j], p->mult + c, p->offset + c, lo, hi, zp, outp[j] + c, mask);
+    }
+}
+
 AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
-    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
+    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C), taps = p->kh * p->kw;
     const __m512i zpin = _mm512_set1_epi32(p->in_zp);
     const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
     const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
     const __m512i zp = _mm512_set1_epi32(p->out_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
+    int32_t off[AADS_MAX_TAPS];
+    for (int32_t ky = 0; ky < p->kh; ky++)
+        for (int32_t kx = 0; kx < p->kw; kx++)
+            off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * C;
+    // Output columns whose every tap lies inside the image.
+    const int32_t ow_lo = (p->pad_l + p->stride_w - 1) / p->stride_w;
+    const int32_t last = p->in_w - 1 - (p->kw - 1) * p->dil_w + p->pad_l;
+    int32_t ow_hi = last < 0 ? 0 : last / p->stride_w + 1;
+    if (ow_hi > p->out_w) ow_hi = p->out_w;
+    if (ow_hi < ow_lo) ow_hi = ow_lo;
     for (int32_t oh = oh0; oh < oh1; oh++) {
-        for (int32_t ow = 0; ow < p->out_w; ow++) {
+        const int32_t ih0 = oh * p->stride_h - p->pad_t;
+        const int row_inside = ih0 >= 0 && ih0 + (p->kh - 1) * p->dil_h < p->in_h;
+        int32_t ow = 0;
+        while (ow < p->out_w) {
+            if (row_inside && ow >= ow_lo && ow < ow_hi) {
+                const int P = ow + 4 <= ow_hi ? 4 : 1;
+                const int8_t *base[4];
+                int8_t *outp[4];
+                for (int j = 0; j < P; j++) {
+                    base[j] = in + ((size_t)ih0 * p->in_w + (size_t)((ow + j) * p->stride_w - p->pad_l)) * C;
+                    outp[j] = out + ((size_t)oh * p->out_w + ow + j) * C;
+                }
+                if (P == 4) {
+                    dw_interior_512(p, base, outp, 4, off, taps, cpad, lo, hi, zp, zpin);
+                } else {
+                    dw_interior_512(p, base, outp, 1, off, taps, cpad, lo, hi, zp, zpin);
+                }
+                ow += P;
+                continue;
+            }
+            // Border pixel: only the taps inside the image.
             int nt = 0;
             for (int32_t ky = 0; ky < p->kh; ky++) {
-                const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+                const int32_t ih = ih0 + ky * p->dil_h;
                 if (ih < 0 || ih >= p->in_h) continue;
                 for (int32_t kx = 0; kx < p->kw; kx++) {
                     const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
@@ -188,21 +239,7 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 }
             }
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
-            int32_t c = 0;
-            for (; c + 32 <= C; c += 32) {
-                __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
-                for (int t = 0; t < nt; t++) {
-                    const __m512i x0 = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xs[t] + c))), zpin);
-                    const __m512i x1 = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xs[t] + c + 16))), zpin);
-                    const __m512i w0 = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c)));
-                    const __m512i w1 = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c + 16)));
-                    acc0 = _mm512_add_epi32(acc0, _mm512_mullo_epi32(x0, w0));
-                    acc1 = _mm512_add_epi32(acc1, _mm512_mullo_epi32(x1, w1));
-                }
-                store_requant_512(acc0, p->mult + c, p->offset + c, lo, hi, zp, o + c, 0xFFFF);
-                store_requant_512(acc1, p->mult + c + 16, p->offset + c + 16, lo, hi, zp, o + c + 16, 0xFFFF);
-            }
-            for (; c < C; c += 16) {
+            for (int32_t c = 0; c < C; c += 16) {
                 const int32_t nn = C - c < 16 ? C - c : 16;
                 const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
                 __m512i acc = _mm512_setzero_si512();
@@ -213,6 +250,7 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 }
                 store_requant_512(acc, p->mult + c, p->offset + c, lo, hi, zp, o + c, mask);
             }
+            ow++;
         }
     }
 }

@@ -25,13 +25,20 @@ struct ModelCommand: ParsableCommand {
                     o["model"] = model
                     print(JSONLine.encode(o))
                 } else {
-                    print("model: \(model)  opset \(info.opset)  producer \(info.producer.isEmpty ? "-" : info.producer)")
+                    print(
+                        "model: \(model)  opset \(info.opset)  producer \(info.producer.isEmpty ? "-" : info.producer)")
                     for t in info.inputs { print("input  \(describe(t))") }
                     for t in info.outputs { print("output \(describe(t))") }
                     print("parameters: \(info.parameters)  MACs: \(info.macs)")
-                    print("operators: " + info.operators.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
+                    print(
+                        "operators: "
+                            + info.operators.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(
+                                separator: " "))
                     if !info.kernels.isEmpty {
-                        print("kernels: " + info.kernels.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))
+                        print(
+                            "kernels: "
+                                + info.kernels.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(
+                                    separator: " "))
                     }
                     print("supported: \(info.supported ? "yes" : "no")")
                     for r in info.reasons { print("  - \(r)") }
@@ -52,7 +59,8 @@ struct ModelCommand: ParsableCommand {
         @Argument(help: "The .onnx model.") var model: String
         @Option(name: .long, help: "Input tensor as .npy (NAME=PATH when the model has several inputs). Repeatable.")
         var input: [String] = []
-        @Option(name: .long, parsing: .upToNextOption, help: "JPEG files to preprocess and run (needs the image module).")
+        @Option(
+            name: .long, parsing: .upToNextOption, help: "JPEG files to preprocess and run (needs the image module).")
         var image: [String] = []
         @Option(name: .long, help: "Image preprocessing: output size.") var size: Int?
         @Option(name: .long, help: "Image preprocessing: resize policy.") var policy: String?
@@ -70,7 +78,9 @@ struct ModelCommand: ParsableCommand {
             let json = outputOptions.json
             do {
                 guard image.isEmpty else {
-                    throw InferenceError(.badInput, "--image needs the image preprocessing module, which this build lacks; use --input X.npy")
+                    throw InferenceError(
+                        .badInput,
+                        "--image needs the image preprocessing module, which this build lacks; use --input X.npy")
                 }
                 guard !input.isEmpty else { throw InferenceError(.badInput, "give --input X.npy") }
                 let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
@@ -99,7 +109,10 @@ struct ModelCommand: ParsableCommand {
                         let best = InferenceModel.topK(t, k: top)
                         o["top"] = best.map { [$0.index, Double($0.score)] }
                         if !json {
-                            print("\(name) \(t.shape): " + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", "))
+                            print(
+                                "\(name) \(t.shape): "
+                                    + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(
+                                        separator: ", "))
                         }
                     } else if !json {
                         print("\(name) \(t.shape)")
@@ -113,9 +126,15 @@ struct ModelCommand: ParsableCommand {
                     outObjects[name] = o
                 }
                 if json {
-                    print(JSONLine.encode(["model": model, "input": stem, "outputs": outObjects, "ms": JSONLine.rounded(ms), "kernel": m.kernelVariant]))
+                    print(
+                        JSONLine.encode([
+                            "model": model, "input": stem, "outputs": outObjects, "ms": JSONLine.rounded(ms),
+                            "kernel": m.kernelVariant,
+                        ]))
                 } else {
-                    print("time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))")
+                    print(
+                        "time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))"
+                    )
                 }
             } catch {
                 report(error, json: json)
@@ -125,17 +144,30 @@ struct ModelCommand: ParsableCommand {
     }
 
     struct Bench: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Latency percentiles, MACs/s and peak RSS of a model.")
+        static let configuration = CommandConfiguration(
+            abstract: "Latency percentiles, MACs/s and peak RSS of a model.")
 
         @Argument(help: "The .onnx model.") var model: String
         @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
         @Option(name: .long, help: "Untimed runs first.") var warmup: Int = 5
         @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
+        @Flag(name: .long, help: "Also print the time of the slowest layers.") var profile = false
         @OptionGroup var output: OutputOptions
 
         func run() throws {
             do {
                 let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
+                if profile && !output.json {
+                    let rows = try m.profile(iterations: iterations)
+                    let total = rows.reduce(0) { $0 + $1.ms }
+                    var byKind: [String: Double] = [:]
+                    for r in rows { byKind[r.kind, default: 0] += r.ms }
+                    print(
+                        String(format: "steps total %.3f ms; by kind: ", total)
+                            + byKind.sorted { $0.value > $1.value }.map { String(format: "%@ %.3f", $0.key, $0.value) }
+                            .joined(separator: ", "))
+                    for r in rows.prefix(15) { print(String(format: "%8.3f ms  %-12@ %@", r.ms, r.kind, r.node)) }
+                }
                 let r = try m.benchmark(warmup: warmup, iterations: iterations)
                 if output.json {
                     var o = r.jsonObject
@@ -144,8 +176,13 @@ struct ModelCommand: ParsableCommand {
                     o["model_mb"] = JSONLine.rounded(Double(fileSize(model)) / 1_048_576, 2)
                     print(JSONLine.encode(o))
                 } else {
-                    print(String(format: "p50 %.3f ms  p95 %.3f ms  min %.3f ms  (%d runs, %d thread%@, %@)", r.p50Ms, r.p95Ms, r.minMs, r.iterations, threads, threads == 1 ? "" : "s", r.kernel))
-                    print(String(format: "%.2f GMAC/s", r.macsPerSecond / 1e9) + (r.peakRSSMB.map { String(format: "  peak RSS %.1f MB", $0) } ?? ""))
+                    print(
+                        String(
+                            format: "p50 %.3f ms  p95 %.3f ms  min %.3f ms  (%d runs, %d thread%@, %@)", r.p50Ms,
+                            r.p95Ms, r.minMs, r.iterations, threads, threads == 1 ? "" : "s", r.kernel))
+                    print(
+                        String(format: "%.2f GMAC/s", r.macsPerSecond / 1e9)
+                            + (r.peakRSSMB.map { String(format: "  peak RSS %.1f MB", $0) } ?? ""))
                 }
             } catch {
                 report(error, json: output.json)

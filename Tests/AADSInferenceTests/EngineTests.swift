@@ -28,7 +28,8 @@ import Testing
         }
         let adapted = try model.adapted(weightDeltas: deltas)
         let x = try EngineTests.photo()
-        let a = try model.run(["input": x]), b = try adapted.run(["input": x])
+        let a = try model.run(["input": x])
+        let b = try adapted.run(["input": x])
         #expect(a == b)
         // Unaffected layers share their prepacked weights; affected ones are the only extra memory.
         var shared = 0
@@ -51,7 +52,8 @@ import Testing
         }
         let (wq, ws) = try dq(gemm.inputs[1])
         let (bq, bs) = try dq(gemm.inputs[2])
-        let w = try #require(wq.ints), b = try #require(bq.ints)
+        let w = try #require(wq.ints)
+        let b = try #require(bq.ints)
         let transB = gemm.int("transB", 0) != 0
         #expect(transB && wq.shape == [1000, 1280])
         let (n, k) = (1000, 1280)
@@ -91,9 +93,11 @@ import Testing
         let x = try EngineTests.photo("sklearn-flower")
         let a = try one.run(["input": x], outputs: ["logits", "features", "blocks.6.add_QuantizeLinear_Output"])
         #expect(try two.run(["input": x], outputs: ["logits", "features", "blocks.6.add_QuantizeLinear_Output"]) == a)
-        #expect(try three.run(["input": x], outputs: ["logits", "features", "blocks.6.add_QuantizeLinear_Output"]) == a)
+        #expect(
+            try three.run(["input": x], outputs: ["logits", "features", "blocks.6.add_QuantizeLinear_Output"]) == a)
         let fp32 = try InferenceModel(path: Fixtures.models("mobilenet_style_fp32.onnx"))
-        let fp32x2 = try InferenceModel(path: Fixtures.models("mobilenet_style_fp32.onnx"), options: EngineOptions(threads: 2))
+        let fp32x2 = try InferenceModel(
+            path: Fixtures.models("mobilenet_style_fp32.onnx"), options: EngineOptions(threads: 2))
         let y = try Fixtures.tensor(Fixtures.models("inputs/64/skimage-rocket.npy"))
         #expect(try fp32.run(["input": y]) == fp32x2.run(["input": y]))
     }
@@ -112,7 +116,9 @@ import Testing
         let info = try #require(model.inputs.first)
         let (scale, zp) = (try #require(info.scale), try #require(info.zeroPoint))
         let x = try EngineTests.photo("skimage-rocket")
-        let q = QuantizedTensor(shape: x.shape, data: x.data.map { quantizeInt8($0, scale: scale, zeroPoint: zp) }, scale: scale, zeroPoint: zp)
+        let q = QuantizedTensor(
+            shape: x.shape, data: x.data.map { quantizeInt8($0, scale: scale, zeroPoint: zp) }, scale: scale,
+            zeroPoint: zp)
         #expect(try model.run(quantizedInput: q) == model.run(["input": x]))
         let wrong = QuantizedTensor(shape: x.shape, data: q.data, scale: scale * 2, zeroPoint: zp)
         #expect(throws: InferenceError.self) { _ = try model.run(quantizedInput: wrong) }
@@ -126,7 +132,10 @@ import Testing
         for _ in 0..<3 { #expect(try model.run(["input": x]) == first) }
         #expect(model.planBytes == bytes)
         // Activations share memory: the arena is smaller than all activations side by side.
-        let plan = try #require(try model.plan(seeds: [model.program.valueIds["input"] ?? -1], outputs: model.program.outputs.compactMap { model.program.valueIds[$0] }) as ExecutionPlan?)
+        let plan = try #require(
+            try model.plan(
+                seeds: [model.program.valueIds["input"] ?? -1],
+                outputs: model.program.outputs.compactMap { model.program.valueIds[$0] }) as ExecutionPlan?)
         #expect(plan.arena.byteCount < plan.unsharedBytes)
     }
 

@@ -18,13 +18,16 @@ struct SplitMix {
         range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
     }
     mutating func int8s(_ n: Int) -> [Int8] { (0..<n).map { _ in Int8(truncatingIfNeeded: next()) } }
-    mutating func double(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53) }
+    mutating func double(_ lo: Double, _ hi: Double) -> Double {
+        lo + (hi - lo) * Double(next() >> 11) / Double(1 << 53)
+    }
 }
 
 /// A randomized convolution configuration.
 struct ConvCase: CustomStringConvertible {
     var n = 1, c = 1, h = 1, w = 1, m = 1, group = 1
-    var win = Window(kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1, outW: 1)
+    var win = Window(
+        kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1, outW: 1)
     var input: [Int8] = [], weights: [Int8] = []
     var inZp: Int32 = 0, outZp: Int32 = 0, outMin: Int32 = -128, outMax: Int32 = 127
     var mult: [Double] = [], offset: [Double] = []
@@ -38,16 +41,25 @@ struct ConvCase: CustomStringConvertible {
         k.n = r.int(1...2)
         k.h = r.int(1...11)
         k.w = r.int(1...11)
-        let kh = r.int(1...7), kw = r.int(1...7)
+        let kh = r.int(1...7)
+        let kw = r.int(1...7)
         let dil = r.int(0...4) == 0 ? 2 : 1
-        let sh = r.int(1...3), sw = r.int(1...3)
-        let pt = r.int(0...(kh - 1)), pl = r.int(0...(kw - 1)), pb = r.int(0...(kh - 1)), pr = r.int(0...(kw - 1))
-        let ekh = (kh - 1) * dil + 1, ekw = (kw - 1) * dil + 1
+        let sh = r.int(1...3)
+        let sw = r.int(1...3)
+        let pt = r.int(0...(kh - 1))
+        let pl = r.int(0...(kw - 1))
+        let pb = r.int(0...(kh - 1))
+        let pr = r.int(0...(kw - 1))
+        let ekh = (kh - 1) * dil + 1
+        let ekw = (kw - 1) * dil + 1
         // make sure at least one output exists
         k.h = max(k.h, ekh - pt - pb)
         k.w = max(k.w, ekw - pl - pr)
-        let outH = (k.h + pt + pb - ekh) / sh + 1, outW = (k.w + pl + pr - ekw) / sw + 1
-        k.win = Window(kh: kh, kw: kw, sh: sh, sw: sw, dh: dil, dw: dil, padTop: pt, padLeft: pl, padBottom: pb, padRight: pr, outH: outH, outW: outW)
+        let outH = (k.h + pt + pb - ekh) / sh + 1
+        let outW = (k.w + pl + pr - ekw) / sw + 1
+        k.win = Window(
+            kh: kh, kw: kw, sh: sh, sw: sw, dh: dil, dw: dil, padTop: pt, padLeft: pl, padBottom: pb, padRight: pr,
+            outH: outH, outW: outW)
         if depthwise {
             k.c = [1, 3, 8, 16, 17, 31, 32, 33, 48, 70][r.int(0...9)]
             k.m = k.c
@@ -94,11 +106,19 @@ struct ConvCase: CustomStringConvertible {
         let step: any Step
         let outQ = QParams(scale: outScale, zeroPoint: outZp)
         if depthwise {
-            let wts = try QDepthwiseWeights(weights: weights, channels: c, kh: win.kh, kw: win.kw, weightScales: wScales, bias: bias, inScale: 1, outScale: outScale)
-            step = QDepthwiseStep(input: 0, output: 1, node: "dw", weights: wts, batch: n, inH: h, inW: w, window: win, inZp: inZp, outQ: outQ, outMin: outMin, outMax: outMax)
+            let wts = try QDepthwiseWeights(
+                weights: weights, channels: c, kh: win.kh, kw: win.kw, weightScales: wScales, bias: bias, inScale: 1,
+                outScale: outScale)
+            step = QDepthwiseStep(
+                input: 0, output: 1, node: "dw", weights: wts, batch: n, inH: h, inW: w, window: win, inZp: inZp,
+                outQ: outQ, outMin: outMin, outMax: outMax)
         } else {
-            let wts = try QConvWeights(weights: weights, groups: group, cout: m, cinPerGroup: c / group, kh: win.kh, kw: win.kw, weightScales: wScales, bias: bias, inScale: 1, outScale: outScale, inZeroPoint: inZp)
-            step = QConvStep(input: 0, output: 1, node: "conv", weights: wts, batch: n, inShape: (c, h, w), outShape: (m, win.outH, win.outW), window: win, inZp: inZp, outQ: outQ, outMin: outMin, outMax: outMax)
+            let wts = try QConvWeights(
+                weights: weights, groups: group, cout: m, cinPerGroup: c / group, kh: win.kh, kw: win.kw,
+                weightScales: wScales, bias: bias, inScale: 1, outScale: outScale, inZeroPoint: inZp)
+            step = QConvStep(
+                input: 0, output: 1, node: "conv", weights: wts, batch: n, inShape: (c, h, w),
+                outShape: (m, win.outH, win.outW), window: win, inZp: inZp, outQ: outQ, outMin: outMin, outMax: outMax)
         }
         let ptrs = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: 2)
         defer { ptrs.deallocate() }
@@ -121,7 +141,9 @@ struct ConvCase: CustomStringConvertible {
     static let variants: [Int32] = (0..<Int32(AADS_VARIANT_COUNT)).filter { aads_variant_available($0) != 0 }
 
     @Test func reportsVariants() {
-        print("[kernels] available: \(KernelTests.variants.map { String(cString: aads_variant_name($0)) }), best \(String(cString: aads_variant_name(aads_variant_best())))")
+        print(
+            "[kernels] available: \(KernelTests.variants.map { String(cString: aads_variant_name($0)) }), best \(String(cString: aads_variant_name(aads_variant_best())))"
+        )
         #expect(KernelTests.variants.contains(Int32(AADS_VARIANT_PORTABLE)))
         #expect(KernelTests.variants.contains(aads_variant_best()))
     }
@@ -135,7 +157,9 @@ struct ConvCase: CustomStringConvertible {
             for v in KernelTests.variants {
                 let got = try k.engine(variant: v, threads: 1, depthwise: depthwise)
                 let bad = zip(got, ref).filter { $0 != $1 }.count
-                #expect(bad == 0, "case \(i) \(k) variant \(String(cString: aads_variant_name(v))): \(bad) of \(ref.count) differ")
+                #expect(
+                    bad == 0,
+                    "case \(i) \(k) variant \(String(cString: aads_variant_name(v))): \(bad) of \(ref.count) differ")
             }
             let threaded = try k.engine(variant: aads_variant_best(), threads: 3, depthwise: depthwise)
             #expect(threaded == ref, "case \(i) \(k) with 3 threads")
@@ -149,7 +173,8 @@ struct ConvCase: CustomStringConvertible {
             let mult = [0.5, 0.25, 1, r.double(1e-6, 1e-3), r.double(0, 2)][r.int(0...4)]
             let offset = r.double(-300, 300).rounded() / 2
             let zp = Int32(r.int(-128...127))
-            let lo = Int32(r.int(-128...0)), hi = Int32(r.int(0...127))
+            let lo = Int32(r.int(-128...0))
+            let hi = Int32(r.int(0...127))
             let c = aads_requantize(acc, mult, offset, zp, lo, hi)
             let s = requantize(acc, mult: mult, offset: offset, zp, lo, hi)
             #expect(c == s, "acc \(acc) mult \(mult) offset \(offset)")
@@ -164,6 +189,45 @@ struct ConvCase: CustomStringConvertible {
                 let expect = Int8(max(Int64(lo), min(Int64(hi), q + Int64(zp))))
                 #expect(s == expect, "acc \(acc) offset \(offset) zp \(zp)")
             }
+        }
+    }
+
+    @Test func elementwiseKernelsEqualReference() throws {
+        var r = SplitMix(state: 17)
+        for i in 0..<200 {
+            let n = r.int(1...300)
+            let a = r.int8s(n)
+            let b = r.int8s(n)
+            let mul = r.int(0...1) == 1
+            let scalar = r.int(0...3) == 0
+            let qa = QParams(scale: Float(r.double(0.001, 0.2)), zeroPoint: Int32(r.int(-128...127)))
+            let qb = QParams(scale: Float(r.double(0.001, 0.2)), zeroPoint: Int32(r.int(-128...127)))
+            let qc = QParams(scale: Float(r.double(0.001, 0.3)) * (mul ? 0.05 : 1), zeroPoint: Int32(r.int(-128...127)))
+            let (lo, hi) = r.int(0...3) == 0 ? (Int32(r.int(-128...0)), Int32(r.int(0...127))) : (-128, 127)
+            let bc = Broadcast(out: [n], outNHWC: false, operands: [([n], false), (scalar ? [1] : [n], false)])
+            var ref = [Int8](repeating: 0, count: n)
+            QBinaryStep.apply(op: mul ? .mul : .add, a, b, &ref, qa, qb, qc, bc, lo, hi)
+            for v in KernelTests.variants {
+                var got = [Int8](repeating: 0, count: n)
+                var p = aads_qbinary(
+                    sa: qa.scale, sb: qb.scale, sc: qc.scale, za: qa.zeroPoint, zb: qb.zeroPoint, zc: qc.zeroPoint,
+                    out_min: lo, out_max: hi, mul: mul ? 1 : 0, b_scalar: scalar ? 1 : 0)
+                aads_qbinary_run(v, &p, a, b, &got, n)
+                #expect(got == ref, "case \(i) variant \(String(cString: aads_variant_name(v)))")
+            }
+        }
+        // QuantizeLinear with the NCHW → NHWC transpose, including NaN and infinities.
+        for i in 0..<50 {
+            let (c, hw) = (r.int(1...9), r.int(1...40))
+            var x = (0..<c * hw).map { _ in Float(r.double(-20, 20)) }
+            x[0] = .nan
+            if x.count > 2 { (x[1], x[2]) = (.infinity, -.infinity) }
+            let q = QParams(scale: Float(r.double(0.01, 0.2)), zeroPoint: Int32(r.int(-128...127)))
+            var ref = [Int8](repeating: 0, count: x.count)
+            var got = ref
+            QuantizeStep.reference(x, &ref, shape: [1, c, hw, 1], q: q)
+            QuantizeStep.apply(x, &got, shape: [1, c, hw, 1], q: q)
+            #expect(got == ref, "quantize case \(i)")
         }
     }
 }

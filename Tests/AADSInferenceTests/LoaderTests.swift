@@ -34,7 +34,9 @@ enum TinyModel {
         return v
     }
 
-    static func node(_ op: String, _ inputs: [String], _ outputs: [String], name: String, ints: [String: [Int64]] = [:]) -> Onnx_NodeProto {
+    static func node(_ op: String, _ inputs: [String], _ outputs: [String], name: String, ints: [String: [Int64]] = [:])
+        -> Onnx_NodeProto
+    {
         var n = Onnx_NodeProto()
         n.opType = op
         n.input = inputs
@@ -61,7 +63,8 @@ enum TinyModel {
             tensor("b", [4], floats: [0.1, -0.2, 0.3, 0]),
         ]
         g.node = [
-            node("Conv", ["x", "w", "b"], ["c"], name: "conv", ints: ["pads": [1, 1, 1, 1], "kernel_shape": [3, 3]]),
+            node(
+                "Conv", ["x", "w", "b"], ["c"], name: "conv", ints: ["pads": [1, 1, 1, 1], "kernel_shape": [3, 3]]),
             node("Relu", ["c"], ["y"], name: "relu"),
         ]
         var m = Onnx_ModelProto()
@@ -95,7 +98,8 @@ enum TinyModel {
         let x = Tensor(shape: [1, 3, 8, 8], data: (0..<192).map { Float($0 % 11) / 5 - 1 })
         let y = try #require(try model.run(["x": x])["y"])
         // Direct evaluation of the convolution.
-        let w = (0..<108).map { Float($0 % 7) / 10 - 0.3 }, b: [Float] = [0.1, -0.2, 0.3, 0]
+        let w = (0..<108).map { Float($0 % 7) / 10 - 0.3 }
+        let b: [Float] = [0.1, -0.2, 0.3, 0]
         for oc in 0..<4 {
             for oh in 0..<8 {
                 for ow in 0..<8 {
@@ -103,7 +107,8 @@ enum TinyModel {
                     for ic in 0..<3 {
                         for ky in 0..<3 {
                             for kx in 0..<3 {
-                                let ih = oh + ky - 1, iw = ow + kx - 1
+                                let ih = oh + ky - 1
+                                let iw = ow + kx - 1
                                 guard ih >= 0, ih < 8, iw >= 0, iw < 8 else { continue }
                                 s += w[((oc * 3 + ic) * 3 + ky) * 3 + kx] * x.data[(ic * 8 + ih) * 8 + iw]
                             }
@@ -202,5 +207,17 @@ enum TinyModel {
         let y1 = try #require(try model.run(["x": good])["y"])
         let y2 = try #require(try model.run(from: "c", value: c, outputs: ["y"])["y"])
         #expect(y1 == y2)
+    }
+}
+
+@Test func errorMessagesStayOnOneLine() throws {
+    var m = TinyModel.valid()
+    m.graph.output = [TinyModel.valueInfo("\n\nout\r\u{1}" + String(repeating: "x", count: 1000), [1])]
+    do {
+        _ = try InferenceModel(data: try TinyModel.bytes(m))
+        Issue.record("loaded")
+    } catch let e as InferenceError {
+        #expect(e.code == "bad_model")
+        #expect(!e.message.contains("\n") && !e.message.contains("\r") && e.message.count <= 401)
     }
 }

@@ -60,3 +60,18 @@ import Testing
         }
     }
 }
+
+@Test func uint8ActivationsMatchOnnxRuntime() throws {
+    let model = try InferenceModel(path: Fixtures.inference("mobilenet_uint8.onnx"))
+    #expect((model.info.kernels["qconv"] ?? 0) + (model.info.kernels["qdepthwise"] ?? 0) >= 8)
+    for i in 0..<3 {
+        let x = try Fixtures.tensor(Fixtures.inference("mobilenet_in\(i).npy"))
+        let out = try model.run(["input": x])
+        for o in ["logits", "features"] {
+            let ref = try Fixtures.tensor(Fixtures.inference("mobilenet_uint8_\(o)_\(i).npy"))
+            let step = try #require(model.outputs.first { $0.name == o }?.scale)
+            let a = Agreement(try #require(out[o]), ref, step: step)
+            #expect(a.withinOneStep >= 0.99 && a.maxSteps <= 1.001, "uint8 \(o) image \(i): \(a)")
+        }
+    }
+}

@@ -18,7 +18,8 @@ import Testing
         else { return [] }
         return list.map {
             Case(
-                name: $0["name"] as? String ?? "", model: $0["model"] as? String ?? "", kind: $0["kind"] as? String ?? "",
+                name: $0["name"] as? String ?? "", model: $0["model"] as? String ?? "",
+                kind: $0["kind"] as? String ?? "",
                 inputs: $0["inputs"] as? [String: String] ?? [:], output: $0["output"] as? String ?? "",
                 step: ($0["step"] as? Double).map { Float($0) })
         }

@@ -39,7 +39,8 @@ import Testing
                 Case(input: $0["input"] as? String ?? "", outputs: $0["outputs"] as? [String: String] ?? [:])
             }
             return ModelEntry(
-                name: m["name"] as? String ?? "", file: m["file"] as? String ?? "", int8: (m["kind"] as? String) == "int8",
+                name: m["name"] as? String ?? "", file: m["file"] as? String ?? "",
+                int8: (m["kind"] as? String) == "int8",
                 scales: scales, cases: cases)
         }
     }()

@@ -88,4 +88,20 @@ void aads_fconv_run(const aads_fconv *p, const float *in, float *out, int32_t oc
 void aads_fgemm(int32_t m, int32_t n, int32_t k, const float *a, int32_t trans_a, const float *b, int32_t trans_b,
                 float alpha, float *c, int32_t accumulate, int32_t m_begin, int32_t m_end);
 
+/// Elementwise int8 Add/Mul of equal-shaped tensors (or with a single-value `b`), as DequantizeLinear → float
+/// Add/Mul → QuantizeLinear computes it in float32:
+///   x = float(a - za) * sa;  z = float(b - zb) * sb;  v = (x + z) / sc  (or x * z / sc)
+///   y = round_half_even(clamp(v, out_min - zc, out_max - zc)) + zc
+typedef struct aads_qbinary {
+    float sa, sb, sc;
+    int32_t za, zb, zc, out_min, out_max;
+    int32_t mul;      // 0: Add, 1: Mul
+    int32_t b_scalar; // 1: b has one element, broadcast
+} aads_qbinary;
+void aads_qbinary_run(int variant, const aads_qbinary *p, const int8_t *a, const int8_t *b, int8_t *y, size_t n);
+
+/// QuantizeLinear of one float NCHW image into int8 NHWC (channels innermost): y = sat(round_half_even(x / scale) + zp),
+/// NaN → zp. `c` = 1 quantizes a flat array.
+void aads_quantize_nchw_to_nhwc(const float *x, int8_t *y, int32_t c, int32_t hw, float scale, int32_t zp);
+
 #endif
