@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Load and crash runs of the field service (`aads-edge run`) with the synthetic diagnoser.
+"""Load and crash runs of the field service (`aads-edge run`).
 
-The synthetic diagnoser (AADS_FAKE_DIAGNOSER=1) never decodes pixels, so these runs measure the service itself:
-spool intake, hashing, the durable journal (one fsync per image), moves, metrics.
+By default the synthetic diagnoser (AADS_FAKE_DIAGNOSER=1) serves: it never decodes pixels, so these runs measure
+the service itself: spool intake, hashing, the durable journal (one fsync per image), moves, metrics.
+With --bundle DIR the bundle is installed into a temporary slot store and the real pipeline diagnoses real JPEGs
+(the bundle's golden images, each made unique by bytes after its end-of-image marker).
 
     python3 tools/bench_service.py                # load: N images dropped as fast as possible while it runs
     python3 tools/bench_service.py --kill         # kill -9 at random moments, restart until done, verify rows
@@ -34,6 +36,10 @@ def binary():
     sys.exit("aads-edge is not built (swift build -c release --product aads-edge)")
 
 
+BUNDLE = None
+JPEGS = []
+
+
 def setup(tmp):
     spool = os.path.join(tmp, "spool")
     os.makedirs(spool)
@@ -43,13 +49,24 @@ def setup(tmp):
                    "queue": {"capacity": 1000000, "poll_interval_ms": 200}, "metrics": {"interval_s": 1}}, f)
     args = [binary(), "run", "--config", config, "--spool", spool, "--journal", os.path.join(tmp, "results.sqlite"),
             "--metrics-file", os.path.join(tmp, "aads.prom")]
-    env = dict(os.environ, AADS_FAKE_DIAGNOSER="1", AADS_LOG_LEVEL="warning")
+    env = dict(os.environ, AADS_LOG_LEVEL="warning")
     env.pop("NOTIFY_SOCKET", None)
+    if BUNDLE:
+        slots = os.path.join(tmp, "slots")
+        subprocess.run([binary(), "slot", "install", BUNDLE, "--root", slots, "--trusted",
+                        os.path.join(ROOT, "firmware-config/keys")], check=True, stdout=subprocess.DEVNULL)
+        args += ["--root", slots]
+    else:
+        env["AADS_FAKE_DIAGNOSER"] = "1"
     return spool, args, env
 
 
 def drop(spool, i):
-    data = (f"image {i} " + "x" * 2000).encode()
+    if JPEGS:
+        with open(JPEGS[i % len(JPEGS)], "rb") as f:
+            data = f.read() + f"image {i}".encode()
+    else:
+        data = (f"image {i} " + "x" * 2000).encode()
     tmp = os.path.join(spool, f".tmp-{i}")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -118,7 +135,7 @@ def load(n):
         warm = during[len(during) // 5] if during else 0
         last = during[-1] if during else 0
         print(f"{n} images: produced in {produced - start:.2f} s, all journaled after {end - start:.2f} s "
-              f"-> {n / (end - start):.0f} images/s (one fsync'd SQLite commit each)")
+              f"-> {n / (end - start):.1f} images/s (one fsync'd SQLite commit each)")
         print(f"RSS after warm-up {warm / 1024:.1f} MiB, at the end {last / 1024:.1f} MiB, "
               f"growth {100 * (last - warm) / max(1, warm):+.1f}%  (SIGTERM exit status {code})")
         if during:
@@ -156,7 +173,13 @@ def main():
     ap.add_argument("--images", type=int, default=None, help="images (default 3000 for load, 1000 with --kill)")
     ap.add_argument("--kill", action="store_true", help="kill -9 at random moments and restart until done")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--bundle", help="serve this bundle with the real pipeline (its golden JPEGs are the input)")
     a = ap.parse_args()
+    if a.bundle:
+        global BUNDLE
+        BUNDLE = os.path.abspath(a.bundle)
+        with open(os.path.join(BUNDLE, "golden/labels.csv")) as f:
+            JPEGS.extend(os.path.join(BUNDLE, line.split(",")[0]) for line in f.read().splitlines()[1:] if line)
     ok = kill_run(a.images or 1000, a.seed) if a.kill else load(a.images or 3000)
     sys.exit(0 if ok else 1)
 
