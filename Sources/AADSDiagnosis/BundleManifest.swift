@@ -1,7 +1,7 @@
 import AADSCore
 import Foundation
 
-/// `manifest.json` of a model bundle (schema version 1). See docs/bundle-format.md.
+/// `manifest.json` of a model bundle (schema version 1). See firmware-config/factory-bundle/README.md.
 public struct BundleManifest: Codable, Sendable {
     public struct Preprocessing: Codable, Sendable {
         public var size: Int
