@@ -19,9 +19,8 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
     public var crashFrequencyMax: Double = 0.001
     /// Seconds one check may take before it counts as failed.
     public var checkTimeoutSeconds: Double = 300
-    /// Probation: commit after this many successful diagnoses …
-    public var probationDiagnoses: Int = 50
-    /// … or after this many minutes within the error bounds, whichever comes first.
+    /// Probation commits after this many minutes within the error bounds, or earlier once the device's
+    /// `probation.images` diagnoses succeeded (device.json).
     public var probationMinutes: Double = 60
 
     public init() {}
@@ -35,7 +34,6 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
         case errorRateMax = "error_rate_max"
         case crashFrequencyMax = "crash_frequency_max"
         case checkTimeoutSeconds = "check_timeout_seconds"
-        case probationDiagnoses = "probation_diagnoses"
         case probationMinutes = "probation_minutes"
     }
 
@@ -50,7 +48,6 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
         errorRateMax = try c.decodeIfPresent(Double.self, forKey: .errorRateMax) ?? d.errorRateMax
         crashFrequencyMax = try c.decodeIfPresent(Double.self, forKey: .crashFrequencyMax) ?? d.crashFrequencyMax
         checkTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .checkTimeoutSeconds) ?? d.checkTimeoutSeconds
-        probationDiagnoses = try c.decodeIfPresent(Int.self, forKey: .probationDiagnoses) ?? d.probationDiagnoses
         probationMinutes = try c.decodeIfPresent(Double.self, forKey: .probationMinutes) ?? d.probationMinutes
     }
 

@@ -50,10 +50,10 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-health-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Data(#"{"ood_auroc_min": 0.8, "probation_diagnoses": 5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/h.json"))
+        try Data(#"{"ood_auroc_min": 0.8, "probation_minutes": 5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/h.json"))
         let policy = try HealthPolicy.load(path: dir + "/h.json")
         #expect(policy.oodAurocMin == 0.8)
-        #expect(policy.probationDiagnoses == 5)
+        #expect(policy.probationMinutes == 5)
         #expect(policy.accuracyDropMax == 0.01)
         try Data(#"{"ood_auroc_min": "high"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/bad.json"))
         #expect(throws: HealthError.self) { try HealthPolicy.load(path: dir + "/bad.json") }
