@@ -1,0 +1,116 @@
+import AADSHealth
+import AADSSlots
+import Foundation
+import Logging
+import Testing
+
+@testable import AADSDevice
+
+/// The service's slot life cycle against a real slot store holding copies of the factory bundle.
+@Suite(.serialized) struct SlotStoreLifecycleTests {
+    static let factory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../firmware-config/factory-bundle").standardized.path
+
+    let directory: String
+    let scratch: ScratchBundles
+    let store: SlotStore
+    var config = DeviceConfig.defaults
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("aads-lifecycle-\(UUID())").path
+        scratch = try ScratchBundles(directory: directory + "/bundles")
+        store = SlotStore(root: directory + "/slots")
+        config.slotRoot = store.root
+        config.probation.images = 3
+        config.probation.requireABNotWorse = false
+        config.ab.fraction = 0
+        try store.install(bundle: bundle("1.0.0"), verifier: scratch.verifier)
+        try store.install(bundle: bundle("1.1.0"), verifier: scratch.verifier)
+    }
+
+    /// A copy of the factory bundle with `version`, signed by the scratch key.
+    func bundle(_ version: String) throws -> String {
+        let path = directory + "/v\(version)"
+        try FileManager.default.copyItem(atPath: Self.factory, toPath: path)
+        try? FileManager.default.removeItem(atPath: path + "/manifest.sig")
+        let url = URL(fileURLWithPath: path + "/manifest.json")
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        manifest["model_version"] = version
+        try JSONSerialization.data(withJSONObject: manifest).write(to: url)
+        try BundlePacker.sign(directory: path, key: scratch.key)
+        return path
+    }
+
+    func lifecycle(_ health: HealthPolicy = .defaults) -> SlotStoreLifecycle {
+        SlotStoreLifecycle(config: config, health: health, logger: Logger(label: "test"))
+    }
+
+    func image() -> String { Self.factory + "/golden/corn/healthy/corn_healthy_00.jpg" }
+
+    @Test func trialPassesItsGateThenCommitsAfterProbation() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 3)
+        let cycle = lifecycle()
+        let started = try cycle.start()
+        let serving = try #require(started.serving)
+        #expect(serving.slot == "b")
+        #expect(serving.phase == .probation)
+        #expect(serving.modelVersion == "1.1.0")
+        #expect(started.healthChecks.first?.passed == true)
+        var update = SlotUpdate.none
+        for _ in 0..<3 {
+            let record = try serving.diagnoser.diagnose(path: image())
+            #expect(record.decision == .diagnosis)
+            update = try cycle.didProcess(record, serving: serving, ab: nil)
+            if update.serving != nil { break }
+        }
+        #expect(update.serving?.phase == .committed)
+        let state = try store.loadState()
+        #expect(state.active == .b)
+        #expect(state[.b].state == .good)
+        #expect(state.floor == "1.1.0")
+    }
+
+    @Test func failingGateRollsBackAndServesTheLastGoodModel() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 3)
+        var strict = HealthPolicy.defaults
+        strict.oodAurocMin = 1.01  // no model can pass
+        let started = try lifecycle(strict).start()
+        #expect(started.serving?.slot == "a")
+        #expect(started.serving?.phase == .committed)
+        #expect(started.serving?.modelVersion == "1.0.0")
+        #expect(started.rollbackReason?.contains("ood_auroc") == true)
+        #expect(started.healthChecks.first?.passed == false)
+        #expect(try store.loadState()[.b].state == .bad)
+    }
+
+    @Test func probationErrorsRollBack() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 3)
+        let cycle = lifecycle()
+        let serving = try #require(try cycle.start().serving)
+        var update = SlotUpdate.none
+        for _ in 0..<3 {
+            let failed = DiagnosisRecord.failure(
+                file: "x.jpg", modelVersion: serving.modelVersion, error: DeviceTestError())
+            update = try cycle.didProcess(failed, serving: serving, ab: nil)
+            if update.serving != nil { break }
+        }
+        #expect(update.serving?.slot == "a")
+        #expect(update.rollbackReason?.contains("error rate") == true)
+    }
+
+    @Test func aCrashLoopingTrialIsRolledBackBeforeItsModelLoads() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 1)
+        // First start: the attempt is spent, then the process "crashes" (nothing else is recorded).
+        _ = try store.beginRuntimeStart()
+        let started = try lifecycle().start()
+        #expect(started.serving?.slot == "a")
+        #expect(started.rollbackReason?.contains("crash loop") == true)
+        #expect(try store.loadState()[.b].state == .bad)
+    }
+}
+
+struct DeviceTestError: Error {}
