@@ -5,7 +5,8 @@ public enum JSONLine {
     /// One compact JSON object, keys sorted for stable output.
     public static func encode(_ object: [String: Any]) -> String {
         guard JSONSerialization.isValidJSONObject(object),
-            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return "{\"error\":{\"code\":\"internal\",\"message\":\"unserialisable output\"}}" }
         return String(decoding: data, as: UTF8.self)
     }

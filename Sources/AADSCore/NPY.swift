@@ -102,8 +102,10 @@ public enum NPY {
         let header = String(decoding: bytes[headerStart..<headerStart + headerLength], as: UTF8.self)
         guard let descr = field("descr", in: header) else { throw NPYError("header has no descr") }
         let descrValue = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
-        let normalized = descrValue.replacingOccurrences(of: "=", with: "<").replacingOccurrences(of: "<i1", with: "|i1")
-            .replacingOccurrences(of: "<u1", with: "|u1")
+        let normalized = descrValue.replacingOccurrences(of: "=", with: "<").replacingOccurrences(
+            of: "<i1", with: "|i1"
+        )
+        .replacingOccurrences(of: "<u1", with: "|u1")
         guard let dtype = NPYDType(rawValue: normalized) else { throw NPYError("unsupported dtype \(descrValue)") }
         if let fortran = field("fortran_order", in: header), fortran.contains("True") {
             throw NPYError("Fortran-ordered arrays are not supported")
@@ -114,7 +116,9 @@ public enum NPY {
         for part in inner.split(separator: ",") {
             let trimmed = part.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
-            guard let value = Int(trimmed), value >= 0, value < 1 << 31 else { throw NPYError("bad shape \(shapeText)") }
+            guard let value = Int(trimmed), value >= 0, value < 1 << 31 else {
+                throw NPYError("bad shape \(shapeText)")
+            }
             shape.append(value)
         }
         var count = 1

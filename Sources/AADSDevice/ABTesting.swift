@@ -174,9 +174,15 @@ public enum ABReport {
             case false?: verdict = "significantly worse"
             case nil: verdict = "not enough samples (\(c.samples) < \(minSamples))"
             }
-            lines.append("\(c.baselineVersion) -> \(c.candidateVersion): \(c.samples) samples, agreement \(f(c.agreementRate * 100, 1))%")
-            lines.append("  latency ms   baseline \(f(c.baselineLatencyMeanMs, 2))  candidate \(f(c.candidateLatencyMeanMs, 2))  Welch t p=\(p(c.latencyTest))")
-            lines.append("  OOD rate     baseline \(f(c.baselineOODRate))  candidate \(f(c.candidateOODRate))  z-test p=\(p(c.oodTest))")
+            lines.append(
+                "\(c.baselineVersion) -> \(c.candidateVersion): \(c.samples) samples, agreement \(f(c.agreementRate * 100, 1))%"
+            )
+            lines.append(
+                "  latency ms   baseline \(f(c.baselineLatencyMeanMs, 2))  candidate \(f(c.candidateLatencyMeanMs, 2))  Welch t p=\(p(c.latencyTest))"
+            )
+            lines.append(
+                "  OOD rate     baseline \(f(c.baselineOODRate))  candidate \(f(c.candidateOODRate))  z-test p=\(p(c.oodTest))"
+            )
             lines.append("  verdict      \(verdict) (alpha \(alpha))")
         }
         return lines.joined(separator: "\n")

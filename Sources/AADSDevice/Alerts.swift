@@ -81,7 +81,9 @@ public final class AlertEngine {
                 let limit = baseline * (1 + config.latencyIncrease)
                 transitions += update(
                     rule: Self.latencyRule, severity: .warning, condition: mean > limit, value: mean, threshold: limit,
-                    message: String(format: "mean latency %.1f ms over the last %d images exceeds baseline %.1f ms by more than %.0f%%",
+                    message: String(
+                        format:
+                            "mean latency %.1f ms over the last %d images exceeds baseline %.1f ms by more than %.0f%%",
                         mean, window, baseline, config.latencyIncrease * 100))
             }
         }
@@ -89,7 +91,9 @@ public final class AlertEngine {
         transitions += update(
             rule: Self.errorRule, severity: .critical, condition: rate > config.errorRate, value: rate,
             threshold: config.errorRate,
-            message: String(format: "error rate %.2f%% over the last %d images exceeds %.2f%%", rate * 100, window, config.errorRate * 100))
+            message: String(
+                format: "error rate %.2f%% over the last %d images exceeds %.2f%%", rate * 100, window,
+                config.errorRate * 100))
         return transitions
     }
 
@@ -107,7 +111,8 @@ public final class AlertEngine {
         return update(
             rule: Self.memoryRule, severity: .warning, condition: growth > config.memoryGrowth, value: growth,
             threshold: config.memoryGrowth,
-            message: String(format: "resident memory grew %.1f%% over the previous window (%.1f MB → %.1f MB)",
+            message: String(
+                format: "resident memory grew %.1f%% over the previous window (%.1f MB → %.1f MB)",
                 growth * 100, previous / 1e6, mean / 1e6))
     }
 
@@ -117,7 +122,8 @@ public final class AlertEngine {
         return update(
             rule: Self.accuracyRule, severity: .critical, condition: drop > config.accuracyDrop, value: accuracy,
             threshold: baseline - config.accuracyDrop,
-            message: String(format: "health-check accuracy %.3f is %.3f below the baseline %.3f", accuracy, drop, baseline))
+            message: String(
+                format: "health-check accuracy %.3f is %.3f below the baseline %.3f", accuracy, drop, baseline))
     }
 
     private func update(

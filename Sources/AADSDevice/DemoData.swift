@@ -69,22 +69,27 @@ public enum DemoData {
                 let latency = max(8, rng.normal(phase.latency, phase.latency * 0.15))
                 let u = rng.unit()
                 var record: DiagnosisRecord
-                let l = DiagnosisRecord.Latency(decode: latency * 0.2, backbone: latency * 0.55, adapter: latency * 0.25, total: latency)
+                let l = DiagnosisRecord.Latency(
+                    decode: latency * 0.2, backbone: latency * 0.55, adapter: latency * 0.25, total: latency)
                 if u < phase.errors {
                     record = DiagnosisRecord(
-                        file: "IMG_\(n).jpg", decision: .error, modelVersion: phase.version, latencyMs: DiagnosisRecord.Latency(total: 2),
+                        file: "IMG_\(n).jpg", decision: .error, modelVersion: phase.version,
+                        latencyMs: DiagnosisRecord.Latency(total: 2),
                         error: .init(code: "corrupt_jpeg", message: "premature end of JPEG data"))
                 } else if u < phase.errors + phase.ood / 2 {
                     record = DiagnosisRecord(
-                        file: "IMG_\(n).jpg", decision: .unknownCrop, cropConfidence: 0.4, modelVersion: phase.version, latencyMs: l)
+                        file: "IMG_\(n).jpg", decision: .unknownCrop, cropConfidence: 0.4, modelVersion: phase.version,
+                        latencyMs: l)
                 } else if u < phase.errors + phase.ood {
                     record = DiagnosisRecord(
-                        file: "IMG_\(n).jpg", decision: .ood, crop: crop, cropConfidence: 0.9, disease: disease, confidence: 0.6,
+                        file: "IMG_\(n).jpg", decision: .ood, crop: crop, cropConfidence: 0.9, disease: disease,
+                        confidence: 0.6,
                         mahalanobis: 41, threshold: 27, modelVersion: phase.version, latencyMs: l)
                 } else {
                     record = DiagnosisRecord(
                         file: "IMG_\(n).jpg", decision: .diagnosis, crop: crop, cropConfidence: 0.97, disease: disease,
-                        confidence: 0.8 + 0.19 * rng.unit(), top3: [.init(label: disease, confidence: 0.9)], mahalanobis: 12,
+                        confidence: 0.8 + 0.19 * rng.unit(), top3: [.init(label: disease, confidence: 0.9)],
+                        mahalanobis: 12,
                         threshold: 27, modelVersion: phase.version, latencyMs: l)
                 }
                 let rss = Int64((phase.rssMB + rng.normal(0, 0.5)) * 1_048_576)
@@ -104,7 +109,8 @@ public enum DemoData {
             (4.6, "commit", "b", "1.2.0", "probation 200 images, 0.0% errors"),
         ]
         for e in events {
-            try journal.insert(SlotEventRecord(event: e.1, slot: e.2, modelVersion: e.3, detail: e.4, createdAt: at(e.0)))
+            try journal.insert(
+                SlotEventRecord(event: e.1, slot: e.2, modelVersion: e.3, detail: e.4, createdAt: at(e.0)))
         }
         try journal.insert(
             HealthCheckRecord(
@@ -119,13 +125,21 @@ public enum DemoData {
                 slot: "b", modelVersion: "1.2.0", passed: true, cropRoutingAccuracy: 0.994, adapterAccuracy: 0.971,
                 oodAUROC: 0.95, oodFPR: 0.04, latencyMs: 30, memoryMB: 1.6, createdAt: at(4.02)))
         let alerts: [(Double, String, AlertSeverity, String, String, Double, Double)] = [
-            (2.8, "latency_increase", .warning, "raised", "mean latency 47.2 ms over the last 200 images exceeds baseline 38.0 ms by more than 10%", 47.2, 41.8),
-            (3.1, "error_rate", .critical, "raised", "error rate 2.00% over the last 200 images exceeds 1.00%", 0.02, 0.01),
+            (
+                2.8, "latency_increase", .warning, "raised",
+                "mean latency 47.2 ms over the last 200 images exceeds baseline 38.0 ms by more than 10%", 47.2, 41.8
+            ),
+            (
+                3.1, "error_rate", .critical, "raised", "error rate 2.00% over the last 200 images exceeds 1.00%", 0.02,
+                0.01
+            ),
             (3.2, "latency_increase", .warning, "cleared", "model rolled back", 38.1, 41.8),
         ]
         for a in alerts {
             try journal.insert(
-                AlertRecord(rule: a.1, severity: a.2, state: a.3, message: a.4, value: a.5, threshold: a.6, modelVersion: "1.1.0", createdAt: at(a.0)))
+                AlertRecord(
+                    rule: a.1, severity: a.2, state: a.3, message: a.4, value: a.5, threshold: a.6,
+                    modelVersion: "1.1.0", createdAt: at(a.0)))
         }
         for (candidate, latency, ood, count, day) in [("1.1.0", 47.0, 0.14, 60, 2.6), ("1.2.0", 31.0, 0.05, 80, 4.1)] {
             for i in 0..<count {
@@ -136,10 +150,13 @@ public enum DemoData {
                 let agree = rng.unit() < 0.93
                 try journal.insert(
                     ABSample(
-                        imageSHA256: String(format: "ab%062x", i + (candidate == "1.1.0" ? 0 : 1000)), baselineVersion: "1.0.0",
-                        candidateVersion: candidate, baselineDecision: bOOD ? .ood : .diagnosis, candidateDecision: cOOD ? .ood : .diagnosis,
+                        imageSHA256: String(format: "ab%062x", i + (candidate == "1.1.0" ? 0 : 1000)),
+                        baselineVersion: "1.0.0",
+                        candidateVersion: candidate, baselineDecision: bOOD ? .ood : .diagnosis,
+                        candidateDecision: cOOD ? .ood : .diagnosis,
                         baselineLabel: bOOD ? "ood" : "tomato/early_blight",
-                        candidateLabel: cOOD ? "ood" : (agree ? "tomato/early_blight" : "tomato/late_blight"), baselineLatencyMs: bl,
+                        candidateLabel: cOOD ? "ood" : (agree ? "tomato/early_blight" : "tomato/late_blight"),
+                        baselineLatencyMs: bl,
                         candidateLatencyMs: cl, createdAt: at(day + Double(i) / 1000)))
             }
         }

@@ -322,7 +322,9 @@ final class ConfigReader {
         return v
     }
 
-    func double(_ name: String, _ fallback: Double, min: Double, max: Double = .greatestFiniteMagnitude) throws -> Double {
+    func double(_ name: String, _ fallback: Double, min: Double, max: Double = .greatestFiniteMagnitude) throws
+        -> Double
+    {
         guard let value = raw(name) else { return fallback }
         guard case .number(let v) = value, v.isFinite else { throw ConfigError(key(name), "expected a number") }
         guard v >= min, v <= max else {
@@ -349,7 +351,8 @@ final class ConfigReader {
         return UInt32(try int(name, 0, min: 0, max: 1023))
     }
 
-    func choice<T: RawRepresentable & CaseIterable>(_ name: String, _ fallback: T) throws -> T where T.RawValue == String {
+    func choice<T: RawRepresentable & CaseIterable>(_ name: String, _ fallback: T) throws -> T
+    where T.RawValue == String {
         guard let value = raw(name) else { return fallback }
         let options = T.allCases.map(\.rawValue).joined(separator: ", ")
         guard case .string(let text) = value else { throw ConfigError(key(name), "expected one of \(options)") }

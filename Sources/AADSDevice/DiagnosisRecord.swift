@@ -90,7 +90,9 @@ public struct DiagnosisRecord: Sendable, Equatable, Codable {
     }
 
     /// An `error` record for an image the pipeline could not handle.
-    public static func failure(file: String, modelVersion: String, error: any Error, totalMs: Double = 0) -> DiagnosisRecord {
+    public static func failure(file: String, modelVersion: String, error: any Error, totalMs: Double = 0)
+        -> DiagnosisRecord
+    {
         let coded = AnyCodedError(error)
         return DiagnosisRecord(
             file: file, decision: .error, modelVersion: modelVersion, latencyMs: Latency(total: totalMs),

@@ -85,7 +85,8 @@ public final class FieldService: @unchecked Sendable {
     /// Assembles a service from parts (tests pass a `SimulatedGPIO`, a temp journal, a fake notify socket).
     public init(
         config: DeviceConfig, lifecycle: any SlotLifecycle, journal: ResultsJournal, metrics: MetricsExporter,
-        gpio: (any GPIOBackend)?, notifier: SystemdNotifier = SystemdNotifier(), logger: Logger = Logger(label: "aads-edge"),
+        gpio: (any GPIOBackend)?, notifier: SystemdNotifier = SystemdNotifier(),
+        logger: Logger = Logger(label: "aads-edge"),
         exitWhenIdle: Bool = false, useInotify: Bool = true
     ) throws {
         self.config = config
@@ -172,7 +173,8 @@ public final class FieldService: @unchecked Sendable {
         updateLEDs()
         writeMetrics()
         logger.info(
-            "serving slot \(first.slot) version \(first.modelVersion) (\(first.phase.rawValue)); spool \(spool.directory), inotify \(watcher.usesInotify)")
+            "serving slot \(first.slot) version \(first.modelVersion) (\(first.phase.rawValue)); spool \(spool.directory), inotify \(watcher.usesInotify)"
+        )
         try? notifier.ready(status: statusLine())
         announcedReady = true
 
@@ -228,7 +230,8 @@ public final class FieldService: @unchecked Sendable {
         try? notifier.stopping(status: "stopping (\(stop.reason)) after \(summary.processed) images")
         writeMetrics()
         logger.info(
-            "stopped (\(summary.stopReason)): \(summary.processed) new results, \(summary.duplicates) already journaled, \(summary.failed) failed, \(summary.dropped) dropped")
+            "stopped (\(summary.stopReason)): \(summary.processed) new results, \(summary.duplicates) already journaled, \(summary.failed) failed, \(summary.dropped) dropped"
+        )
         try? leds.show(.off)
         gpio?.close()
         return summary
@@ -259,7 +262,8 @@ public final class FieldService: @unchecked Sendable {
                 }
             }
             logger.warning(
-                "backlog of \(names.count) images exceeds capacity \(config.queue.capacity): dropped \(excess) (\(config.queue.drop.rawValue) first) into \(spool.dropped)")
+                "backlog of \(names.count) images exceeds capacity \(config.queue.capacity): dropped \(excess) (\(config.queue.drop.rawValue) first) into \(spool.dropped)"
+            )
             names = config.queue.drop == .oldest ? Array(names.dropFirst(excess)) : Array(names.dropLast(excess))
         }
         metrics.setQueueDepth(names.count)
@@ -301,7 +305,8 @@ public final class FieldService: @unchecked Sendable {
         do {
             record = try model.diagnoser.diagnose(path: path)
         } catch {
-            record = DiagnosisRecord.failure(file: name, modelVersion: model.modelVersion, error: error, totalMs: clock.elapsedMs)
+            record = DiagnosisRecord.failure(
+                file: name, modelVersion: model.modelVersion, error: error, totalMs: clock.elapsedMs)
         }
         record.file = name
 
@@ -311,7 +316,8 @@ public final class FieldService: @unchecked Sendable {
         }
 
         do {
-            let outcome = try journal.insert(record, imageSHA256: sha, slot: model.slot, rssBytes: residentMemoryBytes())
+            let outcome = try journal.insert(
+                record, imageSHA256: sha, slot: model.slot, rssBytes: residentMemoryBytes())
             if case .duplicate = outcome { summary.duplicates += 1 } else { summary.processed += 1 }
             clearFault()
         } catch {
@@ -339,7 +345,9 @@ public final class FieldService: @unchecked Sendable {
     }
 
     /// Runs the partner version on the same image and records the pair; returns the comparison so far.
-    private func shadow(path: String, name: String, sha: String, record: DiagnosisRecord, partner: ABPartner) -> ABComparison? {
+    private func shadow(path: String, name: String, sha: String, record: DiagnosisRecord, partner: ABPartner)
+        -> ABComparison?
+    {
         var other: DiagnosisRecord
         let clock = Stopwatch()
         do {
@@ -379,11 +387,15 @@ public final class FieldService: @unchecked Sendable {
 
     private func apply(_ update: SlotUpdate) {
         for event in update.events {
-            do { try journal.insert(event) } catch { logger.error("cannot journal slot event: \(AnyCodedError(error).message)") }
+            do { try journal.insert(event) } catch {
+                logger.error("cannot journal slot event: \(AnyCodedError(error).message)")
+            }
             logger.info("slot event \(event.event): slot \(event.slot) version \(event.modelVersion) \(event.detail)")
         }
         for check in update.healthChecks {
-            do { try journal.insert(check) } catch { logger.error("cannot journal health check: \(AnyCodedError(error).message)") }
+            do { try journal.insert(check) } catch {
+                logger.error("cannot journal health check: \(AnyCodedError(error).message)")
+            }
             metrics.recordHealthCheck(passed: check.passed, at: check.createdAt)
             let baseline = serving?.baseline.accuracy
             if let accuracy = check.accuracy, let baseline {
@@ -468,7 +480,8 @@ public final class FieldService: @unchecked Sendable {
 
     private func prune() {
         do {
-            let (deleted, unsynced) = try journal.prune(maxRows: config.retention.maxRows, maxDays: config.retention.maxDays)
+            let (deleted, unsynced) = try journal.prune(
+                maxRows: config.retention.maxRows, maxDays: config.retention.maxDays)
             if deleted > 0 { logger.notice("retention: deleted \(deleted) rows (\(unsynced) never synced)") }
         } catch {
             logger.error("retention failed: \(AnyCodedError(error).message)")
@@ -497,7 +510,8 @@ public final class FieldService: @unchecked Sendable {
 
     private func startTrigger() {
         guard let gpio, let line = config.gpio.lines.trigger else { return }
-        let runner = CaptureRunner(template: config.capture.command, spool: spool, timeoutSeconds: config.capture.timeoutSeconds)
+        let runner = CaptureRunner(
+            template: config.capture.command, spool: spool, timeoutSeconds: config.capture.timeoutSeconds)
         let queue = captureQueue
         let logger = logger
         let counter = captureCount

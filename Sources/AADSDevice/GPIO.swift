@@ -74,7 +74,9 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     public func requestOutput(line: UInt32, value: Int) throws {
         condition.lock()
         defer { condition.unlock() }
-        guard !inputs.contains(line) else { throw GPIOError(code: "gpio_line_busy", "line \(line) is already an input") }
+        guard !inputs.contains(line) else {
+            throw GPIOError(code: "gpio_line_busy", "line \(line) is already an input")
+        }
         outputs[line] = value
         writes.append((line, value))
     }
@@ -82,7 +84,9 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     public func setValue(line: UInt32, value: Int) throws {
         condition.lock()
         defer { condition.unlock() }
-        guard outputs[line] != nil else { throw GPIOError(code: "gpio_line_not_requested", "line \(line) is not an output") }
+        guard outputs[line] != nil else {
+            throw GPIOError(code: "gpio_line_not_requested", "line \(line) is not an output")
+        }
         outputs[line] = value
         writes.append((line, value))
     }
@@ -98,7 +102,9 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     public func waitForEdge(line: UInt32, timeoutNs: UInt64) throws -> GPIOEdgeEvent? {
         condition.lock()
         defer { condition.unlock() }
-        guard inputs.contains(line) else { throw GPIOError(code: "gpio_line_not_requested", "line \(line) is not an input") }
+        guard inputs.contains(line) else {
+            throw GPIOError(code: "gpio_line_not_requested", "line \(line) is not an input")
+        }
         let deadline = Date(timeIntervalSinceNow: Double(timeoutNs) / 1e9)
         while true {
             if let index = pending.firstIndex(where: { $0.line == line }) {

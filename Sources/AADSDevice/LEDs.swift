@@ -84,7 +84,8 @@ public final class LEDController: @unchecked Sendable {
         guard newColor != color else { return }
         if let backend {
             // Turn the old one off first so two never glow together.
-            for (line, which) in [(lines.green, LEDColor.green), (lines.amber, .amber), (lines.red, .red)] where which != newColor {
+            for (line, which) in [(lines.green, LEDColor.green), (lines.amber, .amber), (lines.red, .red)]
+            where which != newColor {
                 try backend.setValue(line: line, value: level(false))
             }
             if let line = line(for: newColor) { try backend.setValue(line: line, value: level(true)) }
@@ -123,7 +124,9 @@ public struct RedLatch: Sendable {
     public func latch(reason: String, at date: Date = Date()) throws {
         guard !isLatched else { return }
         let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
         let line = JSONLine.encode(["reason": reason, "latched_at": ISO8601.string(date)])
         try AtomicFile.write(Data((line + "\n").utf8), to: path)
     }
@@ -153,7 +156,8 @@ public enum ISO8601 {
         var parts = tm()
         gmtime_r(&seconds, &parts)
         return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+            Int(parts.tm_mday),
             Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), ms)
     }
 
@@ -170,7 +174,9 @@ extension ISO8601 {
     /// A `--since` value: an ISO 8601 time or date, or an age such as `90m`, `24h`, `7d` before `now`.
     public static func parseSince(_ text: String, now: Date = Date()) -> Date? {
         if let date = parse(text) { return date }
-        guard let unit = text.last, let amount = Double(text.dropLast()), amount >= 0, amount.isFinite else { return nil }
+        guard let unit = text.last, let amount = Double(text.dropLast()), amount >= 0, amount.isFinite else {
+            return nil
+        }
         let seconds: Double
         switch unit {
         case "s": seconds = 1

@@ -43,7 +43,9 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
         defer { lock.unlock() }
         let handle = try line(offset)
         guard gpiod_line_request_output(handle, consumer, Int32(value)) == 0 else {
-            throw GPIOError(code: "gpio_line_busy", "cannot request line \(offset) of \(chipName) as output: \(String(cString: strerror(errno)))")
+            throw GPIOError(
+                code: "gpio_line_busy",
+                "cannot request line \(offset) of \(chipName) as output: \(String(cString: strerror(errno)))")
         }
         lines[offset] = handle
     }
@@ -64,7 +66,9 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
         defer { lock.unlock() }
         let handle = try line(offset)
         guard gpiod_line_request_both_edges_events(handle, consumer) == 0 else {
-            throw GPIOError(code: "gpio_line_busy", "cannot request edge events on line \(offset) of \(chipName): \(String(cString: strerror(errno)))")
+            throw GPIOError(
+                code: "gpio_line_busy",
+                "cannot request edge events on line \(offset) of \(chipName): \(String(cString: strerror(errno)))")
         }
         lines[offset] = handle
     }

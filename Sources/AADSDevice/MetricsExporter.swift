@@ -1,8 +1,9 @@
 import AADSCore
 import CoreMetrics
 import Foundation
-import struct Prometheus.PrometheusMetricsFactory
+
 import class Prometheus.PrometheusCollectorRegistry
+import struct Prometheus.PrometheusMetricsFactory
 
 #if canImport(Glibc)
     import Glibc
@@ -57,10 +58,15 @@ public final class MetricsExporter: @unchecked Sendable {
         oodWindowSize = max(1, oodWindow)
         latency = Dictionary(
             uniqueKeysWithValues: ["decode", "backbone", "adapter", "total"].map {
-                ($0, CoreMetrics.Timer(label: "aads_diagnosis_latency_seconds", dimensions: [("stage", $0)], factory: factory))
+                (
+                    $0,
+                    CoreMetrics.Timer(
+                        label: "aads_diagnosis_latency_seconds", dimensions: [("stage", $0)], factory: factory)
+                )
             })
         for kind in DecisionKind.allCases {
-            decisions[kind] = CoreMetrics.Counter(label: "aads_decisions_total", dimensions: [("decision", kind.rawValue)], factory: factory)
+            decisions[kind] = CoreMetrics.Counter(
+                label: "aads_decisions_total", dimensions: [("decision", kind.rawValue)], factory: factory)
         }
         processed = CoreMetrics.Counter(label: "aads_images_processed_total", factory: factory)
         dropped = CoreMetrics.Counter(label: "aads_images_dropped_total", factory: factory)
@@ -86,13 +92,15 @@ public final class MetricsExporter: @unchecked Sendable {
         processed.increment()
         decisions[record.decision]?.increment()
         let l = record.latencyMs
-        for (stage, ms) in [("decode", l.decode), ("backbone", l.backbone), ("adapter", l.adapter), ("total", l.total)] {
+        for (stage, ms) in [("decode", l.decode), ("backbone", l.backbone), ("adapter", l.adapter), ("total", l.total)]
+        {
             if ms > 0 || stage == "total" { latency[stage]?.recordNanoseconds(Int64(max(0, ms) * 1e6)) }
         }
         if let error = record.error {
             let code = Self.sanitizeLabel(error.code)
             if errors[code] == nil {
-                errors[code] = CoreMetrics.Counter(label: "aads_errors_total", dimensions: [("code", code)], factory: factory)
+                errors[code] = CoreMetrics.Counter(
+                    label: "aads_errors_total", dimensions: [("code", code)], factory: factory)
             }
             errors[code]?.increment()
         }
@@ -112,7 +120,8 @@ public final class MetricsExporter: @unchecked Sendable {
         defer { lock.unlock() }
         let code = Self.sanitizeLabel(code)
         if errors[code] == nil {
-            errors[code] = CoreMetrics.Counter(label: "aads_errors_total", dimensions: [("code", code)], factory: factory)
+            errors[code] = CoreMetrics.Counter(
+                label: "aads_errors_total", dimensions: [("code", code)], factory: factory)
         }
         errors[code]?.increment()
     }
@@ -134,7 +143,8 @@ public final class MetricsExporter: @unchecked Sendable {
         activeSlot?.gauge.destroy()
         let gauge = CoreMetrics.Gauge(
             label: "aads_active_slot_info",
-            dimensions: [("slot", Self.sanitizeLabel(slot)), ("version", Self.sanitizeLabel(version))], factory: factory)
+            dimensions: [("slot", Self.sanitizeLabel(slot)), ("version", Self.sanitizeLabel(version))], factory: factory
+        )
         gauge.record(1)
         activeSlot = (key, gauge)
     }
@@ -149,8 +159,10 @@ public final class MetricsExporter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if alertActive[rule] == nil {
-            alertActive[rule] = CoreMetrics.Gauge(label: "aads_alert_active", dimensions: [("rule", rule)], factory: factory)
-            alertsRaised[rule] = CoreMetrics.Counter(label: "aads_alerts_raised_total", dimensions: [("rule", rule)], factory: factory)
+            alertActive[rule] = CoreMetrics.Gauge(
+                label: "aads_alert_active", dimensions: [("rule", rule)], factory: factory)
+            alertsRaised[rule] = CoreMetrics.Counter(
+                label: "aads_alerts_raised_total", dimensions: [("rule", rule)], factory: factory)
         }
         alertActive[rule]?.record(active ? 1 : 0)
         if raised { alertsRaised[rule]?.increment() }

@@ -44,7 +44,10 @@ public struct ReportData: Sendable {
     public var ab: DeviceConfig.AB
 
     /// Reads a journal; `slotRoot` adds the slot store's `events.jsonl` to the timeline when present.
-    public static func load(journal: ResultsJournal, slotRoot: String? = nil, ab: DeviceConfig.AB = DeviceConfig.defaults.ab, now: Date = Date()) throws
+    public static func load(
+        journal: ResultsJournal, slotRoot: String? = nil, ab: DeviceConfig.AB = DeviceConfig.defaults.ab,
+        now: Date = Date()
+    ) throws
         -> ReportData
     {
         let edges: [Double] = [5, 10, 15, 20, 25, 30, 35, 40, 50, 60, 80, 100, 150, 200, 300, 500, .infinity]
@@ -83,7 +86,8 @@ public struct ReportData: Sendable {
                 let check = health.last(where: { $0.modelVersion == version })
                 versions.append(
                     VersionSummary(
-                        modelVersion: version, slots: ((row["slots"] as String?) ?? "").split(separator: ",").map(String.init),
+                        modelVersion: version,
+                        slots: ((row["slots"] as String?) ?? "").split(separator: ",").map(String.init),
                         images: row["n"], errors: row["errors"] ?? 0, ood: row["ood"] ?? 0,
                         latencyMeanMs: row["latency"] ?? 0, latencyP50Ms: percentile(latencies, 0.5),
                         latencyP95Ms: percentile(latencies, 0.95), rssMeanMB: rss.map { $0 / 1_048_576 },
@@ -97,8 +101,9 @@ public struct ReportData: Sendable {
             var decisionCounts: [String: [DecisionKind: Int]] = [:]
             for row in try Row.fetchAll(
                 db,
-                sql: "SELECT substr(created_at, 1, \(prefix)) AS bucket, decision, COUNT(*) AS n FROM results GROUP BY bucket, decision ORDER BY bucket")
-            {
+                sql:
+                    "SELECT substr(created_at, 1, \(prefix)) AS bucket, decision, COUNT(*) AS n FROM results GROUP BY bucket, decision ORDER BY bucket"
+            ) {
                 let bucket: String = row["bucket"]
                 if decisionCounts[bucket] == nil { buckets.append(bucket) }
                 decisionCounts[bucket, default: [:]][DecisionKind(rawValue: row["decision"]) ?? .error] = row["n"]
@@ -151,7 +156,8 @@ public enum SlotStoreEvents {
                 guard let at = date else { continue }
                 events.append(
                     SlotEventRecord(
-                        event: event, slot: text(["slot", "target"]) ?? "", modelVersion: text(["version", "model_version"]) ?? "",
+                        event: event, slot: text(["slot", "target"]) ?? "",
+                        modelVersion: text(["version", "model_version"]) ?? "",
                         detail: text(["reason", "detail", "message"]) ?? "", createdAt: at))
             }
         }
@@ -225,7 +231,9 @@ public enum HTMLReport {
         let errors = d.versions.reduce(0) { $0 + $1.errors }
         let current = d.versions.max(by: { $0.lastSeen < $1.lastSeen })
         let raised = d.alerts.filter { $0.state == "raised" }.count
-        func card(_ value: String, _ label: String) -> String { "<div class=\"card\"><b>\(esc(value))</b><span>\(esc(label))</span></div>" }
+        func card(_ value: String, _ label: String) -> String {
+            "<div class=\"card\"><b>\(esc(value))</b><span>\(esc(label))</span></div>"
+        }
         return """
             <section><h2>Summary</h2><div class="cards">
             \(card(current?.modelVersion ?? "–", "model version serving"))
@@ -240,7 +248,9 @@ public enum HTMLReport {
     }
 
     static func versionSection(_ d: ReportData) -> String {
-        guard !d.versions.isEmpty else { return "<section><h2>Version comparison</h2><p class=\"muted\">No results yet.</p></section>\n" }
+        guard !d.versions.isEmpty else {
+            return "<section><h2>Version comparison</h2><p class=\"muted\">No results yet.</p></section>\n"
+        }
         var rows = ""
         for (i, v) in d.versions.enumerated() {
             rows += """
@@ -255,7 +265,9 @@ public enum HTMLReport {
                 """
         }
         let items = d.versions.enumerated().map { (i, v) in (v.modelVersion, color(i), v) }
-        func chart(_ title: String, _ value: (VersionSummary) -> Double?, _ format: (Double) -> String, maxValue: Double? = nil) -> String {
+        func chart(
+            _ title: String, _ value: (VersionSummary) -> Double?, _ format: (Double) -> String, maxValue: Double? = nil
+        ) -> String {
             barChart(title: title, bars: items.map { ($0.0, $0.1, value($0.2)) }, format: format, maxValue: maxValue)
         }
         return """
@@ -279,7 +291,9 @@ public enum HTMLReport {
         let labels = d.latencyEdgesMs.enumerated().map { (i, e) -> String in
             e.isInfinite ? ">\(Int(d.latencyEdgesMs[max(0, i - 1)]))" : "≤\(Int(e))"
         }
-        let series = d.versions.enumerated().map { (i, v) in (v.modelVersion, color(i), (d.latencyCounts[v.modelVersion] ?? []).map(Double.init)) }
+        let series = d.versions.enumerated().map { (i, v) in
+            (v.modelVersion, color(i), (d.latencyCounts[v.modelVersion] ?? []).map(Double.init))
+        }
         return """
             <section><h2>Latency histogram (total ms per image)</h2>
             \(legend(series.map { ($0.0, $0.1) }))
@@ -292,8 +306,12 @@ public enum HTMLReport {
     static func decisionsSection(_ d: ReportData) -> String {
         guard !d.decisionBuckets.isEmpty else { return "" }
         let kinds = DecisionKind.allCases
-        let labels = d.decisionBuckets.map { $0.count > 10 ? String($0.suffix(8)).replacingOccurrences(of: "T", with: " ") + ":00" : String($0.suffix(5)) }
-        let series = kinds.map { k in (k.rawValue, decisionColors[k] ?? "#999", d.decisionBuckets.map { Double(d.decisionCounts[$0]?[k] ?? 0) }) }
+        let labels = d.decisionBuckets.map {
+            $0.count > 10 ? String($0.suffix(8)).replacingOccurrences(of: "T", with: " ") + ":00" : String($0.suffix(5))
+        }
+        let series = kinds.map { k in
+            (k.rawValue, decisionColors[k] ?? "#999", d.decisionBuckets.map { Double(d.decisionCounts[$0]?[k] ?? 0) })
+        }
         let unit = (d.decisionBuckets.first?.count ?? 10) > 10 ? "hour" : "day"
         return """
             <section><h2>Decisions over time (per \(unit))</h2>
@@ -358,7 +376,8 @@ public enum HTMLReport {
         }
         var rows = ""
         for e in d.slotEvents.suffix(200) {
-            rows += "<tr><td>\(esc(shortDate(e.createdAt)))</td><td>\(esc(e.event))</td><td>\(esc(e.slot))</td><td>\(esc(e.modelVersion))</td><td>\(esc(e.detail))</td></tr>\n"
+            rows +=
+                "<tr><td>\(esc(shortDate(e.createdAt)))</td><td>\(esc(e.event))</td><td>\(esc(e.slot))</td><td>\(esc(e.modelVersion))</td><td>\(esc(e.detail))</td></tr>\n"
         }
         return """
             <section><h2>Slot event timeline</h2>
@@ -370,35 +389,48 @@ public enum HTMLReport {
 
     // MARK: SVG charts
 
-    static func barChart(title: String, bars: [(String, String, Double?)], format: (Double) -> String, maxValue: Double?) -> String {
+    static func barChart(
+        title: String, bars: [(String, String, Double?)], format: (Double) -> String, maxValue: Double?
+    ) -> String {
         let rowHeight = 26.0
         let width = 520.0
         let labelWidth = 130.0
         let valueWidth = 70.0
         let height = 28 + rowHeight * Double(bars.count) + 6
         let top = max(maxValue ?? 0, bars.compactMap(\.2).max() ?? 0)
-        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(esc(title))\">"
+        var svg =
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" role=\"img\" aria-label=\"\(esc(title))\">"
         svg += "<text x=\"0\" y=\"16\" font-size=\"13\" font-weight=\"600\" fill=\"#2d3748\">\(esc(title))</text>"
         let span = width - labelWidth - valueWidth
         for (i, bar) in bars.enumerated() {
             let y = 28 + rowHeight * Double(i)
-            svg += "<text x=\"\(labelWidth - 8)\" y=\"\(y + 16)\" font-size=\"12\" text-anchor=\"end\" fill=\"#4a5568\">\(esc(bar.0))</text>"
-            svg += "<rect x=\"\(labelWidth)\" y=\"\(y + 3)\" width=\"\(span)\" height=\"\(rowHeight - 8)\" fill=\"#edf2f7\" rx=\"3\"/>"
+            svg +=
+                "<text x=\"\(labelWidth - 8)\" y=\"\(y + 16)\" font-size=\"12\" text-anchor=\"end\" fill=\"#4a5568\">\(esc(bar.0))</text>"
+            svg +=
+                "<rect x=\"\(labelWidth)\" y=\"\(y + 3)\" width=\"\(span)\" height=\"\(rowHeight - 8)\" fill=\"#edf2f7\" rx=\"3\"/>"
             if let value = bar.2 {
                 let w = top > 0 ? span * min(1, value / top) : 0
-                svg += "<rect x=\"\(labelWidth)\" y=\"\(y + 3)\" width=\"\(f1(w))\" height=\"\(rowHeight - 8)\" fill=\"\(bar.1)\" rx=\"3\"/>"
-                svg += "<text x=\"\(labelWidth + span + 6)\" y=\"\(y + 16)\" font-size=\"12\" fill=\"#2d3748\">\(esc(format(value)))</text>"
+                svg +=
+                    "<rect x=\"\(labelWidth)\" y=\"\(y + 3)\" width=\"\(f1(w))\" height=\"\(rowHeight - 8)\" fill=\"\(bar.1)\" rx=\"3\"/>"
+                svg +=
+                    "<text x=\"\(labelWidth + span + 6)\" y=\"\(y + 16)\" font-size=\"12\" fill=\"#2d3748\">\(esc(format(value)))</text>"
             } else {
-                svg += "<text x=\"\(labelWidth + span + 6)\" y=\"\(y + 16)\" font-size=\"12\" fill=\"#a0aec0\">n/a</text>"
+                svg +=
+                    "<text x=\"\(labelWidth + span + 6)\" y=\"\(y + 16)\" font-size=\"12\" fill=\"#a0aec0\">n/a</text>"
             }
         }
         return svg + "</svg>"
     }
 
     /// Vertical bars, one group per label, one bar per series.
-    static func groupedBars(labels: [String], series: [(String, String, [Double])], width: Double, height: Double, yLabel: String) -> String {
-        let left = 50.0, bottom = 30.0, top = 10.0
-        let plotW = width - left - 10, plotH = height - bottom - top
+    static func groupedBars(
+        labels: [String], series: [(String, String, [Double])], width: Double, height: Double, yLabel: String
+    ) -> String {
+        let left = 50.0
+        let bottom = 30.0
+        let top = 10.0
+        let plotW = width - left - 10
+        let plotH = height - bottom - top
         let maxV = max(1, series.flatMap(\.2).max() ?? 1)
         let ticks = niceTicks(maxV)
         let yMax = ticks.last ?? maxV
@@ -410,17 +442,24 @@ public enum HTMLReport {
             let gx = left + groupW * Double(i) + 3
             for (s, entry) in series.enumerated() where i < entry.2.count {
                 let h = plotH * entry.2[i] / yMax
-                svg += "<rect x=\"\(f1(gx + barW * Double(s)))\" y=\"\(f1(top + plotH - h))\" width=\"\(f1(barW))\" height=\"\(f1(h))\" fill=\"\(entry.1)\"><title>\(esc(entry.0)) \(esc(label)): \(Int(entry.2[i]))</title></rect>"
+                svg +=
+                    "<rect x=\"\(f1(gx + barW * Double(s)))\" y=\"\(f1(top + plotH - h))\" width=\"\(f1(barW))\" height=\"\(f1(h))\" fill=\"\(entry.1)\"><title>\(esc(entry.0)) \(esc(label)): \(Int(entry.2[i]))</title></rect>"
             }
-            svg += "<text x=\"\(f1(gx + groupW / 2 - 3))\" y=\"\(f1(top + plotH + 16))\" font-size=\"11\" text-anchor=\"middle\" fill=\"#4a5568\">\(esc(label))</text>"
+            svg +=
+                "<text x=\"\(f1(gx + groupW / 2 - 3))\" y=\"\(f1(top + plotH + 16))\" font-size=\"11\" text-anchor=\"middle\" fill=\"#4a5568\">\(esc(label))</text>"
         }
         return svg + "</svg>"
     }
 
     /// Stacked vertical bars: one bar per label, segments per series.
-    static func stackedBars(labels: [String], series: [(String, String, [Double])], width: Double, height: Double) -> String {
-        let left = 50.0, bottom = 30.0, top = 10.0
-        let plotW = width - left - 10, plotH = height - bottom - top
+    static func stackedBars(labels: [String], series: [(String, String, [Double])], width: Double, height: Double)
+        -> String
+    {
+        let left = 50.0
+        let bottom = 30.0
+        let top = 10.0
+        let plotW = width - left - 10
+        let plotH = height - bottom - top
         let totals = labels.indices.map { i in series.reduce(0) { $0 + (i < $1.2.count ? $1.2[i] : 0) } }
         let ticks = niceTicks(max(1, totals.max() ?? 1))
         let yMax = ticks.last ?? 1
@@ -435,31 +474,40 @@ public enum HTMLReport {
             for entry in series where i < entry.2.count && entry.2[i] > 0 {
                 let h = plotH * entry.2[i] / yMax
                 y -= h
-                svg += "<rect x=\"\(f1(x))\" y=\"\(f1(y))\" width=\"\(f1(barW))\" height=\"\(f1(h))\" fill=\"\(entry.1)\"><title>\(esc(label)) \(esc(entry.0)): \(Int(entry.2[i]))</title></rect>"
+                svg +=
+                    "<rect x=\"\(f1(x))\" y=\"\(f1(y))\" width=\"\(f1(barW))\" height=\"\(f1(h))\" fill=\"\(entry.1)\"><title>\(esc(label)) \(esc(entry.0)): \(Int(entry.2[i]))</title></rect>"
             }
             if i % every == 0 {
-                svg += "<text x=\"\(f1(x + barW / 2))\" y=\"\(f1(top + plotH + 16))\" font-size=\"11\" text-anchor=\"middle\" fill=\"#4a5568\">\(esc(label))</text>"
+                svg +=
+                    "<text x=\"\(f1(x + barW / 2))\" y=\"\(f1(top + plotH + 16))\" font-size=\"11\" text-anchor=\"middle\" fill=\"#4a5568\">\(esc(label))</text>"
             }
         }
         return svg + "</svg>"
     }
 
-    static func axes(left: Double, top: Double, plotW: Double, plotH: Double, ticks: [Double], yMax: Double, yLabel: String) -> String {
+    static func axes(
+        left: Double, top: Double, plotW: Double, plotH: Double, ticks: [Double], yMax: Double, yLabel: String
+    ) -> String {
         var svg = ""
         for t in ticks {
             let y = top + plotH - plotH * t / yMax
-            svg += "<line x1=\"\(left)\" x2=\"\(f1(left + plotW))\" y1=\"\(f1(y))\" y2=\"\(f1(y))\" stroke=\"#e2e8f0\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(f1(y + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#718096\">\(Int(t))</text>"
+            svg +=
+                "<line x1=\"\(left)\" x2=\"\(f1(left + plotW))\" y1=\"\(f1(y))\" y2=\"\(f1(y))\" stroke=\"#e2e8f0\"/>"
+            svg +=
+                "<text x=\"\(left - 6)\" y=\"\(f1(y + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#718096\">\(Int(t))</text>"
         }
-        svg += "<line x1=\"\(left)\" x2=\"\(f1(left + plotW))\" y1=\"\(f1(top + plotH))\" y2=\"\(f1(top + plotH))\" stroke=\"#a0aec0\"/>"
-        svg += "<text x=\"12\" y=\"\(f1(top + plotH / 2))\" font-size=\"11\" fill=\"#718096\" transform=\"rotate(-90 12 \(f1(top + plotH / 2)))\" text-anchor=\"middle\">\(esc(yLabel))</text>"
+        svg +=
+            "<line x1=\"\(left)\" x2=\"\(f1(left + plotW))\" y1=\"\(f1(top + plotH))\" y2=\"\(f1(top + plotH))\" stroke=\"#a0aec0\"/>"
+        svg +=
+            "<text x=\"12\" y=\"\(f1(top + plotH / 2))\" font-size=\"11\" fill=\"#718096\" transform=\"rotate(-90 12 \(f1(top + plotH / 2)))\" text-anchor=\"middle\">\(esc(yLabel))</text>"
         return svg
     }
 
     static func timeline(_ events: [SlotEventRecord], width: Double) -> String {
         let shown = Array(events.suffix(40))
         guard let first = shown.first?.createdAt, let last = shown.last?.createdAt else { return "" }
-        let left = 40.0, right = 40.0
+        let left = 40.0
+        let right = 40.0
         let span = max(1, last.timeIntervalSince(first))
         let axisY = 40.0
         // Greedy lanes: a label goes to the first lane where it does not overlap the previous label.
@@ -478,24 +526,31 @@ public enum HTMLReport {
         }
         let height = axisY + 30 + Double(max(1, laneEnds.count)) * 24
         var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\">"
-        svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(axisY)\" y2=\"\(axisY)\" stroke=\"#4a5568\" stroke-width=\"2\"/>"
+        svg +=
+            "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(axisY)\" y2=\"\(axisY)\" stroke=\"#4a5568\" stroke-width=\"2\"/>"
         svg += "<text x=\"\(left)\" y=\"20\" font-size=\"11\" fill=\"#718096\">\(esc(shortDate(first)))</text>"
-        svg += "<text x=\"\(width - right)\" y=\"20\" font-size=\"11\" text-anchor=\"end\" fill=\"#718096\">\(esc(shortDate(last)))</text>"
+        svg +=
+            "<text x=\"\(width - right)\" y=\"20\" font-size=\"11\" text-anchor=\"end\" fill=\"#718096\">\(esc(shortDate(last)))</text>"
         func labelY(_ lane: Int) -> Double { axisY + 26 + Double(lane) * 24 }
         for p in placed {
-            svg += "<line x1=\"\(f1(p.x))\" x2=\"\(f1(p.x))\" y1=\"\(axisY)\" y2=\"\(f1(labelY(p.lane) - 10))\" stroke=\"\(p.color)\" stroke-dasharray=\"2,2\"/>"
+            svg +=
+                "<line x1=\"\(f1(p.x))\" x2=\"\(f1(p.x))\" y1=\"\(axisY)\" y2=\"\(f1(labelY(p.lane) - 10))\" stroke=\"\(p.color)\" stroke-dasharray=\"2,2\"/>"
         }
         for p in placed {
-            svg += "<circle cx=\"\(f1(p.x))\" cy=\"\(axisY)\" r=\"6\" fill=\"\(p.color)\"><title>\(esc(ISO8601.string(p.event.createdAt))) \(esc(p.event.event)) \(esc(p.event.detail))</title></circle>"
+            svg +=
+                "<circle cx=\"\(f1(p.x))\" cy=\"\(axisY)\" r=\"6\" fill=\"\(p.color)\"><title>\(esc(ISO8601.string(p.event.createdAt))) \(esc(p.event.event)) \(esc(p.event.detail))</title></circle>"
             // A white halo keeps labels readable over the connectors of neighbours.
-            svg += "<text x=\"\(f1(p.x))\" y=\"\(f1(labelY(p.lane)))\" font-size=\"11\" text-anchor=\"\(p.anchor)\" fill=\"#2d3748\" stroke=\"#fff\" stroke-width=\"4\" paint-order=\"stroke\">\(esc(p.text))</text>"
+            svg +=
+                "<text x=\"\(f1(p.x))\" y=\"\(f1(labelY(p.lane)))\" font-size=\"11\" text-anchor=\"\(p.anchor)\" fill=\"#2d3748\" stroke=\"#fff\" stroke-width=\"4\" paint-order=\"stroke\">\(esc(p.text))</text>"
         }
         return svg + "</svg>"
     }
 
     static func eventColor(_ event: String) -> String {
         let e = event.lowercased()
-        if e.contains("rollback") || e.contains("rolled") || e.contains("fail") || e.contains("bad") { return "#e53e3e" }
+        if e.contains("rollback") || e.contains("rolled") || e.contains("fail") || e.contains("bad") {
+            return "#e53e3e"
+        }
         if e.contains("commit") || e.contains("good") || e.contains("pass") { return "#38a169" }
         if e.contains("trial") || e.contains("activat") || e.contains("probation") { return "#d69e2e" }
         return "#3182ce"

@@ -427,7 +427,8 @@ public final class ResultsJournal: Sendable {
             guard !condition.isEmpty else { return (0, 0) }
             let predicate = condition.joined(separator: " OR ")
             let unsynced =
-                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM results WHERE synced = 0 AND (\(predicate))", arguments: arguments)
+                try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM results WHERE synced = 0 AND (\(predicate))", arguments: arguments)
                 ?? 0
             try db.execute(sql: "DELETE FROM results WHERE \(predicate)", arguments: arguments)
             return (db.changesCount, unsynced)
@@ -462,7 +463,8 @@ public final class ResultsJournal: Sendable {
             let rows: [Row]
             if let candidateVersion {
                 rows = try Row.fetchAll(
-                    db, sql: "SELECT * FROM ab_samples WHERE candidate_version = ? ORDER BY id", arguments: [candidateVersion])
+                    db, sql: "SELECT * FROM ab_samples WHERE candidate_version = ? ORDER BY id",
+                    arguments: [candidateVersion])
             } else {
                 rows = try Row.fetchAll(db, sql: "SELECT * FROM ab_samples ORDER BY id")
             }
@@ -627,7 +629,9 @@ public enum ResultsExport {
             let directory = (path as NSString).deletingLastPathComponent
             temp = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
             fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw FileIOError(code: "io_error", "cannot create \(temp): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else {
+                throw FileIOError(code: "io_error", "cannot create \(temp): \(String(cString: strerror(errno)))")
+            }
         }
         var buffer = ""
         var count = 0
@@ -648,7 +652,8 @@ public enum ResultsExport {
                 close(fd)
                 fd = -1
                 guard rename(temp, path) == 0 else {
-                    throw FileIOError(code: "io_error", "cannot rename onto \(path): \(String(cString: strerror(errno)))")
+                    throw FileIOError(
+                        code: "io_error", "cannot rename onto \(path): \(String(cString: strerror(errno)))")
                 }
                 let directory = (path as NSString).deletingLastPathComponent
                 try AtomicFile.syncDirectory(directory.isEmpty ? "." : directory)
@@ -669,7 +674,8 @@ public enum ResultsExport {
         func num(_ v: Double?) -> String { v.map { String($0) } ?? "" }
         let fields: [String] = [
             String(row.id), ISO8601.string(row.createdAt), r.file, row.imageSHA256, r.decision.rawValue, r.crop ?? "",
-            num(r.cropConfidence), r.disease ?? "", num(r.confidence), ResultsJournal.top3JSON(r.top3), num(r.mahalanobis),
+            num(r.cropConfidence), r.disease ?? "", num(r.confidence), ResultsJournal.top3JSON(r.top3),
+            num(r.mahalanobis),
             num(r.threshold), r.modelVersion, row.slot, String(r.latencyMs.decode), String(r.latencyMs.backbone),
             String(r.latencyMs.adapter), String(r.latencyMs.total), r.error?.code ?? "", r.error?.message ?? "",
             row.rssBytes.map(String.init) ?? "", row.synced ? "1" : "0",

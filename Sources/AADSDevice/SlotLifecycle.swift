@@ -19,7 +19,8 @@ public struct ServingModel {
     public var diagnoser: any Diagnoser
     public var baseline: BaselineMetrics
 
-    public init(slot: String, phase: SlotPhase, diagnoser: any Diagnoser, baseline: BaselineMetrics = BaselineMetrics()) {
+    public init(slot: String, phase: SlotPhase, diagnoser: any Diagnoser, baseline: BaselineMetrics = BaselineMetrics())
+    {
         self.slot = slot
         self.phase = phase
         self.diagnoser = diagnoser
@@ -102,7 +103,9 @@ public struct ProbationPolicy: Sendable, Equatable {
         guard images >= config.images else { return .keepGoing }
         let rate = Double(errors) / Double(max(1, images))
         if rate > config.maxErrorRate {
-            return .rollback(reason: String(format: "probation error rate %.2f%% above %.2f%%", rate * 100, config.maxErrorRate * 100))
+            return .rollback(
+                reason: String(
+                    format: "probation error rate %.2f%% above %.2f%%", rate * 100, config.maxErrorRate * 100))
         }
         if config.requireABNotWorse, ab.fraction > 0 {
             switch comparison?.candidateNotWorse(alpha: ab.alpha, minSamples: ab.minSamples) {
@@ -124,7 +127,9 @@ public final class StaticSlotLifecycle: SlotLifecycle {
     }
 
     public func start() throws -> SlotUpdate { SlotUpdate(serving: model) }
-    public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
+    public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+        .none
+    }
     public func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
     public func abPartner(serving: ServingModel) -> ABPartner? { nil }
 }

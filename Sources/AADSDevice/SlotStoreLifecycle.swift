@@ -36,7 +36,9 @@ extension DiagnosisRecord {
             top3: d.top3.map { Alternative(label: $0.label, confidence: Double($0.score)) },
             mahalanobis: d.mahalanobis.map(Double.init), threshold: d.threshold.map(Double.init),
             modelVersion: d.modelVersion,
-            latencyMs: Latency(decode: d.latency.decode, backbone: d.latency.backbone, adapter: d.latency.adapter, total: d.latency.total),
+            latencyMs: Latency(
+                decode: d.latency.decode, backbone: d.latency.backbone, adapter: d.latency.adapter,
+                total: d.latency.total),
             error: d.error.map { Failure(code: $0.code, message: $0.message) })
     }
 }
@@ -55,7 +57,9 @@ public final class SlotStoreLifecycle: SlotLifecycle {
     private var partnerSlot: SlotID?
     private var lastTick = Date.distantPast
 
-    public init(config: DeviceConfig, health: HealthPolicy, options: PipelineOptions = PipelineOptions(), logger: Logger) {
+    public init(
+        config: DeviceConfig, health: HealthPolicy, options: PipelineOptions = PipelineOptions(), logger: Logger
+    ) {
         self.store = SlotStore(root: config.slotRoot)
         self.config = config
         self.health = health
@@ -65,7 +69,8 @@ public final class SlotStoreLifecycle: SlotLifecycle {
 
     private var probationPolicy: AADSSlots.ProbationPolicy {
         AADSSlots.ProbationPolicy(
-            successes: config.probation.images, minutes: health.probationMinutes, maxErrorRate: config.probation.maxErrorRate,
+            successes: config.probation.images, minutes: health.probationMinutes,
+            maxErrorRate: config.probation.maxErrorRate,
             minSamples: min(20, config.probation.images))
     }
 
@@ -73,18 +78,20 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         var update = SlotUpdate()
         let decision = try store.beginRuntimeStart(verify: .quick)
         guard let slot = decision.slot, let path = decision.bundlePath else {
-            throw SlotError(.noActiveSlot, "the slot store at \(config.slotRoot) holds no model: install a bundle first")
+            throw SlotError(
+                .noActiveSlot, "the slot store at \(config.slotRoot) holds no model: install a bundle first")
         }
         if let rollback = decision.rollback { note(rollback, into: &update) }
         if decision.trial {
             update.events.append(
-                SlotEventRecord(event: "trial_start", slot: slot.rawValue, modelVersion: decision.version ?? "",
+                SlotEventRecord(
+                    event: "trial_start", slot: slot.rawValue, modelVersion: decision.version ?? "",
                     detail: "attempts left: \(decision.attemptsLeft ?? 0)"))
         }
         let diagnoser: PipelineDiagnoser
         do {
             diagnoser = try PipelineDiagnoser(bundleDirectory: path, options: options)
-        } catch where decision.trial {
+        } catch  where decision.trial {
             let rollback = try store.rollback(reason: "load: \(AnyCodedError(error).message)")
             note(rollback, into: &update)
             return try serveActive(update)
@@ -96,11 +103,15 @@ public final class SlotStoreLifecycle: SlotLifecycle {
                 let gate = GoldenSetGate(check: HealthCheck(policy: health, threads: options.threads))
                 switch try blockingGate(gate) {
                 case .passed(let verdict):
-                    update.healthChecks.append(record(verdict, slot: slot, version: diagnoser.modelVersion, passed: true))
-                    update.events.append(SlotEventRecord(event: "health_pass", slot: slot.rawValue, modelVersion: diagnoser.modelVersion))
+                    update.healthChecks.append(
+                        record(verdict, slot: slot, version: diagnoser.modelVersion, passed: true))
+                    update.events.append(
+                        SlotEventRecord(event: "health_pass", slot: slot.rawValue, modelVersion: diagnoser.modelVersion)
+                    )
                     phase = .probation
                 case .rolledBack(let verdict, let rollback):
-                    update.healthChecks.append(record(verdict, slot: slot, version: diagnoser.modelVersion, passed: false))
+                    update.healthChecks.append(
+                        record(verdict, slot: slot, version: diagnoser.modelVersion, passed: false))
                     note(rollback, into: &update)
                     return try serveActive(update)
                 }
@@ -108,7 +119,8 @@ public final class SlotStoreLifecycle: SlotLifecycle {
                 phase = .probation
             }
         }
-        update.serving = ServingModel(slot: slot.rawValue, phase: phase, diagnoser: diagnoser, baseline: diagnoser.baseline)
+        update.serving = ServingModel(
+            slot: slot.rawValue, phase: phase, diagnoser: diagnoser, baseline: diagnoser.baseline)
         return update
     }
 
@@ -118,16 +130,20 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         let state = try store.loadState()
         guard let active = state.active else { throw SlotError(.noActiveSlot, "no active slot after rollback") }
         let diagnoser = try PipelineDiagnoser(bundleDirectory: store.bundlePath(active), options: options)
-        update.serving = ServingModel(slot: active.rawValue, phase: .committed, diagnoser: diagnoser, baseline: diagnoser.baseline)
+        update.serving = ServingModel(
+            slot: active.rawValue, phase: .committed, diagnoser: diagnoser, baseline: diagnoser.baseline)
         partner = nil
         return update
     }
 
     private func note(_ rollback: RollbackResult, into update: inout SlotUpdate) {
-        logger.error("rolled back from slot \(rollback.from) to \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms: \(rollback.reason)")
+        logger.error(
+            "rolled back from slot \(rollback.from) to \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms: \(rollback.reason)"
+        )
         update.rollbackReason = rollback.reason
         update.events.append(
-            SlotEventRecord(event: "rolled_back", slot: rollback.from.rawValue, modelVersion: rollback.fromVersion ?? "",
+            SlotEventRecord(
+                event: "rolled_back", slot: rollback.from.rawValue, modelVersion: rollback.fromVersion ?? "",
                 detail: "\(rollback.reason) (to \(rollback.to.rawValue), \(JSONLine.rounded(rollback.durationMs)) ms)"))
     }
 
@@ -135,7 +151,8 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         let m = HealthMetrics.numbers(verdict.metrics)
         return HealthCheckRecord(
             slot: slot.rawValue, modelVersion: version, passed: passed, cropRoutingAccuracy: m["crop_routing_accuracy"],
-            adapterAccuracy: m["adapter_accuracy"], oodAUROC: m["ood_auroc"], oodFPR: m["ood_fpr"], latencyMs: m["latency_ms"],
+            adapterAccuracy: m["adapter_accuracy"], oodAUROC: m["ood_auroc"], oodFPR: m["ood_fpr"],
+            latencyMs: m["latency_ms"],
             memoryMB: m["memory_per_adapter_mb"], detail: (verdict.failures + verdict.warnings).joined(separator: "; "))
     }
 
@@ -158,9 +175,11 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         if config.probation.requireABNotWorse, config.ab.fraction > 0,
             ab?.candidateNotWorse(alpha: config.ab.alpha, minSamples: config.ab.minSamples) == false
         {
-            return try rolledBack(store.rollback(reason: "A/B: candidate significantly worse than the last good version"))
+            return try rolledBack(
+                store.rollback(reason: "A/B: candidate significantly worse than the last good version"))
         }
-        return try apply(store.recordProbation(success: record.decision != .error, policy: probationPolicy), serving: serving)
+        return try apply(
+            store.recordProbation(success: record.decision != .error, policy: probationPolicy), serving: serving)
     }
 
     public func tick(serving: ServingModel, now: Date) throws -> SlotUpdate {
@@ -174,13 +193,16 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         case .continuing:
             return .none
         case .committed(let commit):
-            logger.info("committed slot \(commit.slot) (\(commit.version ?? "?")); version floor \(commit.floor ?? "-")")
+            logger.info(
+                "committed slot \(commit.slot) (\(commit.version ?? "?")); version floor \(commit.floor ?? "-")")
             var committed = serving
             committed.phase = .committed
             partner = nil
             return SlotUpdate(
                 serving: committed,
-                events: [SlotEventRecord(event: "committed", slot: commit.slot.rawValue, modelVersion: commit.version ?? "")])
+                events: [
+                    SlotEventRecord(event: "committed", slot: commit.slot.rawValue, modelVersion: commit.version ?? "")
+                ])
         case .rolledBack(let rollback):
             return try rolledBack(rollback)
         }

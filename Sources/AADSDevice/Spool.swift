@@ -102,7 +102,9 @@ public struct Spool: Sendable {
     public static func sha256(path: String) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw SpoolError(code: errno == ENOENT ? "file_vanished" : "unreadable_image", "cannot open \(path): \(String(cString: strerror(errno)))")
+            throw SpoolError(
+                code: errno == ENOENT ? "file_vanished" : "unreadable_image",
+                "cannot open \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var hasher = SHA256()
@@ -260,7 +262,8 @@ public struct CaptureRunner: Sendable {
         }
         let final = spool.path(of: name)
         guard rename(temp, final) == 0 else {
-            throw SpoolError(code: "capture_failed", "cannot move capture into the spool: \(String(cString: strerror(errno)))")
+            throw SpoolError(
+                code: "capture_failed", "cannot move capture into the spool: \(String(cString: strerror(errno)))")
         }
         try AtomicFile.syncDirectory(spool.directory)
         return final

@@ -15,7 +15,10 @@ public final class SyntheticDiagnoser: Diagnoser, @unchecked Sendable {
     private let lock = NSLock()
     private var calls = 0
 
-    public init(modelVersion: String = "0.0.0-synthetic", delayMs: Double = 0, latencyOffsetMs: Double = 0, oodFraction: Double = 0.05) {
+    public init(
+        modelVersion: String = "0.0.0-synthetic", delayMs: Double = 0, latencyOffsetMs: Double = 0,
+        oodFraction: Double = 0.05
+    ) {
         self.modelVersion = modelVersion
         self.delayMs = delayMs
         self.latencyOffsetMs = latencyOffsetMs
@@ -47,7 +50,8 @@ public final class SyntheticDiagnoser: Diagnoser, @unchecked Sendable {
         if data.starts(with: Array("CORRUPT".utf8)) {
             return DiagnosisRecord.failure(
                 file: file, modelVersion: modelVersion,
-                error: AnyCodedError(code: "corrupt_jpeg", message: "not a JPEG (synthetic)"), totalMs: 1 + latencyOffsetMs)
+                error: AnyCodedError(code: "corrupt_jpeg", message: "not a JPEG (synthetic)"),
+                totalMs: 1 + latencyOffsetMs)
         }
         let sha = try Spool.sha256(path: path)
         let u = ABSampler.unitValue(sha256Hex: sha)
@@ -60,13 +64,16 @@ public final class SyntheticDiagnoser: Diagnoser, @unchecked Sendable {
         let confidence = 0.55 + 0.44 * v
         let top3 = [
             DiagnosisRecord.Alternative(label: disease, confidence: confidence),
-            DiagnosisRecord.Alternative(label: diseases[(diseaseIndex + 1) % diseases.count], confidence: (1 - confidence) * 0.7),
+            DiagnosisRecord.Alternative(
+                label: diseases[(diseaseIndex + 1) % diseases.count], confidence: (1 - confidence) * 0.7),
             DiagnosisRecord.Alternative(label: "healthy", confidence: (1 - confidence) * 0.3),
         ]
         if u < oodFraction {
             return DiagnosisRecord(
                 file: file, decision: .unknownCrop, crop: nil, cropConfidence: 0.3 + 0.2 * v, top3: top3,
-                modelVersion: modelVersion, latencyMs: DiagnosisRecord.Latency(decode: latency.decode, backbone: latency.backbone, total: latency.total - latency.adapter))
+                modelVersion: modelVersion,
+                latencyMs: DiagnosisRecord.Latency(
+                    decode: latency.decode, backbone: latency.backbone, total: latency.total - latency.adapter))
         }
         if u < 2 * oodFraction {
             return DiagnosisRecord(

@@ -58,7 +58,8 @@ public final class SystemdNotifier: @unchecked Sendable {
             for (i, byte) in pathBytes.enumerated() { raw[i] = byte }
             if !abstract { raw[pathBytes.count] = 0 }
         }
-        let length = socklen_t((MemoryLayout<sockaddr_un>.offset(of: \.sun_path) ?? 2) + pathBytes.count + (abstract ? 0 : 1))
+        let length = socklen_t(
+            (MemoryLayout<sockaddr_un>.offset(of: \.sun_path) ?? 2) + pathBytes.count + (abstract ? 0 : 1))
         let payload = Array(state.utf8)
         lock.lock()
         defer { lock.unlock() }

@@ -86,7 +86,8 @@ public struct BundleManifest: Codable, Sendable {
             throw DiagnosisError.badManifest("\(keyPath(context.codingPath)): \(context.debugDescription)")
         } catch let DecodingError.dataCorrupted(context) {
             throw DiagnosisError.badManifest(
-                context.codingPath.isEmpty ? "not valid JSON" : "\(keyPath(context.codingPath)): \(context.debugDescription)")
+                context.codingPath.isEmpty
+                    ? "not valid JSON" : "\(keyPath(context.codingPath)): \(context.debugDescription)")
         } catch {
             throw DiagnosisError.badManifest("unreadable manifest: \(error)")
         }
@@ -102,8 +103,11 @@ public struct BundleManifest: Codable, Sendable {
         guard schemaVersion == 1 else {
             throw DiagnosisError("unsupported_bundle", "schema_version \(schemaVersion) is not supported (expected 1)")
         }
-        guard (16...1024).contains(preprocessing.size) else { throw DiagnosisError.badManifest("preprocessing.size out of range") }
-        guard preprocessing.mean.count == 3, preprocessing.std.count == 3, preprocessing.std.allSatisfy({ $0 > 0 }) else {
+        guard (16...1024).contains(preprocessing.size) else {
+            throw DiagnosisError.badManifest("preprocessing.size out of range")
+        }
+        guard preprocessing.mean.count == 3, preprocessing.std.count == 3, preprocessing.std.allSatisfy({ $0 > 0 })
+        else {
             throw DiagnosisError.badManifest("preprocessing.mean and std need 3 values, std > 0")
         }
         guard ["center-crop", "stretch"].contains(preprocessing.policy) else {
@@ -130,7 +134,9 @@ public struct BundleManifest: Codable, Sendable {
         let listed = Set(files.map(\.path))
         var referenced = [backbone.file, router.head]
         for (crop, adapter) in adapters.sorted(by: { $0.key < $1.key }) {
-            guard !adapter.classes.isEmpty else { throw DiagnosisError.badManifest("adapters.\(crop).classes is empty") }
+            guard !adapter.classes.isEmpty else {
+                throw DiagnosisError.badManifest("adapters.\(crop).classes is empty")
+            }
             referenced.append(adapter.head)
             if let lora = adapter.lora {
                 guard lora.rank > 0, !lora.targets.isEmpty else {

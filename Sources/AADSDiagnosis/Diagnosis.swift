@@ -64,7 +64,9 @@ public struct Diagnosis: Sendable {
         object["crop_confidence"] = number(cropConfidence)
         object["disease"] = disease ?? NSNull()
         object["confidence"] = number(confidence)
-        object["top3"] = top3.map { ["label": $0.label, "score": JSONLine.rounded(Double($0.score), 4)] as [String: Any] }
+        object["top3"] = top3.map {
+            ["label": $0.label, "score": JSONLine.rounded(Double($0.score), 4)] as [String: Any]
+        }
         object["mahalanobis"] = number(mahalanobis)
         object["threshold"] = number(threshold)
         object["latency_ms"] = [

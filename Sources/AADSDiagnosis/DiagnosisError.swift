@@ -11,7 +11,9 @@ public struct DiagnosisError: CodedError {
     }
 
     static func badManifest(_ message: String) -> DiagnosisError { DiagnosisError("bad_manifest", message) }
-    static func missingFile(_ path: String) -> DiagnosisError { DiagnosisError("missing_file", "bundle file missing: \(path)") }
+    static func missingFile(_ path: String) -> DiagnosisError {
+        DiagnosisError("missing_file", "bundle file missing: \(path)")
+    }
     static func badTensor(_ message: String) -> DiagnosisError { DiagnosisError("bad_tensor", message) }
     static func shapeMismatch(_ message: String) -> DiagnosisError { DiagnosisError("shape_mismatch", message) }
 }

@@ -11,7 +11,10 @@ public struct PipelineOptions: Sendable {
     public var allowDamaged: Bool
     public var limits: DecodeLimits
 
-    public init(threads: Int = 1, maxResidentAdapters: Int = 3, allowDamaged: Bool = false, limits: DecodeLimits = DecodeLimits()) {
+    public init(
+        threads: Int = 1, maxResidentAdapters: Int = 3, allowDamaged: Bool = false,
+        limits: DecodeLimits = DecodeLimits()
+    ) {
         self.threads = threads
         self.maxResidentAdapters = max(1, maxResidentAdapters)
         self.allowDamaged = allowDamaged
@@ -62,7 +65,8 @@ public final class DiagnosisPipeline {
             options: PreprocessOptions(
                 size: prep.size, policy: policy, mean: prep.mean, std: prep.std, allowDamaged: options.allowDamaged,
                 limits: options.limits))
-        backbone = try InferenceModel(path: Self.file(bundleDirectory, manifest.backbone.file), options: EngineOptions(threads: options.threads))
+        backbone = try InferenceModel(
+            path: Self.file(bundleDirectory, manifest.backbone.file), options: EngineOptions(threads: options.threads))
         guard backbone.inputs.contains(where: { $0.name == manifest.backbone.input }) else {
             throw DiagnosisError.shapeMismatch("backbone has no input \(manifest.backbone.input)")
         }
@@ -103,11 +107,14 @@ public final class DiagnosisPipeline {
             recency.append(crop)
             return loaded
         }
-        guard let spec = manifest.adapters[crop] else { throw DiagnosisError("unknown_crop", "no adapter for crop \(crop)") }
+        guard let spec = manifest.adapters[crop] else {
+            throw DiagnosisError("unknown_crop", "no adapter for crop \(crop)")
+        }
         let head = try SafeTensorsFile(path: Self.file(bundleDirectory, spec.head))
         let featureCount = router.inputs
         let projection = try LinearLayer(file: head, prefix: "proj.", inputs: featureCount)
-        let classifier = try LinearLayer(file: head, prefix: "cls.", inputs: projection.outputs, outputs: spec.classes.count)
+        let classifier = try LinearLayer(
+            file: head, prefix: "cls.", inputs: projection.outputs, outputs: spec.classes.count)
         let ood = try MahalanobisOOD(file: head, classes: spec.classes.count, dimension: projection.outputs, rule: rule)
         var model: InferenceModel?
         var extra = 0

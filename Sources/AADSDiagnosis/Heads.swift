@@ -10,7 +10,10 @@ public struct LinearLayer: @unchecked Sendable {
     private let storage: SafeTensorsFile
 
     /// Reads `<prefix>weight` [out, in] and `<prefix>bias` [out].
-    public init(file: SafeTensorsFile, prefix: String = "", inputs expectedInputs: Int? = nil, outputs expectedOutputs: Int? = nil) throws {
+    public init(
+        file: SafeTensorsFile, prefix: String = "", inputs expectedInputs: Int? = nil,
+        outputs expectedOutputs: Int? = nil
+    ) throws {
         let (shape, weight) = try file.floats(prefix + "weight", shape: [expectedOutputs ?? -1, expectedInputs ?? -1])
         let (_, bias) = try file.floats(prefix + "bias", shape: [shape[0]])
         self.outputs = shape[0]

@@ -3,7 +3,9 @@ import AADSCore
 /// Low-rank weight deltas of one crop adapter: ΔW = (alpha / rank) · B · A for each target node.
 public enum LoRAMerge {
     /// The dense delta (out × k, row-major) from `a` [rank, k] and `b` [out, rank].
-    public static func delta(a: UnsafeBufferPointer<Float>, b: UnsafeBufferPointer<Float>, rank: Int, alpha: Float) -> [Float] {
+    public static func delta(a: UnsafeBufferPointer<Float>, b: UnsafeBufferPointer<Float>, rank: Int, alpha: Float)
+        -> [Float]
+    {
         let k = a.count / rank
         let out = b.count / rank
         let scale = alpha / Float(rank)
@@ -20,7 +22,9 @@ public enum LoRAMerge {
     }
 
     /// Reads `<target>.lora_A` [rank, k] and `<target>.lora_B` [out, rank] for every target.
-    public static func deltas(file: SafeTensorsFile, targets: [String], rank: Int, alpha: Float) throws -> [String: [Float]] {
+    public static func deltas(file: SafeTensorsFile, targets: [String], rank: Int, alpha: Float) throws -> [String:
+        [Float]]
+    {
         var result: [String: [Float]] = [:]
         for target in targets {
             let (_, a) = try file.floats(target + ".lora_A", shape: [rank, -1])

@@ -50,7 +50,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
             var entries: [String: Entry] = [:]
             for (name, value) in header where name != "__metadata__" {
                 guard let spec = value as? [String: Any], let dtype = spec["dtype"] as? String,
-                    let shape = spec["shape"] as? [Int], let offsets = spec["data_offsets"] as? [Int], offsets.count == 2
+                    let shape = spec["shape"] as? [Int], let offsets = spec["data_offsets"] as? [Int],
+                    offsets.count == 2
                 else { throw DiagnosisError.badTensor("\(path): tensor \(name) has a malformed entry") }
                 guard let elementSize = Self.elementSize(dtype) else {
                     throw DiagnosisError.badTensor("\(path): tensor \(name) has unsupported dtype \(dtype)")
@@ -64,7 +65,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 }
                 guard !overflow, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= size - dataStart,
                     offsets[1] - offsets[0] == count * elementSize
-                else { throw DiagnosisError.badTensor("\(path): tensor \(name) lies outside the file or has a wrong length") }
+                else {
+                    throw DiagnosisError.badTensor(
+                        "\(path): tensor \(name) lies outside the file or has a wrong length")
+                }
                 entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
             }
             self.path = path
@@ -98,13 +102,19 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
     /// A float32 tensor viewed in place (no copy), checked against an expected shape (`-1` matches any
     /// size in that dimension). The view is valid while this object lives.
-    public func floats(_ name: String, shape expected: [Int]? = nil) throws -> (shape: [Int], values: UnsafeBufferPointer<Float>) {
+    public func floats(_ name: String, shape expected: [Int]? = nil) throws -> (
+        shape: [Int], values: UnsafeBufferPointer<Float>
+    ) {
         guard let entry = entries[name] else { throw DiagnosisError.badTensor("\(path): no tensor \(name)") }
-        guard entry.dtype == "F32" else { throw DiagnosisError.badTensor("\(path): tensor \(name) is \(entry.dtype), expected F32") }
+        guard entry.dtype == "F32" else {
+            throw DiagnosisError.badTensor("\(path): tensor \(name) is \(entry.dtype), expected F32")
+        }
         if let expected {
-            let matches = expected.count == entry.shape.count && zip(expected, entry.shape).allSatisfy { $0 == -1 || $0 == $1 }
+            let matches =
+                expected.count == entry.shape.count && zip(expected, entry.shape).allSatisfy { $0 == -1 || $0 == $1 }
             guard matches else {
-                throw DiagnosisError.shapeMismatch("\(path): tensor \(name) has shape \(entry.shape), expected \(expected)")
+                throw DiagnosisError.shapeMismatch(
+                    "\(path): tensor \(name) has shape \(entry.shape), expected \(expected)")
             }
         }
         let raw = try bytes(name)

@@ -98,42 +98,62 @@ extension HealthPolicy {
     /// Applies the decision matrix to a candidate's measured metrics against a reference (the previous
     /// good slot's measurement on this device, or the manifest's `baseline_metrics`). Reference keys that
     /// are missing are not compared; absolute bounds (AUROC, error rate) always apply.
-    public func evaluate(candidate: HealthMetrics, reference: [String: Double], crashFrequency: Double = 0) -> HealthVerdict {
+    public func evaluate(candidate: HealthMetrics, reference: [String: Double], crashFrequency: Double = 0)
+        -> HealthVerdict
+    {
         var findings: [HealthVerdict.Finding] = []
         func drop(_ key: String, _ value: Double, _ label: String) {
             guard let base = reference[key] else { return }
             if base - value > accuracyDropMax + 1e-12 {
-                findings.append(.init(check: key, action: .rollback,
-                    detail: "\(label) \(percent(value)) is \(percent(base - value)) below \(percent(base))"))
+                findings.append(
+                    .init(
+                        check: key, action: .rollback,
+                        detail: "\(label) \(percent(value)) is \(percent(base - value)) below \(percent(base))"))
             }
         }
         drop("crop_routing_accuracy", candidate.cropRoutingAccuracy, "routing accuracy")
         drop("adapter_accuracy", candidate.adapterAccuracy, "adapter accuracy")
         if candidate.oodAuroc < oodAurocMin {
-            findings.append(.init(check: "ood_auroc", action: .rollback,
-                detail: "OOD AUROC \(fixed(candidate.oodAuroc)) is below \(fixed(oodAurocMin))"))
+            findings.append(
+                .init(
+                    check: "ood_auroc", action: .rollback,
+                    detail: "OOD AUROC \(fixed(candidate.oodAuroc)) is below \(fixed(oodAurocMin))"))
         }
         if let base = reference["ood_fpr"], candidate.oodFpr - base > fprIncreaseMax + 1e-12 {
-            findings.append(.init(check: "ood_fpr", action: .rollback,
-                detail: "OOD FPR rose from \(percent(base)) to \(percent(candidate.oodFpr))"))
+            findings.append(
+                .init(
+                    check: "ood_fpr", action: .rollback,
+                    detail: "OOD FPR rose from \(percent(base)) to \(percent(candidate.oodFpr))"))
         }
         if let base = reference["latency_ms"], base > 0, candidate.latencyMs > base * (1 + latencyIncreaseWarn) {
-            findings.append(.init(check: "latency_ms", action: .warn,
-                detail: "latency \(fixed(candidate.latencyMs)) ms is more than \(percent(latencyIncreaseWarn)) over \(fixed(base)) ms"))
+            findings.append(
+                .init(
+                    check: "latency_ms", action: .warn,
+                    detail:
+                        "latency \(fixed(candidate.latencyMs)) ms is more than \(percent(latencyIncreaseWarn)) over \(fixed(base)) ms"
+                ))
         }
         if let base = reference["memory_per_adapter_mb"], base > 0,
             candidate.memoryPerAdapterMb > base * (1 + memoryIncreaseWarn)
         {
-            findings.append(.init(check: "memory_per_adapter_mb", action: .warn,
-                detail: "adapter memory \(fixed(candidate.memoryPerAdapterMb)) MB is more than \(percent(memoryIncreaseWarn)) over \(fixed(base)) MB"))
+            findings.append(
+                .init(
+                    check: "memory_per_adapter_mb", action: .warn,
+                    detail:
+                        "adapter memory \(fixed(candidate.memoryPerAdapterMb)) MB is more than \(percent(memoryIncreaseWarn)) over \(fixed(base)) MB"
+                ))
         }
         if candidate.errorRate > errorRateMax {
-            findings.append(.init(check: "error_rate", action: .rollback,
-                detail: "error rate \(percent(candidate.errorRate)) is above \(percent(errorRateMax))"))
+            findings.append(
+                .init(
+                    check: "error_rate", action: .rollback,
+                    detail: "error rate \(percent(candidate.errorRate)) is above \(percent(errorRateMax))"))
         }
         if crashFrequency > crashFrequencyMax {
-            findings.append(.init(check: "crash_frequency", action: .rollback,
-                detail: "crash frequency \(percent(crashFrequency)) is above \(percent(crashFrequencyMax))"))
+            findings.append(
+                .init(
+                    check: "crash_frequency", action: .rollback,
+                    detail: "crash frequency \(percent(crashFrequency)) is above \(percent(crashFrequencyMax))"))
         }
         return HealthVerdict(findings: findings)
     }

@@ -39,7 +39,8 @@ public struct HealthReport: Sendable {
         var object: [String: Any] = [
             "bundle": bundleDirectory, "passed": passed,
             "checks": checks.map {
-                ["name": $0.name, "passed": $0.passed, "detail": $0.detail, "ms": JSONLine.rounded($0.durationMs)] as [String: Any]
+                ["name": $0.name, "passed": $0.passed, "detail": $0.detail, "ms": JSONLine.rounded($0.durationMs)]
+                    as [String: Any]
             },
             "failures": failures, "warnings": warnings,
         ]
@@ -64,7 +65,9 @@ public struct HealthCheck: Sendable {
     /// Reads `golden/labels.csv`-style rows: `path,crop,class` with a header line; paths relative to the bundle.
     public static func goldenItems(bundleDirectory: String, labels: String) throws -> [GoldenItem] {
         let path = bundleDirectory + "/" + labels
-        guard let data = FileManager.default.contents(atPath: path) else { throw DiagnosisError("missing_file", "golden set labels \(labels) missing") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DiagnosisError("missing_file", "golden set labels \(labels) missing")
+        }
         var items: [GoldenItem] = []
         for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
             let fields = line.split(separator: ",", omittingEmptySubsequences: false).map {
@@ -81,7 +84,9 @@ public struct HealthCheck: Sendable {
     }
 
     /// Runs `body` on its own thread, giving up after `seconds` (a hung check fails instead of hanging the gate).
-    static func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () throws -> T) -> Result<T, any Error>? {
+    static func withTimeout<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () throws -> T) -> Result<
+        T, any Error
+    >? {
         let box = ResultBox<T>()
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
@@ -96,7 +101,8 @@ public struct HealthCheck: Sendable {
 
     /// Measures the golden set only (used to write a bundle's baseline metrics).
     public func measure(bundleDirectory: String) throws -> HealthMetrics {
-        let pipeline = try DiagnosisPipeline(bundleDirectory: bundleDirectory, options: PipelineOptions(threads: threads))
+        let pipeline = try DiagnosisPipeline(
+            bundleDirectory: bundleDirectory, options: PipelineOptions(threads: threads))
         return try Self.measure(pipeline: pipeline)
     }
 
@@ -108,7 +114,8 @@ public struct HealthCheck: Sendable {
         // One warm-up image so the first run's allocations do not count as latency.
         _ = pipeline.diagnose(path: items[0].path)
         let diagnoses = items.map { pipeline.diagnose(path: $0.path) }
-        var metrics = GoldenScoring.score(items: items, diagnoses: diagnoses, routerThreshold: pipeline.manifest.router.confidenceThreshold)
+        var metrics = GoldenScoring.score(
+            items: items, diagnoses: diagnoses, routerThreshold: pipeline.manifest.router.confidenceThreshold)
         let adapterBytes = pipeline.residentAdapterBytes.values
         metrics.memoryPerAdapterMb = adapterBytes.isEmpty ? 0 : Double(adapterBytes.max() ?? 0) / 1_048_576
         metrics.peakRssMb = ProcessMemory.peakResidentMB()
@@ -117,7 +124,9 @@ public struct HealthCheck: Sendable {
 
     /// The full health run. `slot` enables the integrity check; `reference` is what the matrix compares
     /// against (nil: the manifest's `baseline_metrics`).
-    public func run(bundleDirectory: String, store: SlotStore? = nil, slot: SlotID? = nil, reference: [String: Double]? = nil)
+    public func run(
+        bundleDirectory: String, store: SlotStore? = nil, slot: SlotID? = nil, reference: [String: Double]? = nil
+    )
         -> HealthReport
     {
         var report = HealthReport(bundleDirectory: bundleDirectory)
@@ -126,40 +135,58 @@ public struct HealthCheck: Sendable {
             var clock = Stopwatch()
             do {
                 try store.checkIntegrity(slot, level: .deep)
-                report.checks.append(CheckResult(name: "integrity", passed: true, detail: "every file matches its hash", durationMs: clock.lap()))
+                report.checks.append(
+                    CheckResult(
+                        name: "integrity", passed: true, detail: "every file matches its hash", durationMs: clock.lap())
+                )
             } catch {
-                report.checks.append(CheckResult(name: "integrity", passed: false, detail: AnyCodedError(error).message, durationMs: clock.lap()))
+                report.checks.append(
+                    CheckResult(
+                        name: "integrity", passed: false, detail: AnyCodedError(error).message, durationMs: clock.lap())
+                )
                 return report
             }
         }
         let threads = self.threads
         var clock = Stopwatch()
         let loaded = Self.withTimeout(timeout) {
-            UncheckedBox(try DiagnosisPipeline(bundleDirectory: bundleDirectory, options: PipelineOptions(threads: threads)))
+            UncheckedBox(
+                try DiagnosisPipeline(bundleDirectory: bundleDirectory, options: PipelineOptions(threads: threads)))
         }
         let pipeline: DiagnosisPipeline
         switch loaded {
         case .none:
-            report.checks.append(CheckResult(name: "load", passed: false, detail: "timed out after \(Int(timeout)) s", durationMs: clock.lap()))
+            report.checks.append(
+                CheckResult(
+                    name: "load", passed: false, detail: "timed out after \(Int(timeout)) s", durationMs: clock.lap()))
             return report
         case .failure(let error)?:
-            report.checks.append(CheckResult(name: "load", passed: false, detail: AnyCodedError(error).message, durationMs: clock.lap()))
+            report.checks.append(
+                CheckResult(name: "load", passed: false, detail: AnyCodedError(error).message, durationMs: clock.lap()))
             return report
         case .success(let box)?:
             pipeline = box.value
             report.modelVersion = pipeline.manifest.modelVersion
-            report.checks.append(CheckResult(name: "load", passed: true, detail: "backbone and router loaded", durationMs: clock.lap()))
+            report.checks.append(
+                CheckResult(name: "load", passed: true, detail: "backbone and router loaded", durationMs: clock.lap()))
         }
         let shared = UncheckedBox(pipeline)
         let measured = Self.withTimeout(timeout) { try Self.measure(pipeline: shared.value) }
         switch measured {
         case .none:
-            report.checks.append(CheckResult(name: "golden_set", passed: false, detail: "timed out after \(Int(timeout)) s", durationMs: clock.lap()))
+            report.checks.append(
+                CheckResult(
+                    name: "golden_set", passed: false, detail: "timed out after \(Int(timeout)) s",
+                    durationMs: clock.lap()))
         case .failure(let error)?:
-            report.checks.append(CheckResult(name: "golden_set", passed: false, detail: AnyCodedError(error).message, durationMs: clock.lap()))
+            report.checks.append(
+                CheckResult(
+                    name: "golden_set", passed: false, detail: AnyCodedError(error).message, durationMs: clock.lap()))
         case .success(let metrics)?:
             report.metrics = metrics
-            report.checks.append(CheckResult(name: "golden_set", passed: true, detail: "\(metrics.images) images", durationMs: clock.lap()))
+            report.checks.append(
+                CheckResult(
+                    name: "golden_set", passed: true, detail: "\(metrics.images) images", durationMs: clock.lap()))
             let baseline = reference ?? pipeline.manifest.baselineMetrics ?? [:]
             report.verdict = policy.evaluate(candidate: metrics, reference: baseline)
         }

@@ -97,7 +97,9 @@ public enum GoldenScoring {
             let confidence = Double(max(diagnosis.cropConfidence ?? 0, 1e-6))
             return Double(routerThreshold) / confidence
         case .diagnosis, .ood:
-            guard let distance = diagnosis.mahalanobis, let threshold = diagnosis.threshold, threshold > 0 else { return 0 }
+            guard let distance = diagnosis.mahalanobis, let threshold = diagnosis.threshold, threshold > 0 else {
+                return 0
+            }
             return Double(distance / threshold)
         case .error:
             return .infinity

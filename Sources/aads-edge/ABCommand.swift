@@ -18,7 +18,9 @@ struct ABCommand: ParsableCommand {
                 let (config, journal) = try location.open()
                 let comparisons = try ABReport.comparisons(journal: journal)
                 if output.json {
-                    for c in comparisons { print(JSONLine.encode(c.jsonObject(alpha: config.ab.alpha, minSamples: config.ab.minSamples))) }
+                    for c in comparisons {
+                        print(JSONLine.encode(c.jsonObject(alpha: config.ab.alpha, minSamples: config.ab.minSamples)))
+                    }
                 } else {
                     print(ABReport.text(comparisons, alpha: config.ab.alpha, minSamples: config.ab.minSamples))
                 }

@@ -33,7 +33,9 @@ struct DiagnoseCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard (bundle == nil) != (slots == nil) else { throw ValidationError("give exactly one of --bundle or --slots") }
+        guard (bundle == nil) != (slots == nil) else {
+            throw ValidationError("give exactly one of --bundle or --slots")
+        }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be within 1...64") }
     }
 
@@ -74,7 +76,8 @@ struct DiagnoseCommand: ParsableCommand {
 
 /// The readable table of `diagnose` without `--json`.
 enum DiagnosisTable {
-    static let header = pad("file", 28) + pad("decision", 13) + pad("crop", 8) + pad("conf", 6) + pad("disease", 22)
+    static let header =
+        pad("file", 28) + pad("decision", 13) + pad("crop", 8) + pad("conf", 6) + pad("disease", 22)
         + pad("conf", 6) + pad("d²/T", 12) + "ms"
 
     static func row(_ d: Diagnosis) -> String {

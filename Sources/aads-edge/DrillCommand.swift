@@ -23,7 +23,8 @@ struct DrillCommand: AsyncParsableCommand {
         let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let report: DrillReport
         do {
-            let gate = GoldenSetGate(check: HealthCheck(policy: try HealthPolicy.load(path: ConfigPaths.healthPolicy())))
+            let gate = GoldenSetGate(
+                check: HealthCheck(policy: try HealthPolicy.load(path: ConfigPaths.healthPolicy())))
             report = try await SlotDrill(executable: executable, gate: gate).run(which)
         } catch {
             throw fail(error, json: output.json)

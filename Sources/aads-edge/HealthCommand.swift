@@ -43,7 +43,10 @@ struct HealthCommand: ParsableCommand {
                 if writeBaseline {
                     let metrics = try check.measure(bundleDirectory: bundle)
                     try BaselineWriter.write(metrics, bundleDirectory: bundle)
-                    print(output.json ? JSONLine.encode(["bundle": bundle, "baseline_metrics": metrics.dictionary]) : "baseline_metrics written to \(bundle)/manifest.json")
+                    print(
+                        output.json
+                            ? JSONLine.encode(["bundle": bundle, "baseline_metrics": metrics.dictionary])
+                            : "baseline_metrics written to \(bundle)/manifest.json")
                     return
                 }
                 result = check.run(bundleDirectory: bundle)
@@ -53,7 +56,9 @@ struct HealthCommand: ParsableCommand {
                 guard let target = try slot.map(parseSlot) ?? state.active else {
                     throw HealthError("no_active_slot", "the slot store at \(root) holds no model")
                 }
-                let reference = state.fallback.flatMap { target == state.trial?.slot ? HealthMetrics.numbers(state[$0].metrics) : nil }
+                let reference = state.fallback.flatMap {
+                    target == state.trial?.slot ? HealthMetrics.numbers(state[$0].metrics) : nil
+                }
                 result = check.run(
                     bundleDirectory: store.bundlePath(target), store: store, slot: target,
                     reference: reference?.isEmpty == false ? reference : nil)
@@ -69,10 +74,15 @@ struct HealthCommand: ParsableCommand {
                 print("\(check.passed ? "ok  " : "FAIL") \(check.name): \(check.detail)")
             }
             if let m = result.metrics {
-                print(String(format: "routing %.1f%%  adapter %.1f%%  OOD AUROC %.3f  FPR %.1f%%  latency p50 %.1f ms p95 %.1f ms  errors %.2f%%  peak RSS %.0f MB",
-                    m.cropRoutingAccuracy * 100, m.adapterAccuracy * 100, m.oodAuroc, m.oodFpr * 100, m.latencyMs, m.latencyP95Ms, m.errorRate * 100, m.peakRssMb))
+                print(
+                    String(
+                        format:
+                            "routing %.1f%%  adapter %.1f%%  OOD AUROC %.3f  FPR %.1f%%  latency p50 %.1f ms p95 %.1f ms  errors %.2f%%  peak RSS %.0f MB",
+                        m.cropRoutingAccuracy * 100, m.adapterAccuracy * 100, m.oodAuroc, m.oodFpr * 100, m.latencyMs,
+                        m.latencyP95Ms, m.errorRate * 100, m.peakRssMb))
             }
-            for line in result.failures where !result.checks.contains(where: { !$0.passed && line.hasPrefix($0.name) }) { print("FAIL \(line)") }
+            for line in result.failures where !result.checks.contains(where: { !$0.passed && line.hasPrefix($0.name) })
+            { print("FAIL \(line)") }
             for line in result.warnings { print("warn \(line)") }
             print(result.passed ? "health: pass" : "health: fail")
         }
@@ -99,7 +109,8 @@ enum BaselineWriter {
             "ood_auroc": d["ood_auroc"], "ood_fpr": d["ood_fpr"], "latency_ms": d["latency_ms"],
             "memory_per_adapter_mb": d["memory_per_adapter_mb"],
         ].compactMapValues { $0.map { JSONLine.rounded($0, 4) } }
-        let out = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        let out = try JSONSerialization.data(
+            withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         try AtomicFile.write(out + Data("\n".utf8), to: path)
     }
 }

@@ -9,7 +9,8 @@ struct ReportCommand: ParsableCommand {
         abstract: "Write one static HTML page (inline SVG, no scripts, no network) from the results journal.")
 
     @OptionGroup var location: JournalOption
-    @Option(name: .long, help: "Slot store root; its events.jsonl joins the slot timeline (default: slot_root).") var root: String?
+    @Option(name: .long, help: "Slot store root; its events.jsonl joins the slot timeline (default: slot_root).")
+    var root: String?
     @Option(name: .long, help: "The HTML file to write.") var out: String
     @Flag(name: .long, help: .hidden) var demo = false
     @OptionGroup var output: OutputOptions
@@ -29,7 +30,9 @@ struct ReportCommand: ParsableCommand {
             if output.json {
                 print(JSONLine.encode(["out": out, "results": data.totalRows, "versions": data.versions.count]))
             } else {
-                print("wrote \(out): \(data.totalRows) results, \(data.versions.count) versions, \(data.alerts.count) alerts, \(data.slotEvents.count) slot events")
+                print(
+                    "wrote \(out): \(data.totalRows) results, \(data.versions.count) versions, \(data.alerts.count) alerts, \(data.slotEvents.count) slot events"
+                )
             }
         } catch {
             report(error, json: output.json)

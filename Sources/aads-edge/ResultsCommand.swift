@@ -24,7 +24,8 @@ struct JournalOption: ParsableArguments {
 func parseSince(_ text: String?) throws -> Date? {
     guard let text else { return nil }
     guard let date = ISO8601.parseSince(text) else {
-        throw ValidationError("--since: expected an ISO 8601 time (2024-05-01T12:00:00Z), a date, or an age like 24h / 7d")
+        throw ValidationError(
+            "--since: expected an ISO 8601 time (2024-05-01T12:00:00Z), a date, or an age like 24h / 7d")
     }
     return date
 }
@@ -37,7 +38,8 @@ struct ResultsCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List results (a table, or JSON lines with --json).")
         @OptionGroup var location: JournalOption
-        @Option(name: .long, help: "Only results at or after this time (ISO 8601, or an age: 24h, 7d).") var since: String?
+        @Option(name: .long, help: "Only results at or after this time (ISO 8601, or an age: 24h, 7d).") var since:
+            String?
         @Option(name: .long, help: "At most this many rows (the newest).") var limit: Int?
         @Flag(name: .long, help: "Only rows not yet synced.") var unsynced = false
         @OptionGroup var output: OutputOptions
@@ -52,13 +54,19 @@ struct ResultsCommand: ParsableCommand {
                 if output.json {
                     ResultsExport.write(rows, format: .jsonl) { print($0) }
                 } else {
-                    print("id      created_at                file                            decision      crop/disease                     conf   version       synced")
+                    print(
+                        "id      created_at                file                            decision      crop/disease                     conf   version       synced"
+                    )
                     for row in rows {
                         let r = row.record
-                        let label = r.decision == .diagnosis ? "\(r.crop ?? "")/\(r.disease ?? "")" : (r.error?.code ?? r.crop ?? "")
+                        let label =
+                            r.decision == .diagnosis
+                            ? "\(r.crop ?? "")/\(r.disease ?? "")" : (r.error?.code ?? r.crop ?? "")
                         print(
-                            pad(String(row.id), 8) + pad(ISO8601.string(row.createdAt), 26) + pad(r.file, 32) + pad(r.decision.rawValue, 14)
-                                + pad(label, 33) + pad(r.confidence.map { String(format: "%.3f", $0) } ?? "-", 7) + pad(r.modelVersion, 14)
+                            pad(String(row.id), 8) + pad(ISO8601.string(row.createdAt), 26) + pad(r.file, 32)
+                                + pad(r.decision.rawValue, 14)
+                                + pad(label, 33) + pad(r.confidence.map { String(format: "%.3f", $0) } ?? "-", 7)
+                                + pad(r.modelVersion, 14)
                                 + (row.synced ? "yes" : "no"))
                     }
                     print("\(rows.count) rows")
@@ -75,7 +83,8 @@ struct ResultsCommand: ParsableCommand {
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Export results as JSON lines or CSV.")
         @OptionGroup var location: JournalOption
-        @Option(name: .long, help: "Only results at or after this time (ISO 8601, or an age: 24h, 7d).") var since: String?
+        @Option(name: .long, help: "Only results at or after this time (ISO 8601, or an age: 24h, 7d).") var since:
+            String?
         @Option(name: .long, help: "jsonl or csv.") var format: ResultsExport.Format = .jsonl
         @Flag(name: .long, help: "Only rows not yet synced.") var unsynced = false
         @Option(name: .long, help: "Write to this file (atomically) instead of standard output.") var out: String?
@@ -97,14 +106,18 @@ struct ResultsCommand: ParsableCommand {
 
     struct MarkSynced: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "mark-synced", abstract: "Mark rows as synced (uploaded): every row up to an id, or listed ids.")
+            commandName: "mark-synced",
+            abstract: "Mark rows as synced (uploaded): every row up to an id, or listed ids.")
         @OptionGroup var location: JournalOption
         @Option(name: .long, help: "Mark every row with id <= ID.") var until: Int64?
-        @Option(name: .long, parsing: .upToNextOption, help: "Mark these ids (space or comma separated).") var ids: [String] = []
+        @Option(name: .long, parsing: .upToNextOption, help: "Mark these ids (space or comma separated).") var ids:
+            [String] = []
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
-            guard (until == nil) != ids.isEmpty else { throw ValidationError("give exactly one of --until ID or --ids ID...") }
+            guard (until == nil) != ids.isEmpty else {
+                throw ValidationError("give exactly one of --until ID or --ids ID...")
+            }
         }
 
         func run() throws {
@@ -132,7 +145,8 @@ struct ResultsCommand: ParsableCommand {
     }
 
     struct Prune: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Apply retention now (the service also does it hourly).")
+        static let configuration = CommandConfiguration(
+            abstract: "Apply retention now (the service also does it hourly).")
         @OptionGroup var location: JournalOption
         @Option(name: .long, help: "Keep at most N rows (default: retention.max_rows).") var maxRows: Int?
         @Option(name: .long, help: "Keep at most D days (default: retention.max_days).") var maxDays: Int?

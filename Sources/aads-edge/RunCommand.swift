@@ -17,7 +17,9 @@ struct ConfigOption: ParsableArguments {
 
     func load() throws -> DeviceConfig {
         if let config { return try DeviceConfig.load(path: config) }
-        if FileManager.default.fileExists(atPath: Self.systemPath) { return try DeviceConfig.load(path: Self.systemPath) }
+        if FileManager.default.fileExists(atPath: Self.systemPath) {
+            return try DeviceConfig.load(path: Self.systemPath)
+        }
         return DeviceConfig.defaults
     }
 }
@@ -31,7 +33,8 @@ enum LogSetup {
             done = true
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = ProcessInfo.processInfo.environment["AADS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+                handler.logLevel =
+                    ProcessInfo.processInfo.environment["AADS_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
                 return handler
             }
         }
@@ -43,7 +46,8 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the field service: watch the spool, diagnose, journal, drive LEDs and metrics.",
-        discussion: "SIGTERM finishes the image in hand and exits 0. Under systemd (Type=notify) it sends READY=1, WATCHDOG=1 and STOPPING=1 itself."
+        discussion:
+            "SIGTERM finishes the image in hand and exits 0. Under systemd (Type=notify) it sends READY=1, WATCHDOG=1 and STOPPING=1 itself."
     )
 
     @OptionGroup var configOption: ConfigOption
@@ -51,7 +55,8 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "Slot store root (overrides slot_root).") var root: String?
     @Option(name: .long, help: "Results journal, SQLite (overrides journal_path).") var journal: String?
     @Option(name: .long, help: "Prometheus textfile to write (overrides metrics.file).") var metricsFile: String?
-    @Option(name: .long, help: "GPIO backend: libgpiod, simulated or off (overrides gpio.backend).") var gpio: GPIOBackendKind?
+    @Option(name: .long, help: "GPIO backend: libgpiod, simulated or off (overrides gpio.backend).") var gpio:
+        GPIOBackendKind?
     @Flag(name: .long, help: "Exit once the spool is empty.") var exitWhenIdle = false
 
     func run() throws {
@@ -70,7 +75,8 @@ struct RunCommand: ParsableCommand {
         if let gpio { config.gpio.backend = gpio }
         do {
             let lifecycle = try ServiceWiring.makeLifecycle(config: config, logger: logger)
-            let service = try FieldService.make(config: config, lifecycle: lifecycle, logger: logger, exitWhenIdle: exitWhenIdle)
+            let service = try FieldService.make(
+                config: config, lifecycle: lifecycle, logger: logger, exitWhenIdle: exitWhenIdle)
             service.installSignalHandlers()
             _ = try service.run()
         } catch {

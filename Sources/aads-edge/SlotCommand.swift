@@ -80,7 +80,10 @@ struct SlotCommand: ParsableCommand {
             do {
                 let state = try root.store.activate(attempts: attempts)
                 let slot = state.active?.rawValue ?? "?"
-                object = ["active": slot, "state": "trial", "attempts": attempts, "fallback": orNull(state.fallback?.rawValue)]
+                object = [
+                    "active": slot, "state": "trial", "attempts": attempts,
+                    "fallback": orNull(state.fallback?.rawValue),
+                ]
                 if !output.json { print("slot \(slot) is on trial with \(attempts) attempts") }
                 if !noHealthCheck {
                     let gate = GoldenSetGate(check: HealthCheck(policy: try HealthPolicy.load(path: policy)))
@@ -98,7 +101,9 @@ struct SlotCommand: ParsableCommand {
                         object["rollback_ms"] = JSONLine.rounded(rollback.durationMs)
                         if !output.json {
                             for failure in verdict.failures { print("FAIL \(failure)") }
-                            print("health gate failed: rolled back to slot \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms")
+                            print(
+                                "health gate failed: rolled back to slot \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms"
+                            )
                         }
                     }
                 }

@@ -96,11 +96,13 @@ import Testing
         for i in 0..<n {
             let baselineOOD = i < 5
             let candidateIsOOD = i < candidateOOD
-            let candidateLabel: String = candidateIsOOD ? "ood" : (i % 10 == 9 ? "tomato/late_blight" : "tomato/healthy")
+            let candidateLabel: String =
+                candidateIsOOD ? "ood" : (i % 10 == 9 ? "tomato/late_blight" : "tomato/healthy")
             list.append(
                 ABSample(
                     imageSHA256: String(format: "%064x", i), baselineVersion: "1.0.0", candidateVersion: "1.1.0",
-                    baselineDecision: baselineOOD ? .ood : .diagnosis, candidateDecision: candidateIsOOD ? .ood : .diagnosis,
+                    baselineDecision: baselineOOD ? .ood : .diagnosis,
+                    candidateDecision: candidateIsOOD ? .ood : .diagnosis,
                     baselineLabel: baselineOOD ? "ood" : "tomato/healthy", candidateLabel: candidateLabel,
                     baselineLatencyMs: 30 + Double(i % 7), candidateLatencyMs: candidateLatency + Double(i % 5)))
         }
@@ -128,15 +130,23 @@ import Testing
     }
 
     @Test func probationPolicy() {
-        let policy = ProbationPolicy(config: .init(images: 100, maxErrorRate: 0.02, requireABNotWorse: true), ab: DeviceConfig.defaults.ab)
+        let policy = ProbationPolicy(
+            config: .init(images: 100, maxErrorRate: 0.02, requireABNotWorse: true), ab: DeviceConfig.defaults.ab)
         let good = ABComparison(samples: samples(candidateLatency: 31, candidateOOD: 5))
         let bad = ABComparison(samples: samples(candidateLatency: 45, candidateOOD: 5))
         #expect(policy.verdict(images: 99, errors: 0, comparison: good) == .keepGoing)
         #expect(policy.verdict(images: 100, errors: 2, comparison: good) == .commit)
-        if case .rollback = policy.verdict(images: 100, errors: 3, comparison: good) {} else { Issue.record("expected rollback on errors") }
-        if case .rollback = policy.verdict(images: 100, errors: 0, comparison: bad) {} else { Issue.record("expected rollback on A/B") }
+        if case .rollback = policy.verdict(images: 100, errors: 3, comparison: good) {
+        } else {
+            Issue.record("expected rollback on errors")
+        }
+        if case .rollback = policy.verdict(images: 100, errors: 0, comparison: bad) {
+        } else {
+            Issue.record("expected rollback on A/B")
+        }
         #expect(policy.verdict(images: 100, errors: 0, comparison: nil) == .keepGoing)
-        let noAB = ProbationPolicy(config: .init(images: 100, maxErrorRate: 0.02, requireABNotWorse: false), ab: DeviceConfig.defaults.ab)
+        let noAB = ProbationPolicy(
+            config: .init(images: 100, maxErrorRate: 0.02, requireABNotWorse: false), ab: DeviceConfig.defaults.ab)
         #expect(noAB.verdict(images: 100, errors: 0, comparison: nil) == .commit)
     }
 

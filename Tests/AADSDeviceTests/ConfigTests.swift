@@ -50,15 +50,23 @@ import Testing
     @Test func errorsNameTheKeyPathAndReason() {
         #expect(decodeError(#"{"gpio": {"lines": {"green": "17"}}}"#) == "gpio.lines.green: expected an integer")
         #expect(decodeError(#"{"gpio": {"lines": {"green": 1.5}}}"#) == "gpio.lines.green: expected an integer")
-        #expect(decodeError(#"{"gpio": {"backend": "wiringpi"}}"#) == "gpio.backend: expected one of libgpiod, simulated, off, got \"wiringpi\"")
+        #expect(
+            decodeError(#"{"gpio": {"backend": "wiringpi"}}"#)
+                == "gpio.backend: expected one of libgpiod, simulated, off, got \"wiringpi\"")
         #expect(decodeError(#"{"gpio": {"required": "yes"}}"#) == "gpio.required: expected true or false")
-        #expect(decodeError(#"{"gpio": {"lines": {"green": 1, "amber": 1}}}"#) == "gpio.lines: line offsets must be distinct")
-        #expect(decodeError(#"{"gpio": {"lines": {"green": -1}}}"#) == "gpio.lines.green: must be between 0 and 1023, got -1")
+        #expect(
+            decodeError(#"{"gpio": {"lines": {"green": 1, "amber": 1}}}"#)
+                == "gpio.lines: line offsets must be distinct")
+        #expect(
+            decodeError(#"{"gpio": {"lines": {"green": -1}}}"#)
+                == "gpio.lines.green: must be between 0 and 1023, got -1")
         #expect(decodeError(#"{"metrics": {"interval_s": 0}}"#) == "metrics.interval_s: must be at least 0.1, got 0.0")
         #expect(decodeError(#"{"ab": {"fraction": 1.5}}"#) == "ab.fraction: must be between 0.0 and 1.0, got 1.5")
         #expect(decodeError(#"{"spool_dir": 3}"#) == "spool_dir: expected a string")
         #expect(decodeError(#"{"spool_dir": ""}"#) == "spool_dir: must not be empty")
-        #expect(decodeError(#"{"capture": {"command": "libcamera-still -o out.jpg"}}"#) == "capture.command: must contain {path}")
+        #expect(
+            decodeError(#"{"capture": {"command": "libcamera-still -o out.jpg"}}"#)
+                == "capture.command: must contain {path}")
         #expect(decodeError(#"{"queue": []}"#) == "queue: expected an object")
         #expect(decodeError(#"{"retention": {"max_row": 5}}"#) == "retention.max_row: unknown key")
         #expect(decodeError(#"{"spool": "/x"}"#) == "spool: unknown key")

@@ -42,12 +42,14 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
 
 @Suite struct FieldServiceTests {
     func makeService(
-        _ dir: TempDir, config: DeviceConfig? = nil, lifecycle: (any SlotLifecycle)? = nil, gpio: (any GPIOBackend)? = nil,
+        _ dir: TempDir, config: DeviceConfig? = nil, lifecycle: (any SlotLifecycle)? = nil,
+        gpio: (any GPIOBackend)? = nil,
         exitWhenIdle: Bool = false
     ) throws -> FieldService {
         let config = config ?? testConfig(dir)
         return try FieldService(
-            config: config, lifecycle: lifecycle ?? StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
+            config: config,
+            lifecycle: lifecycle ?? StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
             journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
             gpio: gpio, notifier: SystemdNotifier(environment: [:]), exitWhenIdle: exitWhenIdle)
     }
@@ -59,7 +61,9 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         let runner = ServiceRunner(service)
         let spool = service.spool.directory
         for i in 0..<1000 {
-            try dropImage(into: spool, name: String(format: "img-%04d.jpg", i), content: i % 97 == 0 ? "CORRUPT \(i)" : "image \(i)")
+            try dropImage(
+                into: spool, name: String(format: "img-%04d.jpg", i),
+                content: i % 97 == 0 ? "CORRUPT \(i)" : "image \(i)")
         }
         #expect(try eventually { try service.journal.count() == 1000 && service.spool.pending().isEmpty })
         let summary = try runner.wait()
@@ -110,7 +114,9 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         let service = try makeService(dir, config: config, exitWhenIdle: true)
         for i in 0..<5 {
             let path = try dropImage(into: service.spool.directory, name: "p\(i).jpg", content: "img \(i)")
-            var times = [timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0)]
+            var times = [
+                timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0),
+            ]
             utimensat(AT_FDCWD, path, &times, 0)
         }
         let summary = try service.run()
@@ -128,7 +134,8 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         let gpio = SimulatedGPIO()
         let lines = testConfig(dir).gpio.lines
         let ood = SyntheticDiagnoser(modelVersion: "1.0.0", oodFraction: 0.5)  // every image ood or unknown_crop
-        let service = try makeService(dir, lifecycle: StaticSlotLifecycle(diagnoser: ood), gpio: gpio, exitWhenIdle: true)
+        let service = try makeService(
+            dir, lifecycle: StaticSlotLifecycle(diagnoser: ood), gpio: gpio, exitWhenIdle: true)
         try dropImage(into: service.spool.directory, name: "x.jpg", content: "x")
         _ = try service.run()
         let lit = gpio.history.filter { $0.value == 1 }.map(\.line)
@@ -165,7 +172,10 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         #expect(lifecycle.seenComparisons.last == 5)
         // Acknowledged: the next run is green again.
         try latch.acknowledge()
-        let again = try makeService(dir, config: config, lifecycle: StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0", oodFraction: 0)), gpio: SimulatedGPIO(), exitWhenIdle: true)
+        let again = try makeService(
+            dir, config: config,
+            lifecycle: StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0", oodFraction: 0)),
+            gpio: SimulatedGPIO(), exitWhenIdle: true)
         try dropImage(into: again.spool.directory, name: "z.jpg", content: "z")
         _ = try again.run()
         #expect(!latch.isLatched)
@@ -235,7 +245,8 @@ final class ScriptedLifecycle: SlotLifecycle {
         if let ab { seenComparisons.append(ab.samples) }
         guard images == rollbackAfter else { return .none }
         return SlotUpdate(
-            serving: ServingModel(slot: "a", phase: .committed, diagnoser: baseline), rollbackReason: "probation failed (scripted)",
+            serving: ServingModel(slot: "a", phase: .committed, diagnoser: baseline),
+            rollbackReason: "probation failed (scripted)",
             events: [SlotEventRecord(event: "rolled_back", slot: "b", modelVersion: "2.0.0")])
     }
 

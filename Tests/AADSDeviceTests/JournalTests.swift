@@ -7,7 +7,8 @@ import Testing
 @Suite struct JournalTests {
     static let full = DiagnosisRecord(
         file: "IMG_1.jpg", decision: .diagnosis, crop: "tomato", cropConfidence: 0.97, disease: "early_blight",
-        confidence: 0.94, top3: [.init(label: "early_blight", confidence: 0.94), .init(label: "late_blight", confidence: 0.04)],
+        confidence: 0.94,
+        top3: [.init(label: "early_blight", confidence: 0.94), .init(label: "late_blight", confidence: 0.04)],
         mahalanobis: 12.5, threshold: 27.25, modelVersion: "1.2.0",
         latencyMs: .init(decode: 4.5, backbone: 20.25, adapter: 6.125, total: 31.0))
 
@@ -25,10 +26,13 @@ import Testing
         defer { dir.cleanup() }
         let journal = try ResultsJournal(path: dir.file("r.sqlite"))
         let when = try #require(ISO8601.parse("2025-06-01T10:00:00.250Z"))
-        let outcome = try journal.insert(Self.full, imageSHA256: "ab" + String(repeating: "0", count: 62), slot: "b", createdAt: when, rssBytes: 42_000_000)
+        let outcome = try journal.insert(
+            Self.full, imageSHA256: "ab" + String(repeating: "0", count: 62), slot: "b", createdAt: when,
+            rssBytes: 42_000_000)
         #expect(outcome == .inserted(id: 1))
         var failed = DiagnosisRecord.failure(
-            file: "bad.jpg", modelVersion: "1.2.0", error: AnyCodedError(code: "corrupt_jpeg", message: "premature end"))
+            file: "bad.jpg", modelVersion: "1.2.0", error: AnyCodedError(code: "corrupt_jpeg", message: "premature end")
+        )
         failed.latencyMs.total = 1.5
         try journal.insert(failed, imageSHA256: "cd" + String(repeating: "0", count: 62), slot: "b", createdAt: when)
         let rows = try journal.rows()
@@ -83,7 +87,9 @@ import Testing
         let journal = try ResultsJournal(path: dir.file("r.sqlite"))
         let base = Date(timeIntervalSince1970: 1_750_000_000)
         for i in 0..<5 {
-            try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a", createdAt: base.addingTimeInterval(Double(i) * 3600))
+            try journal.insert(
+                Self.full, imageSHA256: String(format: "%064x", i), slot: "a",
+                createdAt: base.addingTimeInterval(Double(i) * 3600))
         }
         #expect(try journal.rows(since: base.addingTimeInterval(2 * 3600)).map(\.id) == [3, 4, 5])
         #expect(ISO8601.parseSince("2h", now: base) == base.addingTimeInterval(-7200))
@@ -99,7 +105,9 @@ import Testing
         let now = Date(timeIntervalSince1970: 1_750_000_000)
         for i in 0..<20 {
             // One row per day, the oldest 19 days ago.
-            try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a", createdAt: now.addingTimeInterval(Double(i - 19) * 86_400))
+            try journal.insert(
+                Self.full, imageSHA256: String(format: "%064x", i), slot: "a",
+                createdAt: now.addingTimeInterval(Double(i - 19) * 86_400))
         }
         try journal.markSynced(untilID: 3)
         let byDays = try journal.prune(maxRows: 0, maxDays: 10, now: now)
@@ -149,7 +157,9 @@ import Testing
         // 1,200 rows: the export pages through them 1,000 at a time.
         for i in 0..<1200 { try journal.insert(Self.full, imageSHA256: String(format: "%064x", i), slot: "a") }
         try journal.markSynced(untilID: 100)
-        #expect(try ResultsExport.export(journal: journal, unsyncedOnly: true, format: .csv, to: dir.file("out.csv")) == 1100)
+        #expect(
+            try ResultsExport.export(journal: journal, unsyncedOnly: true, format: .csv, to: dir.file("out.csv"))
+                == 1100)
         let lines = try String(contentsOfFile: dir.file("out.csv"), encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 1101)
         #expect(parseCSVLine(String(lines[1])).first == "101")

@@ -30,7 +30,9 @@ func parseProm(_ text: String) -> (samples: [PromSample], types: [String: String
             let body = head[head.index(after: brace)..<head.index(before: head.endIndex)]
             for pair in body.split(separator: ",") {
                 let kv = pair.split(separator: "=", maxSplits: 1)
-                if kv.count == 2 { labels[String(kv[0])] = String(kv[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+                if kv.count == 2 {
+                    labels[String(kv[0])] = String(kv[1]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                }
             }
         }
         samples.append(PromSample(name: name, labels: labels, value: value))
@@ -53,7 +55,9 @@ extension Array where Element == PromSample {
         let latencies = [3.0, 12.0, 40.0, 40.0, 120.0]
         let decisions: [DecisionKind] = [.diagnosis, .ood, .diagnosis, .unknownCrop, .error]
         for (l, d) in zip(latencies, decisions) {
-            var r = DiagnosisRecord(file: "x.jpg", decision: d, modelVersion: "1.0.0", latencyMs: .init(decode: 1, backbone: 2, adapter: 0, total: l))
+            var r = DiagnosisRecord(
+                file: "x.jpg", decision: d, modelVersion: "1.0.0",
+                latencyMs: .init(decode: 1, backbone: 2, adapter: 0, total: l))
             if d == .error { r.error = .init(code: "corrupt_jpeg", message: "bad") }
             metrics.record(r)
         }

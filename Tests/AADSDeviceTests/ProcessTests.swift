@@ -11,14 +11,17 @@ import Testing
 /// (`AADS_FAKE_DIAGNOSER=1`).
 enum CLI {
     static var binary: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
         // Inside a .xctest bundle directory on some layouts.
         if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
         return dir.appendingPathComponent("aads-edge").path
     }
 
-    static func start(_ arguments: [String], environment extra: [String: String] = [:], stderr: String? = nil) throws -> Process {
+    static func start(_ arguments: [String], environment extra: [String: String] = [:], stderr: String? = nil) throws
+        -> Process
+    {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
@@ -57,7 +60,8 @@ enum CLI {
 @Suite(.serialized) struct ProcessTests {
     func runArguments(_ dir: TempDir) -> [String] {
         let config = dir.file("device.json")
-        let json = #"{"state_dir": "\#(dir.file("state"))", "gpio": {"backend": "off"}, "queue": {"capacity": 100000, "poll_interval_ms": 50}, "metrics": {"interval_s": 0.5}}"#
+        let json =
+            #"{"state_dir": "\#(dir.file("state"))", "gpio": {"backend": "off"}, "queue": {"capacity": 100000, "poll_interval_ms": 50}, "metrics": {"interval_s": 0.5}}"#
         _ = FileManager.default.createFile(atPath: config, contents: Data(json.utf8))
         return [
             "run", "--config", config, "--spool", dir.file("spool"), "--journal", dir.file("results.sqlite"),
@@ -66,7 +70,9 @@ enum CLI {
     }
 
     @Test func binaryIsBuilt() {
-        #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "aads-edge not found at \(CLI.binary); run swift build first")
+        #expect(
+            FileManager.default.isExecutableFile(atPath: CLI.binary),
+            "aads-edge not found at \(CLI.binary); run swift build first")
     }
 
     @Test func killNineAtRandomMomentsLeavesExactlyOneRowPerImage() throws {
@@ -80,12 +86,17 @@ enum CLI {
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         // 400 images keep the suite quick; `AADS_KILL_TEST_IMAGES=1000` (or tools/bench_service.py --kill) runs the full size.
         let count = ProcessInfo.processInfo.environment["AADS_KILL_TEST_IMAGES"].flatMap(Int.init) ?? 400
-        for i in 0..<count { try dropImage(into: spool, name: String(format: "k-%04d.jpg", i), content: i % 89 == 0 ? "CORRUPT \(i)" : "kill test \(i)") }
+        for i in 0..<count {
+            try dropImage(
+                into: spool, name: String(format: "k-%04d.jpg", i),
+                content: i % 89 == 0 ? "CORRUPT \(i)" : "kill test \(i)")
+        }
         var rng = SplitMix64(seed: 99)
         var kills = 0
         var finished = false
         for _ in 0..<300 {
-            let process = try CLI.start(runArguments(dir) + ["--exit-when-idle"], environment: ["AADS_FAKE_DELAY_MS": "1"])
+            let process = try CLI.start(
+                runArguments(dir) + ["--exit-when-idle"], environment: ["AADS_FAKE_DELAY_MS": "1"])
             let delay = 0.03 + rng.unit() * 0.25
             let exited = DispatchSemaphore(value: 0)
             process.terminationHandler = { _ in exited.signal() }
@@ -129,7 +140,8 @@ enum CLI {
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         for i in 0..<50 { try dropImage(into: spool, name: String(format: "t-%02d.jpg", i), content: "term \(i)") }
         let fake = try FakeNotifySocket(abstract: true, directory: dir.path)
-        let process = try CLI.start(runArguments(dir), environment: ["AADS_FAKE_DELAY_MS": "100", "NOTIFY_SOCKET": fake.address])
+        let process = try CLI.start(
+            runArguments(dir), environment: ["AADS_FAKE_DELAY_MS": "100", "NOTIFY_SOCKET": fake.address])
         #expect(fake.receive()?.hasPrefix("READY=1") == true)
         let journal = dir.file("results.sqlite")
         #expect(eventually(10) { ((try? ResultsJournal(path: journal, create: false).count()) ?? 0) >= 2 })
@@ -150,7 +162,8 @@ enum CLI {
         let dir = TempDir()
         defer { dir.cleanup() }
         let config = dir.file("bad.json")
-        _ = FileManager.default.createFile(atPath: config, contents: Data(#"{"gpio": {"lines": {"green": "17"}}}"#.utf8))
+        _ = FileManager.default.createFile(
+            atPath: config, contents: Data(#"{"gpio": {"lines": {"green": "17"}}}"#.utf8))
         let (status, output) = try CLI.run(["run", "--config", config, "--spool", dir.file("s")])
         #expect(status == 2)
         #expect(output.contains("gpio.lines.green: expected an integer"))
@@ -162,7 +175,8 @@ enum CLI {
         defer { dir.cleanup() }
         let path = dir.file("r.sqlite")
         let journal = try ResultsJournal(path: path)
-        let record = DiagnosisRecord(file: "a.jpg", decision: .ood, crop: "corn", cropConfidence: 0.9, modelVersion: "1.0.0")
+        let record = DiagnosisRecord(
+            file: "a.jpg", decision: .ood, crop: "corn", cropConfidence: 0.9, modelVersion: "1.0.0")
         for i in 0..<3 { try journal.insert(record, imageSHA256: String(format: "%064x", i), slot: "a") }
         let (s1, csv) = try CLI.run(["results", "export", "--journal", path, "--format", "csv"])
         #expect(s1 == 0)

@@ -14,11 +14,15 @@ import Testing
         let slots = dir.file("slots")
         try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
         try Data(
-            (#"{"event":"install","slot":"a","version":"0.9.0","time":"2025-06-14T10:00:00Z"}"# + "\n" + #"{"event":"activ"#).utf8
+            (#"{"event":"install","slot":"a","version":"0.9.0","time":"2025-06-14T10:00:00Z"}"# + "\n"
+                + #"{"event":"activ"#).utf8
         ).write(to: URL(fileURLWithPath: slots + "/events.jsonl"))
         let data = try ReportData.load(journal: journal, slotRoot: slots, now: end)
         let html = HTMLReport.render(data)
-        for section in ["Version comparison", "Latency histogram", "Decisions over time", "On-device A/B", "Alerts", "Slot event timeline"] {
+        for section in [
+            "Version comparison", "Latency histogram", "Decisions over time", "On-device A/B", "Alerts",
+            "Slot event timeline",
+        ] {
             #expect(html.contains(section), "missing \(section)")
         }
         #expect(html.contains("<svg"))

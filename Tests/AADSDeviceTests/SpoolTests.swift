@@ -17,13 +17,18 @@ import Testing
             let path = spool.path(of: name)
             try Data("x\(i)".utf8).write(to: URL(fileURLWithPath: path))
             // c oldest, then a, then b.
-            var times = [timespec(tv_sec: 1_700_000_000 + i * 10, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i * 10, tv_nsec: 0)]
+            var times = [
+                timespec(tv_sec: 1_700_000_000 + i * 10, tv_nsec: 0),
+                timespec(tv_sec: 1_700_000_000 + i * 10, tv_nsec: 0),
+            ]
             utimensat(AT_FDCWD, path, &times, 0)
         }
         #expect(try spool.pending() == ["c.jpg", "a.JPG", "b.jpeg"])
         for sub in ["done", "failed", "dropped", ".incoming"] {
             var isDir: ObjCBool = false
-            #expect(FileManager.default.fileExists(atPath: spool.directory + "/" + sub, isDirectory: &isDir) && isDir.boolValue)
+            #expect(
+                FileManager.default.fileExists(atPath: spool.directory + "/" + sub, isDirectory: &isDir)
+                    && isDir.boolValue)
         }
     }
 
@@ -88,8 +93,12 @@ import Testing
         let dir = TempDir()
         defer { dir.cleanup() }
         let spool = try Spool(directory: dir.file("spool"))
-        #expect(throws: SpoolError.self) { try CaptureRunner(template: "false {path}", spool: spool, timeoutSeconds: 5).capture() }
-        #expect(throws: SpoolError.self) { try CaptureRunner(template: "true {path}", spool: spool, timeoutSeconds: 5).capture() }
+        #expect(throws: SpoolError.self) {
+            try CaptureRunner(template: "false {path}", spool: spool, timeoutSeconds: 5).capture()
+        }
+        #expect(throws: SpoolError.self) {
+            try CaptureRunner(template: "true {path}", spool: spool, timeoutSeconds: 5).capture()
+        }
         let slow = dir.file("slow-camera.sh")
         try Data("#!/bin/sh\nsleep 5\n".utf8).write(to: URL(fileURLWithPath: slow))
         chmod(slow, 0o755)
@@ -101,6 +110,9 @@ import Testing
         }
         #expect(try spool.pending().isEmpty)
         #expect(listFiles(spool.incoming).isEmpty)
-        #expect(CaptureRunner.arguments(template: "libcamera-still  -n -o {path}", path: "/s/x.jpg") == ["libcamera-still", "-n", "-o", "/s/x.jpg"])
+        #expect(
+            CaptureRunner.arguments(template: "libcamera-still  -n -o {path}", path: "/s/x.jpg") == [
+                "libcamera-still", "-n", "-o", "/s/x.jpg",
+            ])
     }
 }

@@ -33,7 +33,8 @@ import Testing
         for c in cases {
             let r = try #require(
                 Statistics.twoProportionZTest(
-                    x1: c["x1"] as? Int ?? 0, n1: c["n1"] as? Int ?? 0, x2: c["x2"] as? Int ?? 0, n2: c["n2"] as? Int ?? 0))
+                    x1: c["x1"] as? Int ?? 0, n1: c["n1"] as? Int ?? 0, x2: c["x2"] as? Int ?? 0,
+                    n2: c["n2"] as? Int ?? 0))
             #expect(close(r.statistic, c["z"] as? Double ?? .nan))
             #expect(close(r.pValue, c["p"] as? Double ?? .nan), "p \(r.pValue) vs \(c["p"] ?? "")")
         }
@@ -43,7 +44,8 @@ import Testing
 
     @Test func incompleteBetaTAndNormalCDFsMatchScipy() throws {
         for c in try #require(fixture["betainc"] as? [[String: Any]]) {
-            let v = Statistics.regularizedIncompleteBeta(a: c["a"] as? Double ?? 0, b: c["b"] as? Double ?? 0, x: c["x"] as? Double ?? 0)
+            let v = Statistics.regularizedIncompleteBeta(
+                a: c["a"] as? Double ?? 0, b: c["b"] as? Double ?? 0, x: c["x"] as? Double ?? 0)
             #expect(close(v, c["value"] as? Double ?? .nan), "betainc \(c)")
         }
         for c in try #require(fixture["t_cdf"] as? [[String: Any]]) {

@@ -25,7 +25,8 @@ struct Expected: Decodable {
     let lora: LoRA
 
     static func load() throws -> Expected {
-        try JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: diagnosisFixtures + "/expected.json")))
+        try JSONDecoder().decode(
+            Expected.self, from: Data(contentsOf: URL(fileURLWithPath: diagnosisFixtures + "/expected.json")))
     }
 }
 
@@ -46,7 +47,9 @@ struct Expected: Decodable {
             let z = try projection.apply(item.features)
             for (mine, reference) in zip(z, item.z) { #expect(abs(Double(mine) - reference) < 1e-4) }
             let probabilities = softmax(try classifier.apply(z))
-            for (mine, reference) in zip(probabilities, item.probabilities) { #expect(abs(Double(mine) - reference) < 1e-5) }
+            for (mine, reference) in zip(probabilities, item.probabilities) {
+                #expect(abs(Double(mine) - reference) < 1e-5)
+            }
             #expect(topIndices(probabilities, 1) == [item.predicted])
             let distance = Double(ood.squaredDistance(z, toClass: item.predicted))
             #expect(abs(distance - item.mahalanobis) <= 1e-4 * max(1, item.mahalanobis))
@@ -74,7 +77,8 @@ struct Expected: Decodable {
 
     @Test func loraDeltaMatchesNumpy() throws {
         let lora = try SafeTensorsFile(path: diagnosisFixtures + "/lora.safetensors")
-        let deltas = try LoRAMerge.deltas(file: lora, targets: ["conv_head"], rank: expected.lora.rank, alpha: expected.lora.alpha)
+        let deltas = try LoRAMerge.deltas(
+            file: lora, targets: ["conv_head"], rank: expected.lora.rank, alpha: expected.lora.alpha)
         let delta = try #require(deltas["conv_head"])
         #expect(delta.count == expected.lora.delta.count)
         for (mine, reference) in zip(delta, expected.lora.delta) { #expect(abs(Double(mine) - reference) < 1e-4) }

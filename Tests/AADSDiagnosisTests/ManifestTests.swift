@@ -16,7 +16,10 @@ func sampleManifest() -> [String: Any] {
             ],
             "corn": ["classes": ["healthy", "common_rust"], "head": "adapters/corn.safetensors"],
         ],
-        "ood": ["method": "dynamic_mahalanobis", "threshold_factor": 2.0, "min_val_samples_per_class": 10, "fallback_threshold": 25.0],
+        "ood": [
+            "method": "dynamic_mahalanobis", "threshold_factor": 2.0, "min_val_samples_per_class": 10,
+            "fallback_threshold": 25.0,
+        ],
         "golden_set": ["labels": "golden/labels.csv"],
         "baseline_metrics": ["adapter_accuracy": 0.97],
         "files": [
@@ -70,7 +73,9 @@ func errorCode(_ body: () throws -> Void) -> String? {
 
     @Test func unlistedFileIsRefused() {
         var object = sampleManifest()
-        object["files"] = (object["files"] as! [[String: Any]]).filter { ($0["path"] as! String) != "adapters/corn.safetensors" }
+        object["files"] = (object["files"] as! [[String: Any]]).filter {
+            ($0["path"] as! String) != "adapters/corn.safetensors"
+        }
         #expect(errorCode { _ = try parse(object) } == "bad_manifest")
     }
 
@@ -87,7 +92,9 @@ func errorCode(_ body: () throws -> Void) -> String? {
         object["schema_version"] = 7
         #expect(errorCode { _ = try parse(object) } == "unsupported_bundle")
         object = sampleManifest()
-        object["ood"] = ["method": "energy", "threshold_factor": 2.0, "min_val_samples_per_class": 10, "fallback_threshold": 25.0]
+        object["ood"] = [
+            "method": "energy", "threshold_factor": 2.0, "min_val_samples_per_class": 10, "fallback_threshold": 25.0,
+        ]
         #expect(errorCode { _ = try parse(object) } == "unsupported_bundle")
     }
 

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSImage
 import AADSInference
 import Foundation
 import Testing
@@ -104,7 +105,8 @@ func code(of body: () throws -> Void) -> String? {
         let base = try InferenceModel(path: copy.path + "/" + manifest.backbone.file)
         let image = try ImageInput.tensor(copy.golden("tomato", "early_blight"), manifest)
         let prefix = try base.run([manifest.backbone.input: image], outputs: [start, manifest.backbone.features])
-        let resumed = try adapted.run(from: start, value: try #require(prefix[start]), outputs: [manifest.backbone.features])
+        let resumed = try adapted.run(
+            from: start, value: try #require(prefix[start]), outputs: [manifest.backbone.features])
         let full = try adapted.run([manifest.backbone.input: image], outputs: [manifest.backbone.features])
         #expect(resumed[manifest.backbone.features] == full[manifest.backbone.features])
         // The LoRA deltas change what the adapter sees.
@@ -119,7 +121,8 @@ func code(of body: () throws -> Void) -> String? {
     @Test func adaptersAreBoundedLeastRecentlyUsed() throws {
         let copy = try BundleCopy()
         defer { copy.remove() }
-        let pipeline = try DiagnosisPipeline(bundleDirectory: copy.path, options: PipelineOptions(maxResidentAdapters: 2))
+        let pipeline = try DiagnosisPipeline(
+            bundleDirectory: copy.path, options: PipelineOptions(maxResidentAdapters: 2))
         _ = try pipeline.adapter(for: "tomato")
         _ = try pipeline.adapter(for: "pepper")
         _ = try pipeline.adapter(for: "tomato")
@@ -137,7 +140,8 @@ func code(of body: () throws -> Void) -> String? {
         #expect(result.decision == .error)
         #expect(result.error?.code == "missing_file")
         // A router head of the wrong shape is refused at load.
-        try writeSafetensors(["weight": ([2, 1280], [Float](repeating: 0, count: 2560)), "bias": ([2], [0, 0])],
+        try writeSafetensors(
+            ["weight": ([2, 1280], [Float](repeating: 0, count: 2560)), "bias": ([2], [0, 0])],
             to: copy.path + "/router.safetensors")
         #expect(code { _ = try DiagnosisPipeline(bundleDirectory: copy.path) } == "shape_mismatch")
         try FileManager.default.removeItem(atPath: copy.path + "/router.safetensors")
@@ -160,13 +164,12 @@ func code(of body: () throws -> Void) -> String? {
     }
 }
 
-import AADSImage
-
 enum ImageInput {
     static func tensor(_ path: String, _ manifest: BundleManifest) throws -> Tensor {
         let prep = manifest.preprocessing
         let preprocessor = ImagePreprocessor(
-            options: PreprocessOptions(size: prep.size, policy: ResizePolicy(rawValue: prep.policy)!, mean: prep.mean, std: prep.std))
+            options: PreprocessOptions(
+                size: prep.size, policy: ResizePolicy(rawValue: prep.policy)!, mean: prep.mean, std: prep.std))
         return try preprocessor.process(path: path).tensor
     }
 }

@@ -50,7 +50,8 @@ import Testing
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-health-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try Data(#"{"ood_auroc_min": 0.8, "probation_minutes": 5}"#.utf8).write(to: URL(fileURLWithPath: dir + "/h.json"))
+        try Data(#"{"ood_auroc_min": 0.8, "probation_minutes": 5}"#.utf8).write(
+            to: URL(fileURLWithPath: dir + "/h.json"))
         let policy = try HealthPolicy.load(path: dir + "/h.json")
         #expect(policy.oodAurocMin == 0.8)
         #expect(policy.probationMinutes == 5)

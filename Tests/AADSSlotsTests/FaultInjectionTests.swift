@@ -91,7 +91,9 @@ struct FaultInjectionTests {
                     Fixture.executable, ["slot", "install", next, "--trusted", bench.scratch.trustedDirectory] + root)
                 #expect(install.status == 0, "\(point.rawValue): install after the cut")
             }
-            #expect(try run(Fixture.executable, ["slot", "activate", "--no-health-check"] + root).status == 0, "\(point.rawValue)")
+            #expect(
+                try run(Fixture.executable, ["slot", "activate", "--no-health-check"] + root).status == 0,
+                "\(point.rawValue)")
         }
         #expect(try run(Fixture.executable, ["slot", "start"] + root).status == 0, "\(point.rawValue)")
         #expect(try run(Fixture.executable, ["slot", "commit"] + root).status == 0, "\(point.rawValue)")
