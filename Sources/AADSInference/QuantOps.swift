@@ -210,7 +210,8 @@ final class QConvStep: Step, @unchecked Sendable {
                 let yi = y + b * outImage + g * weights.coutPerGroup
                 let p = params[g]
                 let work = rows * weights.coutPerGroup * weights.cinPerGroup * window.kh * window.kw
-                parallelFor(rows, threads: ctx.threads, minChunk: 8, work: work, minWorkPerChunk: ctx.minWorkPerChunk) { lo, hi in
+                parallelFor(rows, threads: ctx.threads, minChunk: 8, work: work, minWorkPerChunk: ctx.minWorkPerChunk) {
+                    lo, hi in
                     var pp = p
                     aads_qconv_run(variant, &pp, xi, yi, Int32(lo), Int32(hi))
                 }
@@ -302,7 +303,8 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
             let xi = x + b * inImage
             let yi = y + b * outImage
             let work = outImage * window.kh * window.kw
-            parallelFor(outH, threads: ctx.threads, minChunk: 1, work: work, minWorkPerChunk: ctx.minWorkPerChunk) { lo, hi in
+            parallelFor(outH, threads: ctx.threads, minChunk: 1, work: work, minWorkPerChunk: ctx.minWorkPerChunk) {
+                lo, hi in
                 var pp = p
                 aads_dwconv_run(variant, &pp, xi, yi, Int32(lo), Int32(hi))
             }
