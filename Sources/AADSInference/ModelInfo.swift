@@ -30,13 +30,13 @@ public struct ModelInfo: Sendable {
                 return nil
             }
             let z = n.input(2).flatMap { graph.constants[$0] }
-            let zp = Int32(z?.ints?.first ?? 0)
+            let zp = Int32(clamping: z?.ints?.first ?? 0)
             return (scale, zp, z?.dtype.rawValue ?? "uint8")
         }
         for n in graph.nodes {
             if n.op == "DequantizeLinear", let p = params(n) { dqParams[n.outputs[0]] = p }
             if n.op == "QuantizeLinear", let x = n.input(0), consumers[x]?.count == 1, let p = params(n) {
-                qOfInput[x] = (p.0, p.2 == "uint8" ? p.1 - 128 : p.1)
+                qOfInput[x] = (p.0, p.2 == "uint8" ? p.1 &- 128 : p.1)
             }
         }
         inputs = graph.inputs.map { i in
@@ -48,7 +48,7 @@ public struct ModelInfo: Sendable {
             return TensorInfo(
                 name: o, shape: shapes?.metas[o]?.shape ?? [],
                 elementType: shapes?.metas[o]?.dtype.rawValue ?? "float32",
-                scale: dq?.0, zeroPoint: dq.map { $0.2 == "uint8" ? $0.1 - 128 : $0.1 })
+                scale: dq?.0, zeroPoint: dq.map { $0.2 == "uint8" ? $0.1 &- 128 : $0.1 })
         }
         opset = graph.opset
         producer = graph.producer
@@ -72,7 +72,7 @@ public struct ModelInfo: Sendable {
             for i in 1..<3 { if let x = n.input(i) { params += constCount(x) } }
         }
         parameters = params
-        macs = shapes?.macs.values.reduce(0, +) ?? 0
+        macs = shapes?.macs.values.reduce(0) { $0.addingReportingOverflow($1).overflow ? Int.max : $0 + $1 } ?? 0
         self.reasons = reasons
         supported = false
         kernels = [:]
