@@ -24,7 +24,7 @@ struct QConst: Sendable {
         (0..<count).map { i in
             let p = paramIndex(i)
             let q = int8.map { Int32($0[i]) } ?? int32.map { $0[i] } ?? 0
-            return Float(q - zeroPoints[p]) * scales[p]
+            return Float(Int64(q) - Int64(zeroPoints[p])) * scales[p]
         }
     }
 }
@@ -133,13 +133,13 @@ struct Lowering {
             guard z.count == 1, let v = z.ints?.first else {
                 throw fail(.unsupportedOperator, "\(node.op) node '\(node.label)': unsupported zero point")
             }
-            zp = Int32(v)
-            shift = z.dtype == .uint8 ? -128 : 0
             guard z.dtype == .int8 || z.dtype == .uint8 else {
                 throw fail(
                     .unsupportedOperator,
                     "\(node.op) node '\(node.label)': \(z.dtype.rawValue) quantization is not supported")
             }
+            zp = Int32(truncatingIfNeeded: v)
+            shift = z.dtype == .uint8 ? -128 : 0
         }
         return QParams(scale: scale, zeroPoint: zp + shift)
     }
@@ -159,7 +159,7 @@ struct Lowering {
         let axis =
             scales.count == 1 || rank == 0
             ? 0 : (try ShapeInference.normalizeAxis(node.int("axis", 1), rank: rank, node))
-        return (scales, zps.map { $0 + shift }, axis, shift)
+        return (scales, zps.map { $0 &+ shift }, axis, shift)
     }
 
     // MARK: - Driver

@@ -30,13 +30,13 @@ public struct ModelInfo: Sendable {
                 return nil
             }
             let z = n.input(2).flatMap { graph.constants[$0] }
-            let zp = Int32(z?.ints?.first ?? 0)
+            let zp = Int32(clamping: z?.ints?.first ?? 0)
             return (scale, zp, z?.dtype.rawValue ?? "uint8")
         }
         for n in graph.nodes {
             if n.op == "DequantizeLinear", let p = params(n) { dqParams[n.outputs[0]] = p }
-            if n.op == "QuantizeLinear", consumers[n.inputs[0]]?.count == 1, let p = params(n) {
-                qOfInput[n.inputs[0]] = (p.0, p.2 == "uint8" ? p.1 - 128 : p.1)
+            if n.op == "QuantizeLinear", let x = n.input(0), consumers[x]?.count == 1, let p = params(n) {
+                qOfInput[x] = (p.0, p.2 == "uint8" ? p.1 &- 128 : p.1)
             }
         }
         inputs = graph.inputs.map { i in
@@ -48,7 +48,7 @@ public struct ModelInfo: Sendable {
             return TensorInfo(
                 name: o, shape: shapes?.metas[o]?.shape ?? [],
                 elementType: shapes?.metas[o]?.dtype.rawValue ?? "float32",
-                scale: dq?.0, zeroPoint: dq.map { $0.2 == "uint8" ? $0.1 - 128 : $0.1 })
+                scale: dq?.0, zeroPoint: dq.map { $0.2 == "uint8" ? $0.1 &- 128 : $0.1 })
         }
         opset = graph.opset
         producer = graph.producer
@@ -58,19 +58,21 @@ public struct ModelInfo: Sendable {
         // Parameters: constants read (directly or through DequantizeLinear) as weights or biases.
         var producerOf: [String: Node] = [:]
         for n in graph.nodes { for o in n.outputs { producerOf[o] = n } }
-        func constCount(_ name: String) -> Int {
+        func constCount(_ name: String, depth: Int = 0) -> Int {
             if let c = graph.constants[name] { return c.count }
-            if let p = producerOf[name], p.op == "DequantizeLinear" || p.op == "QuantizeLinear" {
-                return constCount(p.inputs[0])
+            if depth < 4, let p = producerOf[name], p.op == "DequantizeLinear" || p.op == "QuantizeLinear",
+                let x = p.input(0)
+            {
+                return constCount(x, depth: depth + 1)
             }
             return 0
         }
         var params = 0
         for n in graph.nodes where ["Conv", "Gemm", "MatMul"].contains(n.op) {
-            for i in 1..<min(3, n.inputs.count) where !n.inputs[i].isEmpty { params += constCount(n.inputs[i]) }
+            for i in 1..<3 { if let x = n.input(i) { params += constCount(x) } }
         }
         parameters = params
-        macs = shapes?.macs.values.reduce(0, +) ?? 0
+        macs = shapes?.macs.values.reduce(0) { $0.addingReportingOverflow($1).overflow ? Int.max : $0 + $1 } ?? 0
         self.reasons = reasons
         supported = false
         kernels = [:]

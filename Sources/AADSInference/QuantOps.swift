@@ -209,7 +209,9 @@ final class QConvStep: Step, @unchecked Sendable {
                 let xi = x + b * inImage + g * weights.cinPerGroup
                 let yi = y + b * outImage + g * weights.coutPerGroup
                 let p = params[g]
-                parallelFor(rows, threads: ctx.threads, minChunk: 8) { lo, hi in
+                let work = rows * weights.coutPerGroup * weights.cinPerGroup * window.kh * window.kw
+                parallelFor(rows, threads: ctx.threads, minChunk: 8, work: work, minWorkPerChunk: ctx.minWorkPerChunk) {
+                    lo, hi in
                     var pp = p
                     aads_qconv_run(variant, &pp, xi, yi, Int32(lo), Int32(hi))
                 }
@@ -300,7 +302,9 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
         for b in 0..<batch {
             let xi = x + b * inImage
             let yi = y + b * outImage
-            parallelFor(outH, threads: ctx.threads, minChunk: 1) { lo, hi in
+            let work = outImage * window.kh * window.kw
+            parallelFor(outH, threads: ctx.threads, minChunk: 1, work: work, minWorkPerChunk: ctx.minWorkPerChunk) {
+                lo, hi in
                 var pp = p
                 aads_dwconv_run(variant, &pp, xi, yi, Int32(lo), Int32(hi))
             }
@@ -430,7 +434,7 @@ final class QBinaryStep: Step, @unchecked Sendable {
                 sa: qa.scale, sb: qb.scale, sc: qc.scale, za: qa.zeroPoint, zb: qb.zeroPoint, zc: qc.zeroPoint,
                 out_min: outMin, out_max: outMax, mul: op == .mul ? 1 : 0, b_scalar: bScalar ? 1 : 0)
             let variant = ctx.variant
-            parallelFor(n, threads: ctx.threads, minChunk: 16384) { lo, hi in
+            parallelFor(n, threads: ctx.threads, minChunk: 16384, work: n * 4) { lo, hi in
                 var pp = p
                 aads_qbinary_run(variant, &pp, pa + lo, bScalar ? pb : pb + lo, pc + lo, hi - lo)
             }

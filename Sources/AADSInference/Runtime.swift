@@ -58,6 +58,8 @@ struct ExecContext {
     let variant: Int32
     /// Per-run scratch memory of at least the largest `scratchBytes` of the plan's steps.
     let scratch: UnsafeMutableRawPointer
+    /// Smallest amount of work (multiply-accumulates) worth a thread of its own.
+    var minWorkPerChunk = 150_000
 
     @inline(__always) func raw(_ id: Int) -> UnsafeMutableRawPointer { pointers[id].unsafelyUnwrapped }
     @inline(__always) func f32(_ id: Int) -> UnsafeMutablePointer<Float> {
@@ -87,8 +89,14 @@ extension Step {
 
 /// Splits `0..<count` into at most `threads` contiguous chunks of at least `minChunk` and runs them in parallel.
 @inline(__always)
-func parallelFor(_ count: Int, threads: Int, minChunk: Int = 1, _ body: (Int, Int) -> Void) {
-    let chunks = min(threads, max(1, count / max(1, minChunk)))
+/// `work`: the operations of the whole range; chunks get at least `minWorkPerChunk` of it, because waking a
+/// thread costs about as much as a few hundred thousand multiply-accumulates.
+func parallelFor(
+    _ count: Int, threads: Int, minChunk: Int = 1, work: Int = .max, minWorkPerChunk: Int = 150_000,
+    _ body: (Int, Int) -> Void
+) {
+    let byWork = work == .max ? threads : max(1, work / minWorkPerChunk)
+    let chunks = min(threads, byWork, max(1, count / max(1, minChunk)))
     if chunks <= 1 {
         body(0, count)
         return

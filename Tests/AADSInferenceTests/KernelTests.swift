@@ -125,7 +125,9 @@ struct ConvCase: CustomStringConvertible {
         ptrs[0] = inBuf.raw
         ptrs[1] = outBuf.raw
         let scratch = try AlignedBuffer(byteCount: 1024)
-        step.run(ExecContext(pointers: ptrs, threads: threads, variant: variant, scratch: scratch.raw))
+        var ctx = ExecContext(pointers: ptrs, threads: threads, variant: variant, scratch: scratch.raw)
+        ctx.minWorkPerChunk = 1  // split even these small cases between threads
+        step.run(ctx)
         return Array(UnsafeBufferPointer(start: outBuf.pointer(Int8.self), count: outCount))
     }
 

@@ -221,3 +221,43 @@ enum TinyModel {
         #expect(!e.message.contains("\n") && !e.message.contains("\r") && e.message.count <= 401)
     }
 }
+
+@Test func nodesWithoutInputsAreReportedNotFatal() throws {
+    for op in ["Conv", "QuantizeLinear", "DequantizeLinear", "Gemm", "Add", "Concat", "Reshape", "Tanh"] {
+        var m = TinyModel.valid()
+        m.graph.node.append(TinyModel.node(op, [], ["extra_\(op)"], name: "bare"))
+        m.graph.output.append(TinyModel.valueInfo("extra_\(op)", [1]))
+        let info = try InferenceModel.inspect(data: try TinyModel.bytes(m))
+        #expect(!info.supported, "\(op)")
+        #expect(throws: InferenceError.self) { _ = try InferenceModel(data: try TinyModel.bytes(m)) }
+    }
+}
+
+@Test func extremeQuantizationConstantsDoNotTrap() throws {
+    // Bias through DequantizeLinear of int32 data at the type's limits, with a non-zero zero point.
+    var m = TinyModel.valid()
+    var bq = Onnx_TensorProto()
+    bq.name = "bq"
+    bq.dims = [4]
+    bq.dataType = 6
+    bq.int32Data = [Int32.min, Int32.max, -1, 0]
+    var zp = Onnx_TensorProto()
+    zp.name = "bzp"
+    zp.dims = [4]
+    zp.dataType = 6
+    zp.int32Data = [Int32.max, Int32.min, 1, 0]
+    m.graph.initializer.append(bq)
+    m.graph.initializer.append(zp)
+    m.graph.initializer.append(TinyModel.tensor("bs", [4], floats: [1e-3, 1e-3, 1e-3, 1e-3]))
+    var dq = TinyModel.node("DequantizeLinear", ["bq", "bs", "bzp"], ["b2"], name: "dq")
+    var axis = Onnx_AttributeProto()
+    axis.name = "axis"
+    axis.type = .int
+    axis.i = 0
+    dq.attribute = [axis]
+    m.graph.node.insert(dq, at: 0)
+    m.graph.node[1].input[2] = "b2"
+    let model = try InferenceModel(data: try TinyModel.bytes(m))
+    let y = try #require(try model.run(["x": Tensor(zeros: [1, 3, 8, 8])])["y"])
+    #expect(y.shape == [1, 4, 8, 8])
+}
