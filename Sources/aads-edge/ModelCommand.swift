@@ -1,4 +1,5 @@
 import AADSCore
+import AADSImage
 import AADSInference
 import ArgumentParser
 import Foundation
@@ -60,7 +61,7 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Input tensor as .npy (NAME=PATH when the model has several inputs). Repeatable.")
         var input: [String] = []
         @Option(
-            name: .long, parsing: .upToNextOption, help: "JPEG files to preprocess and run (needs the image module).")
+            name: .long, parsing: .upToNextOption, help: "JPEG files to preprocess and run, one inference each.")
         var image: [String] = []
         @Option(name: .long, help: "Image preprocessing: output size.") var size: Int?
         @Option(name: .long, help: "Image preprocessing: resize policy.") var policy: String?
@@ -77,68 +78,97 @@ struct ModelCommand: ParsableCommand {
         func run() throws {
             let json = outputOptions.json
             do {
-                guard image.isEmpty else {
-                    throw InferenceError(
-                        .badInput,
-                        "--image needs the image preprocessing module, which this build lacks; use --input X.npy")
-                }
-                guard !input.isEmpty else { throw InferenceError(.badInput, "give --input X.npy") }
+                guard input.isEmpty != image.isEmpty else { throw InferenceError(.badInput, "give --input X.npy or --image JPEG") }
                 let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
-                var feeds: [String: Tensor] = [:]
-                var stem = "input"
-                for spec in input {
-                    var name = m.inputs.first?.name ?? "input"
-                    var path = spec
-                    if let eq = spec.firstIndex(of: "="), !FileManager.default.fileExists(atPath: spec) {
-                        name = String(spec[..<eq])
-                        path = String(spec[spec.index(after: eq)...])
-                    }
-                    feeds[name] = Tensor(try NPY.read(path))
-                    stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-                }
                 let names = output.isEmpty ? m.outputs.map(\.name) : output
-                let clock = Stopwatch()
-                let results = try m.run(feeds, outputs: names)
-                let ms = clock.elapsedMs
-                var outObjects: [String: Any] = [:]
-                for name in names {
-                    guard let t = results[name] else { continue }
-                    var o: [String: Any] = ["shape": t.shape]
-                    let classifier = t.shape.count <= 2 && (t.shape.last ?? 0) > 1
-                    if classifier {
-                        let best = InferenceModel.topK(t, k: top)
-                        o["top"] = best.map { [$0.index, Double($0.score)] }
-                        if !json {
-                            print(
-                                "\(name) \(t.shape): "
-                                    + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(
-                                        separator: ", "))
-                        }
-                    } else if !json {
-                        print("\(name) \(t.shape)")
-                    }
-                    if let dir = saveNpy {
-                        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                        let file = "\(dir)/\(stem).\(name.replacingOccurrences(of: "/", with: "_")).npy"
-                        try NPY.write(t.npy, to: file)
-                        o["npy"] = file
-                    }
-                    outObjects[name] = o
-                }
-                if json {
-                    print(
-                        JSONLine.encode([
-                            "model": model, "input": stem, "outputs": outObjects, "ms": JSONLine.rounded(ms),
-                            "kernel": m.kernelVariant,
-                        ]))
-                } else {
-                    print(
-                        "time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))"
-                    )
+                for (stem, feeds) in try inputs(for: m) {
+                    try runOnce(m, feeds: feeds, stem: stem, names: names, json: json)
                 }
             } catch {
                 report(error, json: json)
                 throw Exit.failure
+            }
+        }
+
+        /// One feed per `--image` file, or one feed from all `--input` files.
+        func inputs(for m: InferenceModel) throws -> [(String, [String: Tensor])] {
+            let inputName = m.inputs.first?.name ?? "input"
+            guard image.isEmpty else {
+                var options = PreprocessOptions()
+                options.size = size ?? m.inputs.first.flatMap { $0.shape.count == 4 ? $0.shape[3] : nil } ?? options.size
+                if let policy {
+                    guard let parsed = ResizePolicy(rawValue: policy) else {
+                        throw InferenceError(.badInput, "--policy must be center-crop or stretch")
+                    }
+                    options.policy = parsed
+                }
+                if let mean { options.mean = try parseFloats(mean, "--mean") }
+                if let std { options.std = try parseFloats(std, "--std") }
+                let preprocessor = ImagePreprocessor(options: options)
+                return try image.map { path in
+                    let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+                    return (stem, [inputName: try preprocessor.process(path: path).tensor])
+                }
+            }
+            var feeds: [String: Tensor] = [:]
+            var stem = "input"
+            for spec in input {
+                var name = inputName
+                var path = spec
+                if let eq = spec.firstIndex(of: "="), !FileManager.default.fileExists(atPath: spec) {
+                    name = String(spec[..<eq])
+                    path = String(spec[spec.index(after: eq)...])
+                }
+                feeds[name] = Tensor(try NPY.read(path))
+                stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            }
+            return [(stem, feeds)]
+        }
+
+        func parseFloats(_ text: String, _ option: String) throws -> [Float] {
+            let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+                throw InferenceError(.badInput, "\(option) takes numbers separated by commas")
+            }
+            return values.compactMap { $0 }
+        }
+
+        func runOnce(_ m: InferenceModel, feeds: [String: Tensor], stem: String, names: [String], json: Bool) throws {
+            let clock = Stopwatch()
+            let results = try m.run(feeds, outputs: names)
+            let ms = clock.elapsedMs
+            var outObjects: [String: Any] = [:]
+            for name in names {
+                guard let t = results[name] else { continue }
+                var o: [String: Any] = ["shape": t.shape]
+                let classifier = t.shape.count <= 2 && (t.shape.last ?? 0) > 1
+                if classifier {
+                    let best = InferenceModel.topK(t, k: top)
+                    o["top"] = best.map { [$0.index, Double($0.score)] }
+                    if !json {
+                        print(
+                            "\(stem) \(name) \(t.shape): "
+                                + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", "))
+                    }
+                } else if !json {
+                    print("\(stem) \(name) \(t.shape)")
+                }
+                if let dir = saveNpy {
+                    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    let file = "\(dir)/\(stem).\(name.replacingOccurrences(of: "/", with: "_")).npy"
+                    try NPY.write(t.npy, to: file)
+                    o["npy"] = file
+                }
+                outObjects[name] = o
+            }
+            if json {
+                print(
+                    JSONLine.encode([
+                        "model": model, "input": stem, "outputs": outObjects, "ms": JSONLine.rounded(ms),
+                        "kernel": m.kernelVariant,
+                    ]))
+            } else {
+                print("time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))")
             }
         }
     }
