@@ -18,11 +18,9 @@ public struct HealthReport: Sendable {
     public var checks: [CheckResult] = []
     public var metrics: HealthMetrics?
     public var verdict: HealthVerdict?
-    /// Set when a check could not run at all (not a model failure): the CLI exits 2.
-    public var couldNotRun: AnyCodedError?
 
     public var passed: Bool {
-        couldNotRun == nil && checks.allSatisfy(\.passed) && verdict.map { $0.action != .rollback } ?? false
+        checks.allSatisfy(\.passed) && verdict.map { $0.action != .rollback } ?? false
     }
 
     /// The rows a failing gate journals.
@@ -46,7 +44,6 @@ public struct HealthReport: Sendable {
         ]
         if let modelVersion { object["model_version"] = modelVersion }
         if let metrics { object["metrics"] = metrics.dictionary.mapValues { JSONLine.rounded($0, 4) } }
-        if let couldNotRun { object["error"] = couldNotRun.jsonObject }
         return object
     }
 }
