@@ -13,7 +13,7 @@ command -v "$qemu" >/dev/null || { echo "test-neon: $qemu missing (run tools/set
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 for opt in -O2 -O0; do
-    "$cc" $opt -std=c11 -Wall -Wextra -march=armv8-a -static -I Sources/CKernels/include -I Sources/CKernels \
+    "$cc" $opt -std=c11 -Wall -Wextra -ffp-contract=off -march=armv8-a -static -I Sources/CKernels/include -I Sources/CKernels \
         Sources/CKernels/*.c tools/neon/kernel_test.c -lm -o "$out/kernel_test"
     echo "== $opt, cpu max (dot product available)"
     "$qemu" -cpu max "$out/kernel_test" "$cases"

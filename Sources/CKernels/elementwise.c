@@ -1,7 +1,10 @@
 // Elementwise int8 kernels. Results must be identical in every variant, so float expressions are written one
 // operation per statement and contraction into fused multiply-adds is off.
 #include "internal.h"
+#if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
+#endif
+// (GCC builds pass -ffp-contract=off.)
 #if AADS_X86
 #include <immintrin.h>
 #endif
