@@ -65,7 +65,7 @@ public struct Diagnosis: Sendable {
         object["disease"] = disease ?? NSNull()
         object["confidence"] = number(confidence)
         object["top3"] = top3.map {
-            ["label": $0.label, "score": JSONLine.rounded(Double($0.score), 4)] as [String: Any]
+            ["label": $0.label, "confidence": JSONLine.rounded(Double($0.score), 4)] as [String: Any]
         }
         object["mahalanobis"] = number(mahalanobis)
         object["threshold"] = number(threshold)

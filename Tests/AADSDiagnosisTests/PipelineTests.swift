@@ -74,6 +74,9 @@ func code(of body: () throws -> Void) -> String? {
         #expect(leaf.disease == "common_rust")
         #expect(leaf.top3.count == 3)
         #expect((leaf.mahalanobis ?? .infinity) <= (leaf.threshold ?? 0))
+        // `diagnose --json` uses the same keys as the results journal's export.
+        let top = try #require((leaf.jsonObject["top3"] as? [[String: Any]])?.first)
+        #expect(Set(top.keys) == ["label", "confidence"])
         let photo = pipeline.diagnose(path: copy.path + "/golden/ood/skimage-astronaut.jpg")
         #expect(photo.decision == .ood || photo.decision == .unknownCrop)
     }
