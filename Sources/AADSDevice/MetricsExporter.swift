@@ -9,12 +9,9 @@ import struct Prometheus.PrometheusMetricsFactory
     import Glibc
 #endif
 
-/// Resident memory of this process (Linux `/proc/self/statm`), bytes; nil where unavailable.
+/// Resident memory of this process, bytes; nil where unavailable.
 public func residentMemoryBytes() -> Int64? {
-    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
-    let fields = text.split(separator: " ")
-    guard fields.count > 1, let pages = Int64(fields[1]) else { return nil }
-    return pages * Int64(sysconf(Int32(_SC_PAGESIZE)))
+    ProcessMemory.residentBytes().map(Int64.init)
 }
 
 /// The service's metrics, kept in a private Prometheus registry through the swift-metrics API and written

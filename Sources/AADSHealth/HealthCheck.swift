@@ -115,7 +115,7 @@ public struct HealthCheck: Sendable {
             items: items, diagnoses: diagnoses, routerThreshold: pipeline.manifest.router.confidenceThreshold)
         let adapterBytes = pipeline.residentAdapterBytes.values
         metrics.memoryPerAdapterMb = adapterBytes.isEmpty ? 0 : Double(adapterBytes.max() ?? 0) / 1_048_576
-        metrics.peakRssMb = ProcessMemory.peakResidentMB()
+        metrics.peakRssMb = Double(ProcessMemory.peakResidentBytes() ?? 0) / 1_048_576
         return metrics
     }
 
@@ -200,23 +200,6 @@ final class ResultBox<T>: @unchecked Sendable {
 struct UncheckedBox<T>: @unchecked Sendable {
     let value: T
     init(_ value: T) { self.value = value }
-}
-
-/// Reads the process's memory figures from /proc.
-public enum ProcessMemory {
-    /// Peak resident set size (VmHWM) in MiB, 0 where /proc is unavailable.
-    public static func peakResidentMB() -> Double { field("VmHWM") }
-    /// Current resident set size (VmRSS) in MiB.
-    public static func residentMB() -> Double { field("VmRSS") }
-
-    static func field(_ name: String) -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
-            let digits = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-            return digits / 1024
-        }
-        return 0
-    }
 }
 
 extension HealthMetrics {

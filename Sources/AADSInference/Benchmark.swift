@@ -26,23 +26,6 @@ public struct BenchmarkResult: Sendable {
     }
 }
 
-/// Memory figures of this process from /proc/self/status.
-public enum ProcessMemory {
-    /// Peak resident set size (VmHWM) in bytes.
-    public static func peakResidentBytes() -> Int? { field("VmHWM") }
-    /// Current resident set size (VmRSS) in bytes.
-    public static func residentBytes() -> Int? { field("VmRSS") }
-
-    static func field(_ name: String) -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
-        }
-        return nil
-    }
-}
-
 extension InferenceModel {
     /// Deterministic inputs of the model's shapes (values in [-1, 1); integers for int8/uint8 inputs).
     public func syntheticInputs() -> [String: Tensor] {

@@ -1,0 +1,18 @@
+import Foundation
+
+/// Memory figures of this process from `/proc/self/status` (Linux); nil where unavailable.
+public enum ProcessMemory {
+    /// Peak resident set size (VmHWM) in bytes.
+    public static func peakResidentBytes() -> Int? { field("VmHWM") }
+    /// Current resident set size (VmRSS) in bytes.
+    public static func residentBytes() -> Int? { field("VmRSS") }
+
+    static func field(_ name: String) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+}
