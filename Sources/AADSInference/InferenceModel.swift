@@ -2,13 +2,25 @@ import AADSCore
 import CKernels
 import Foundation
 
+/// How an int8 operator of a QDQ graph rounds an output whose exact value lies within float noise of a half step.
+public enum Rounding: String, Sendable, CaseIterable {
+    /// As ONNX Runtime's CPU provider evaluates the float QDQ graph (the default): such outputs are recomputed in
+    /// float32 in its order of operations, so the int8 results equal ONNX Runtime's bit for bit. Costs a few percent.
+    case onnxRuntime = "onnxruntime"
+    /// The correctly rounded exact value (integer accumulation, double-precision requantisation) everywhere.
+    case exact
+}
+
 /// Options of an `InferenceModel`.
 public struct EngineOptions: Sendable {
     /// Threads used inside one inference (output rows/channels are split between them). 1 runs on the caller.
     public var threads: Int = 1
+    /// Rounding of near-half int8 results.
+    public var rounding: Rounding = .onnxRuntime
 
-    public init(threads: Int = 1) {
+    public init(threads: Int = 1, rounding: Rounding = .onnxRuntime) {
         self.threads = max(1, min(threads, 64))
+        self.rounding = rounding
     }
 }
 
@@ -149,7 +161,7 @@ public final class InferenceModel: @unchecked Sendable {
             let input = program.inputs.first { program.valueIds[$0.name] == id }
             write(t, to: id, plan: plan, rawIntegers: input?.dtype != .float32, unsigned: input?.dtype == .uint8)
         }
-        plan.execute(threads: options.threads, variant: variant)
+        plan.execute(threads: options.threads, variant: variant, rounding: options.rounding)
         return collect(outIds, plan: plan, given: [:])
     }
 
@@ -190,7 +202,7 @@ public final class InferenceModel: @unchecked Sendable {
         let outIds = try resolveOutputs(remaining)
         let plan = try plan(seeds: seeds.map(\.0), outputs: outIds.map(\.1))
         for (id, t) in seeds { write(t, to: id, plan: plan, rawIntegers: false, unsigned: false) }
-        plan.execute(threads: options.threads, variant: variant)
+        plan.execute(threads: options.threads, variant: variant, rounding: options.rounding)
         return collect(outIds, plan: plan, given: given)
     }
 
@@ -229,7 +241,7 @@ public final class InferenceModel: @unchecked Sendable {
                 for i in 0..<src.count { dst[i] = src[i] }
             }
         }
-        plan.execute(threads: options.threads, variant: variant)
+        plan.execute(threads: options.threads, variant: variant, rounding: options.rounding)
         return collect(outIds, plan: plan, given: [:])
     }
 

@@ -79,16 +79,18 @@ final class ExecutionPlan {
 
     deinit { pointers.deallocate() }
 
-    func execute(threads: Int, variant: Int32) {
-        let ctx = ExecContext(pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw)
+    func execute(threads: Int, variant: Int32, rounding: Rounding) {
+        let ctx = ExecContext(
+            pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw, rounding: rounding)
         for step in steps { step.run(ctx) }
     }
 
     func pointer(_ v: Int) -> UnsafeMutableRawPointer? { v < valueCount ? pointers[v] : nil }
 
     /// Runs the steps one by one, adding each one's wall time (ms) to `times`.
-    func executeTimed(threads: Int, variant: Int32, times: inout [Double]) {
-        let ctx = ExecContext(pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw)
+    func executeTimed(threads: Int, variant: Int32, rounding: Rounding, times: inout [Double]) {
+        let ctx = ExecContext(
+            pointers: pointers, threads: threads, variant: variant, scratch: scratch.raw, rounding: rounding)
         if times.count != steps.count { times = [Double](repeating: 0, count: steps.count) }
         for (i, step) in steps.enumerated() {
             let t0 = DispatchTime.now().uptimeNanoseconds

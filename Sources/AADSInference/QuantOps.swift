@@ -101,8 +101,13 @@ final class QConvWeights: @unchecked Sendable {
     let weightScales: [Float]
     let bias: [Double]
     let inScale: Float, outScale: Float
+    /// Per output channel, float32: weight scales and dequantized bias, for the float reference (`aads_qref`).
+    let refScales: AlignedBuffer, refBias: AlignedBuffer
 
-    var byteCount: Int { packed.byteCount + wsum.byteCount + mult.byteCount + offset.byteCount + pad.byteCount }
+    var byteCount: Int {
+        packed.byteCount + wsum.byteCount + mult.byteCount + offset.byteCount + pad.byteCount + refScales.byteCount
+            + refBias.byteCount
+    }
 
     /// `weights`: ONNX layout [cout][cin/groups][kh][kw]; `bias`: real values.
     init(
@@ -130,6 +135,8 @@ final class QConvWeights: @unchecked Sendable {
         (self.inScale, self.outScale) = (inScale, outScale)
         mult = try AlignedBuffer(requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale))
         offset = try AlignedBuffer(bias.map { $0 / Double(outScale) })
+        refScales = try AlignedBuffer(weightScales)
+        refBias = try AlignedBuffer(bias.map { Float($0) })
         let padBytes = aads_qconv_pad_bytes(Int32(cinPerGroup))
         pad = try AlignedBuffer(byteCount: padBytes)
         memset(pad.raw, Int32(Int8(truncatingIfNeeded: inZeroPoint)), padBytes)
@@ -166,20 +173,48 @@ final class QConvStep: Step, @unchecked Sendable {
     let inZp: Int32, outQ: QParams, outMin: Int32, outMax: Int32
     /// For Gemm/MatMul: whether the model stores the weight as [N][K] (true) or [K][N] (false); nil for Conv.
     let gemmWeightTransposed: Bool?
+    /// The `aads_qref` of each group (nil only if it could not be allocated: then rounding is exact).
+    let refBuffer: AlignedBuffer?
     var kind: String { gemmWeightTransposed == nil ? "qconv" : "qgemm" }
 
     init(
         input: Int, output: Int, node: String, weights: QConvWeights, batch: Int, inShape: (c: Int, h: Int, w: Int),
         outShape: (c: Int, h: Int, w: Int), window: Window, inZp: Int32, outQ: QParams, outMin: Int32, outMax: Int32,
-        gemmWeightTransposed: Bool? = nil
+        gemmWeightTransposed: Bool? = nil, band: Double = referenceRoundingBand
     ) {
         self.gemmWeightTransposed = gemmWeightTransposed
         (inputs, outputs, self.node, self.weights) = ([input], [output], node, weights)
         (self.batch, self.inShape, self.outShape, self.window) = (batch, inShape, outShape, window)
         (self.inZp, self.outQ, self.outMin, self.outMax) = (inZp, outQ, outMin, outMax)
+        // How ONNX Runtime sums each output in float (see aads_qref): Conv as im2col + SGEMM (or the M = 1 kernel
+        // when a group has one filter); Gemm/MatMul of one row with the M = 1 kernels.
+        let cg = weights.coutPerGroup
+        var ref = aads_qref(
+            order: Int32(AADS_SUM_SGEMM), kblock: 0, bias_first: 0, n_total: Int32(cg), in_scale: weights.inScale,
+            out_scale: weights.outScale, weight_scales: nil, bias: nil, eps: band)
+        let k = weights.cinPerGroup * window.kh * window.kw
+        if let transposed = gemmWeightTransposed {
+            ref.bias_first = 1
+            if outShape.w == 1 {
+                ref.order = Int32(transposed ? AADS_SUM_M1_TRANS_B : AADS_SUM_M1)
+            } else {
+                ref.kblock = Int32(mlasStrideK(n: cg, k: k))
+            }
+        } else if cg == 1 {
+            ref.order = Int32(AADS_SUM_M1)
+        } else {
+            ref.kblock = Int32(mlasStrideK(n: outShape.h * outShape.w, k: k))
+        }
+        var refs: [aads_qref] = []
+        for g in 0..<weights.groups {
+            ref.weight_scales = UnsafePointer(weights.refScales.pointer(Float.self) + g * cg)
+            ref.bias = UnsafePointer(weights.refBias.pointer(Float.self) + g * cg)
+            refs.append(ref)
+        }
+        // The buffer keeps the structs at a fixed address for the kernels' parameters below.
+        refBuffer = try? AlignedBuffer(refs)
         var ps: [aads_qconv] = []
         for g in 0..<weights.groups {
-            let cg = weights.coutPerGroup
             ps.append(
                 aads_qconv(
                     in_h: Int32(inShape.h), in_w: Int32(inShape.w), in_stride: Int32(inShape.c),
@@ -192,7 +227,8 @@ final class QConvStep: Step, @unchecked Sendable {
                     wsum: UnsafePointer(weights.wsum.pointer(Int32.self) + g * cg),
                     mult: UnsafePointer(weights.mult.pointer(Double.self) + g * cg),
                     offset: UnsafePointer(weights.offset.pointer(Double.self) + g * cg),
-                    pad: UnsafePointer(weights.pad.pointer(Int8.self))))
+                    pad: UnsafePointer(weights.pad.pointer(Int8.self)),
+                    ref: refBuffer.map { UnsafePointer($0.pointer(aads_qref.self) + g) }))
         }
         params = ps
     }
@@ -210,14 +246,33 @@ final class QConvStep: Step, @unchecked Sendable {
                 let yi = y + b * outImage + g * weights.coutPerGroup
                 let p = params[g]
                 let work = rows * weights.coutPerGroup * weights.cinPerGroup * window.kh * window.kw
+                let exact = ctx.rounding == .exact
                 parallelFor(rows, threads: ctx.threads, minChunk: 8, work: work, minWorkPerChunk: ctx.minWorkPerChunk) {
                     lo, hi in
                     var pp = p
+                    if exact { pp.ref = nil }
                     aads_qconv_run(variant, &pp, xi, yi, Int32(lo), Int32(hi))
                 }
             }
         }
     }
+}
+
+/// Half-width of the band around x.5 (in output steps) within which an int8 Conv/Gemm output is decided by the
+/// float reference. ONNX Runtime's float32 evaluation strays from the exact value by at most ~5e-4 steps on
+/// EfficientNet-Lite0 (K up to 1152); the band is four times that.
+let referenceRoundingBand = 1.0 / 512
+
+/// The K blocking of ONNX Runtime's SGEMM (MLAS) for an N-column output: the panel of 128 x 128 is made deeper when
+/// N is small. Products are summed with FMA within a block; block sums are added in order.
+func mlasStrideK(n: Int, k: Int) -> Int {
+    var (strideN, strideK) = (128, 128)
+    if n >= k {
+        while strideK / 2 >= k { (strideN, strideK) = (strideN * 2, strideK / 2) }
+    } else {
+        while strideN > 16 && strideN / 2 >= n { (strideN, strideK) = (strideN / 2, strideK * 2) }
+    }
+    return strideK
 }
 
 /// Per output channel: inScale × weightScale / outScale in double precision.
@@ -232,11 +287,15 @@ final class QDepthwiseWeights: @unchecked Sendable {
     let weightScales: [Float]
     let bias: [Double]
     let inScale: Float, outScale: Float
-    var byteCount: Int { packed.byteCount + mult.byteCount + offset.byteCount }
+    /// Per channel, float32: weight scales and dequantized bias; and the `aads_qref` that points at them.
+    let refScales: AlignedBuffer, refBias: AlignedBuffer, ref: AlignedBuffer
+    var byteCount: Int {
+        packed.byteCount + mult.byteCount + offset.byteCount + refScales.byteCount + refBias.byteCount
+    }
 
     init(
         weights: [Int8], channels: Int, kh: Int, kw: Int, weightScales: [Float], bias: [Double], inScale: Float,
-        outScale: Float
+        outScale: Float, band: Double = referenceRoundingBand
     )
         throws
     {
@@ -253,6 +312,16 @@ final class QDepthwiseWeights: @unchecked Sendable {
             requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale) + padding)
         offset = try AlignedBuffer(bias.map { $0 / Double(outScale) } + padding)
         (self.weightScales, self.bias, self.inScale, self.outScale) = (weightScales, bias, inScale, outScale)
+        // One filter per group: ONNX Runtime sums each output with its M = 1 SGEMM kernel.
+        let refScales = try AlignedBuffer(weightScales)
+        let refBias = try AlignedBuffer(bias.map { Float($0) })
+        ref = try AlignedBuffer([
+            aads_qref(
+                order: Int32(AADS_SUM_M1), kblock: 0, bias_first: 0, n_total: 1, in_scale: inScale,
+                out_scale: outScale, weight_scales: UnsafePointer(refScales.pointer(Float.self)),
+                bias: UnsafePointer(refBias.pointer(Float.self)), eps: band)
+        ])
+        (self.refScales, self.refBias) = (refScales, refBias)
     }
 
     func unpacked() -> [Int8] {
@@ -290,7 +359,8 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
             in_zp: inZp, out_zp: outQ.zeroPoint, out_min: outMin, out_max: outMax,
             weights: UnsafePointer(weights.packed.pointer(Int16.self)),
             mult: UnsafePointer(weights.mult.pointer(Double.self)),
-            offset: UnsafePointer(weights.offset.pointer(Double.self)))
+            offset: UnsafePointer(weights.offset.pointer(Double.self)),
+            ref: UnsafePointer(weights.ref.pointer(aads_qref.self)))
         (inImage, outImage, outH) = (c * inH * inW, c * window.outH * window.outW, window.outH)
     }
 
@@ -298,7 +368,8 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
         let x = ctx.i8(inputs[0])
         let y = ctx.i8(outputs[0])
         let variant = ctx.variant
-        let p = param
+        var p = param
+        if ctx.rounding == .exact { p.ref = nil }
         for b in 0..<batch {
             let xi = x + b * inImage
             let yi = y + b * outImage
@@ -498,8 +569,38 @@ final class QGlobalAveragePoolStep: Step {
                 let row = base + p * c
                 for i in 0..<c { acc[i] &+= Int32(row[i]) }
             }
-            for i in 0..<c { y[b * c + i] = requantize(acc[i], mult: mult, offset: 0, qo.zeroPoint, -128, 127) }
+            for i in 0..<c {
+                let v = max(-128 - Double(qo.zeroPoint), min(127 - Double(qo.zeroPoint), Double(acc[i]) * mult))
+                if ctx.rounding == .onnxRuntime && abs(v - v.rounded(.toNearestOrEven)) > 0.5 - referenceRoundingBand {
+                    y[b * c + i] = referenceMean(base + i, stride: c)
+                } else {
+                    y[b * c + i] = requantize(acc[i], mult: mult, offset: 0, qo.zeroPoint, -128, 127)
+                }
+            }
         }
+    }
+
+    /// The mean of one channel as ONNX Runtime's float GlobalAveragePool computes it (MLAS: four interleaved float32
+    /// partial sums, reduced pairwise, then the leftover values in order, divided by the count), quantized like
+    /// QuantizeLinear. For near-half results only (see `Rounding.onnxRuntime`).
+    func referenceMean(_ x: UnsafeMutablePointer<Int8>, stride: Int) -> Int8 {
+        func value(_ p: Int) -> Float { Float(Int32(x[p * stride]) - qi.zeroPoint) * qi.scale }
+        var lanes: (Float, Float, Float, Float) = (0, 0, 0, 0)
+        let full = hw / 4 * 4
+        var p = 0
+        while p < full {
+            lanes.0 += value(p)
+            lanes.1 += value(p + 1)
+            lanes.2 += value(p + 2)
+            lanes.3 += value(p + 3)
+            p += 4
+        }
+        var sum = (lanes.0 + lanes.2) + (lanes.1 + lanes.3)
+        while p < hw {
+            sum += value(p)
+            p += 1
+        }
+        return quantize(sum / Float(hw), qo)
     }
 
     var scratchBytes: Int { c * 4 }
@@ -563,7 +664,17 @@ final class QPoolStep: Step {
                         } else {
                             let count = countIncludePad ? poolCount(oh: oh, ow: ow) : valid
                             let m = Double(qi.scale) / (Double(max(1, count)) * Double(qo.scale))
-                            for i in 0..<c { out[i] = requantize(acc[i], mult: m, offset: 0, qo.zeroPoint, -128, 127) }
+                            for i in 0..<c {
+                                let v = max(
+                                    -128 - Double(qo.zeroPoint), min(127 - Double(qo.zeroPoint), Double(acc[i]) * m))
+                                if ctx.rounding == .onnxRuntime
+                                    && abs(v - v.rounded(.toNearestOrEven)) > 0.5 - referenceRoundingBand
+                                {
+                                    out[i] = referenceMean(x, b: b, oh: oh, ow: ow, channel: i, count: count)
+                                } else {
+                                    out[i] = requantize(acc[i], mult: m, offset: 0, qo.zeroPoint, -128, 127)
+                                }
+                            }
                         }
                     }
                 }
@@ -572,6 +683,22 @@ final class QPoolStep: Step {
     }
 
     var scratchBytes: Int { c * 4 }
+
+    /// One output of the average as ONNX Runtime's float AveragePool computes it: the window's float32 values summed
+    /// row by row, divided by the count, quantized like QuantizeLinear. For near-half results only.
+    func referenceMean(_ x: UnsafeMutablePointer<Int8>, b: Int, oh: Int, ow: Int, channel: Int, count: Int32) -> Int8 {
+        var sum: Float = 0
+        for ky in 0..<win.kh {
+            let ih = oh * win.sh - win.padTop + ky * win.dh
+            guard ih >= 0, ih < h else { continue }
+            for kx in 0..<win.kw {
+                let iw = ow * win.sw - win.padLeft + kx * win.dw
+                guard iw >= 0, iw < w else { continue }
+                sum += Float(Int32(x[((b * h + ih) * w + iw) * c + channel]) - qi.zeroPoint) * qi.scale
+            }
+        }
+        return quantize(sum / Float(max(1, count)), qo)
+    }
 
     /// Window size including padding but not beyond the padded input (ONNX count_include_pad).
     func poolCount(oh: Int, ow: Int) -> Int32 {

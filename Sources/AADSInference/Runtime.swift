@@ -58,6 +58,8 @@ struct ExecContext {
     let variant: Int32
     /// Per-run scratch memory of at least the largest `scratchBytes` of the plan's steps.
     let scratch: UnsafeMutableRawPointer
+    /// Rounding of near-half int8 results.
+    let rounding: Rounding
     /// Smallest amount of work (multiply-accumulates) worth a thread of its own.
     var minWorkPerChunk = 150_000
 

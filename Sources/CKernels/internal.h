@@ -32,6 +32,35 @@ static inline int8_t aads_requant(int32_t acc, double mult, double offset, int32
     return (int8_t)((int32_t)aads_round_even(v) + zp);
 }
 
+/// 1 when the requantised value `v` (clamped) lies within `ref->eps` of a rounding boundary.
+static inline int aads_near_half(double v, double rounded, const aads_qref *ref) {
+    return ref != NULL && fabs(v - rounded) > 0.5 - ref->eps;
+}
+
+/// The requantisation of output channel `n` of output pixel `row` (aads_requant), with near-half values decided by the
+/// float reference when p->ref is set.
+static inline int8_t aads_qconv_out(const aads_qconv *p, const int8_t *in, int32_t row, int32_t n, int32_t acc) {
+    double v = fma((double)acc, p->mult[n], p->offset[n]);
+    const double lo = (double)(p->out_min - p->out_zp), hi = (double)(p->out_max - p->out_zp);
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    const double r = aads_round_even(v);
+    if (aads_near_half(v, r, p->ref)) return aads_qconv_reference_output(p, in, row, n);
+    return (int8_t)((int32_t)r + p->out_zp);
+}
+
+/// The same for a depthwise output (oh, ow, channel c).
+static inline int8_t aads_dwconv_out(const aads_dwconv *p, const int8_t *in, int32_t oh, int32_t ow, int32_t c,
+                                     int32_t acc) {
+    double v = fma((double)acc, p->mult[c], p->offset[c]);
+    const double lo = (double)(p->out_min - p->out_zp), hi = (double)(p->out_max - p->out_zp);
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    const double r = aads_round_even(v);
+    if (aads_near_half(v, r, p->ref)) return aads_dwconv_reference_output(p, in, oh, ow, c);
+    return (int8_t)((int32_t)r + p->out_zp);
+}
+
 /// Fills `ptrs` with the input pixel (or the padding row) that each tap of output pixel `row` reads.
 static inline void aads_row_taps(const aads_qconv *p, const int8_t *in, int32_t row, const int8_t **ptrs) {
     const int32_t oh = row / p->out_w, ow = row - oh * p->out_w;

@@ -26,20 +26,21 @@ int aads_arm_has_dotprod(void) {
 #endif
 }
 
-static inline void epilogue_neon(const aads_qconv *p, int32x4_t acc[4], int32_t n0, int8_t *o) {
+static inline void epilogue_neon(const aads_qconv *p, int32x4_t acc[4], int32_t n0, int8_t *o, const int8_t *in,
+                                 int32_t row) {
     const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
     int32_t sums[16];
     for (int g = 0; g < 4; g++) vst1q_s32(sums + 4 * g, acc[g]);
     for (int32_t j = 0; j < nn; j++) {
         const int32_t n = n0 + j;
-        o[n] = aads_requant(sums[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
+        o[n] = aads_qconv_out(p, in, row, n, sums[j] - p->in_zp * p->wsum[n]);
     }
 }
 
 #define MRN 4
 
 DOT_TARGET static void tile_dot(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq, int32_t nb,
-                                int8_t *const *outrows, int32_t nrows) {
+                                int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows) {
     int32x4_t acc[MRN][4];
     for (int r = 0; r < MRN; r++)
         for (int g = 0; g < 4; g++) acc[r][g] = vdupq_n_s32(0);
@@ -58,11 +59,11 @@ DOT_TARGET static void tile_dot(const aads_qconv *p, const int8_t *const *rowptr
             }
         }
     }
-    for (int r = 0; r < nrows; r++) epilogue_neon(p, acc[r], nb * 16, outrows[r]);
+    for (int r = 0; r < nrows; r++) epilogue_neon(p, acc[r], nb * 16, outrows[r], in, rows[r]);
 }
 
 static void tile_smlal(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq, int32_t nb,
-                       int8_t *const *outrows, int32_t nrows) {
+                       int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows) {
     // per row and group of 4 channels: [c0 k01, c0 k23, c1 k01, c1 k23] and [c2 .., c3 ..]
     int32x4_t acc[MRN][8];
     for (int r = 0; r < MRN; r++)
@@ -86,24 +87,27 @@ static void tile_smlal(const aads_qconv *p, const int8_t *const *rowptrs, int32_
     for (int r = 0; r < nrows; r++) {
         int32x4_t sums[4];
         for (int g = 0; g < 4; g++) sums[g] = vpaddq_s32(acc[r][2 * g], acc[r][2 * g + 1]);
-        epilogue_neon(p, sums, nb * 16, outrows[r]);
+        epilogue_neon(p, sums, nb * 16, outrows[r], in, rows[r]);
     }
 }
 
-typedef void (*tile_fn)(const aads_qconv *, const int8_t *const *, int32_t, int32_t, int32_t, int8_t *const *, int32_t);
+typedef void (*tile_fn)(const aads_qconv *, const int8_t *const *, int32_t, int32_t, int32_t, int8_t *const *, int32_t,
+                        const int8_t *, const int32_t *);
 
 static void qconv_neon_driver(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1, tile_fn tile) {
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MRN * AADS_MAX_TAPS];
     int8_t *outrows[MRN];
+    int32_t rows[MRN];
     for (int32_t row = r0; row < r1; row += MRN) {
         const int32_t nrows = r1 - row < MRN ? r1 - row : MRN;
         for (int r = 0; r < MRN; r++) {
             const int32_t rr = row + (r < nrows ? r : nrows - 1);
             aads_row_taps(p, in, rr, ptrs + r * taps);
             outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
+            rows[r] = rr;
         }
-        for (int32_t nb = 0; nb < nblocks; nb++) tile(p, ptrs, taps, kq, nb, outrows, nrows);
+        for (int32_t nb = 0; nb < nblocks; nb++) tile(p, ptrs, taps, kq, nb, outrows, nrows, in, rows);
     }
 }
 
@@ -149,7 +153,7 @@ void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32
                 vst1q_s32(res + 4, acc1);
                 const int32_t nn = C - c < 8 ? C - c : 8;
                 for (int32_t j = 0; j < nn; j++) {
-                    o[c + j] = aads_requant(res[j], p->mult[c + j], p->offset[c + j], p->out_zp, p->out_min, p->out_max);
+                    o[c + j] = aads_dwconv_out(p, in, oh, ow, c + j, res[j]);
                 }
             }
         }

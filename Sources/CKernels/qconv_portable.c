@@ -50,8 +50,7 @@ void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int
             const int32_t nn = p->cout - nb * 16 < 16 ? p->cout - nb * 16 : 16;
             for (int32_t j = 0; j < nn; j++) {
                 const int32_t n = nb * 16 + j;
-                o[n] = aads_requant(acc[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min,
-                                    p->out_max);
+                o[n] = aads_qconv_out(p, in, row, n, acc[j] - p->in_zp * p->wsum[n]);
             }
         }
     }
@@ -93,7 +92,7 @@ void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, i
                     }
                 }
                 for (int32_t c = 0; c < cn; c++) {
-                    o[c0 + c] = aads_requant(acc[c], p->mult[c0 + c], p->offset[c0 + c], p->out_zp, p->out_min, p->out_max);
+                    o[c0 + c] = aads_dwconv_out(p, in, oh, ow, c0 + c, acc[c]);
                 }
             }
         }

@@ -23,8 +23,11 @@ int aads_x86_has_avx512vnni(void) {
 
 #define MR 4
 
-AVX512_TARGET static inline void store_requant_512(__m512i acc, const double *mult, const double *offset, __m512d lo,
-                                                    __m512d hi, __m512i zp, int8_t *dst, __mmask16 mask) {
+/// Stores the requantised lanes; returns the lanes within `ref->eps` of a rounding boundary (0 when ref is NULL),
+/// which the caller recomputes with the float reference.
+AVX512_TARGET static inline __mmask16 store_requant_512(__m512i acc, const double *mult, const double *offset,
+                                                         __m512d lo, __m512d hi, __m512i zp, int8_t *dst, __mmask16 mask,
+                                                         const aads_qref *ref) {
     const __mmask8 m0 = (__mmask8)(mask & 0xFF), m1 = (__mmask8)(mask >> 8);
     __m512d v0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(acc));
     __m512d v1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(acc, 1));
@@ -35,11 +38,18 @@ AVX512_TARGET static inline void store_requant_512(__m512i acc, const double *mu
     // MXCSR rounding: nearest, ties to even
     __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtpd_epi32(v0)), _mm512_cvtpd_epi32(v1), 1);
     _mm512_mask_cvtsepi32_storeu_epi8(dst, mask, _mm512_add_epi32(r, zp));
+    if (ref == NULL) return 0;
+    const __m512d band = _mm512_set1_pd(0.5 - ref->eps);
+    const __m512d d0 = _mm512_abs_pd(_mm512_sub_pd(v0, _mm512_roundscale_pd(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    const __m512d d1 = _mm512_abs_pd(_mm512_sub_pd(v1, _mm512_roundscale_pd(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    const __mmask16 near = (__mmask16)(_mm512_cmp_pd_mask(d0, band, _CMP_GT_OQ) |
+                                       ((unsigned)_mm512_cmp_pd_mask(d1, band, _CMP_GT_OQ) << 8));
+    return near & mask;
 }
 
 AVX512_TARGET static inline __attribute__((always_inline)) void
 tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int32_t taps, int32_t kq, int32_t nb0,
-         const int NB, int8_t *const *outrows, int32_t nrows) {
+         const int NB, int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows) {
     __m512i acc[MR][4];
     for (int r = 0; r < MR; r++)
         for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_si512();
@@ -75,8 +85,13 @@ tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int
         const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
         const __m512i comp = _mm512_mullo_epi32(offs, _mm512_maskz_loadu_epi32(mask, p->wsum + n0));
         for (int r = 0; r < nrows; r++) {
-            store_requant_512(_mm512_sub_epi32(acc[r][j], comp), p->mult + n0, p->offset + n0, lo, hi, zp,
-                              outrows[r] + n0, mask);
+            __mmask16 near = store_requant_512(_mm512_sub_epi32(acc[r][j], comp), p->mult + n0, p->offset + n0, lo, hi,
+                                               zp, outrows[r] + n0, mask, p->ref);
+            while (near) {
+                const int l = __builtin_ctz(near);
+                near &= (__mmask16)(near - 1);
+                outrows[r][n0 + l] = aads_qconv_reference_output(p, in, rows[r], n0 + l);
+            }
         }
     }
 }
@@ -85,19 +100,21 @@ AVX512_TARGET void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, 
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MR * AADS_MAX_TAPS];
     int8_t *outrows[MR];
+    int32_t rows[MR];
     for (int32_t row = r0; row < r1; row += MR) {
         const int32_t nrows = r1 - row < MR ? r1 - row : MR;
         for (int r = 0; r < MR; r++) {
             const int32_t rr = row + (r < nrows ? r : nrows - 1);
             aads_row_taps(p, in, rr, ptrs + r * taps);
             outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
+            rows[r] = rr;
         }
         int32_t nb = 0;
-        for (; nb + 4 <= nblocks; nb += 4) tile_512(p, ptrs, taps, kq, nb, 4, outrows, nrows);
+        for (; nb + 4 <= nblocks; nb += 4) tile_512(p, ptrs, taps, kq, nb, 4, outrows, nrows, in, rows);
         switch (nblocks - nb) {
-        case 3: tile_512(p, ptrs, taps, kq, nb, 3, outrows, nrows); break;
-        case 2: tile_512(p, ptrs, taps, kq, nb, 2, outrows, nrows); break;
-        case 1: tile_512(p, ptrs, taps, kq, nb, 1, outrows, nrows); break;
+        case 3: tile_512(p, ptrs, taps, kq, nb, 3, outrows, nrows, in, rows); break;
+        case 2: tile_512(p, ptrs, taps, kq, nb, 2, outrows, nrows, in, rows); break;
+        case 1: tile_512(p, ptrs, taps, kq, nb, 1, outrows, nrows, in, rows); break;
         default: break;
         }
     }
@@ -109,11 +126,81 @@ AVX512_TARGET void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, 
 
 #define MR2 2
 
+/// Requantises 4 accumulators (see aads_requant) into int32 results without the zero point; sets bit i of *near for
+/// lanes within `band` of a rounding boundary.
+AVX2_TARGET static inline __m128i requant4_avx2(__m128i acc, const double *mult, const double *offset, __m256d lo,
+                                                __m256d hi, __m256d band, int shift, unsigned *near) {
+    __m256d v = _mm256_fmadd_pd(_mm256_cvtepi32_pd(acc), _mm256_loadu_pd(mult), _mm256_loadu_pd(offset));
+    v = _mm256_min_pd(_mm256_max_pd(v, lo), hi);
+    const __m256d r = _mm256_round_pd(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256d d = _mm256_andnot_pd(_mm256_set1_pd(-0.0), _mm256_sub_pd(v, r));
+    *near |= (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(d, band, _CMP_GT_OQ)) << shift;
+    return _mm256_cvtpd_epi32(r);
+}
+
+/// Requantises 8 accumulators (4 per half) and stores `nn` <= 8 int8 results; returns the near-half lanes (0 when
+/// ref is NULL). `mult` and `offset` must be readable for 8 values.
+AVX2_TARGET static inline unsigned store_requant8_avx2(__m256i acc, const double *mult, const double *offset,
+                                                       int32_t out_zp, int32_t out_min, int32_t out_max, int8_t *dst,
+                                                       int nn, const aads_qref *ref) {
+    const __m256d lo = _mm256_set1_pd((double)(out_min - out_zp)), hi = _mm256_set1_pd((double)(out_max - out_zp));
+    const __m256d band = _mm256_set1_pd(ref ? 0.5 - ref->eps : 1.0);
+    unsigned near = 0;
+    const __m128i q0 = requant4_avx2(_mm256_castsi256_si128(acc), mult, offset, lo, hi, band, 0, &near);
+    const __m128i q1 = requant4_avx2(_mm256_extracti128_si256(acc, 1), mult + 4, offset + 4, lo, hi, band, 4, &near);
+    const __m128i zp = _mm_set1_epi32(out_zp);
+    const __m128i w = _mm_packs_epi32(_mm_add_epi32(q0, zp), _mm_add_epi32(q1, zp));
+    const __m128i b = _mm_packs_epi16(w, w);
+    if (nn == 8) {
+        _mm_storel_epi64((__m128i *)dst, b);
+    } else {
+        int8_t tmp[16];
+        _mm_storeu_si128((__m128i *)tmp, b);
+        memcpy(dst, tmp, (size_t)nn);
+    }
+    return near & ((1u << nn) - 1u);
+}
+
+/// Requantises and stores one row's 16 (or fewer) output channels from its four accumulators
+/// acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3.
+AVX2_TARGET static inline void epilogue_avx2(const aads_qconv *p, __m256i a0, __m256i a1, __m256i a2, __m256i a3,
+                                             int32_t n0, int8_t *o, const int8_t *in, int32_t row) {
+    const __m256i h01 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
+    const __m256i h23 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8);
+    const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
+    if (nn == 16) {
+        const __m256i zpin = _mm256_set1_epi32(p->in_zp);
+        const __m256i s01 =
+            _mm256_sub_epi32(h01, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0))));
+        const __m256i s23 =
+            _mm256_sub_epi32(h23, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0 + 8))));
+        unsigned near = store_requant8_avx2(s01, p->mult + n0, p->offset + n0, p->out_zp, p->out_min, p->out_max,
+                                            o + n0, 8, p->ref);
+        near |= store_requant8_avx2(s23, p->mult + n0 + 8, p->offset + n0 + 8, p->out_zp, p->out_min, p->out_max,
+                                    o + n0 + 8, 8, p->ref)
+                << 8;
+        while (near) {
+            const int l = __builtin_ctz(near);
+            near &= near - 1;
+            o[n0 + l] = aads_qconv_reference_output(p, in, row, n0 + l);
+        }
+        return;
+    }
+    int32_t sums[16];
+    _mm256_storeu_si256((__m256i *)sums, h01);
+    _mm256_storeu_si256((__m256i *)(sums + 8), h23);
+    for (int32_t j = 0; j < nn; j++) {
+        const int32_t n = n0 + j;
+        o[n] = aads_qconv_out(p, in, row, n, sums[j] - p->in_zp * p->wsum[n]);
+    }
+}
+
 AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq,
-                                         int32_t nb, int8_t *const *outrows, int32_t nrows) {
-    __m256i acc[MR2][4];
-    for (int r = 0; r < MR2; r++)
-        for (int g = 0; g < 4; g++) acc[r][g] = _mm256_setzero_si256();
+                                         int32_t nb, int8_t *const *outrows, int32_t nrows, const int8_t *in,
+                                         const int32_t *rows) {
+    // Accumulators in named variables so that they stay in registers (2 rows x 4 groups of 4 channels).
+    __m256i r0g0 = _mm256_setzero_si256(), r0g1 = r0g0, r0g2 = r0g0, r0g3 = r0g0;
+    __m256i r1g0 = r0g0, r1g1 = r0g0, r1g2 = r0g0, r1g3 = r0g0;
     const int8_t *w = p->weights + (size_t)nb * taps * kq * 64;
     for (int32_t t = 0; t < taps; t++) {
         const int8_t *a0 = rowptrs[t], *a1 = rowptrs[taps + t];
@@ -121,44 +208,39 @@ AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int8_t *cons
             // 4 activations as int16, repeated across the register
             const __m256i x0 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(a0 + 4 * q))));
             const __m256i x1 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(a1 + 4 * q))));
-            for (int g = 0; g < 4; g++) {
-                // 4 output channels x 4 inputs
-                const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16 * g)));
-                acc[0][g] = _mm256_add_epi32(acc[0][g], _mm256_madd_epi16(b, x0));
-                acc[1][g] = _mm256_add_epi32(acc[1][g], _mm256_madd_epi16(b, x1));
-            }
+            // 4 output channels x 4 inputs per weight vector
+            __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
+            r0g0 = _mm256_add_epi32(r0g0, _mm256_madd_epi16(b, x0));
+            r1g0 = _mm256_add_epi32(r1g0, _mm256_madd_epi16(b, x1));
+            b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16)));
+            r0g1 = _mm256_add_epi32(r0g1, _mm256_madd_epi16(b, x0));
+            r1g1 = _mm256_add_epi32(r1g1, _mm256_madd_epi16(b, x1));
+            b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 32)));
+            r0g2 = _mm256_add_epi32(r0g2, _mm256_madd_epi16(b, x0));
+            r1g2 = _mm256_add_epi32(r1g2, _mm256_madd_epi16(b, x1));
+            b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 48)));
+            r0g3 = _mm256_add_epi32(r0g3, _mm256_madd_epi16(b, x0));
+            r1g3 = _mm256_add_epi32(r1g3, _mm256_madd_epi16(b, x1));
         }
     }
-    const int32_t n0 = nb * 16;
-    const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
-    for (int r = 0; r < nrows; r++) {
-        // acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3
-        const __m256i h01 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][0], acc[r][1]), 0xD8);
-        const __m256i h23 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[r][2], acc[r][3]), 0xD8);
-        int32_t sums[16];
-        _mm256_storeu_si256((__m256i *)sums, h01);
-        _mm256_storeu_si256((__m256i *)(sums + 8), h23);
-        int8_t *o = outrows[r];
-        for (int32_t j = 0; j < nn; j++) {
-            const int32_t n = n0 + j;
-            o[n] = aads_requant(sums[j] - p->in_zp * p->wsum[n], p->mult[n], p->offset[n], p->out_zp, p->out_min,
-                                p->out_max);
-        }
-    }
+    epilogue_avx2(p, r0g0, r0g1, r0g2, r0g3, nb * 16, outrows[0], in, rows[0]);
+    if (nrows > 1) epilogue_avx2(p, r1g0, r1g1, r1g2, r1g3, nb * 16, outrows[1], in, rows[1]);
 }
 
 AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MR2 * AADS_MAX_TAPS];
     int8_t *outrows[MR2];
+    int32_t rows[MR2];
     for (int32_t row = r0; row < r1; row += MR2) {
         const int32_t nrows = r1 - row < MR2 ? r1 - row : MR2;
         for (int r = 0; r < MR2; r++) {
             const int32_t rr = row + (r < nrows ? r : nrows - 1);
             aads_row_taps(p, in, rr, ptrs + r * taps);
             outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
+            rows[r] = rr;
         }
-        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, ptrs, taps, kq, nb, outrows, nrows);
+        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, ptrs, taps, kq, nb, outrows, nrows, in, rows);
     }
 }
 
@@ -168,7 +250,8 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
 // P output pixels of one row, all inside the image (no padding), 16 channels at a time.
 AVX512_TARGET static inline __attribute__((always_inline)) void
 dw_interior_512(const aads_dwconv *p, const int8_t *const *base, int8_t *const *outp, const int P, const int32_t *off,
-                int32_t taps, int32_t cpad, __m512d lo, __m512d hi, __m512i zp, __m512i zpin) {
+                int32_t taps, int32_t cpad, __m512d lo, __m512d hi, __m512i zp, __m512i zpin, const int8_t *in,
+                int32_t oh, int32_t ow0) {
     const int32_t C = p->channels;
     for (int32_t c = 0; c < C; c += 16) {
         const int32_t nn = C - c < 16 ? C - c : 16;
@@ -182,7 +265,14 @@ dw_interior_512(const aads_dwconv *p, const int8_t *const *base, int8_t *const *
                 acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(x, w));
             }
         }
-        for (int j = 0; j < P; j++) store_requant_512(acc[j], p->mult + c, p->offset + c, lo, hi, zp, outp[j] + c, mask);
+        for (int j = 0; j < P; j++) {
+            __mmask16 near = store_requant_512(acc[j], p->mult + c, p->offset + c, lo, hi, zp, outp[j] + c, mask, p->ref);
+            while (near) {
+                const int l = __builtin_ctz(near);
+                near &= (__mmask16)(near - 1);
+                outp[j][c + l] = aads_dwconv_reference_output(p, in, oh, ow0 + j, c + l);
+            }
+        }
     }
 }
 
@@ -218,9 +308,9 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                     outp[j] = out + ((size_t)oh * p->out_w + ow + j) * C;
                 }
                 if (P == 4) {
-                    dw_interior_512(p, base, outp, 4, off, taps, cpad, lo, hi, zp, zpin);
+                    dw_interior_512(p, base, outp, 4, off, taps, cpad, lo, hi, zp, zpin, in, oh, ow);
                 } else {
-                    dw_interior_512(p, base, outp, 1, off, taps, cpad, lo, hi, zp, zpin);
+                    dw_interior_512(p, base, outp, 1, off, taps, cpad, lo, hi, zp, zpin, in, oh, ow);
                 }
                 ow += P;
                 continue;
@@ -248,7 +338,12 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                     const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(ws[t] + c)));
                     acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(x, w));
                 }
-                store_requant_512(acc, p->mult + c, p->offset + c, lo, hi, zp, o + c, mask);
+                __mmask16 near = store_requant_512(acc, p->mult + c, p->offset + c, lo, hi, zp, o + c, mask, p->ref);
+                while (near) {
+                    const int l = __builtin_ctz(near);
+                    near &= (__mmask16)(near - 1);
+                    o[c + l] = aads_dwconv_reference_output(p, in, oh, ow, c + l);
+                }
             }
             ow++;
         }
@@ -260,7 +355,6 @@ AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t
     const __m256i zpin = _mm256_set1_epi32(p->in_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
-    int32_t sums[8];
     for (int32_t oh = oh0; oh < oh1; oh++) {
         for (int32_t ow = 0; ow < p->out_w; ow++) {
             int nt = 0;
@@ -283,10 +377,14 @@ AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t
                     const __m256i w = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ws[t] + c)));
                     acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(x, w));
                 }
-                _mm256_storeu_si256((__m256i *)sums, acc);
                 const int32_t nn = C - c < 8 ? C - c : 8;
-                for (int32_t j = 0; j < nn; j++) {
-                    o[c + j] = aads_requant(sums[j], p->mult[c + j], p->offset[c + j], p->out_zp, p->out_min, p->out_max);
+                // mult and offset are padded to a multiple of 16 channels
+                unsigned near = store_requant8_avx2(acc, p->mult + c, p->offset + c, p->out_zp, p->out_min, p->out_max,
+                                                    o + c, nn, p->ref);
+                while (near) {
+                    const int l = __builtin_ctz(near);
+                    near &= near - 1;
+                    o[c + l] = aads_dwconv_reference_output(p, in, oh, ow, c + l);
                 }
             }
         }

@@ -4,6 +4,8 @@ import AADSInference
 import ArgumentParser
 import Foundation
 
+extension Rounding: ExpressibleByArgument {}
+
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
@@ -73,13 +75,18 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .customLong("save-npy"), help: "Directory to write every output as float32 .npy.")
         var saveNpy: String?
         @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
+        @Option(
+            name: .long, help: "Rounding of near-half int8 results: onnxruntime (its float QDQ arithmetic) or exact.")
+        var rounding: Rounding = .onnxRuntime
         @OptionGroup var outputOptions: OutputOptions
 
         func run() throws {
             let json = outputOptions.json
             do {
-                guard input.isEmpty != image.isEmpty else { throw InferenceError(.badInput, "give --input X.npy or --image JPEG") }
-                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
+                guard input.isEmpty != image.isEmpty else {
+                    throw InferenceError(.badInput, "give --input X.npy or --image JPEG")
+                }
+                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
                 let names = output.isEmpty ? m.outputs.map(\.name) : output
                 for (stem, feeds) in try inputs(for: m) {
                     try runOnce(m, feeds: feeds, stem: stem, names: names, json: json)
@@ -95,7 +102,8 @@ struct ModelCommand: ParsableCommand {
             let inputName = m.inputs.first?.name ?? "input"
             guard image.isEmpty else {
                 var options = PreprocessOptions()
-                options.size = size ?? m.inputs.first.flatMap { $0.shape.count == 4 ? $0.shape[3] : nil } ?? options.size
+                options.size =
+                    size ?? m.inputs.first.flatMap { $0.shape.count == 4 ? $0.shape[3] : nil } ?? options.size
                 if let policy {
                     guard let parsed = ResizePolicy(rawValue: policy) else {
                         throw InferenceError(.badInput, "--policy must be center-crop or stretch")
@@ -148,7 +156,8 @@ struct ModelCommand: ParsableCommand {
                     if !json {
                         print(
                             "\(stem) \(name) \(t.shape): "
-                                + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(separator: ", "))
+                                + best.map { "\($0.index) (\(String(format: "%.4f", $0.score)))" }.joined(
+                                    separator: ", "))
                     }
                 } else if !json {
                     print("\(stem) \(name) \(t.shape)")
@@ -168,7 +177,9 @@ struct ModelCommand: ParsableCommand {
                         "kernel": m.kernelVariant,
                     ]))
             } else {
-                print("time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))")
+                print(
+                    "time: \(String(format: "%.2f", ms)) ms (\(m.kernelVariant), \(threads) thread\(threads == 1 ? "" : "s"))"
+                )
             }
         }
     }
@@ -182,11 +193,14 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Untimed runs first.") var warmup: Int = 5
         @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
         @Flag(name: .long, help: "Also print the time of the slowest layers.") var profile = false
+        @Option(
+            name: .long, help: "Rounding of near-half int8 results: onnxruntime (its float QDQ arithmetic) or exact.")
+        var rounding: Rounding = .onnxRuntime
         @OptionGroup var output: OutputOptions
 
         func run() throws {
             do {
-                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads))
+                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
                 if profile && !output.json {
                     let rows = try m.profile(iterations: iterations)
                     let total = rows.reduce(0) { $0 + $1.ms }

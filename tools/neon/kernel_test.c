@@ -91,7 +91,9 @@ static conv_case random_case(int depthwise) {
     return k;
 }
 
-static int run_case(int index, int depthwise, const int *variants, int nvariants) {
+/// One randomized case. float_ref: also decide near-half outputs by the float reference (with a band of a whole
+/// step, so every output takes that path); then every variant must equal the portable variant.
+static int run_case(int index, int depthwise, int float_ref, const int *variants, int nvariants) {
     conv_case k = random_case(depthwise);
     const int cg = k.c / k.group, mg = k.m / k.group, taps = k.kh * k.kw;
     const size_t nx = (size_t)k.n * k.h * k.w * k.c, nw = (size_t)k.m * cg * taps, ny = (size_t)k.n * k.oh * k.ow * k.m;
@@ -108,7 +110,18 @@ static int run_case(int index, int depthwise, const int *variants, int nvariants
     }
     if (k.m > 1) mult[1] = 0.5;
     reference(&k, x, wt, mult, offset, ref);
+    float *wscales = calloc((size_t)k.m + 16, sizeof(float)), *fbias = calloc((size_t)k.m + 16, sizeof(float));
+    for (int i = 0; i < k.m; i++) {
+        wscales[i] = (float)mult[i];
+        fbias[i] = (float)offset[i];
+    }
+    aads_qref qrefs[64];
+    for (int g = 0; g < k.group && g < 64; g++) {
+        aads_qref q = {mg == 1 ? AADS_SUM_M1 : AADS_SUM_SGEMM, 16, 0, mg, 1.0f, 1.0f, wscales + g * mg, fbias + g * mg, 0.5};
+        qrefs[g] = q;
+    }
     int failures = 0;
+    // With the float reference, the portable variant (the first) gives the expected output.
     for (int vi = 0; vi < nvariants; vi++) {
         const int v = variants[vi];
         memset(got, 0x55, ny);
@@ -120,7 +133,7 @@ static int run_case(int index, int depthwise, const int *variants, int nvariants
             memcpy(po, offset, sizeof(double) * k.m);
             aads_dwconv_pack(wt, k.c, k.kh, k.kw, packed);
             aads_dwconv p = {k.h, k.w, k.c, k.oh, k.ow, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
-                             k.in_zp, k.out_zp, k.out_min, k.out_max, packed, pm, po};
+                             k.in_zp, k.out_zp, k.out_min, k.out_max, packed, pm, po, float_ref ? qrefs : NULL};
             for (int b = 0; b < k.n; b++)
                 aads_dwconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c, got + (size_t)b * k.oh * k.ow * k.m, 0, k.oh);
             free(packed);
@@ -138,7 +151,7 @@ static int run_case(int index, int depthwise, const int *variants, int nvariants
             for (int g = 0; g < k.group; g++) {
                 aads_qconv p = {k.h, k.w, k.c, k.oh, k.ow, k.m, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
                                 cg, mg, k.in_zp, k.out_zp, k.out_min, k.out_max, packed + g * per, wsum + g * mg,
-                                mult + g * mg, offset + g * mg, pad};
+                                mult + g * mg, offset + g * mg, pad, float_ref ? qrefs + g : NULL};
                 for (int b = 0; b < k.n; b++)
                     aads_qconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c + g * cg,
                                    got + (size_t)b * k.oh * k.ow * k.m + g * mg, 0, k.oh * k.ow);
@@ -147,15 +160,21 @@ static int run_case(int index, int depthwise, const int *variants, int nvariants
             free(wsum);
             free(pad);
         }
+        if (float_ref && vi == 0) {
+            memcpy(ref, got, ny);
+            continue;
+        }
         size_t bad = 0;
         for (size_t i = 0; i < ny; i++) bad += got[i] != ref[i];
         if (bad) {
-            printf("FAIL case %d (%s) variant %s: %zu of %zu differ (c%d m%d g%d k%dx%d s%d,%d)\n", index,
-                   depthwise ? "depthwise" : "conv", aads_variant_name(v), bad, ny, k.c, k.m, k.group, k.kh, k.kw,
-                   k.sh, k.sw);
+            printf("FAIL case %d (%s%s) variant %s: %zu of %zu differ (c%d m%d g%d k%dx%d s%d,%d)\n", index,
+                   depthwise ? "depthwise" : "conv", float_ref ? ", float reference" : "", aads_variant_name(v), bad,
+                   ny, k.c, k.m, k.group, k.kh, k.kw, k.sh, k.sw);
             failures++;
         }
     }
+    free(wscales);
+    free(fbias);
     free(x);
     free(wt);
     free(ref);
@@ -177,7 +196,12 @@ int main(int argc, char **argv) {
     }
     printf(" (best %s)\n", aads_variant_name(aads_variant_best()));
     int failures = 0;
-    for (int i = 0; i < cases; i++) failures += run_case(i, i % 2, variants, nvariants);
+    for (int i = 0; i < cases; i++) failures += run_case(i, i % 2, 0, variants, nvariants);
     printf("%d cases x %d variants: %s\n", cases, nvariants, failures ? "FAILED" : "all equal to the reference");
+    int ref_failures = 0;
+    for (int i = 0; i < cases; i++) ref_failures += run_case(i, i % 2, 1, variants, nvariants);
+    printf("%d cases x %d variants with the float reference rounding: %s\n", cases, nvariants,
+           ref_failures ? "FAILED" : "all equal to the portable variant");
+    failures += ref_failures;
     return failures ? 1 : 0;
 }

@@ -30,6 +30,33 @@ int aads_variant_available(int variant);
 int aads_variant_best(void);
 const char *aads_variant_name(int variant);
 
+/// Float-reference rounding. An int8 Conv/Gemm of a QDQ graph is specified as DequantizeLinear → float operator →
+/// QuantizeLinear; the kernels compute it exactly (int32 accumulation, double requantisation), which differs from a
+/// float32 evaluation only where the exact value lies within float rounding noise of a half step. When `ref` is set,
+/// each output within `eps` of such a boundary is recomputed in float32 exactly as ONNX Runtime's CPU provider
+/// evaluates the float graph (x86-64 MLAS: summation order, fused multiply-adds, K blocking), so that the int8 result
+/// equals that reference bit for bit instead of drifting from it one rare rounding at a time.
+enum {
+    /// SGEMM kernel: products accumulated with FMA in blocks of `kblock`, block sums added in order.
+    AADS_SUM_SGEMM = 0,
+    /// One output row (M = 1), B not transposed: products rounded, added in groups of 4 (then 2, then 1), each group
+    /// sum added to the running result.
+    AADS_SUM_M1 = 1,
+    /// One output row, B transposed (Gemm transB = 1): 8 interleaved partial sums reduced as the kernel's shuffles do,
+    /// which depends on the output column's position among `n_total` columns.
+    AADS_SUM_M1_TRANS_B = 2
+};
+typedef struct aads_qref {
+    int32_t order;      // AADS_SUM_*
+    int32_t kblock;     // AADS_SUM_SGEMM
+    int32_t bias_first; // the bias starts the sum (Gemm: C = bias, beta = 1) instead of being added to it (Conv)
+    int32_t n_total;    // AADS_SUM_M1_TRANS_B
+    float in_scale, out_scale;
+    const float *weight_scales; // per output channel (of this group)
+    const float *bias;          // per output channel (of this group), float32 as DequantizeLinear gives it; or NULL
+    double eps;                 // half-width of the band around x.5 that is decided by the float reference
+} aads_qref;
+
 /// Convolution (or matrix product, with a 1x1 kernel on a 1x1 image) of int8 NHWC activations with int8 weights,
 /// int32 accumulation and per-output-channel requantisation in double precision (exact for practical purposes,
 /// so the result is the correctly rounded QuantizeLinear of the real-valued convolution):
@@ -48,6 +75,7 @@ typedef struct aads_qconv {
     const double *mult;    // [cout]
     const double *offset;  // [cout]
     const int8_t *pad;     // aads_qconv_pad_bytes(cin) bytes equal to in_zp
+    const aads_qref *ref;  // NULL: exact rounding only
 } aads_qconv;
 
 size_t aads_qconv_packed_size(int32_t cout, int32_t cin, int32_t kh, int32_t kw);
@@ -66,6 +94,7 @@ typedef struct aads_dwconv {
     const int16_t *weights; // [kh*kw][cpad], cpad = aads_dwconv_cpad(channels), zero padded
     const double *mult;     // [cpad]
     const double *offset;   // [cpad]
+    const aads_qref *ref;   // NULL: exact rounding only (order must be AADS_SUM_M1)
 } aads_dwconv;
 
 int32_t aads_dwconv_cpad(int32_t channels);
@@ -73,6 +102,12 @@ int32_t aads_dwconv_cpad(int32_t channels);
 void aads_dwconv_pack(const int8_t *w, int32_t channels, int32_t kh, int32_t kw, int16_t *packed);
 /// Computes output rows [oh_begin, oh_end) of one image.
 void aads_dwconv_run(int variant, const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh_begin, int32_t oh_end);
+
+/// The float-reference value of output channel `n` of output pixel `row` (see aads_qref), quantized. `in` as for
+/// aads_qconv_run. Requires p->ref.
+int8_t aads_qconv_reference_output(const aads_qconv *p, const int8_t *in, int32_t row, int32_t n);
+/// The same for a depthwise convolution's output (oh, ow, channel c).
+int8_t aads_dwconv_reference_output(const aads_dwconv *p, const int8_t *in, int32_t oh, int32_t ow, int32_t c);
 
 /// Float convolution, NCHW, one image, output channels [oc_begin, oc_end). Weights w[cout][cin/group][kh][kw].
 typedef struct aads_fconv {
