@@ -133,8 +133,10 @@ final class QConvWeights: @unchecked Sendable {
         self.bias = bias
         self.weightScales = weightScales
         (self.inScale, self.outScale) = (inScale, outScale)
-        mult = try AlignedBuffer(requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale))
-        offset = try AlignedBuffer(bias.map { $0 / Double(outScale) })
+        let mults = requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale)
+        let offsets = bias.map { $0 / Double(outScale) }
+        mult = try AlignedBuffer(mults)
+        offset = try AlignedBuffer(offsets)
         refScales = try AlignedBuffer(weightScales)
         refBias = try AlignedBuffer(bias.map { Float($0) })
         let padBytes = aads_qconv_pad_bytes(Int32(cinPerGroup))
@@ -308,9 +310,10 @@ final class QDepthwiseWeights: @unchecked Sendable {
         }
         self.packed = packed
         let padding = [Double](repeating: 0, count: cpad - channels)
-        mult = try AlignedBuffer(
-            requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale) + padding)
-        offset = try AlignedBuffer(bias.map { $0 / Double(outScale) } + padding)
+        let mults = requantMultipliers(inScale: inScale, weightScales: weightScales, outScale: outScale) + padding
+        let offsets = bias.map { $0 / Double(outScale) } + padding
+        mult = try AlignedBuffer(mults)
+        offset = try AlignedBuffer(offsets)
         (self.weightScales, self.bias, self.inScale, self.outScale) = (weightScales, bias, inScale, outScale)
         // One filter per group: ONNX Runtime sums each output with its M = 1 SGEMM kernel.
         let refScales = try AlignedBuffer(weightScales)

@@ -163,7 +163,7 @@ AVX2_TARGET static inline unsigned store_requant8_avx2(__m256i acc, const double
 
 /// Requantises and stores one row's 16 (or fewer) output channels from its four accumulators
 /// acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3.
-AVX2_TARGET static inline void epilogue_avx2(const aads_qconv *p, __m256i a0, __m256i a1, __m256i a2, __m256i a3,
+AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(const aads_qconv *p, __m256i a0, __m256i a1, __m256i a2, __m256i a3,
                                              int32_t n0, int8_t *o, const int8_t *in, int32_t row) {
     const __m256i h01 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
     const __m256i h23 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8);
@@ -195,43 +195,60 @@ AVX2_TARGET static inline void epilogue_avx2(const aads_qconv *p, __m256i a0, __
     }
 }
 
-AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int8_t *const *rowptrs, int32_t taps, int32_t kq,
-                                         int32_t nb, int8_t *const *outrows, int32_t nrows, const int8_t *in,
-                                         const int32_t *rows) {
+/// `xw`: the two rows' taps as int16, [row][tap][kq * 4] (widened once per row pair and reused by every block of
+/// 16 output channels; a 4-channel group is then broadcast straight from memory).
+AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int16_t *xw, int32_t taps, int32_t kq, int32_t nb,
+                                         int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows) {
     // Accumulators in named variables so that they stay in registers (2 rows x 4 groups of 4 channels).
     __m256i r0g0 = _mm256_setzero_si256(), r0g1 = r0g0, r0g2 = r0g0, r0g3 = r0g0;
     __m256i r1g0 = r0g0, r1g1 = r0g0, r1g2 = r0g0, r1g3 = r0g0;
     const int8_t *w = p->weights + (size_t)nb * taps * kq * 64;
-    for (int32_t t = 0; t < taps; t++) {
-        const int8_t *a0 = rowptrs[t], *a1 = rowptrs[taps + t];
-        for (int32_t q = 0; q < kq; q++, w += 64) {
-            // 4 activations as int16, repeated across the register
-            const __m256i x0 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(a0 + 4 * q))));
-            const __m256i x1 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(a1 + 4 * q))));
-            // 4 output channels x 4 inputs per weight vector
-            __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
-            r0g0 = _mm256_add_epi32(r0g0, _mm256_madd_epi16(b, x0));
-            r1g0 = _mm256_add_epi32(r1g0, _mm256_madd_epi16(b, x1));
-            b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16)));
-            r0g1 = _mm256_add_epi32(r0g1, _mm256_madd_epi16(b, x0));
-            r1g1 = _mm256_add_epi32(r1g1, _mm256_madd_epi16(b, x1));
-            b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 32)));
-            r0g2 = _mm256_add_epi32(r0g2, _mm256_madd_epi16(b, x0));
-            r1g2 = _mm256_add_epi32(r1g2, _mm256_madd_epi16(b, x1));
-            b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 48)));
-            r0g3 = _mm256_add_epi32(r0g3, _mm256_madd_epi16(b, x0));
-            r1g3 = _mm256_add_epi32(r1g3, _mm256_madd_epi16(b, x1));
-        }
+    const int64_t *x0p = (const int64_t *)xw, *x1p = (const int64_t *)(xw + (size_t)taps * kq * 4);
+    const int32_t steps = taps * kq;
+    for (int32_t i = 0; i < steps; i++, w += 64) {
+        // 4 activations as int16, repeated across the register
+        const __m256i x0 = _mm256_set1_epi64x(x0p[i]);
+        const __m256i x1 = _mm256_set1_epi64x(x1p[i]);
+        // 4 output channels x 4 inputs per weight vector
+        __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w));
+        r0g0 = _mm256_add_epi32(r0g0, _mm256_madd_epi16(b, x0));
+        r1g0 = _mm256_add_epi32(r1g0, _mm256_madd_epi16(b, x1));
+        b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16)));
+        r0g1 = _mm256_add_epi32(r0g1, _mm256_madd_epi16(b, x0));
+        r1g1 = _mm256_add_epi32(r1g1, _mm256_madd_epi16(b, x1));
+        b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 32)));
+        r0g2 = _mm256_add_epi32(r0g2, _mm256_madd_epi16(b, x0));
+        r1g2 = _mm256_add_epi32(r1g2, _mm256_madd_epi16(b, x1));
+        b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 48)));
+        r0g3 = _mm256_add_epi32(r0g3, _mm256_madd_epi16(b, x0));
+        r1g3 = _mm256_add_epi32(r1g3, _mm256_madd_epi16(b, x1));
     }
     epilogue_avx2(p, r0g0, r0g1, r0g2, r0g3, nb * 16, outrows[0], in, rows[0]);
     if (nrows > 1) epilogue_avx2(p, r1g0, r1g1, r1g2, r1g3, nb * 16, outrows[1], in, rows[1]);
 }
+
+/// Widens `kq * 4` int8 values of one tap to int16 (the values past `cin` meet zero weights).
+AVX2_TARGET static inline void widen_tap(const int8_t *src, int32_t kq, int16_t *dst) {
+    int32_t i = 0;
+    for (; i + 16 <= kq * 4; i += 16) {
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + i))));
+    }
+    for (; i < kq * 4; i++) dst[i] = src[i];
+}
+
+#define AVX2_WIDE_MAX 16384 // int16 values of both rows' taps kept on the stack
 
 AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MR2 * AADS_MAX_TAPS];
     int8_t *outrows[MR2];
     int32_t rows[MR2];
+    const size_t per_row = (size_t)taps * (size_t)kq * 4;
+    if (per_row * MR2 > AVX2_WIDE_MAX) { // very deep reductions: the portable kernel
+        aads_qconv_portable(p, in, out, r0, r1);
+        return;
+    }
+    int16_t xw[AVX2_WIDE_MAX] __attribute__((aligned(32)));
     for (int32_t row = r0; row < r1; row += MR2) {
         const int32_t nrows = r1 - row < MR2 ? r1 - row : MR2;
         for (int r = 0; r < MR2; r++) {
@@ -239,8 +256,9 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
             aads_row_taps(p, in, rr, ptrs + r * taps);
             outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
             rows[r] = rr;
+            for (int32_t t = 0; t < taps; t++) widen_tap(ptrs[r * taps + t], kq, xw + r * per_row + (size_t)t * kq * 4);
         }
-        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, ptrs, taps, kq, nb, outrows, nrows, in, rows);
+        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, xw, taps, kq, nb, outrows, nrows, in, rows);
     }
 }
 
@@ -352,7 +370,7 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
 
 AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
     const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
-    const __m256i zpin = _mm256_set1_epi32(p->in_zp);
+    const __m256i zpin = _mm256_set1_epi16((int16_t)p->in_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
     for (int32_t oh = oh0; oh < oh1; oh++) {
@@ -370,17 +388,25 @@ AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t
                 }
             }
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
-            for (int32_t c = 0; c < C; c += 8) {
-                __m256i acc = _mm256_setzero_si256();
+            for (int32_t c = 0; c < C; c += 16) {
+                // 16 channels: (x - zp) and w as int16; |x - zp| <= 255 and |w| <= 128, so each product fits in
+                // int16 exactly and is widened to int32 before it is summed.
+                __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
                 for (int t = 0; t < nt; t++) {
-                    const __m256i x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(xs[t] + c))), zpin);
-                    const __m256i w = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(ws[t] + c)));
-                    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(x, w));
+                    const __m256i x = _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xs[t] + c))), zpin);
+                    const __m256i prod = _mm256_mullo_epi16(x, _mm256_loadu_si256((const __m256i *)(ws[t] + c)));
+                    lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
+                    hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
                 }
-                const int32_t nn = C - c < 8 ? C - c : 8;
+                const int32_t nn = C - c < 16 ? C - c : 16;
                 // mult and offset are padded to a multiple of 16 channels
-                unsigned near = store_requant8_avx2(acc, p->mult + c, p->offset + c, p->out_zp, p->out_min, p->out_max,
-                                                    o + c, nn, p->ref);
+                unsigned near = store_requant8_avx2(lo, p->mult + c, p->offset + c, p->out_zp, p->out_min, p->out_max,
+                                                    o + c, nn < 8 ? nn : 8, p->ref);
+                if (nn > 8) {
+                    near |= store_requant8_avx2(hi, p->mult + c + 8, p->offset + c + 8, p->out_zp, p->out_min,
+                                                p->out_max, o + c + 8, nn - 8, p->ref)
+                            << 8;
+                }
                 while (near) {
                     const int l = __builtin_ctz(near);
                     near &= near - 1;

@@ -157,12 +157,25 @@ int8_t aads_qconv_reference_output(const aads_qconv *p, const int8_t *in, int32_
     fsum_init(&s, r, p->cin * taps, bias);
     // ONNX Runtime's im2col order: input channel, then kernel row, then kernel column.
     float xs[256], wfs[256];
+    const int32_t zp = p->in_zp;
+    const float sx = r->in_scale;
+    const size_t tap_stride = (size_t)kq * 64;
+    if (taps == 1) { // pointwise: contiguous inputs, weights in runs of 4
+        for (int32_t c0 = 0; c0 < p->cin; c0 += 256) {
+            const int32_t cn = p->cin - c0 < 256 ? p->cin - c0 : 256;
+            const int8_t *x = ptrs[0] + c0, *wq = w + (size_t)c0 * 16;
+            for (int32_t i = 0; i < cn; i++) xs[i] = dequantize_like_ort(x[i], zp, sx);
+            for (int32_t i = 0; i < cn; i++) wfs[i] = dequantize_like_ort(wq[(i >> 2) * 64 + (i & 3)], 0, ws);
+            fsum_add(&s, xs, wfs, cn);
+        }
+        return quantize_like_ort(fsum_finish(&s, n, bias), r, p->out_zp, p->out_min, p->out_max);
+    }
     int32_t m = 0;
     for (int32_t c = 0; c < p->cin; c++) {
-        const int8_t *wc = w + (size_t)(c / 4) * 64 + (size_t)(c % 4);
+        const int8_t *wc = w + (size_t)(c >> 2) * 64 + (size_t)(c & 3);
         for (int32_t t = 0; t < taps; t++) {
-            xs[m] = dequantize_like_ort(ptrs[t][c], p->in_zp, r->in_scale);
-            wfs[m] = dequantize_like_ort(wc[(size_t)t * kq * 64], 0, ws);
+            xs[m] = dequantize_like_ort(ptrs[t][c], zp, sx);
+            wfs[m] = dequantize_like_ort(wc[(size_t)t * tap_stride], 0, ws);
             if (++m == 256) {
                 fsum_add(&s, xs, wfs, m);
                 m = 0;
