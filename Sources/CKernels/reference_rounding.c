@@ -42,14 +42,19 @@ static inline void fsum_close_part(fsum *s) {
 
 /// SGEMM order: products accumulated with FMA in blocks, block sums added in order.
 #define FSUM_SGEMM_BODY                                                                                               \
-    for (int32_t i = 0; i < n; i++) {                                                                                  \
+    for (int32_t i = 0; i < n;) {                                                                                      \
         if (s->part_left == 0) {                                                                                       \
             s->part_left = s->r->kblock > 0 ? s->r->kblock : s->K;                                                     \
             s->part = 0.0f;                                                                                            \
         }                                                                                                              \
-        s->part = FMAF(x[i], w[i], s->part);                                                                           \
-        s->k++;                                                                                                        \
-        if (--s->part_left == 0 || s->k == s->K) {                                                                     \
+        const int32_t run = s->part_left < n - i ? s->part_left : n - i;                                               \
+        float part = s->part;                                                                                          \
+        for (int32_t j = i; j < i + run; j++) part = FMAF(x[j], w[j], part);                                           \
+        s->part = part;                                                                                                \
+        i += run;                                                                                                      \
+        s->k += run;                                                                                                   \
+        s->part_left -= run;                                                                                           \
+        if (s->part_left == 0 || s->k == s->K) {                                                                       \
             fsum_close_part(s);                                                                                        \
             s->part_left = 0;                                                                                          \
         }                                                                                                              \
@@ -165,7 +170,9 @@ int8_t aads_qconv_reference_output(const aads_qconv *p, const int8_t *in, int32_
             const int32_t cn = p->cin - c0 < 256 ? p->cin - c0 : 256;
             const int8_t *x = ptrs[0] + c0, *wq = w + (size_t)c0 * 16;
             for (int32_t i = 0; i < cn; i++) xs[i] = dequantize_like_ort(x[i], zp, sx);
-            for (int32_t i = 0; i < cn; i++) wfs[i] = dequantize_like_ort(wq[(i >> 2) * 64 + (i & 3)], 0, ws);
+            for (int32_t i = 0; i < cn; i += 4, wq += 64) {
+                for (int32_t b = 0; b < 4; b++) wfs[i + b] = dequantize_like_ort(wq[b], 0, ws);
+            }
             fsum_add(&s, xs, wfs, cn);
         }
         return quantize_like_ort(fsum_finish(&s, n, bias), r, p->out_zp, p->out_min, p->out_max);
