@@ -265,6 +265,13 @@ final class QConvStep: Step, @unchecked Sendable {
 /// EfficientNet-Lite0 (K up to 1152); the band is four times that.
 let referenceRoundingBand = 1.0 / 512
 
+/// Whether a requantised int8 value `v` (before the zero point; clamped to int8) lies within the reference band of a
+/// rounding boundary, so that `Rounding.onnxRuntime` decides it by the float reference.
+func isNearHalf(_ v: Double, zeroPoint: Int32) -> Bool {
+    let c = max(-128 - Double(zeroPoint), min(127 - Double(zeroPoint), v))
+    return abs(c - c.rounded(.toNearestOrEven)) > 0.5 - referenceRoundingBand
+}
+
 /// The K blocking of ONNX Runtime's SGEMM (MLAS) for an N-column output: the panel of 128 x 128 is made deeper when
 /// N is small. Products are summed with FMA within a block; block sums are added in order.
 func mlasStrideK(n: Int, k: Int) -> Int {
@@ -573,8 +580,7 @@ final class QGlobalAveragePoolStep: Step {
                 for i in 0..<c { acc[i] &+= Int32(row[i]) }
             }
             for i in 0..<c {
-                let v = max(-128 - Double(qo.zeroPoint), min(127 - Double(qo.zeroPoint), Double(acc[i]) * mult))
-                if ctx.rounding == .onnxRuntime && abs(v - v.rounded(.toNearestOrEven)) > 0.5 - referenceRoundingBand {
+                if ctx.rounding == .onnxRuntime && isNearHalf(Double(acc[i]) * mult, zeroPoint: qo.zeroPoint) {
                     y[b * c + i] = referenceMean(base + i, stride: c)
                 } else {
                     y[b * c + i] = requantize(acc[i], mult: mult, offset: 0, qo.zeroPoint, -128, 127)
@@ -643,19 +649,13 @@ final class QPoolStep: Step {
                         let out = y + ((b * win.outH + oh) * win.outW + ow) * c
                         for i in 0..<c { acc[i] = isMax ? -128 : 0 }
                         var valid: Int32 = 0
-                        for ky in 0..<win.kh {
-                            let ih = oh * win.sh - win.padTop + ky * win.dh
-                            guard ih >= 0, ih < h else { continue }
-                            for kx in 0..<win.kw {
-                                let iw = ow * win.sw - win.padLeft + kx * win.dw
-                                guard iw >= 0, iw < w else { continue }
-                                valid += 1
-                                let px = x + ((b * h + ih) * w + iw) * c
-                                if isMax {
-                                    for i in 0..<c { acc[i] = max(acc[i], Int32(px[i])) }
-                                } else {
-                                    for i in 0..<c { acc[i] &+= Int32(px[i]) - qi.zeroPoint }
-                                }
+                        win.forEachTapInside(oh: oh, ow: ow, h: h, w: w) { ih, iw in
+                            valid += 1
+                            let px = x + ((b * h + ih) * w + iw) * c
+                            if isMax {
+                                for i in 0..<c { acc[i] = max(acc[i], Int32(px[i])) }
+                            } else {
+                                for i in 0..<c { acc[i] &+= Int32(px[i]) - qi.zeroPoint }
                             }
                         }
                         if isMax {
@@ -668,10 +668,8 @@ final class QPoolStep: Step {
                             let count = countIncludePad ? poolCount(oh: oh, ow: ow) : valid
                             let m = Double(qi.scale) / (Double(max(1, count)) * Double(qo.scale))
                             for i in 0..<c {
-                                let v = max(
-                                    -128 - Double(qo.zeroPoint), min(127 - Double(qo.zeroPoint), Double(acc[i]) * m))
                                 if ctx.rounding == .onnxRuntime
-                                    && abs(v - v.rounded(.toNearestOrEven)) > 0.5 - referenceRoundingBand
+                                    && isNearHalf(Double(acc[i]) * m, zeroPoint: qo.zeroPoint)
                                 {
                                     out[i] = referenceMean(x, b: b, oh: oh, ow: ow, channel: i, count: count)
                                 } else {
@@ -691,14 +689,8 @@ final class QPoolStep: Step {
     /// row by row, divided by the count, quantized like QuantizeLinear. For near-half results only.
     func referenceMean(_ x: UnsafeMutablePointer<Int8>, b: Int, oh: Int, ow: Int, channel: Int, count: Int32) -> Int8 {
         var sum: Float = 0
-        for ky in 0..<win.kh {
-            let ih = oh * win.sh - win.padTop + ky * win.dh
-            guard ih >= 0, ih < h else { continue }
-            for kx in 0..<win.kw {
-                let iw = ow * win.sw - win.padLeft + kx * win.dw
-                guard iw >= 0, iw < w else { continue }
-                sum += Float(Int32(x[((b * h + ih) * w + iw) * c + channel]) - qi.zeroPoint) * qi.scale
-            }
+        win.forEachTapInside(oh: oh, ow: ow, h: h, w: w) { ih, iw in
+            sum += Float(Int32(x[((b * h + ih) * w + iw) * c + channel]) - qi.zeroPoint) * qi.scale
         }
         return quantize(sum / Float(max(1, count)), qo)
     }

@@ -14,6 +14,20 @@ struct Window: Sendable, Equatable {
     var dh: Int, dw: Int
     var padTop: Int, padLeft: Int, padBottom: Int, padRight: Int
     var outH: Int, outW: Int
+
+    /// Calls `body(ih, iw)` for each tap of output pixel (oh, ow) that lies inside an h x w input, row by row.
+    @inline(__always)
+    func forEachTapInside(oh: Int, ow: Int, h: Int, w: Int, _ body: (Int, Int) -> Void) {
+        for ky in 0..<kh {
+            let ih = oh * sh - padTop + ky * dh
+            guard ih >= 0, ih < h else { continue }
+            for kx in 0..<kw {
+                let iw = ow * sw - padLeft + kx * dw
+                guard iw >= 0, iw < w else { continue }
+                body(ih, iw)
+            }
+        }
+    }
 }
 
 /// The operators the engine runs.

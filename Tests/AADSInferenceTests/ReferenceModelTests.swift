@@ -110,9 +110,8 @@ import Testing
         return Tensor(shape: raw.shape, data: ints.map { dequantize($0, q) })
     }
 
-    @Test(arguments: layers)
-    func layerMatchesOnnxRuntime(_ node: String) throws {
-        let model = try EfficientNetLayerTests.model.get()
+    /// Runs one layer of `model` from ONNX Runtime's int8 input of that layer: (engine output, reference, step).
+    func runLayer(_ model: InferenceModel, _ node: String) throws -> (got: Tensor, ref: Tensor, step: Float) {
         let entries = EfficientNetLayerTests.manifest()["layers"] as? [[String: Any]] ?? []
         let entry = try #require(entries.first { $0["node"] as? String == node })
         let inputs = try #require(entry["inputs"] as? [String: String])
@@ -120,11 +119,15 @@ import Testing
         var starts: [String: Tensor] = [:]
         for (dqName, qName) in inputs { starts[dqName] = try int8Tensor(model, qName) }
         let got = try #require(try model.run(starts: starts, outputs: [output])[output])
-        let ref = try int8Tensor(model, output)
         let q = try #require(model.program.values[model.program.valueIds[output] ?? 0].quant)
-        let a = Agreement(got, ref, step: q.scale)
-        let exact = zip(got.data, ref.data).filter { abs($0 - $1) < q.scale * 0.01 }.count
-        print("[layer] \(node): exact \(Double(exact) / Double(got.count)) \(a)")
+        return (got, try int8Tensor(model, output), q.scale)
+    }
+
+    @Test(arguments: layers)
+    func layerMatchesOnnxRuntime(_ node: String) throws {
+        let (got, ref, step) = try runLayer(try EfficientNetLayerTests.model.get(), node)
+        let exact = zip(got.data, ref.data).filter { abs($0 - $1) < step * 0.01 }.count
+        print("[layer] \(node): exact \(Double(exact) / Double(got.count)) \(Agreement(got, ref, step: step))")
         #expect(exact == got.count, "\(node): \(exact) of \(got.count) identical")
     }
 
@@ -137,18 +140,9 @@ import Testing
     /// side of a half step: by one step, rarely.
     @Test(arguments: layers)
     func exactRoundingLayerIsWithinOneStep(_ node: String) throws {
-        let model = try EfficientNetLayerTests.exactModel.get()
-        let entries = EfficientNetLayerTests.manifest()["layers"] as? [[String: Any]] ?? []
-        let entry = try #require(entries.first { $0["node"] as? String == node })
-        let inputs = try #require(entry["inputs"] as? [String: String])
-        let output = try #require(entry["output"] as? String)
-        var starts: [String: Tensor] = [:]
-        for (dqName, qName) in inputs { starts[dqName] = try int8Tensor(model, qName) }
-        let got = try #require(try model.run(starts: starts, outputs: [output])[output])
-        let ref = try int8Tensor(model, output)
-        let q = try #require(model.program.values[model.program.valueIds[output] ?? 0].quant)
-        let a = Agreement(got, ref, step: q.scale)
-        let exact = zip(got.data, ref.data).filter { abs($0 - $1) < q.scale * 0.01 }.count
+        let (got, ref, step) = try runLayer(try EfficientNetLayerTests.exactModel.get(), node)
+        let a = Agreement(got, ref, step: step)
+        let exact = zip(got.data, ref.data).filter { abs($0 - $1) < step * 0.01 }.count
         #expect(a.maxSteps <= 1.001, "\(node): \(a)")
         #expect(Double(exact) >= 0.999 * Double(got.count), "\(node): \(exact) of \(got.count) identical")
     }
