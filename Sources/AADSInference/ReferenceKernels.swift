@@ -102,9 +102,7 @@ extension ReferenceKernels {
         let mg = m / group
         let mult = weightScales.map { Double(inScale) * Double($0) / Double(outScale) }
         let offset = bias.map { Double($0) / Double(outScale) }
-        var out = conv(
-            input: input, n: n, c: c, h: h, w: w, weights: weights, m: m, group: group, window: win, inZp: inZp,
-            mult: mult, offset: offset, outZp: outZp, outMin: outMin, outMax: outMax)
+        var out = [Int8](repeating: 0, count: n * win.outH * win.outW * m)
         let k = cg * win.kh * win.kw
         let order = Int32(mg == 1 ? AADS_SUM_M1 : AADS_SUM_SGEMM)
         let kblock = mlasStrideK(n: win.outH * win.outW, k: k)
@@ -135,10 +133,14 @@ extension ReferenceKernels {
                         let lo = Double(outMin - outZp)
                         let hi = Double(outMax - outZp)
                         let v = min(hi, max(lo, offset[oc].addingProduct(Double(acc), mult[oc])))
-                        guard abs(v - v.rounded(.toNearestOrEven)) > 0.5 - band else { continue }
+                        let index = ((b * win.outH + oh) * win.outW + ow) * m + oc
+                        guard abs(v - v.rounded(.toNearestOrEven)) > 0.5 - band else {
+                            out[index] = requantize(acc, mult: mult[oc], offset: offset[oc], outZp, outMin, outMax)
+                            continue
+                        }
                         let y = mlasSum(xs, ws, order: order, kblock: kblock, biasFirst: false, bias: bias[oc])
                         let q = min(Float(hi), max(Float(lo), y / outScale)).rounded(.toNearestOrEven)
-                        out[((b * win.outH + oh) * win.outW + ow) * m + oc] = Int8(Int32(q) + outZp)
+                        out[index] = Int8(Int32(q) + outZp)
                     }
                 }
             }

@@ -24,12 +24,17 @@ static inline double aads_round_even(double v) {
     return t - magic;
 }
 
-static inline int8_t aads_requant(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max) {
+/// The requantised value before rounding: fma(acc, mult, offset), clamped to [out_min - zp, out_max - zp].
+static inline double aads_requant_value(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min,
+                                        int32_t out_max) {
     double v = fma((double)acc, mult, offset);
     const double lo = (double)(out_min - zp), hi = (double)(out_max - zp);
     v = v < lo ? lo : v;
-    v = v > hi ? hi : v;
-    return (int8_t)((int32_t)aads_round_even(v) + zp);
+    return v > hi ? hi : v;
+}
+
+static inline int8_t aads_requant(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max) {
+    return (int8_t)((int32_t)aads_round_even(aads_requant_value(acc, mult, offset, zp, out_min, out_max)) + zp);
 }
 
 /// 1 when the requantised value `v` (clamped) lies within `ref->eps` of a rounding boundary.
@@ -40,10 +45,7 @@ static inline int aads_near_half(double v, double rounded, const aads_qref *ref)
 /// The requantisation of output channel `n` of output pixel `row` (aads_requant), with near-half values decided by the
 /// float reference when p->ref is set.
 static inline int8_t aads_qconv_out(const aads_qconv *p, const int8_t *in, int32_t row, int32_t n, int32_t acc) {
-    double v = fma((double)acc, p->mult[n], p->offset[n]);
-    const double lo = (double)(p->out_min - p->out_zp), hi = (double)(p->out_max - p->out_zp);
-    v = v < lo ? lo : v;
-    v = v > hi ? hi : v;
+    const double v = aads_requant_value(acc, p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
     const double r = aads_round_even(v);
     if (aads_near_half(v, r, p->ref)) return aads_qconv_reference_output(p, in, row, n);
     return (int8_t)((int32_t)r + p->out_zp);
@@ -52,10 +54,7 @@ static inline int8_t aads_qconv_out(const aads_qconv *p, const int8_t *in, int32
 /// The same for a depthwise output (oh, ow, channel c).
 static inline int8_t aads_dwconv_out(const aads_dwconv *p, const int8_t *in, int32_t oh, int32_t ow, int32_t c,
                                      int32_t acc) {
-    double v = fma((double)acc, p->mult[c], p->offset[c]);
-    const double lo = (double)(p->out_min - p->out_zp), hi = (double)(p->out_max - p->out_zp);
-    v = v < lo ? lo : v;
-    v = v > hi ? hi : v;
+    const double v = aads_requant_value(acc, p->mult[c], p->offset[c], p->out_zp, p->out_min, p->out_max);
     const double r = aads_round_even(v);
     if (aads_near_half(v, r, p->ref)) return aads_dwconv_reference_output(p, in, oh, ow, c);
     return (int8_t)((int32_t)r + p->out_zp);
