@@ -103,10 +103,11 @@ final class QConvWeights: @unchecked Sendable {
     let inScale: Float, outScale: Float
     /// Per output channel, float32: weight scales and dequantized bias, for the float reference (`aads_qref`).
     let refScales: AlignedBuffer, refBias: AlignedBuffer
+    let requantF32: RequantF32?
 
     var byteCount: Int {
         packed.byteCount + wsum.byteCount + mult.byteCount + offset.byteCount + pad.byteCount + refScales.byteCount
-            + refBias.byteCount
+            + refBias.byteCount + (requantF32?.byteCount ?? 0)
     }
 
     /// `weights`: ONNX layout [cout][cin/groups][kh][kw]; `bias`: real values.
@@ -137,6 +138,7 @@ final class QConvWeights: @unchecked Sendable {
         let offsets = bias.map { $0 / Double(outScale) }
         mult = try AlignedBuffer(mults)
         offset = try AlignedBuffer(offsets)
+        requantF32 = RequantF32(mult: mult, offset: offset, count: cout)
         refScales = try AlignedBuffer(weightScales)
         refBias = try AlignedBuffer(bias.map { Float($0) })
         let padBytes = aads_qconv_pad_bytes(Int32(cinPerGroup))
@@ -230,7 +232,9 @@ final class QConvStep: Step, @unchecked Sendable {
                     mult: UnsafePointer(weights.mult.pointer(Double.self) + g * cg),
                     offset: UnsafePointer(weights.offset.pointer(Double.self) + g * cg),
                     pad: UnsafePointer(weights.pad.pointer(Int8.self)),
-                    ref: refBuffer.map { UnsafePointer($0.pointer(aads_qref.self) + g) }))
+                    ref: refBuffer.map { UnsafePointer($0.pointer(aads_qref.self) + g) },
+                    mult_f32: weights.requantF32.map { UnsafePointer($0.mult.pointer(Float.self) + g * cg) },
+                    offset_f32: weights.requantF32.map { UnsafePointer($0.offset.pointer(Float.self) + g * cg) }))
         }
         params = ps
     }
@@ -284,6 +288,23 @@ func mlasStrideK(n: Int, k: Int) -> Int {
     return strideK
 }
 
+/// Float32 copies of requantisation multipliers and offsets for kernels that requantise in float32 first
+/// (`aads_requant_f32_prepare`).
+struct RequantF32 {
+    let mult: AlignedBuffer, offset: AlignedBuffer
+    var byteCount: Int { mult.byteCount + offset.byteCount }
+
+    /// nil when the bounds that keep float32 within `AADS_F32_SLACK` do not hold: the kernels then stay in double.
+    init?(mult: AlignedBuffer, offset: AlignedBuffer, count: Int) {
+        guard let m = try? AlignedBuffer(byteCount: count * 4), let o = try? AlignedBuffer(byteCount: count * 4),
+            aads_requant_f32_prepare(
+                mult.pointer(Double.self), offset.pointer(Double.self), Int32(count), m.pointer(Float.self),
+                o.pointer(Float.self)) == 1
+        else { return nil }
+        (self.mult, self.offset) = (m, o)
+    }
+}
+
 /// Per output channel: inScale × weightScale / outScale in double precision.
 func requantMultipliers(inScale: Float, weightScales: [Float], outScale: Float) -> [Double] {
     weightScales.map { Double(inScale) * Double($0) / Double(outScale) }
@@ -298,8 +319,10 @@ final class QDepthwiseWeights: @unchecked Sendable {
     let inScale: Float, outScale: Float
     /// Per channel, float32: weight scales and dequantized bias; and the `aads_qref` that points at them.
     let refScales: AlignedBuffer, refBias: AlignedBuffer, ref: AlignedBuffer
+    let requantF32: RequantF32?
     var byteCount: Int {
         packed.byteCount + mult.byteCount + offset.byteCount + refScales.byteCount + refBias.byteCount
+            + (requantF32?.byteCount ?? 0)
     }
 
     init(
@@ -321,6 +344,7 @@ final class QDepthwiseWeights: @unchecked Sendable {
         let offsets = bias.map { $0 / Double(outScale) } + padding
         mult = try AlignedBuffer(mults)
         offset = try AlignedBuffer(offsets)
+        requantF32 = RequantF32(mult: mult, offset: offset, count: cpad)
         (self.weightScales, self.bias, self.inScale, self.outScale) = (weightScales, bias, inScale, outScale)
         // One filter per group: ONNX Runtime sums each output with its M = 1 SGEMM kernel.
         let refScales = try AlignedBuffer(weightScales)
@@ -370,7 +394,9 @@ final class QDepthwiseStep: Step, @unchecked Sendable {
             weights: UnsafePointer(weights.packed.pointer(Int16.self)),
             mult: UnsafePointer(weights.mult.pointer(Double.self)),
             offset: UnsafePointer(weights.offset.pointer(Double.self)),
-            ref: UnsafePointer(weights.ref.pointer(aads_qref.self)))
+            ref: UnsafePointer(weights.ref.pointer(aads_qref.self)),
+            mult_f32: weights.requantF32.map { UnsafePointer($0.mult.pointer(Float.self)) },
+            offset_f32: weights.requantF32.map { UnsafePointer($0.offset.pointer(Float.self)) })
         (inImage, outImage, outH) = (c * inH * inW, c * window.outH * window.outW, window.outH)
     }
 

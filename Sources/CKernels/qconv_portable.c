@@ -60,6 +60,21 @@ int8_t aads_requantize(int32_t acc, double mult, double offset, int32_t zp, int3
     return aads_requant(acc, mult, offset, zp, out_min, out_max);
 }
 
+// Why AADS_F32_SLACK holds: with P = float(acc) * mult_f32 (exact inside the FMA), P = acc * mult * (1 + e1)(1 + e2)
+// and v_f = (P + offset_f32)(1 + e3), offset_f32 = offset (1 + e4), |e| <= 2^-24. If |v_f| >= 1024 the exact value is
+// beyond +-1000 as well and both clamp to the same bound. Otherwise |P| < 1024 + 512 and
+// |v_f - v| <= 1536 * 2^-23 + 512 * 2^-24 + 1024 * 2^-24 < 2.8e-4 < 2^-11.
+int aads_requant_f32_prepare(const double *mult, const double *offset, int32_t n, float *mult_f32, float *offset_f32) {
+    for (int32_t i = 0; i < n; i++) {
+        if (!(fabs(offset[i]) <= 512.0) || !(fabs(mult[i]) <= 1e30)) return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        mult_f32[i] = (float)mult[i];
+        offset_f32[i] = (float)offset[i];
+    }
+    return 1;
+}
+
 int32_t aads_dwconv_cpad(int32_t channels) { return (channels + 15) / 16 * 16; }
 
 void aads_dwconv_pack(const int8_t *w, int32_t channels, int32_t kh, int32_t kw, int16_t *packed) {

@@ -161,6 +161,41 @@ AVX2_TARGET static inline unsigned store_requant8_avx2(__m256i acc, const double
     return near & ((1u << nn) - 1u);
 }
 
+/// float32 requantisation (see aads_requant_f32_prepare) of 16 accumulators, s0 holding lanes 0-7 and s1 lanes 8-15.
+/// Stores the first `nn` results and returns the lanes within AADS_F32_SLACK (plus the reference band when `ref` is
+/// set) of a rounding boundary: the caller replaces their stored value with the double-precision decision.
+/// `mult` and `offset` must be readable for 16 values.
+AVX2_TARGET static inline unsigned store_requant16_f32(__m256i s0, __m256i s1, const float *mult, const float *offset,
+                                                       int32_t out_zp, int32_t out_min, int32_t out_max,
+                                                       const aads_qref *ref, int8_t *dst, int nn) {
+    const __m256 lo = _mm256_set1_ps((float)(out_min - out_zp)), hi = _mm256_set1_ps((float)(out_max - out_zp));
+    const __m256 band = _mm256_set1_ps((float)(0.5 - AADS_F32_SLACK - (ref ? ref->eps : 0.0)));
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_loadu_ps(mult), _mm256_loadu_ps(offset));
+    __m256 v1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_loadu_ps(mult + 8), _mm256_loadu_ps(offset + 8));
+    v0 = _mm256_min_ps(_mm256_max_ps(v0, lo), hi);
+    v1 = _mm256_min_ps(_mm256_max_ps(v1, lo), hi);
+    // MXCSR rounding: nearest, ties to even
+    const __m256 r0 = _mm256_round_ps(v0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 r1 = _mm256_round_ps(v1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const unsigned near =
+        (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v0, r0)), band, _CMP_GT_OQ)) |
+        (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_sub_ps(v1, r1)), band, _CMP_GT_OQ))
+            << 8;
+    // Clamped to [out_min - zp, out_max - zp]: int16 holds them, and with the zero point they fit int8.
+    __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_cvtps_epi32(r0), _mm256_cvtps_epi32(r1)), 0xD8);
+    w = _mm256_add_epi16(w, _mm256_set1_epi16((int16_t)out_zp));
+    const __m128i b = _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    if (nn == 16) {
+        _mm_storeu_si128((__m128i *)dst, b);
+        return near;
+    }
+    int8_t tmp[16];
+    _mm_storeu_si128((__m128i *)tmp, b);
+    memcpy(dst, tmp, (size_t)nn);
+    return near & ((1u << nn) - 1u);
+}
+
 /// Requantises and stores one row's 16 (or fewer) output channels from its four accumulators
 /// acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3.
 AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(const aads_qconv *p, __m256i a0, __m256i a1, __m256i a2, __m256i a3,
@@ -174,6 +209,21 @@ AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(cons
             _mm256_sub_epi32(h01, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0))));
         const __m256i s23 =
             _mm256_sub_epi32(h23, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0 + 8))));
+        if (p->mult_f32 != NULL) {
+            unsigned near = store_requant16_f32(s01, s23, p->mult_f32 + n0, p->offset_f32 + n0, p->out_zp, p->out_min,
+                                                p->out_max, p->ref, o + n0, 16);
+            if (near) {
+                int32_t sums[16];
+                _mm256_storeu_si256((__m256i *)sums, s01);
+                _mm256_storeu_si256((__m256i *)(sums + 8), s23);
+                while (near) {
+                    const int l = __builtin_ctz(near);
+                    near &= near - 1;
+                    o[n0 + l] = aads_qconv_out(p, in, row, n0 + l, sums[l]);
+                }
+            }
+            return;
+        }
         unsigned near = store_requant8_avx2(s01, p->mult + n0, p->offset + n0, p->out_zp, p->out_min, p->out_max,
                                             o + n0, 8, p->ref);
         near |= store_requant8_avx2(s23, p->mult + n0 + 8, p->offset + n0 + 8, p->out_zp, p->out_min, p->out_max,
@@ -399,7 +449,22 @@ AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t
                     hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
                 }
                 const int32_t nn = C - c < 16 ? C - c : 16;
-                // mult and offset are padded to a multiple of 16 channels
+                // mult and offset (and their float32 copies) are padded to a multiple of 16 channels
+                if (p->mult_f32 != NULL) {
+                    unsigned near = store_requant16_f32(lo, hi, p->mult_f32 + c, p->offset_f32 + c, p->out_zp,
+                                                        p->out_min, p->out_max, p->ref, o + c, nn);
+                    if (near) {
+                        int32_t sums[16];
+                        _mm256_storeu_si256((__m256i *)sums, lo);
+                        _mm256_storeu_si256((__m256i *)(sums + 8), hi);
+                        while (near) {
+                            const int l = __builtin_ctz(near);
+                            near &= near - 1;
+                            o[c + l] = aads_dwconv_out(p, in, oh, ow, c + l, sums[l]);
+                        }
+                    }
+                    continue;
+                }
                 unsigned near = store_requant8_avx2(lo, p->mult + c, p->offset + c, p->out_zp, p->out_min, p->out_max,
                                                     o + c, nn < 8 ? nn : 8, p->ref);
                 if (nn > 8) {

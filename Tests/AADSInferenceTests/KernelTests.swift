@@ -36,7 +36,9 @@ struct ConvCase: CustomStringConvertible {
         "n\(n) c\(c) \(h)x\(w) m\(m) g\(group) k\(win.kh)x\(win.kw) s\(win.sh),\(win.sw) d\(win.dh) pads \(win.padTop),\(win.padLeft),\(win.padBottom),\(win.padRight)"
     }
 
-    static func random(_ r: inout SplitMix, depthwise: Bool) -> ConvCase {
+    /// `extremes`: also draw cases whose values spread over thousands of steps or whose offsets exceed the float32
+    /// requantisation's bound.
+    static func random(_ r: inout SplitMix, depthwise: Bool, extremes: Bool = false) -> ConvCase {
         var k = ConvCase()
         k.n = r.int(1...2)
         k.h = r.int(1...11)
@@ -85,6 +87,13 @@ struct ConvCase: CustomStringConvertible {
         // Some multipliers of exactly 0.5 / 0.25 to exercise ties (round half to even).
         if k.m > 1 { k.mult[1] = 0.5 }
         k.offset = (0..<k.m).map { _ in r.double(-40, 40).rounded() + (r.int(0...1) == 0 ? 0.5 : 0) }
+        switch extremes ? r.int(0...5) : 5 {
+        case 0:  // values spread over thousands of steps: mostly clamped, some near the float32 path's limits
+            k.mult = k.mult.map { $0 * 60 }
+        case 1:  // an offset beyond the float32 requantisation's bound: that layer requantises in double
+            k.offset[0] = r.int(0...1) == 0 ? 600.5 : -600
+        default: break
+        }
         return k
     }
 
@@ -167,7 +176,7 @@ struct ConvCase: CustomStringConvertible {
     func everyVariantEqualsReference(depthwise: Bool) throws {
         var r = SplitMix(state: depthwise ? 7 : 3)
         for i in 0..<60 {
-            let k = ConvCase.random(&r, depthwise: depthwise)
+            let k = ConvCase.random(&r, depthwise: depthwise, extremes: true)
             let ref = k.referenceAsEngine()
             for v in KernelTests.variants {
                 let got = try k.engine(variant: v, threads: 1, depthwise: depthwise)
@@ -206,6 +215,34 @@ struct ConvCase: CustomStringConvertible {
         // The float path must change some results, or this compared the exact path with itself. (Depthwise sums of
         // at most 49 small products are exact in float32 here, so only the general convolution shows it.)
         if !depthwise { #expect(decided > 0) }
+    }
+
+    /// Offsets a hair above or below x.5 are ties once rounded to float32: kernels that requantise in float32 first
+    /// must decide those outputs in double precision, as the reference does.
+    @Test(arguments: [false, true])
+    func float32RequantisationDefersNearTiesToDouble(depthwise: Bool) throws {
+        var k = ConvCase()
+        (k.h, k.w, k.m) = (16, 16, 32)
+        k.c = depthwise ? 32 : 4
+        k.group = depthwise ? 32 : 1
+        k.win.outH = 16
+        k.win.outW = 16
+        k.input = (0..<(k.c * k.h * k.w)).map { Int8(truncatingIfNeeded: $0 * 7 + $0 / 256) }
+        // Each output is one input minus the zero point, plus its channel's offset.
+        k.weights = (0..<(k.m * (k.c / k.group))).map { $0 % (k.c / k.group) == 0 ? 1 : 0 }
+        k.inZp = 3
+        k.mult = [Double](repeating: 1, count: k.m)
+        k.offset = (0..<k.m).map { n in
+            let hair = n % 2 == 0 ? 1e-9 : -1e-9
+            return Double(n % 7 - 3) + 0.5 + hair
+        }
+        #expect(k.offset.allSatisfy { Float($0) - Float($0).rounded(.down) == 0.5 })
+        let ref = k.reference()
+        for v in KernelTests.variants {
+            let got = try k.engine(variant: v, threads: 1, depthwise: depthwise)
+            let bad = zip(got, ref).filter { $0 != $1 }.count
+            #expect(bad == 0, "variant \(String(cString: aads_variant_name(v))): \(bad) of \(ref.count) differ")
+        }
     }
 
     @Test func requantizeRoundsHalfToEvenAndClamps() {

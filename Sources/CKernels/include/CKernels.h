@@ -15,6 +15,14 @@
 /// The requantisation of one accumulator (the specification every variant follows).
 int8_t aads_requantize(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min, int32_t out_max);
 
+/// Fills float32 copies of `n` requantisation multipliers and offsets for kernels that requantise in float32 first.
+/// Returns 0 (and the kernels must not be given the copies) unless every |offset| <= 512 and every multiplier is
+/// finite and at most 1e30. Under those bounds the float32 value fma(float(acc), mult, offset) of an output that is not
+/// clamped lies within AADS_F32_SLACK steps of the exact one, so rounding it gives the exact result everywhere except
+/// within that distance of a rounding boundary, where the kernels decide in double precision instead.
+int aads_requant_f32_prepare(const double *mult, const double *offset, int32_t n, float *mult_f32, float *offset_f32);
+#define AADS_F32_SLACK (1.0 / 2048)
+
 enum {
     AADS_VARIANT_PORTABLE = 0,
     AADS_VARIANT_AVX2 = 1,
@@ -76,6 +84,7 @@ typedef struct aads_qconv {
     const double *offset;  // [cout]
     const int8_t *pad;     // aads_qconv_pad_bytes(cin) bytes equal to in_zp
     const aads_qref *ref;  // NULL: exact rounding only
+    const float *mult_f32, *offset_f32; // optional float32 copies (aads_requant_f32_prepare), or NULL
 } aads_qconv;
 
 size_t aads_qconv_packed_size(int32_t cout, int32_t cin, int32_t kh, int32_t kw);
@@ -95,6 +104,7 @@ typedef struct aads_dwconv {
     const double *mult;     // [cpad]
     const double *offset;   // [cpad]
     const aads_qref *ref;   // NULL: exact rounding only (order must be AADS_SUM_M1)
+    const float *mult_f32, *offset_f32; // optional float32 copies (aads_requant_f32_prepare), or NULL
 } aads_dwconv;
 
 int32_t aads_dwconv_cpad(int32_t channels);
