@@ -42,6 +42,16 @@ static inline int aads_near_half(double v, double rounded, const aads_qref *ref)
     return ref != NULL && fabs(v - rounded) > 0.5 - ref->eps;
 }
 
+/// An output left for the float reference: pixel `row`, channel `n`.
+typedef struct {
+    int32_t row, n;
+} aads_qref_pending;
+
+/// Decides `count` pending outputs by the float reference (aads_qconv_reference_output; several at once where the
+/// summation order allows) and stores them in `out` (as for aads_qconv_run).
+void aads_qconv_reference_flush(const aads_qconv *p, const int8_t *in, int8_t *out, aads_qref_pending *items,
+                                int32_t count);
+
 /// The requantisation of output channel `n` of output pixel `row` (aads_requant), with near-half values decided by the
 /// float reference when p->ref is set.
 static inline int8_t aads_qconv_out(const aads_qconv *p, const int8_t *in, int32_t row, int32_t n, int32_t acc) {

@@ -196,10 +196,18 @@ AVX2_TARGET static inline unsigned store_requant16_f32(__m256i s0, __m256i s1, c
     return near & ((1u << nn) - 1u);
 }
 
+/// Outputs of one aads_qconv_avx2 call waiting for the float reference, decided together when the list fills.
+#define PENDING_MAX 64
+typedef struct {
+    aads_qref_pending items[PENDING_MAX];
+    int32_t count;
+} pending_list;
+
 /// Requantises and stores one row's 16 (or fewer) output channels from its four accumulators
 /// acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3.
 AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(const aads_qconv *p, __m256i a0, __m256i a1, __m256i a2, __m256i a3,
-                                             int32_t n0, int8_t *o, const int8_t *in, int32_t row) {
+                                             int32_t n0, int8_t *o, const int8_t *in, int32_t row,
+                                             int8_t *out, pending_list *pending) {
     const __m256i h01 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
     const __m256i h23 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8);
     const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
@@ -219,7 +227,17 @@ AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(cons
                 while (near) {
                     const int l = __builtin_ctz(near);
                     near &= near - 1;
-                    o[n0 + l] = aads_qconv_out(p, in, row, n0 + l, sums[l]);
+                    const int32_t n = n0 + l;
+                    const double v = aads_requant_value(sums[l], p->mult[n], p->offset[n], p->out_zp, p->out_min,
+                                                        p->out_max);
+                    const double rv = aads_round_even(v);
+                    o[n] = (int8_t)((int32_t)rv + p->out_zp);
+                    if (!aads_near_half(v, rv, p->ref)) continue;
+                    if (pending->count == PENDING_MAX) {
+                        aads_qconv_reference_flush(p, in, out, pending->items, pending->count);
+                        pending->count = 0;
+                    }
+                    pending->items[pending->count++] = (aads_qref_pending){row, n};
                 }
             }
             return;
@@ -248,7 +266,8 @@ AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(cons
 /// `xw`: the two rows' taps as int16, [row][tap][kq * 4] (widened once per row pair and reused by every block of
 /// 16 output channels; a 4-channel group is then broadcast straight from memory).
 AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int16_t *xw, int32_t taps, int32_t kq, int32_t nb,
-                                         int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows) {
+                                         int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows,
+                                         int8_t *out, pending_list *pending) {
     // Accumulators in named variables so that they stay in registers (2 rows x 4 groups of 4 channels).
     __m256i r0g0 = _mm256_setzero_si256(), r0g1 = r0g0, r0g2 = r0g0, r0g3 = r0g0;
     __m256i r1g0 = r0g0, r1g1 = r0g0, r1g2 = r0g0, r1g3 = r0g0;
@@ -273,8 +292,8 @@ AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int16_t *xw,
         r0g3 = _mm256_add_epi32(r0g3, _mm256_madd_epi16(b, x0));
         r1g3 = _mm256_add_epi32(r1g3, _mm256_madd_epi16(b, x1));
     }
-    epilogue_avx2(p, r0g0, r0g1, r0g2, r0g3, nb * 16, outrows[0], in, rows[0]);
-    if (nrows > 1) epilogue_avx2(p, r1g0, r1g1, r1g2, r1g3, nb * 16, outrows[1], in, rows[1]);
+    epilogue_avx2(p, r0g0, r0g1, r0g2, r0g3, nb * 16, outrows[0], in, rows[0], out, pending);
+    if (nrows > 1) epilogue_avx2(p, r1g0, r1g1, r1g2, r1g3, nb * 16, outrows[1], in, rows[1], out, pending);
 }
 
 /// Widens `kq * 4` int8 values of one tap to int16 (the values past `cin` meet zero weights).
@@ -299,6 +318,8 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
         return;
     }
     int16_t xw[AVX2_WIDE_MAX] __attribute__((aligned(32)));
+    pending_list pending;
+    pending.count = 0;
     for (int32_t row = r0; row < r1; row += MR2) {
         const int32_t nrows = r1 - row < MR2 ? r1 - row : MR2;
         for (int r = 0; r < MR2; r++) {
@@ -308,8 +329,9 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
             rows[r] = rr;
             for (int32_t t = 0; t < taps; t++) widen_tap(ptrs[r * taps + t], kq, xw + r * per_row + (size_t)t * kq * 4);
         }
-        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, xw, taps, kq, nb, outrows, nrows, in, rows);
+        for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, xw, taps, kq, nb, outrows, nrows, in, rows, out, &pending);
     }
+    aads_qconv_reference_flush(p, in, out, pending.items, pending.count);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -216,3 +216,90 @@ int8_t aads_dwconv_reference_output(const aads_dwconv *p, const int8_t *in, int3
     fsum_add(&s, xs, wfs, m);
     return quantize_like_ort(fsum_finish(&s, 0, bias), r, p->out_zp, p->out_min, p->out_max);
 }
+
+#if AADS_X86
+#include <immintrin.h>
+
+/// aads_qconv_reference_output of up to 8 outputs of a pointwise (1x1) convolution in SGEMM order at once: each AVX2
+/// lane runs one output's sum, with the same operations in the same order as the scalar code.
+__attribute__((target("avx2,fma"))) static void reference_outputs8_pointwise(const aads_qconv *p, const int8_t *in,
+                                                                             const aads_qref_pending *items,
+                                                                             int32_t count, int8_t *results) {
+    const aads_qref *r = p->ref;
+    const int32_t K = p->cin, kq = (K + 3) / 4;
+    const int8_t *xp[8], *wp[8];
+    float bias[8], ws[8];
+    for (int l = 0; l < 8; l++) {
+        const aads_qref_pending *it = &items[l < count ? l : 0];
+        const int8_t *tap[1];
+        aads_row_taps(p, in, it->row, tap);
+        xp[l] = tap[0];
+        wp[l] = p->weights + (size_t)(it->n / 16) * (size_t)kq * 64 + (size_t)(it->n % 16) * 4;
+        bias[l] = r->bias ? r->bias[it->n] : 0.0f;
+        ws[l] = r->weight_scales[it->n];
+    }
+    const __m256 vbias = _mm256_loadu_ps(bias), vws = _mm256_loadu_ps(ws), sx = _mm256_set1_ps(r->in_scale);
+    const __m256i zp = _mm256_set1_epi32(p->in_zp);
+    const int32_t kblock = r->kblock > 0 ? r->kblock : K;
+    __m256 y = r->bias_first ? vbias : _mm256_setzero_ps(), part = _mm256_setzero_ps();
+    int has_y = r->bias_first, in_block = 0;
+    for (int32_t q = 0; q < kq; q++) {
+        const __m256i gx = _mm256_setr_epi32(aads_load32(xp[0] + 4 * q), aads_load32(xp[1] + 4 * q),
+                                             aads_load32(xp[2] + 4 * q), aads_load32(xp[3] + 4 * q),
+                                             aads_load32(xp[4] + 4 * q), aads_load32(xp[5] + 4 * q),
+                                             aads_load32(xp[6] + 4 * q), aads_load32(xp[7] + 4 * q));
+        const __m256i gw = _mm256_setr_epi32(aads_load32(wp[0] + 64 * q), aads_load32(wp[1] + 64 * q),
+                                             aads_load32(wp[2] + 64 * q), aads_load32(wp[3] + 64 * q),
+                                             aads_load32(wp[4] + 64 * q), aads_load32(wp[5] + 64 * q),
+                                             aads_load32(wp[6] + 64 * q), aads_load32(wp[7] + 64 * q));
+        const int jn = K - 4 * q < 4 ? K - 4 * q : 4;
+        for (int j = 0; j < jn; j++) {
+            // byte j of each lane, sign-extended (shift counts must be constants for the immediate forms)
+            const __m128i left = _mm_cvtsi32_si128(24 - 8 * j);
+            const __m256i xi = _mm256_sra_epi32(_mm256_sll_epi32(gx, left), _mm_cvtsi32_si128(24));
+            const __m256i wi = _mm256_sra_epi32(_mm256_sll_epi32(gw, left), _mm_cvtsi32_si128(24));
+            const __m256 xf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(xi, zp)), sx);
+            const __m256 wf = _mm256_mul_ps(_mm256_cvtepi32_ps(wi), vws);
+            part = _mm256_fmadd_ps(xf, wf, part);
+            if (++in_block == kblock || 4 * q + j + 1 == K) { // close the block: y = part + y
+                y = has_y ? _mm256_add_ps(part, y) : part;
+                has_y = 1;
+                part = _mm256_setzero_ps();
+                in_block = 0;
+            }
+        }
+    }
+    if (!r->bias_first && r->bias) y = _mm256_add_ps(y, vbias);
+    // quantize_like_ort
+    __m256 v = _mm256_div_ps(y, _mm256_set1_ps(r->out_scale));
+    v = _mm256_max_ps(v, _mm256_set1_ps((float)(p->out_min - p->out_zp)));
+    v = _mm256_min_ps(v, _mm256_set1_ps((float)(p->out_max - p->out_zp)));
+    int32_t q8[8];
+    _mm256_storeu_si256((__m256i *)q8,
+                        _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT |
+                                                                                   _MM_FROUND_NO_EXC)),
+                                         _mm256_set1_epi32(p->out_zp)));
+    for (int32_t l = 0; l < count; l++) results[l] = (int8_t)q8[l];
+}
+#endif
+
+void aads_qconv_reference_flush(const aads_qconv *p, const int8_t *in, int8_t *out, aads_qref_pending *items,
+                                int32_t count) {
+    int32_t i = 0;
+    if (count == 0) return;
+#if AADS_X86
+    if (p->kh * p->kw == 1 && p->ref->order == AADS_SUM_SGEMM && aads_x86_has_avx2()) {
+        for (; i < count; i += 8) {
+            const int32_t m = count - i < 8 ? count - i : 8;
+            int8_t results[8];
+            reference_outputs8_pointwise(p, in, items + i, m, results);
+            for (int32_t l = 0; l < m; l++) out[(size_t)items[i + l].row * (size_t)p->out_stride + items[i + l].n] = results[l];
+        }
+        return;
+    }
+#endif
+    for (; i < count; i++) {
+        out[(size_t)items[i].row * (size_t)p->out_stride + items[i].n] =
+            aads_qconv_reference_output(p, in, items[i].row, items[i].n);
+    }
+}

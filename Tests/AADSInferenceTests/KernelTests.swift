@@ -217,6 +217,34 @@ struct ConvCase: CustomStringConvertible {
         if !depthwise { #expect(decided > 0) }
     }
 
+    /// A pointwise convolution deep enough for ONNX Runtime's SGEMM to sum each output in several K blocks, every
+    /// output decided by the float reference (the band widened to the whole step).
+    @Test func deepPointwiseFloatReferenceCrossesKBlocks() throws {
+        var r = SplitMix(state: 43)
+        var k = ConvCase()
+        (k.h, k.w, k.c, k.m) = (40, 40, 300, 40)
+        k.win.outH = 40
+        k.win.outW = 40
+        // Large positive products whose sum the offset mostly cancels, so that summing the blocks in another order
+        // changes some outputs.
+        k.input = r.int8s(k.c * k.h * k.w)
+        k.weights = r.int8s(k.m * k.c).map { $0 & 127 }
+        k.inZp = -128
+        k.outZp = 5
+        k.mult = (0..<k.m).map { _ in r.double(0.2, 3) / (300 * 64) }
+        k.offset = (0..<k.m).map { n in
+            let wsum = k.weights[(n * k.c)..<((n + 1) * k.c)].reduce(0) { $0 + Double($1) }
+            return -k.mult[n] * wsum * 127.5 + r.double(-20, 20)
+        }
+        #expect(mlasStrideK(n: k.h * k.w, k: k.c) < k.c)
+        let ref = k.referenceOnnxRuntimeRounding(band: 0.5)
+        for v in KernelTests.variants {
+            let got = try k.engine(variant: v, threads: 1, depthwise: false, rounding: .onnxRuntime, band: 0.5)
+            let bad = zip(got, ref).filter { $0 != $1 }.count
+            #expect(bad == 0, "variant \(String(cString: aads_variant_name(v))): \(bad) of \(ref.count) differ")
+        }
+    }
+
     /// Offsets a hair above or below x.5 are ties once rounded to float32: kernels that requantise in float32 first
     /// must decide those outputs in double precision, as the reference does.
     @Test(arguments: [false, true])
