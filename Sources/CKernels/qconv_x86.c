@@ -440,67 +440,129 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
     }
 }
 
-AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
+/// Requantises and stores 16 (or `nn` < 16) channels c.. of output pixel (oh, ow) from their accumulators in channel
+/// order (s0: c..c+7, s1: c+8..c+15). mult and offset (and their float32 copies) are padded to a multiple of 16.
+AVX2_TARGET static inline __attribute__((always_inline)) void dw_store16(const aads_dwconv *p, const int8_t *in,
+                                                                         int32_t oh, int32_t ow, int32_t c, __m256i s0,
+                                                                         __m256i s1, int8_t *o, int32_t nn) {
+    unsigned near;
+    if (p->mult_f32 != NULL) {
+        near = store_requant16_f32(s0, s1, p->mult_f32 + c, p->offset_f32 + c, p->out_zp, p->out_min, p->out_max,
+                                   p->ref, o + c, nn);
+        if (near) {
+            int32_t sums[16];
+            _mm256_storeu_si256((__m256i *)sums, s0);
+            _mm256_storeu_si256((__m256i *)(sums + 8), s1);
+            while (near) {
+                const int l = __builtin_ctz(near);
+                near &= near - 1;
+                o[c + l] = aads_dwconv_out(p, in, oh, ow, c + l, sums[l]);
+            }
+        }
+        return;
+    }
+    near = store_requant8_avx2(s0, p->mult + c, p->offset + c, p->out_zp, p->out_min, p->out_max, o + c,
+                               nn < 8 ? nn : 8, p->ref);
+    if (nn > 8) {
+        near |= store_requant8_avx2(s1, p->mult + c + 8, p->offset + c + 8, p->out_zp, p->out_min, p->out_max,
+                                    o + c + 8, nn - 8, p->ref)
+                << 8;
+    }
+    while (near) {
+        const int l = __builtin_ctz(near);
+        near &= near - 1;
+        o[c + l] = aads_dwconv_reference_output(p, in, oh, ow, c + l);
+    }
+}
+
+/// One output pixel with only the taps that fall inside the image (the border).
+AVX2_TARGET static void dw_border_pixel_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh,
+                                             int32_t ow) {
     const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
     const __m256i zpin = _mm256_set1_epi16((int16_t)p->in_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
+    int nt = 0;
+    for (int32_t ky = 0; ky < p->kh; ky++) {
+        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (int32_t kx = 0; kx < p->kw; kx++) {
+            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+            if (iw < 0 || iw >= p->in_w) continue;
+            xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
+            ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
+            nt++;
+        }
+    }
+    int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
+    for (int32_t c = 0; c < C; c += 16) {
+        // 16 channels: (x - zp) and w as int16; |x - zp| <= 255 and |w| <= 128, so each product fits in int16
+        // exactly and is widened to int32 before it is summed.
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int t = 0; t < nt; t++) {
+            const __m256i x = _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xs[t] + c))), zpin);
+            const __m256i prod = _mm256_mullo_epi16(x, _mm256_loadu_si256((const __m256i *)(ws[t] + c)));
+            lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
+            hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
+        }
+        dw_store16(p, in, oh, ow, c, lo, hi, o, C - c < 16 ? C - c : 16);
+    }
+}
+
+AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
+    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C), taps = p->kh * p->kw, pairs = (taps + 1) / 2;
+    // Interior pixels (every tap inside the image): taps are taken in pairs, x and w interleaved as int16 so that
+    // one VPMADDWD forms x_t * w_t + x_t+1 * w_t+1 (at most 2 * 128 * 128); the input zero point is removed once
+    // per output through the channel's weight sum.
+    int32_t off[AADS_MAX_TAPS + 1];
+    for (int32_t ky = 0; ky < p->kh; ky++)
+        for (int32_t kx = 0; kx < p->kw; kx++) off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * C;
+    off[taps] = off[0]; // an odd tap count pairs its last tap with zero weights
+    __m256i wpair[AADS_MAX_TAPS + 1];
+    const int32_t ow_lo = (p->pad_l + p->stride_w - 1) / p->stride_w;
+    const int32_t last = p->in_w - 1 - (p->kw - 1) * p->dil_w + p->pad_l;
+    int32_t ow_hi = last < 0 ? 0 : last / p->stride_w + 1;
+    if (ow_hi > p->out_w) ow_hi = p->out_w;
+    if (ow_hi < ow_lo) ow_hi = ow_lo;
     for (int32_t oh = oh0; oh < oh1; oh++) {
-        for (int32_t ow = 0; ow < p->out_w; ow++) {
-            int nt = 0;
-            for (int32_t ky = 0; ky < p->kh; ky++) {
-                const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-                if (ih < 0 || ih >= p->in_h) continue;
-                for (int32_t kx = 0; kx < p->kw; kx++) {
-                    const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-                    if (iw < 0 || iw >= p->in_w) continue;
-                    xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
-                    ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
-                    nt++;
-                }
+        const int32_t ih0 = oh * p->stride_h - p->pad_t;
+        const int row_inside = ih0 >= 0 && ih0 + (p->kh - 1) * p->dil_h < p->in_h;
+        const int32_t lo_end = row_inside ? ow_lo : p->out_w;
+        for (int32_t ow = 0; ow < lo_end; ow++) dw_border_pixel_avx2(p, in, out, oh, ow);
+        if (!row_inside) continue;
+        for (int32_t c = 0; c < C; c += 16) {
+            const int32_t nn = C - c < 16 ? C - c : 16;
+            __m256i ws0 = _mm256_setzero_si256(), ws1 = ws0;
+            for (int32_t q = 0; q < pairs; q++) {
+                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(2 * q) * cpad + c));
+                const __m256i w1 = 2 * q + 1 < taps
+                                       ? _mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(2 * q + 1) * cpad + c))
+                                       : _mm256_setzero_si256();
+                wpair[2 * q] = _mm256_unpacklo_epi16(w0, w1);
+                wpair[2 * q + 1] = _mm256_unpackhi_epi16(w0, w1);
+                ws0 = _mm256_add_epi32(ws0, _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w0)),
+                                                             _mm256_cvtepi16_epi32(_mm256_castsi256_si128(w1))));
+                ws1 = _mm256_add_epi32(ws1, _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w0, 1)),
+                                                             _mm256_cvtepi16_epi32(_mm256_extracti128_si256(w1, 1))));
             }
-            int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
-            for (int32_t c = 0; c < C; c += 16) {
-                // 16 channels: (x - zp) and w as int16; |x - zp| <= 255 and |w| <= 128, so each product fits in
-                // int16 exactly and is widened to int32 before it is summed.
-                __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-                for (int t = 0; t < nt; t++) {
-                    const __m256i x = _mm256_sub_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xs[t] + c))), zpin);
-                    const __m256i prod = _mm256_mullo_epi16(x, _mm256_loadu_si256((const __m256i *)(ws[t] + c)));
-                    lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(prod)));
-                    hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(prod, 1)));
+            const __m256i zp = _mm256_set1_epi32(p->in_zp);
+            const __m256i zw0 = _mm256_mullo_epi32(zp, ws0), zw1 = _mm256_mullo_epi32(zp, ws1);
+            for (int32_t ow = ow_lo; ow < ow_hi; ow++) {
+                const int8_t *base = in + ((size_t)ih0 * p->in_w + (size_t)(ow * p->stride_w - p->pad_l)) * C + c;
+                __m256i alo = _mm256_setzero_si256(), ahi = alo;
+                for (int32_t q = 0; q < pairs; q++) {
+                    const __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + off[2 * q])));
+                    const __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + off[2 * q + 1])));
+                    alo = _mm256_add_epi32(alo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wpair[2 * q]));
+                    ahi = _mm256_add_epi32(ahi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wpair[2 * q + 1]));
                 }
-                const int32_t nn = C - c < 16 ? C - c : 16;
-                // mult and offset (and their float32 copies) are padded to a multiple of 16 channels
-                if (p->mult_f32 != NULL) {
-                    unsigned near = store_requant16_f32(lo, hi, p->mult_f32 + c, p->offset_f32 + c, p->out_zp,
-                                                        p->out_min, p->out_max, p->ref, o + c, nn);
-                    if (near) {
-                        int32_t sums[16];
-                        _mm256_storeu_si256((__m256i *)sums, lo);
-                        _mm256_storeu_si256((__m256i *)(sums + 8), hi);
-                        while (near) {
-                            const int l = __builtin_ctz(near);
-                            near &= near - 1;
-                            o[c + l] = aads_dwconv_out(p, in, oh, ow, c + l, sums[l]);
-                        }
-                    }
-                    continue;
-                }
-                unsigned near = store_requant8_avx2(lo, p->mult + c, p->offset + c, p->out_zp, p->out_min, p->out_max,
-                                                    o + c, nn < 8 ? nn : 8, p->ref);
-                if (nn > 8) {
-                    near |= store_requant8_avx2(hi, p->mult + c + 8, p->offset + c + 8, p->out_zp, p->out_min,
-                                                p->out_max, o + c + 8, nn - 8, p->ref)
-                            << 8;
-                }
-                while (near) {
-                    const int l = __builtin_ctz(near);
-                    near &= near - 1;
-                    o[c + l] = aads_dwconv_reference_output(p, in, oh, ow, c + l);
-                }
+                // alo holds channels 0-3 | 8-11, ahi 4-7 | 12-15
+                const __m256i s0 = _mm256_sub_epi32(_mm256_permute2x128_si256(alo, ahi, 0x20), zw0);
+                const __m256i s1 = _mm256_sub_epi32(_mm256_permute2x128_si256(alo, ahi, 0x31), zw1);
+                dw_store16(p, in, oh, ow, c, s0, s1, out + ((size_t)oh * p->out_w + ow) * C, nn);
             }
         }
+        for (int32_t ow = ow_hi; ow < p->out_w; ow++) dw_border_pixel_avx2(p, in, out, oh, ow);
     }
 }
 #endif
