@@ -87,6 +87,26 @@ static inline void aads_row_taps(const aads_qconv *p, const int8_t *in, int32_t 
     }
 }
 
+/// The taps of depthwise output pixel (oh, ow) that fall inside the image: each one's input pixel and weight row.
+/// Returns how many there are.
+static inline int aads_dw_inside_taps(const aads_dwconv *p, const int8_t *in, int32_t oh, int32_t ow, const int8_t **xs,
+                                      const int16_t **ws) {
+    const int32_t cpad = aads_dwconv_cpad(p->channels);
+    int nt = 0;
+    for (int32_t ky = 0; ky < p->kh; ky++) {
+        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+        if (ih < 0 || ih >= p->in_h) continue;
+        for (int32_t kx = 0; kx < p->kw; kx++) {
+            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+            if (iw < 0 || iw >= p->in_w) continue;
+            xs[nt] = in + ((size_t)ih * p->in_w + iw) * p->channels;
+            ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
+            nt++;
+        }
+    }
+    return nt;
+}
+
 void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 #if AADS_X86

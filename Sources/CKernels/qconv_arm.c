@@ -120,25 +120,14 @@ void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t
 }
 
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
-    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
+    const int32_t C = p->channels;
     const int16x8_t zpin = vdupq_n_s16((int16_t)p->in_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
     int32_t res[8];
     for (int32_t oh = oh0; oh < oh1; oh++) {
         for (int32_t ow = 0; ow < p->out_w; ow++) {
-            int nt = 0;
-            for (int32_t ky = 0; ky < p->kh; ky++) {
-                const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-                if (ih < 0 || ih >= p->in_h) continue;
-                for (int32_t kx = 0; kx < p->kw; kx++) {
-                    const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-                    if (iw < 0 || iw >= p->in_w) continue;
-                    xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
-                    ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
-                    nt++;
-                }
-            }
+            const int nt = aads_dw_inside_taps(p, in, oh, ow, xs, ws);
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             for (int32_t c = 0; c < C; c += 8) {
                 int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);

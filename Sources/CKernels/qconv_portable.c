@@ -87,24 +87,21 @@ void aads_dwconv_pack(const int8_t *w, int32_t channels, int32_t kh, int32_t kw,
 }
 
 void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
-    const int32_t cpad = aads_dwconv_cpad(p->channels), C = p->channels;
+    const int32_t C = p->channels;
+    const int8_t *xs[AADS_MAX_TAPS];
+    const int16_t *ws[AADS_MAX_TAPS];
     int32_t acc[64];
     for (int32_t oh = oh0; oh < oh1; oh++) {
         for (int32_t ow = 0; ow < p->out_w; ow++) {
+            const int nt = aads_dw_inside_taps(p, in, oh, ow, xs, ws);
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             for (int32_t c0 = 0; c0 < C; c0 += 64) {
                 const int32_t cn = C - c0 < 64 ? C - c0 : 64;
                 for (int32_t c = 0; c < cn; c++) acc[c] = 0;
-                for (int32_t ky = 0; ky < p->kh; ky++) {
-                    const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-                    if (ih < 0 || ih >= p->in_h) continue;
-                    for (int32_t kx = 0; kx < p->kw; kx++) {
-                        const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-                        if (iw < 0 || iw >= p->in_w) continue;
-                        const int8_t *x = in + ((size_t)ih * p->in_w + iw) * C + c0;
-                        const int16_t *w = p->weights + (size_t)(ky * p->kw + kx) * cpad + c0;
-                        for (int32_t c = 0; c < cn; c++) acc[c] += ((int32_t)x[c] - p->in_zp) * (int32_t)w[c];
-                    }
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *x = xs[t] + c0;
+                    const int16_t *w = ws[t] + c0;
+                    for (int32_t c = 0; c < cn; c++) acc[c] += ((int32_t)x[c] - p->in_zp) * (int32_t)w[c];
                 }
                 for (int32_t c = 0; c < cn; c++) {
                     o[c0 + c] = aads_dwconv_out(p, in, oh, ow, c0 + c, acc[c]);

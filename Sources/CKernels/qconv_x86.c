@@ -406,18 +406,7 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 continue;
             }
             // Border pixel: only the taps inside the image.
-            int nt = 0;
-            for (int32_t ky = 0; ky < p->kh; ky++) {
-                const int32_t ih = ih0 + ky * p->dil_h;
-                if (ih < 0 || ih >= p->in_h) continue;
-                for (int32_t kx = 0; kx < p->kw; kx++) {
-                    const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-                    if (iw < 0 || iw >= p->in_w) continue;
-                    xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
-                    ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
-                    nt++;
-                }
-            }
+            const int nt = aads_dw_inside_taps(p, in, oh, ow, xs, ws);
             int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
             for (int32_t c = 0; c < C; c += 16) {
                 const int32_t nn = C - c < 16 ? C - c : 16;
@@ -478,22 +467,11 @@ AVX2_TARGET static inline __attribute__((always_inline)) void dw_store16(const a
 /// One output pixel with only the taps that fall inside the image (the border).
 AVX2_TARGET static void dw_border_pixel_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh,
                                              int32_t ow) {
-    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C);
+    const int32_t C = p->channels;
     const __m256i zpin = _mm256_set1_epi16((int16_t)p->in_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
-    int nt = 0;
-    for (int32_t ky = 0; ky < p->kh; ky++) {
-        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-        if (ih < 0 || ih >= p->in_h) continue;
-        for (int32_t kx = 0; kx < p->kw; kx++) {
-            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-            if (iw < 0 || iw >= p->in_w) continue;
-            xs[nt] = in + ((size_t)ih * p->in_w + iw) * C;
-            ws[nt] = p->weights + (size_t)(ky * p->kw + kx) * cpad;
-            nt++;
-        }
-    }
+    const int nt = aads_dw_inside_taps(p, in, oh, ow, xs, ws);
     int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
     for (int32_t c = 0; c < C; c += 16) {
         // 16 channels: (x - zp) and w as int16; |x - zp| <= 255 and |w| <= 128, so each product fits in int16

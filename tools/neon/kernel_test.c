@@ -133,7 +133,8 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
             memcpy(po, offset, sizeof(double) * k.m);
             aads_dwconv_pack(wt, k.c, k.kh, k.kw, packed);
             aads_dwconv p = {k.h, k.w, k.c, k.oh, k.ow, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
-                             k.in_zp, k.out_zp, k.out_min, k.out_max, packed, pm, po, float_ref ? qrefs : NULL};
+                             k.in_zp, k.out_zp, k.out_min, k.out_max, packed, pm, po, float_ref ? qrefs : NULL,
+                             NULL, NULL}; // the ARM kernels requantise in double
             for (int b = 0; b < k.n; b++)
                 aads_dwconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c, got + (size_t)b * k.oh * k.ow * k.m, 0, k.oh);
             free(packed);
@@ -151,7 +152,7 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
             for (int g = 0; g < k.group; g++) {
                 aads_qconv p = {k.h, k.w, k.c, k.oh, k.ow, k.m, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
                                 cg, mg, k.in_zp, k.out_zp, k.out_min, k.out_max, packed + g * per, wsum + g * mg,
-                                mult + g * mg, offset + g * mg, pad, float_ref ? qrefs + g : NULL};
+                                mult + g * mg, offset + g * mg, pad, float_ref ? qrefs + g : NULL, NULL, NULL};
                 for (int b = 0; b < k.n; b++)
                     aads_qconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c + g * cg,
                                    got + (size_t)b * k.oh * k.ow * k.m + g * mg, 0, k.oh * k.ow);
