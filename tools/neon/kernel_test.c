@@ -109,7 +109,16 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
         offset[i] = (double)(int)rndd(-40, 40) + (rnd(0, 1) ? 0.5 : 0);
     }
     if (k.m > 1) mult[1] = 0.5;
+    // Every other case: offsets a hair off x.5, ties once rounded to float32, which the kernels that requantise in
+    // float32 must decide in double (channel 1's even accumulators land on them).
+    if (index % 2 == 0) {
+        for (int i = 0; i < k.m; i++) offset[i] += rnd(0, 1) ? 1e-9 : -1e-9;
+    }
     reference(&k, x, wt, mult, offset, ref);
+    // Float32 copies of the requantisation for the kernels that use them, in two cases of three.
+    const int cpad_all = aads_dwconv_cpad(k.m);
+    float *mf = calloc((size_t)cpad_all + 16, sizeof(float)), *of = calloc((size_t)cpad_all + 16, sizeof(float));
+    const int use_f32 = index % 3 != 2 && aads_requant_f32_prepare(mult, offset, cpad_all, mf, of);
     float *wscales = calloc((size_t)k.m + 16, sizeof(float)), *fbias = calloc((size_t)k.m + 16, sizeof(float));
     for (int i = 0; i < k.m; i++) {
         wscales[i] = (float)mult[i];
@@ -134,7 +143,7 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
             aads_dwconv_pack(wt, k.c, k.kh, k.kw, packed);
             aads_dwconv p = {k.h, k.w, k.c, k.oh, k.ow, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
                              k.in_zp, k.out_zp, k.out_min, k.out_max, packed, pm, po, float_ref ? qrefs : NULL,
-                             NULL, NULL}; // the ARM kernels requantise in double
+                             use_f32 ? mf : NULL, use_f32 ? of : NULL};
             for (int b = 0; b < k.n; b++)
                 aads_dwconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c, got + (size_t)b * k.oh * k.ow * k.m, 0, k.oh);
             free(packed);
@@ -152,7 +161,8 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
             for (int g = 0; g < k.group; g++) {
                 aads_qconv p = {k.h, k.w, k.c, k.oh, k.ow, k.m, k.kh, k.kw, k.sh, k.sw, k.pt, k.pl, k.dh, k.dw,
                                 cg, mg, k.in_zp, k.out_zp, k.out_min, k.out_max, packed + g * per, wsum + g * mg,
-                                mult + g * mg, offset + g * mg, pad, float_ref ? qrefs + g : NULL, NULL, NULL};
+                                mult + g * mg, offset + g * mg, pad, float_ref ? qrefs + g : NULL,
+                                use_f32 ? mf + g * mg : NULL, use_f32 ? of + g * mg : NULL};
                 for (int b = 0; b < k.n; b++)
                     aads_qconv_run(v, &p, x + (size_t)b * k.h * k.w * k.c + g * cg,
                                    got + (size_t)b * k.oh * k.ow * k.m + g * mg, 0, k.oh * k.ow);
@@ -176,6 +186,8 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
     }
     free(wscales);
     free(fbias);
+    free(mf);
+    free(of);
     free(x);
     free(wt);
     free(ref);
