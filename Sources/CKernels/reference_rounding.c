@@ -254,7 +254,7 @@ __attribute__((target("avx2,fma"))) static void reference_outputs8_pointwise(con
                                              aads_load32(wp[6] + 64 * q), aads_load32(wp[7] + 64 * q));
         const int jn = K - 4 * q < 4 ? K - 4 * q : 4;
         for (int j = 0; j < jn; j++) {
-            // byte j of each lane, sign-extended (shift counts must be constants for the immediate forms)
+            // byte j of each lane, sign-extended
             const __m128i left = _mm_cvtsi32_si128(24 - 8 * j);
             const __m256i xi = _mm256_sra_epi32(_mm256_sll_epi32(gx, left), _mm_cvtsi32_si128(24));
             const __m256i wi = _mm256_sra_epi32(_mm256_sll_epi32(gw, left), _mm_cvtsi32_si128(24));
