@@ -203,6 +203,34 @@ typedef struct {
     int32_t count;
 } pending_list;
 
+/// The float32 epilogue of one row's `nn` output channels n0.. (zero point removed: s01 holds channels 0-7, s23
+/// 8-15). Values the float32 path cannot decide are decided in double; those near a half step wait in `pending`
+/// for the float reference.
+AVX2_TARGET static inline __attribute__((always_inline)) void
+epilogue_f32_avx2(const aads_qconv *p, __m256i s01, __m256i s23, int32_t n0, int nn, int8_t *o, const int8_t *in,
+                  int32_t row, int8_t *out, pending_list *pending) {
+    unsigned near = store_requant16_f32(s01, s23, p->mult_f32 + n0, p->offset_f32 + n0, p->out_zp, p->out_min,
+                                        p->out_max, p->ref, o + n0, nn);
+    if (!near) return;
+    int32_t sums[16];
+    _mm256_storeu_si256((__m256i *)sums, s01);
+    _mm256_storeu_si256((__m256i *)(sums + 8), s23);
+    while (near) {
+        const int l = __builtin_ctz(near);
+        near &= near - 1;
+        const int32_t n = n0 + l;
+        const double v = aads_requant_value(sums[l], p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
+        const double rv = aads_round_even(v);
+        o[n] = (int8_t)((int32_t)rv + p->out_zp);
+        if (!aads_near_half(v, rv, p->ref)) continue;
+        if (pending->count == PENDING_MAX) {
+            aads_qconv_reference_flush(p, in, out, pending->items, pending->count);
+            pending->count = 0;
+        }
+        pending->items[pending->count++] = (aads_qref_pending){row, n};
+    }
+}
+
 /// Requantises and stores one row's 16 (or fewer) output channels from its four accumulators
 /// acc[g] = [c0 k01, c0 k23, c1 k01, c1 k23 | c2 .., c3 ..] for channels 4g..4g+3.
 AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(const aads_qconv *p, __m256i a0, __m256i a1, __m256i a2, __m256i a3,
@@ -211,37 +239,21 @@ AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(cons
     const __m256i h01 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
     const __m256i h23 = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8);
     const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
-    if (nn == 16) {
-        const __m256i zpin = _mm256_set1_epi32(p->in_zp);
-        const __m256i s01 =
-            _mm256_sub_epi32(h01, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0))));
-        const __m256i s23 =
-            _mm256_sub_epi32(h23, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0 + 8))));
-        if (p->mult_f32 != NULL) {
-            unsigned near = store_requant16_f32(s01, s23, p->mult_f32 + n0, p->offset_f32 + n0, p->out_zp, p->out_min,
-                                                p->out_max, p->ref, o + n0, 16);
-            if (near) {
-                int32_t sums[16];
-                _mm256_storeu_si256((__m256i *)sums, s01);
-                _mm256_storeu_si256((__m256i *)(sums + 8), s23);
-                while (near) {
-                    const int l = __builtin_ctz(near);
-                    near &= near - 1;
-                    const int32_t n = n0 + l;
-                    const double v = aads_requant_value(sums[l], p->mult[n], p->offset[n], p->out_zp, p->out_min,
-                                                        p->out_max);
-                    const double rv = aads_round_even(v);
-                    o[n] = (int8_t)((int32_t)rv + p->out_zp);
-                    if (!aads_near_half(v, rv, p->ref)) continue;
-                    if (pending->count == PENDING_MAX) {
-                        aads_qconv_reference_flush(p, in, out, pending->items, pending->count);
-                        pending->count = 0;
-                    }
-                    pending->items[pending->count++] = (aads_qref_pending){row, n};
-                }
-            }
-            return;
+    // wsum and the float32 copies are readable up to the next multiple of 16 channels (see aads_qconv)
+    const __m256i zpin = _mm256_set1_epi32(p->in_zp);
+    const __m256i s01 =
+        _mm256_sub_epi32(h01, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0))));
+    const __m256i s23 =
+        _mm256_sub_epi32(h23, _mm256_mullo_epi32(zpin, _mm256_loadu_si256((const __m256i *)(p->wsum + n0 + 8))));
+    if (p->mult_f32 != NULL) {
+        if (nn == 16) {
+            epilogue_f32_avx2(p, s01, s23, n0, 16, o, in, row, out, pending);
+        } else {
+            epilogue_f32_avx2(p, s01, s23, n0, nn, o, in, row, out, pending);
         }
+        return;
+    }
+    if (nn == 16) {
         unsigned near = store_requant8_avx2(s01, p->mult + n0, p->offset + n0, p->out_zp, p->out_min, p->out_max,
                                             o + n0, 8, p->ref);
         near |= store_requant8_avx2(s23, p->mult + n0 + 8, p->offset + n0 + 8, p->out_zp, p->out_min, p->out_max,
@@ -255,12 +267,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) void epilogue_avx2(cons
         return;
     }
     int32_t sums[16];
-    _mm256_storeu_si256((__m256i *)sums, h01);
-    _mm256_storeu_si256((__m256i *)(sums + 8), h23);
-    for (int32_t j = 0; j < nn; j++) {
-        const int32_t n = n0 + j;
-        o[n] = aads_qconv_out(p, in, row, n, sums[j] - p->in_zp * p->wsum[n]);
-    }
+    _mm256_storeu_si256((__m256i *)sums, s01);
+    _mm256_storeu_si256((__m256i *)(sums + 8), s23);
+    for (int32_t j = 0; j < nn; j++) o[n0 + j] = aads_qconv_out(p, in, row, n0 + j, sums[j]);
 }
 
 /// `xw`: the two rows' taps as int16, [row][tap][kq * 4] (widened once per row pair and reused by every block of

@@ -250,9 +250,9 @@ struct ConvCase: CustomStringConvertible {
     @Test(arguments: [false, true])
     func float32RequantisationDefersNearTiesToDouble(depthwise: Bool) throws {
         var k = ConvCase()
-        (k.h, k.w, k.m) = (16, 16, 32)
-        k.c = depthwise ? 32 : 4
-        k.group = depthwise ? 32 : 1
+        (k.h, k.w, k.m) = (16, 16, 40)  // two full blocks of 16 channels and a partial one
+        k.c = depthwise ? 40 : 4
+        k.group = depthwise ? 40 : 1
         k.win.outH = 16
         k.win.outW = 16
         k.input = (0..<(k.c * k.h * k.w)).map { Int8(truncatingIfNeeded: $0 * 7 + $0 / 256) }

@@ -84,7 +84,9 @@ typedef struct aads_qconv {
     const double *offset;  // [cout]
     const int8_t *pad;     // aads_qconv_pad_bytes(cin) bytes equal to in_zp
     const aads_qref *ref;  // NULL: exact rounding only
-    const float *mult_f32, *offset_f32; // optional float32 copies (aads_requant_f32_prepare), or NULL
+    // Optional float32 copies of mult and offset (aads_requant_f32_prepare), or NULL. They and wsum must be readable
+    // up to the next multiple of 16 output channels (the AVX2 kernel loads whole blocks).
+    const float *mult_f32, *offset_f32;
 } aads_qconv;
 
 size_t aads_qconv_packed_size(int32_t cout, int32_t cin, int32_t kh, int32_t kw);
