@@ -52,22 +52,30 @@ typedef struct {
 void aads_qconv_reference_flush(const aads_qconv *p, const int8_t *in, int8_t *out, aads_qref_pending *items,
                                 int32_t count);
 
+/// aads_requant; sets *near when the float reference must decide instead (the value lies within `ref->eps` of a
+/// rounding boundary and `ref` is set).
+static inline int8_t aads_requant_or_near(int32_t acc, double mult, double offset, int32_t zp, int32_t out_min,
+                                          int32_t out_max, const aads_qref *ref, int *near) {
+    const double v = aads_requant_value(acc, mult, offset, zp, out_min, out_max);
+    const double r = aads_round_even(v);
+    *near = aads_near_half(v, r, ref);
+    return (int8_t)((int32_t)r + zp);
+}
+
 /// The requantisation of output channel `n` of output pixel `row` (aads_requant), with near-half values decided by the
 /// float reference when p->ref is set.
 static inline int8_t aads_qconv_out(const aads_qconv *p, const int8_t *in, int32_t row, int32_t n, int32_t acc) {
-    const double v = aads_requant_value(acc, p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
-    const double r = aads_round_even(v);
-    if (aads_near_half(v, r, p->ref)) return aads_qconv_reference_output(p, in, row, n);
-    return (int8_t)((int32_t)r + p->out_zp);
+    int near;
+    const int8_t q = aads_requant_or_near(acc, p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max, p->ref, &near);
+    return near ? aads_qconv_reference_output(p, in, row, n) : q;
 }
 
 /// The same for a depthwise output (oh, ow, channel c).
 static inline int8_t aads_dwconv_out(const aads_dwconv *p, const int8_t *in, int32_t oh, int32_t ow, int32_t c,
                                      int32_t acc) {
-    const double v = aads_requant_value(acc, p->mult[c], p->offset[c], p->out_zp, p->out_min, p->out_max);
-    const double r = aads_round_even(v);
-    if (aads_near_half(v, r, p->ref)) return aads_dwconv_reference_output(p, in, oh, ow, c);
-    return (int8_t)((int32_t)r + p->out_zp);
+    int near;
+    const int8_t q = aads_requant_or_near(acc, p->mult[c], p->offset[c], p->out_zp, p->out_min, p->out_max, p->ref, &near);
+    return near ? aads_dwconv_reference_output(p, in, oh, ow, c) : q;
 }
 
 /// Fills `ptrs` with the input pixel (or the padding row) that each tap of output pixel `row` reads.

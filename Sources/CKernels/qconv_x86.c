@@ -219,10 +219,10 @@ epilogue_f32_avx2(const aads_qconv *p, __m256i s01, __m256i s23, int32_t n0, int
         const int l = __builtin_ctz(near);
         near &= near - 1;
         const int32_t n = n0 + l;
-        const double v = aads_requant_value(sums[l], p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max);
-        const double rv = aads_round_even(v);
-        o[n] = (int8_t)((int32_t)rv + p->out_zp);
-        if (!aads_near_half(v, rv, p->ref)) continue;
+        int is_near;
+        o[n] = aads_requant_or_near(sums[l], p->mult[n], p->offset[n], p->out_zp, p->out_min, p->out_max, p->ref,
+                                    &is_near);
+        if (!is_near) continue;
         if (pending->count == PENDING_MAX) {
             aads_qconv_reference_flush(p, in, out, pending->items, pending->count);
             pending->count = 0;
