@@ -115,6 +115,25 @@ static inline int aads_dw_inside_taps(const aads_dwconv *p, const int8_t *in, in
     return nt;
 }
 
+/// Depthwise pixels whose every tap lies inside the image: off[t] is tap t's input offset (bytes) from the pixel's
+/// first tap, and output columns [*ow_lo, *ow_hi) are inside horizontally.
+static inline void aads_dw_interior(const aads_dwconv *p, int32_t *off, int32_t *ow_lo, int32_t *ow_hi) {
+    for (int32_t ky = 0; ky < p->kh; ky++)
+        for (int32_t kx = 0; kx < p->kw; kx++)
+            off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * p->channels;
+    *ow_lo = (p->pad_l + p->stride_w - 1) / p->stride_w;
+    const int32_t last = p->in_w - 1 - (p->kw - 1) * p->dil_w + p->pad_l;
+    int32_t hi = last < 0 ? 0 : last / p->stride_w + 1;
+    if (hi > p->out_w) hi = p->out_w;
+    *ow_hi = hi < *ow_lo ? *ow_lo : hi;
+}
+
+/// Whether every tap row of depthwise output row `oh` lies inside the image; *ih0 is its first tap's input row.
+static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *ih0) {
+    *ih0 = oh * p->stride_h - p->pad_t;
+    return *ih0 >= 0 && *ih0 + (p->kh - 1) * p->dil_h < p->in_h;
+}
+
 void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 #if AADS_X86

@@ -383,19 +383,10 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
     const __m512i zp = _mm512_set1_epi32(p->out_zp);
     const int8_t *xs[AADS_MAX_TAPS];
     const int16_t *ws[AADS_MAX_TAPS];
-    int32_t off[AADS_MAX_TAPS];
-    for (int32_t ky = 0; ky < p->kh; ky++)
-        for (int32_t kx = 0; kx < p->kw; kx++)
-            off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * C;
-    // Output columns whose every tap lies inside the image.
-    const int32_t ow_lo = (p->pad_l + p->stride_w - 1) / p->stride_w;
-    const int32_t last = p->in_w - 1 - (p->kw - 1) * p->dil_w + p->pad_l;
-    int32_t ow_hi = last < 0 ? 0 : last / p->stride_w + 1;
-    if (ow_hi > p->out_w) ow_hi = p->out_w;
-    if (ow_hi < ow_lo) ow_hi = ow_lo;
+    int32_t off[AADS_MAX_TAPS], ow_lo, ow_hi, ih0;
+    aads_dw_interior(p, off, &ow_lo, &ow_hi);
     for (int32_t oh = oh0; oh < oh1; oh++) {
-        const int32_t ih0 = oh * p->stride_h - p->pad_t;
-        const int row_inside = ih0 >= 0 && ih0 + (p->kh - 1) * p->dil_h < p->in_h;
+        const int row_inside = aads_dw_row_inside(p, oh, &ih0);
         int32_t ow = 0;
         while (ow < p->out_w) {
             if (row_inside && ow >= ow_lo && ow < ow_hi) {
@@ -496,60 +487,72 @@ AVX2_TARGET static void dw_border_pixel_avx2(const aads_dwconv *p, const int8_t 
     }
 }
 
+/// The weights of channels c..c+15 interleaved by tap pairs for VPMADDWD (wpair[2q]: channels 0-3 | 8-11 of taps 2q
+/// and 2q+1, wpair[2q+1]: channels 4-7 | 12-15; an odd last tap pairs with zeros), and in_zp times each channel's
+/// weight sum in channel order (*zw0: c..c+7, *zw1: c+8..c+15).
+AVX2_TARGET static inline void dw_weight_pairs(const aads_dwconv *p, int32_t c, __m256i *wpair, __m256i *zw0,
+                                               __m256i *zw1) {
+    const int32_t cpad = aads_dwconv_cpad(p->channels), taps = p->kh * p->kw;
+    __m256i ws0 = _mm256_setzero_si256(), ws1 = ws0;
+    for (int32_t q = 0; q < (taps + 1) / 2; q++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(2 * q) * cpad + c));
+        const __m256i w1 = 2 * q + 1 < taps
+                               ? _mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(2 * q + 1) * cpad + c))
+                               : _mm256_setzero_si256();
+        wpair[2 * q] = _mm256_unpacklo_epi16(w0, w1);
+        wpair[2 * q + 1] = _mm256_unpackhi_epi16(w0, w1);
+        ws0 = _mm256_add_epi32(ws0, _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w0)),
+                                                     _mm256_cvtepi16_epi32(_mm256_castsi256_si128(w1))));
+        ws1 = _mm256_add_epi32(ws1, _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w0, 1)),
+                                                     _mm256_cvtepi16_epi32(_mm256_extracti128_si256(w1, 1))));
+    }
+    const __m256i zp = _mm256_set1_epi32(p->in_zp);
+    *zw0 = _mm256_mullo_epi32(zp, ws0);
+    *zw1 = _mm256_mullo_epi32(zp, ws1);
+}
+
+#define DW_ROW_TILE 8
+
 AVX2_TARGET void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
-    const int32_t C = p->channels, cpad = aads_dwconv_cpad(C), taps = p->kh * p->kw, pairs = (taps + 1) / 2;
-    // Interior pixels (every tap inside the image): taps are taken in pairs, x and w interleaved as int16 so that
-    // one VPMADDWD forms x_t * w_t + x_t+1 * w_t+1 (at most 2 * 128 * 128); the input zero point is removed once
-    // per output through the channel's weight sum.
-    int32_t off[AADS_MAX_TAPS + 1];
-    for (int32_t ky = 0; ky < p->kh; ky++)
-        for (int32_t kx = 0; kx < p->kw; kx++) off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * C;
+    const int32_t C = p->channels, taps = p->kh * p->kw, pairs = (taps + 1) / 2;
+    int32_t off[AADS_MAX_TAPS + 1], ow_lo, ow_hi, ih0;
+    aads_dw_interior(p, off, &ow_lo, &ow_hi);
     off[taps] = off[0]; // an odd tap count pairs its last tap with zero weights
-    __m256i wpair[AADS_MAX_TAPS + 1];
-    const int32_t ow_lo = (p->pad_l + p->stride_w - 1) / p->stride_w;
-    const int32_t last = p->in_w - 1 - (p->kw - 1) * p->dil_w + p->pad_l;
-    int32_t ow_hi = last < 0 ? 0 : last / p->stride_w + 1;
-    if (ow_hi > p->out_w) ow_hi = p->out_w;
-    if (ow_hi < ow_lo) ow_hi = ow_lo;
+    // Border pixels: only their taps inside the image.
     for (int32_t oh = oh0; oh < oh1; oh++) {
-        const int32_t ih0 = oh * p->stride_h - p->pad_t;
-        const int row_inside = ih0 >= 0 && ih0 + (p->kh - 1) * p->dil_h < p->in_h;
-        const int32_t lo_end = row_inside ? ow_lo : p->out_w;
-        for (int32_t ow = 0; ow < lo_end; ow++) dw_border_pixel_avx2(p, in, out, oh, ow);
-        if (!row_inside) continue;
+        const int row_inside = aads_dw_row_inside(p, oh, &ih0);
+        for (int32_t ow = 0; ow < (row_inside ? ow_lo : p->out_w); ow++) dw_border_pixel_avx2(p, in, out, oh, ow);
+        if (row_inside)
+            for (int32_t ow = ow_hi; ow < p->out_w; ow++) dw_border_pixel_avx2(p, in, out, oh, ow);
+    }
+    // Interior pixels, 16 channels at a time: taps are taken in pairs, x and w interleaved as int16 so that one
+    // VPMADDWD forms x_t * w_t + x_t+1 * w_t+1 (at most 2 * 128 * 128); the input zero point is removed once per
+    // output through the channel's weight sum. The weight pairs of a block of channels are prepared once for
+    // DW_ROW_TILE output rows (a tile of rows keeps their input rows in cache across the blocks).
+    __m256i wpair[AADS_MAX_TAPS + 1];
+    for (int32_t oh_t = oh0; oh_t < oh1; oh_t += DW_ROW_TILE) {
         for (int32_t c = 0; c < C; c += 16) {
             const int32_t nn = C - c < 16 ? C - c : 16;
-            __m256i ws0 = _mm256_setzero_si256(), ws1 = ws0;
-            for (int32_t q = 0; q < pairs; q++) {
-                const __m256i w0 = _mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(2 * q) * cpad + c));
-                const __m256i w1 = 2 * q + 1 < taps
-                                       ? _mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(2 * q + 1) * cpad + c))
-                                       : _mm256_setzero_si256();
-                wpair[2 * q] = _mm256_unpacklo_epi16(w0, w1);
-                wpair[2 * q + 1] = _mm256_unpackhi_epi16(w0, w1);
-                ws0 = _mm256_add_epi32(ws0, _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(w0)),
-                                                             _mm256_cvtepi16_epi32(_mm256_castsi256_si128(w1))));
-                ws1 = _mm256_add_epi32(ws1, _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(w0, 1)),
-                                                             _mm256_cvtepi16_epi32(_mm256_extracti128_si256(w1, 1))));
-            }
-            const __m256i zp = _mm256_set1_epi32(p->in_zp);
-            const __m256i zw0 = _mm256_mullo_epi32(zp, ws0), zw1 = _mm256_mullo_epi32(zp, ws1);
-            for (int32_t ow = ow_lo; ow < ow_hi; ow++) {
-                const int8_t *base = in + ((size_t)ih0 * p->in_w + (size_t)(ow * p->stride_w - p->pad_l)) * C + c;
-                __m256i alo = _mm256_setzero_si256(), ahi = alo;
-                for (int32_t q = 0; q < pairs; q++) {
-                    const __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + off[2 * q])));
-                    const __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + off[2 * q + 1])));
-                    alo = _mm256_add_epi32(alo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wpair[2 * q]));
-                    ahi = _mm256_add_epi32(ahi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wpair[2 * q + 1]));
+            __m256i zw0, zw1;
+            dw_weight_pairs(p, c, wpair, &zw0, &zw1);
+            for (int32_t oh = oh_t; oh < oh1 && oh < oh_t + DW_ROW_TILE; oh++) {
+                if (!aads_dw_row_inside(p, oh, &ih0)) continue;
+                for (int32_t ow = ow_lo; ow < ow_hi; ow++) {
+                    const int8_t *base = in + ((size_t)ih0 * p->in_w + (size_t)(ow * p->stride_w - p->pad_l)) * C + c;
+                    __m256i alo = _mm256_setzero_si256(), ahi = alo;
+                    for (int32_t q = 0; q < pairs; q++) {
+                        const __m256i x0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + off[2 * q])));
+                        const __m256i x1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(base + off[2 * q + 1])));
+                        alo = _mm256_add_epi32(alo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), wpair[2 * q]));
+                        ahi = _mm256_add_epi32(ahi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), wpair[2 * q + 1]));
+                    }
+                    // alo holds channels 0-3 | 8-11, ahi 4-7 | 12-15
+                    const __m256i s0 = _mm256_sub_epi32(_mm256_permute2x128_si256(alo, ahi, 0x20), zw0);
+                    const __m256i s1 = _mm256_sub_epi32(_mm256_permute2x128_si256(alo, ahi, 0x31), zw1);
+                    dw_store16(p, in, oh, ow, c, s0, s1, out + ((size_t)oh * p->out_w + ow) * C, nn);
                 }
-                // alo holds channels 0-3 | 8-11, ahi 4-7 | 12-15
-                const __m256i s0 = _mm256_sub_epi32(_mm256_permute2x128_si256(alo, ahi, 0x20), zw0);
-                const __m256i s1 = _mm256_sub_epi32(_mm256_permute2x128_si256(alo, ahi, 0x31), zw1);
-                dw_store16(p, in, oh, ow, c, s0, s1, out + ((size_t)oh * p->out_w + ow) * C, nn);
             }
         }
-        for (int32_t ow = ow_hi; ow < p->out_w; ow++) dw_border_pixel_avx2(p, in, out, oh, ow);
     }
 }
 #endif
