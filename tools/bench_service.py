@@ -29,11 +29,11 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def binary():
-    for sub in (".build/release/aads-edge", ".build/debug/aads-edge"):
+    for sub in (".build-device/release/aads-edge", ".build/release/aads-edge", ".build/debug/aads-edge"):
         path = os.path.join(ROOT, sub)
         if os.access(path, os.X_OK):
             return path
-    sys.exit("aads-edge is not built (swift build -c release --product aads-edge)")
+    sys.exit("aads-edge is not built (tools/build-device)")
 
 
 BUNDLE = None
