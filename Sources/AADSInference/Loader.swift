@@ -1,3 +1,4 @@
+import AADSCore
 import Foundation
 import SwiftProtobuf
 
@@ -12,41 +13,63 @@ enum ModelLoader {
 
     static func parse(_ data: Data) throws -> Graph {
         guard data.count <= maxFileBytes else { throw fail(.tooLarge, "model file is \(data.count) bytes") }
-        var options = BinaryDecodingOptions()
-        options.messageDepthLimit = 64
-        let model: Onnx_ModelProto
-        do {
-            model = try Onnx_ModelProto(serializedBytes: data, options: options)
-        } catch {
-            throw fail(.badModel, "not a valid ONNX protobuf (\(error))")
-        }
-        return try convert(model)
+        return try data.withUnsafeBytes { try parse($0, release: { _ in }) }
     }
 
-    /// Parses the file at `path`; the file's bytes are released before the graph is built.
+    /// Parses the file at `path`. The file is mapped, and its pages are given back as the initializers in
+    /// them are decoded, so a load never holds the whole file and a decoded copy of every weight at once.
     static func parse(path: String) throws -> Graph {
-        var model: Onnx_ModelProto
+        let file: MappedFile
         do {
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-            } catch {
-                throw fail(.ioError, "cannot read \(path): \(error.localizedDescription)")
-            }
-            guard data.count <= maxFileBytes else { throw fail(.tooLarge, "model file is \(data.count) bytes") }
-            var options = BinaryDecodingOptions()
-            options.messageDepthLimit = 64
-            do {
-                model = try Onnx_ModelProto(serializedBytes: data, options: options)
-            } catch {
-                throw fail(.badModel, "not a valid ONNX protobuf (\(error))")
+            file = try MappedFile(path: path)
+        } catch {
+            throw fail(.ioError, "cannot read \(path): \(error.reason)")
+        }
+        guard file.bytes.count <= maxFileBytes else {
+            throw fail(.tooLarge, "model file is \(file.bytes.count) bytes")
+        }
+        return try parse(file.bytes, release: file.release)
+    }
+
+    /// Decodes the model without its initializers, then each initializer on its own from `bytes`,
+    /// calling `release` with the part of `bytes` that is no longer needed. Models of an unusual layout
+    /// (see `ModelWire.split`) are decoded as one message.
+    static func parse(_ bytes: UnsafeRawBufferPointer, release: (Range<Int>) -> Void) throws -> Graph {
+        var options = BinaryDecodingOptions()
+        options.messageDepthLimit = 64
+        func decoded<M>(_ make: () throws -> M) throws -> M {
+            do { return try make() } catch { throw fail(.badModel, "not a valid ONNX protobuf (\(error))") }
+        }
+        func view(_ range: Range<Int>) -> Data {  // no copy: the decoder copies what it keeps
+            guard let base = bytes.baseAddress, !range.isEmpty else { return Data() }
+            return Data(
+                bytesNoCopy: UnsafeMutableRawPointer(mutating: base + range.lowerBound), count: range.count,
+                deallocator: .none)
+        }
+        guard let split = ModelWire.split(bytes) else {
+            let model = try decoded { try Onnx_ModelProto(serializedBytes: view(bytes.indices), options: options) }
+            return try convert(model)
+        }
+        let skeleton = try decoded { try Onnx_ModelProto(serializedBytes: split.skeleton, options: options) }
+        return try convert(skeleton) { add in
+            var released = 0
+            for range in split.initializers {
+                try add(try decoded { try Onnx_TensorProto(serializedBytes: view(range), options: options) })
+                let end = range.upperBound / MappedFile.pageSize * MappedFile.pageSize
+                if end > released {
+                    release(released..<end)
+                    released = end
+                }
             }
         }
-        return try convert(model)
     }
 
     /// Builds the graph, releasing each initializer's protobuf bytes as soon as it has been converted.
-    static func convert(_ proto: consuming Onnx_ModelProto) throws -> Graph {
+    /// `moreInitializers` hands over initializers decoded apart from `proto`, one at a time.
+    static func convert(
+        _ proto: consuming Onnx_ModelProto,
+        moreInitializers: ((Onnx_TensorProto) throws -> Void) throws -> Void = { _ in }
+    ) throws -> Graph {
         var model = proto
         guard model.hasGraph else { throw fail(.badModel, "the model has no graph") }
         let producer = [model.producerName, model.producerVersion].filter { !$0.isEmpty }.joined(separator: " ")
@@ -64,13 +87,17 @@ enum ModelLoader {
         var initializers = g.initializer
         g.initializer = []
         var constants: [String: ConstTensor] = [:]
-        for i in initializers.indices {
-            let t = initializers[i]
-            initializers[i] = Onnx_TensorProto()
+        func add(_ t: Onnx_TensorProto) throws {
             guard !t.name.isEmpty else { throw fail(.badModel, "an initializer has no name") }
             guard constants[t.name] == nil else { throw fail(.badModel, "initializer '\(t.name)' is defined twice") }
             constants[t.name] = try constant(t, context: "initializer '\(t.name)'")
         }
+        for i in initializers.indices {
+            let t = initializers[i]
+            initializers[i] = Onnx_TensorProto()
+            try add(t)
+        }
+        try moreInitializers(add)
         guard g.sparseInitializer.isEmpty else {
             throw fail(.unsupportedModel, "sparse initializers are not supported")
         }

@@ -261,3 +261,110 @@ enum TinyModel {
     let y = try #require(try model.run(["x": Tensor(zeros: [1, 3, 8, 8])])["y"])
     #expect(y.shape == [1, 4, 8, 8])
 }
+
+/// Loading initializers one at a time from the file (`ModelWire.split`) must build the same graph as
+/// decoding the whole model as one protobuf message.
+@Suite struct SplitLoadTests {
+    /// Nodes and constants of a graph in comparable form.
+    struct Content: Equatable {
+        var nodes: [String]
+        var constants: [String: [Float]]
+        var shapes: [String: [Int]]
+        var types: [String: String]
+        var inputs: [String]
+        var outputs: [String]
+
+        init(_ g: Graph) {
+            nodes = g.nodes.map { n in
+                "\(n.name) \(n.op) \(n.inputs) -> \(n.outputs) \(n.attributes.keys.sorted())"
+            }
+            constants = g.constants.mapValues(\.floats)
+            shapes = g.constants.mapValues(\.shape)
+            types = g.constants.mapValues { $0.dtype.rawValue }
+            inputs = g.inputs.map { "\($0.name) \($0.dtype) \($0.shape)" }
+            outputs = g.outputs
+        }
+    }
+
+    func whole(_ data: Data) throws -> Content {
+        Content(try ModelLoader.convert(try Onnx_ModelProto(serializedBytes: data)))
+    }
+
+    func wasSplit(_ data: Data) -> ModelWire.Split? { data.withUnsafeBytes { ModelWire.split($0) } }
+
+    @Test(arguments: ["efficientnet_lite0_int8.onnx", "mobilenet_style_fp32.onnx", "resnet_style_int8.onnx"])
+    func fixtureModelsLoadTheSameFromTheFile(_ name: String) throws {
+        let path = Fixtures.models(name)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let split = try #require(wasSplit(data))
+        #expect(split.skeleton.count <= data.count - split.initializers.reduce(0) { $0 + $1.count })
+        let fromFile = Content(try ModelLoader.parse(path: path))
+        #expect(fromFile.constants.count == split.initializers.count)
+        #expect(fromFile == (try whole(data)))
+    }
+
+    @Test func initializersAmongOtherGraphFieldsKeepTheirOrderAndNeighbours() throws {
+        // One graph field whose payload is three graph messages back to back (protobuf merges them):
+        // nodes and name, then the initializers, then inputs and outputs.
+        let model = TinyModel.valid()
+        var nodes = Onnx_GraphProto()
+        nodes.node = model.graph.node
+        nodes.name = model.graph.name
+        var weights = Onnx_GraphProto()
+        weights.initializer = model.graph.initializer
+        var io = Onnx_GraphProto()
+        io.input = model.graph.input
+        io.output = model.graph.output
+        let graph: [UInt8] = try nodes.serializedBytes() + weights.serializedBytes() + io.serializedBytes()
+        var top = model
+        top.clearGraph()
+        var bytes: [UInt8] = try top.serializedBytes()
+        ModelWire.appendVarint(7 << 3 | 2, to: &bytes)
+        ModelWire.appendVarint(UInt64(graph.count), to: &bytes)
+        bytes += graph
+        let data = Data(bytes)
+
+        let split = try #require(wasSplit(data))
+        #expect(split.initializers.count == 2)
+        let skeleton = try Onnx_ModelProto(serializedBytes: split.skeleton)
+        #expect(skeleton.graph.initializer.isEmpty)
+        #expect(skeleton.graph.node.map(\.name) == ["conv", "relu"])
+        #expect(skeleton.graph.input.map(\.name) == ["x"] && skeleton.graph.name == "tiny")
+        let loaded = Content(try ModelLoader.parse(data))
+        #expect(loaded == (try whole(try TinyModel.bytes(model))))
+        #expect(loaded.constants.keys.sorted() == ["b", "w"])
+    }
+
+    @Test func twoGraphFieldsAreDecodedAsOneMessage() throws {
+        // Two concatenated models: protobuf merges their graphs, so the split is refused and the
+        // whole message is decoded.
+        let model = TinyModel.valid()
+        var first = Onnx_ModelProto()
+        first.graph.initializer = model.graph.initializer
+        var second = model
+        second.graph.initializer = []
+        let data = try TinyModel.bytes(first) + TinyModel.bytes(second)
+        #expect(wasSplit(data) == nil)
+        #expect(Content(try ModelLoader.parse(data)) == (try whole(try TinyModel.bytes(model))))
+    }
+
+    @Test func aDamagedInitializerIsABadModel() throws {
+        var bytes = [UInt8](try TinyModel.bytes(TinyModel.valid()))
+        let split = try #require(bytes.withUnsafeBytes { ModelWire.split($0) })
+        bytes[split.initializers[1].lowerBound] = 0x0f  // field 1 with wire type 7, which does not exist
+        let error = #expect(throws: InferenceError.self) { try ModelLoader.parse(Data(bytes)) }
+        #expect(error?.code == "bad_model")
+    }
+
+    @Test func malformedWireDataIsNotSplit() {
+        let cases: [[UInt8]] = [
+            [0x3a, 0x05, 0x01],  // graph field longer than the bytes
+            [0x00, 0x01],  // field number 0
+            [0x0b],  // a group
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],  // an 11-byte varint
+        ]
+        for bytes in cases {
+            #expect(bytes.withUnsafeBytes { ModelWire.split($0) } == nil, "\(bytes)")
+        }
+    }
+}
