@@ -54,12 +54,13 @@ enum ModelLoader {
         return try convert(skeleton) { add in
             var released = 0
             for range in split.initializers {
-                try add(try decoded { try Onnx_TensorProto(serializedBytes: view(range), options: options) })
+                let tensor = try decoded { try Onnx_TensorProto(serializedBytes: view(range), options: options) }
                 let end = range.upperBound / MappedFile.pageSize * MappedFile.pageSize
-                if end > released {
+                if end > released {  // the decoded message holds its own copy of the bytes
                     release(released..<end)
                     released = end
                 }
+                try add(tensor)
             }
         }
     }

@@ -588,6 +588,8 @@ struct Lowering {
                 try FConvStep(
                     input: x, output: y, node: node.name, inShape: xs, outShape: outShape, weights: w, weightShape: ws,
                     bias: bias, group: node.int("group", 1), window: win))
+            release(node.inputs[1])
+            release(node.input(2))
         case "Gemm", "MatMul":
             let x = try floatInput(node.inputs[0], node)
             guard let wv = floatConst(node.inputs[1]) else {
@@ -626,6 +628,8 @@ struct Lowering {
                     input: x, output: y, node: node.name, m: m, n: n, k: k, transA: transA,
                     alpha: node.op == "Gemm" ? node.float("alpha", 1) : 1, bKN: bKN, c: c, weightShape: ws,
                     weightTransposed: transB))
+            release(node.inputs[1])
+            release(node.input(2))
         case "Add", "Mul":
             let a = try floatOperand(node.inputs[0], node)
             let b = try floatOperand(node.inputs[1], node)
