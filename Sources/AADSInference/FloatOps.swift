@@ -212,6 +212,7 @@ final class FUnaryStep: Step {
     let inputs: [Int], outputs: [Int], node: String
     let f: UnaryFunction, count: Int
     var kind: String { "funary" }
+    var writesInPlace: Bool { true }
 
     init(input: Int, output: Int, f: UnaryFunction, count: Int, node: String) {
         (inputs, outputs, self.node, self.f, self.count) = ([input], [output], node, f, count)
@@ -222,7 +223,7 @@ final class FUnaryStep: Step {
         let y = ctx.f32(outputs[0])
         let f = self.f
         switch f {
-        case .identity: y.update(from: x, count: count)
+        case .identity: if y != x { y.update(from: x, count: count) }
         case .relu: for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
         default: for i in 0..<count { y[i] = f.apply(x[i]) }
         }

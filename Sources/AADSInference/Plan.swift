@@ -44,16 +44,32 @@ final class ExecutionPlan {
         for v in outputs { last[v] = steps.count }
         for v in first.keys where last[v] == nil { last[v] = first[v] }
 
-        // Greedy by size: place the largest values first at the lowest offset free during their lifetime.
+        // A step that writes in place takes over its input's buffer when the input dies there; the two values
+        // then form one buffer that lives from the first one's definition to the last one's last use.
+        var buffer: [Int: Int] = [:]
+        func root(_ v: Int) -> Int { buffer[v].map(root) ?? v }
+        for (pos, step) in steps.enumerated() where step.writesInPlace {
+            let (x, y) = (step.inputs[0], step.outputs[0])
+            guard !available.contains(x), last[x] == pos, first[y] == pos,
+                program.values[x].reservedBytes == program.values[y].reservedBytes
+            else { continue }
+            let r = root(x)
+            buffer[y] = r
+            last[r] = max(last[r] ?? pos, last[y] ?? pos)
+        }
+
+        // Greedy by size: place the largest buffers first at the lowest offset free during their lifetime.
         struct Placed { var offset: Int, size: Int, first: Int, last: Int }
         var placed: [Placed] = []
         var offsets: [Int: Int] = [:]
         var total = 0
         var unshared = 0
-        let ids = first.keys.sorted { (program.values[$0].reservedBytes, $1) > (program.values[$1].reservedBytes, $0) }
+        for v in first.keys { unshared += program.values[v].reservedBytes }
+        let ids = first.keys.filter { buffer[$0] == nil }.sorted {
+            (program.values[$0].reservedBytes, $1) > (program.values[$1].reservedBytes, $0)
+        }
         for v in ids {
             let size = program.values[v].reservedBytes
-            unshared += size
             let (f, l) = (first[v] ?? -1, last[v] ?? steps.count)
             let busy = placed.filter { $0.first <= l && f <= $0.last }.sorted { $0.offset < $1.offset }
             var offset = 0
@@ -68,6 +84,7 @@ final class ExecutionPlan {
                 throw fail(.tooLarge, "the activations need more than \(ExecutionPlan.maxArenaBytes) bytes")
             }
         }
+        for v in buffer.keys { offsets[v] = offsets[root(v)] }
         unsharedBytes = unshared
         arena = try AlignedBuffer(byteCount: total)
         scratch = try AlignedBuffer(byteCount: steps.map(\.scratchBytes).max() ?? 0)

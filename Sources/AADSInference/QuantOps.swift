@@ -747,6 +747,7 @@ final class QTableStep: Step {
     let table: [Int8]
     let count: Int
     var kind: String { "qtable" }
+    var writesInPlace: Bool { true }
 
     init(input: Int, output: Int, count: Int, table: [Int8], node: String) {
         (inputs, outputs, self.node, self.count, self.table) = ([input], [output], node, count, table)

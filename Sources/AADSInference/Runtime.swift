@@ -82,11 +82,15 @@ protocol Step: AnyObject, Sendable {
     var kind: String { get }
     /// Scratch memory the step needs while running.
     var scratchBytes: Int { get }
+    /// True when the step may write its output over its first input (an elementwise step whose output has the
+    /// input's size): the memory plan then lets the two share a buffer when the input is not read afterwards.
+    var writesInPlace: Bool { get }
     func run(_ ctx: ExecContext)
 }
 
 extension Step {
     var scratchBytes: Int { 0 }
+    var writesInPlace: Bool { false }
 }
 
 /// Splits `0..<count` into at most `threads` contiguous chunks of at least `minChunk` and runs them in parallel.

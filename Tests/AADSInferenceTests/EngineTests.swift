@@ -139,6 +139,28 @@ import Testing
         #expect(plan.arena.byteCount < plan.unsharedBytes)
     }
 
+    @Test func elementwiseStepsWriteOverInputsThatDieThere() throws {
+        let model = try InferenceModel(path: Fixtures.models("mobilenet_style_fp32.onnx"))
+        let ids = model.program.valueIds
+        func plan(_ outputs: [String]) throws -> ExecutionPlan {
+            try model.plan(seeds: [ids["input"] ?? -1], outputs: outputs.compactMap { ids[$0] })
+        }
+        let full = try plan(model.program.outputs)
+        let unary = full.steps.filter(\.writesInPlace)
+        #expect(unary.count >= 3)
+        for step in unary {
+            #expect(full.pointer(step.inputs[0]) == full.pointer(step.outputs[0]), "\(step.node)")
+        }
+        // Asked for as an output, the tensor before an activation keeps its own buffer and its values.
+        let x = try Fixtures.tensor(Fixtures.models("inputs/64/skimage-rocket.npy"))
+        let out = try model.run(["input": x], outputs: ["stem_conv", "stem_hswish"])
+        let (conv, act) = (try #require(out["stem_conv"]), try #require(out["stem_hswish"]))
+        #expect(zip(conv.data, act.data).contains { abs($0 - $1) > 0.1 })  // not overwritten by the activation
+        for (c, a) in zip(conv.data, act.data) { #expect(abs(a - c * max(0, min(1, c / 6 + 0.5))) <= 1e-6) }
+        let separate = try plan(["stem_conv", "stem_hswish"])
+        #expect(separate.pointer(ids["stem_conv"] ?? -1) != separate.pointer(ids["stem_hswish"] ?? -1))
+    }
+
     @Test func infoDescribesTheModel() throws {
         let info = try InferenceModel.inspect(path: Fixtures.models("efficientnet_lite0_int8.onnx"))
         #expect(info.supported && info.reasons.isEmpty)
