@@ -83,26 +83,30 @@ final class FGemmStep: Step, @unchecked Sendable {
     let weightShape: [Int], weightTransposed: Bool
     var kind: String { "fgemm" }
 
+    /// `weights`: B as the model stores it, [K][N], or [N][K] when `weightTransposed`.
     init(
-        input: Int, output: Int, node: String, m: Int, n: Int, k: Int, transA: Bool, alpha: Float, bKN: [Float],
+        input: Int, output: Int, node: String, m: Int, n: Int, k: Int, transA: Bool, alpha: Float, weights: [Float],
         c: [Float]?, weightShape: [Int], weightTransposed: Bool
     ) throws {
         (inputs, outputs, self.node) = ([input], [output], node)
         (self.m, self.n, self.k, self.transA, self.alpha, self.c) = (m, n, k, transA, alpha, c)
-        b = try AlignedBuffer(bKN)
+        if weightTransposed {  // straight into the kernel's layout: no second full-size copy while loading
+            b = try AlignedBuffer(byteCount: k * n * MemoryLayout<Float>.stride)
+            let p = b.pointer(Float.self)
+            weights.withUnsafeBufferPointer { w in
+                for j in 0..<n { for kk in 0..<k { p[kk * n + j] = w[j * k + kk] } }
+            }
+        } else {
+            b = try AlignedBuffer(weights)
+        }
         (self.weightShape, self.weightTransposed) = (weightShape, weightTransposed)
     }
 
     /// The same product with another weight in the model's layout.
     func replacingWeights(_ w: [Float]) throws -> FGemmStep {
-        var bKN = w
-        if weightTransposed {
-            bKN = [Float](repeating: 0, count: k * n)
-            for j in 0..<n { for kk in 0..<k { bKN[kk * n + j] = w[j * k + kk] } }
-        }
-        return try FGemmStep(
-            input: inputs[0], output: outputs[0], node: node, m: m, n: n, k: k, transA: transA, alpha: alpha, bKN: bKN,
-            c: c, weightShape: weightShape, weightTransposed: weightTransposed)
+        try FGemmStep(
+            input: inputs[0], output: outputs[0], node: node, m: m, n: n, k: k, transA: transA, alpha: alpha,
+            weights: w, c: c, weightShape: weightShape, weightTransposed: weightTransposed)
     }
 
     /// B in the model's own layout.

@@ -180,7 +180,10 @@ enum ModelLoader {
         }
         switch t.dataType {
         case 1:
-            if try rawCheck(4) { return ConstTensor(shape: shape, storage: .float(decode(raw, count, Float.self))) }
+            if try rawCheck(4) {
+                let floats = decode(raw, count, UInt32.self) { Float(bitPattern: $0) }
+                return ConstTensor(shape: shape, storage: .float(floats))
+            }
             try typedCheck(t.floatData.count)
             return ConstTensor(shape: shape, storage: .float(t.floatData))
         case 2:
@@ -202,7 +205,8 @@ enum ModelLoader {
         case 11:
             // Doubles are narrowed to float (some exporters write scalar constants as double).
             if try rawCheck(8) {
-                return ConstTensor(shape: shape, storage: .float(decode(raw, count, Double.self).map { Float($0) }))
+                let floats = decode(raw, count, UInt64.self) { Float(Double(bitPattern: $0)) }
+                return ConstTensor(shape: shape, storage: .float(floats))
             }
             try typedCheck(t.doubleData.count)
             return ConstTensor(shape: shape, storage: .float(t.doubleData.map { Float($0) }))
@@ -211,23 +215,23 @@ enum ModelLoader {
         }
     }
 
-    static func decode<T: FixedWidthInteger>(_ raw: Data, _ count: Int, _: T.Type) -> [T] {
-        [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+    /// Little-endian `T`s from `raw`, each turned into an element by `element`, in one pass (no array of `T`).
+    static func decode<T: FixedWidthInteger, Element>(
+        _ raw: Data, _ count: Int, _: T.Type, _ element: (T) -> Element
+    ) -> [Element] {
+        [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
             raw.withUnsafeBytes { bytes in
                 for i in 0..<count {
-                    buffer[i] = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * T.bitWidth / 8, as: T.self))
+                    let bits = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * T.bitWidth / 8, as: T.self))
+                    (buffer.baseAddress! + i).initialize(to: element(bits))
                 }
             }
             initialized = count
         }
     }
 
-    static func decode(_ raw: Data, _ count: Int, _: Float.Type) -> [Float] {
-        decode(raw, count, UInt32.self).map { Float(bitPattern: $0) }
-    }
-
-    static func decode(_ raw: Data, _ count: Int, _: Double.Type) -> [Double] {
-        decode(raw, count, UInt64.self).map { Double(bitPattern: $0) }
+    static func decode<T: FixedWidthInteger>(_ raw: Data, _ count: Int, _: T.Type) -> [T] {
+        decode(raw, count, T.self) { $0 }
     }
 
     static func dtype(_ code: Int32) -> DType? {

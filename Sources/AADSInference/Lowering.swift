@@ -69,18 +69,18 @@ struct Lowering {
     let graphOutputs: Set<String>
     var dataInputOfNode: [String: String] = [:]
 
-    init(graph: Graph, metas: [String: TensorMeta]) {
-        g = graph
+    init(graph: consuming Graph, metas: [String: TensorMeta]) {
+        g = consume graph
         self.metas = metas
-        graphOutputs = Set(graph.outputs)
-        for (i, n) in graph.nodes.enumerated() {
+        graphOutputs = Set(g.outputs)
+        for (i, n) in g.nodes.enumerated() {
             for input in n.inputs where !input.isEmpty { consumers[input, default: []].append(i) }
             for o in n.outputs { producer[o] = i }
         }
     }
 
     static func lower(_ graph: consuming Graph, metas: [String: TensorMeta]) throws -> Program {
-        var l = Lowering(graph: graph, metas: metas)
+        var l = Lowering(graph: consume graph, metas: metas)
         try l.run()
         var inputQ: [String: (output: String, q: QParams)] = [:]
         for input in l.g.inputs where input.dtype == .float32 {
@@ -601,11 +601,6 @@ struct Lowering {
             let transB = node.op == "Gemm" && node.int("transB", 0) != 0
             let (k, n) = transB ? (ws[1], ws[0]) : (ws[0], ws[1])
             let m = node.op == "Gemm" ? (transA ? xs[1] : xs[0]) : xs.dropLast().reduce(1, *)
-            var bKN = wv
-            if transB {
-                bKN = [Float](repeating: 0, count: k * n)
-                for j in 0..<n { for kk in 0..<k { bKN[kk * n + j] = wv[j * k + kk] } }
-            }
             var c: [Float]?
             if node.op == "Gemm", let cName = node.input(2) {
                 guard let cv = floatConst(cName) else {
@@ -626,7 +621,7 @@ struct Lowering {
             steps.append(
                 try FGemmStep(
                     input: x, output: y, node: node.name, m: m, n: n, k: k, transA: transA,
-                    alpha: node.op == "Gemm" ? node.float("alpha", 1) : 1, bKN: bKN, c: c, weightShape: ws,
+                    alpha: node.op == "Gemm" ? node.float("alpha", 1) : 1, weights: wv, c: c, weightShape: ws,
                     weightTransposed: transB))
             release(node.inputs[1])
             release(node.input(2))

@@ -120,6 +120,24 @@ enum TinyModel {
         }
     }
 
+    @Test func weightsStoredAsDoublesOrTypedFloatsLoadLikeRawFloats() throws {
+        let x = Tensor(shape: [1, 3, 8, 8], data: (0..<192).map { Float($0 % 13) / 6 - 1 })
+        let reference = try InferenceModel(data: try TinyModel.bytes(TinyModel.valid())).run(["x": x])
+        let floats = TinyModel.valid().graph.initializer[0]
+        let values = (0..<108).map { Float($0 % 7) / 10 - 0.3 }
+        var doubles = floats
+        doubles.dataType = 11
+        doubles.rawData = values.map { Double($0) }.withUnsafeBytes { Data($0) }
+        var typed = floats
+        typed.rawData = Data()
+        typed.floatData = values
+        for w in [doubles, typed] {
+            var m = TinyModel.valid()
+            m.graph.initializer[0] = w
+            #expect(try InferenceModel(data: try TinyModel.bytes(m)).run(["x": x]) == reference)
+        }
+    }
+
     @Test func truncatedAndGarbageBytesAreBadModels() throws {
         let data = try TinyModel.bytes(TinyModel.valid())
         for cut in [1, 7, data.count / 3, data.count / 2, data.count - 1] {
