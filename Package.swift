@@ -24,7 +24,8 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         .target(name: "CKernels"),
-        .target(name: "AADSCore"),
+        .systemLibrary(name: "CMalloc"),
+        .target(name: "AADSCore", dependencies: ["CMalloc"]),
 
         // Layer 1: image, inference, slots.
         .target(name: "AADSImage", dependencies: ["CTurboJPEG", "AADSCore"]),

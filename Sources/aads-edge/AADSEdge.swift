@@ -1,3 +1,4 @@
+import AADSCore
 import ArgumentParser
 import Foundation
 
@@ -15,6 +16,7 @@ struct AADSEdge: AsyncParsableCommand {
 
     /// Runs the command; usage errors exit 2 (like every other "could not run"), not the parser's 64.
     static func main() async {
+        ProcessMemory.returnLargeBlocksToSystem()
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {
