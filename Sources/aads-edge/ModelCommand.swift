@@ -242,6 +242,9 @@ private func describe(_ t: TensorInfo) -> String {
     return s
 }
 
+/// The file's size in bytes (0 if it cannot be read). A plain `stat`: the benchmark reports the process's
+/// peak memory, and file attributes through Foundation would look up owner and group names as well.
 private func fileSize(_ path: String) -> Int {
-    ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : 0
 }
