@@ -79,7 +79,9 @@ let package = Package(
         .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots"]),
         .testTarget(name: "AADSDiagnosisTests", dependencies: ["AADSDiagnosis", "AADSInference", "AADSImage"]),
         .testTarget(name: "AADSHealthTests", dependencies: ["AADSHealth"]),
-        .testTarget(name: "AADSDeviceTests", dependencies: ["AADSDevice", "AADSHealth", "AADSSlots", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "AADSDeviceTests",
+            dependencies: ["AADSDevice", "AADSHealth", "AADSSlots", .product(name: "Logging", package: "swift-log")]),
     ],
     swiftLanguageModes: [.v6]
 )
