@@ -49,6 +49,8 @@ public final class DiagnosisPipeline {
     private let rule: ThresholdRule
     private let startTensors: [String: String]
     private var resident: [String: LoadedAdapter] = [:]
+    /// The backbone's input, refilled for each image rather than allocated anew.
+    private var input = Tensor(shape: [0], data: [])
     private var recency: [String] = []
 
     /// Loads a bundle directory: manifest, backbone and router. Adapters load on first use.
@@ -140,10 +142,14 @@ public final class DiagnosisPipeline {
     public func diagnose(path: String) -> Diagnosis {
         do {
             var clock = Stopwatch()
-            let image = try preprocessor.process(path: path)
+            if input.shape != preprocessor.tensorShape {
+                input = Tensor(
+                    shape: preprocessor.tensorShape, data: [Float](repeating: 0, count: preprocessor.tensorCount))
+            }
+            _ = try input.data.withUnsafeMutableBufferPointer { try preprocessor.process(path: path, into: $0) }
             var result = Diagnosis(file: path, decision: .diagnosis, modelVersion: manifest.modelVersion)
             result.latency.decode = clock.lap()
-            try classify(image.tensor, into: &result)
+            try classify(input, into: &result)
             result.latency.total = result.latency.decode + result.latency.backbone + result.latency.adapter
             return result
         } catch {

@@ -81,6 +81,24 @@ func code(of body: () throws -> Void) -> String? {
         #expect(photo.decision == .ood || photo.decision == .unknownCrop)
     }
 
+    @Test func oneImageAfterAnotherGivesWhatAFreshPipelineGives() throws {
+        let images = [
+            factoryBundle + "/golden/tomato/early_blight", factoryBundle + "/golden/corn/healthy",
+        ].map { dir in dir + "/" + ((try? FileManager.default.contentsOfDirectory(atPath: dir).sorted().first) ?? "") }
+        let damaged = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fixtures/images/shared/corrupt/truncated_90pct.jpg").standardized.path
+        let sequence = [images[0], damaged, images[1], factoryBundle + "/golden/ood/skimage-coffee.jpg", images[0]]
+        let pipeline = try DiagnosisPipeline(bundleDirectory: factoryBundle)
+        for path in sequence {
+            let got = pipeline.diagnose(path: path)
+            let fresh = try DiagnosisPipeline(bundleDirectory: factoryBundle).diagnose(path: path)
+            #expect(got.decision == fresh.decision && got.crop == fresh.crop && got.disease == fresh.disease, "\(path)")
+            #expect(got.cropConfidence == fresh.cropConfidence && got.confidence == fresh.confidence, "\(path)")
+            #expect(got.mahalanobis == fresh.mahalanobis && got.error?.code == fresh.error?.code, "\(path)")
+        }
+        #expect(pipeline.diagnose(path: damaged).decision == .error)
+    }
+
     @Test func routerBelowItsConfidenceThresholdSaysUnknownCrop() throws {
         let copy = try BundleCopy()
         defer { copy.remove() }
