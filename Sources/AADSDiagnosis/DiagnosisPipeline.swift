@@ -50,7 +50,7 @@ public final class DiagnosisPipeline {
     private let startTensors: [String: String]
     private var resident: [String: LoadedAdapter] = [:]
     /// The backbone's input, refilled for each image rather than allocated anew.
-    private var input = Tensor(shape: [0], data: [])
+    private var input: Tensor
     private var recency: [String] = []
 
     /// Loads a bundle directory: manifest, backbone and router. Adapters load on first use.
@@ -67,6 +67,7 @@ public final class DiagnosisPipeline {
             options: PreprocessOptions(
                 size: prep.size, policy: policy, mean: prep.mean, std: prep.std, allowDamaged: options.allowDamaged,
                 limits: options.limits))
+        input = Tensor(shape: preprocessor.tensorShape, data: [Float](repeating: 0, count: preprocessor.tensorCount))
         backbone = try InferenceModel(
             path: Self.file(bundleDirectory, manifest.backbone.file), options: EngineOptions(threads: options.threads))
         guard backbone.inputs.contains(where: { $0.name == manifest.backbone.input }) else {
@@ -142,10 +143,6 @@ public final class DiagnosisPipeline {
     public func diagnose(path: String) -> Diagnosis {
         do {
             var clock = Stopwatch()
-            if input.shape != preprocessor.tensorShape {
-                input = Tensor(
-                    shape: preprocessor.tensorShape, data: [Float](repeating: 0, count: preprocessor.tensorCount))
-            }
             _ = try input.data.withUnsafeMutableBufferPointer { try preprocessor.process(path: path, into: $0) }
             var result = Diagnosis(file: path, decision: .diagnosis, modelVersion: manifest.modelVersion)
             result.latency.decode = clock.lap()
