@@ -1,4 +1,5 @@
 import AADSCore
+import AADSSlots
 import Foundation
 import GRDB
 
@@ -129,39 +130,25 @@ public struct ReportData: Sendable {
     }
 }
 
-/// Reads the slot store's append-only event journal (`<root>/events.jsonl`, one JSON object a line) with
-/// lenient field names, so the report's timeline shows installs, activations, commits and rollbacks.
+/// The slot store's event journal (`<root>/events.jsonl`) as timeline rows, read through the store's own
+/// event type; a torn last line is ignored.
 public enum SlotStoreEvents {
     public static func read(root: String) -> [SlotEventRecord] {
-        var events: [SlotEventRecord] = []
-        for name in ["events.jsonl", "events.log", "journal.jsonl"] {
-            for line in DurableLog.readLines((root as NSString).appendingPathComponent(name)) {
-                guard let data = line.data(using: .utf8),
-                    let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-                else { continue }
-                func text(_ keys: [String]) -> String? {
-                    for k in keys {
-                        if let s = o[k] as? String { return s }
-                        if let n = o[k] as? NSNumber { return n.stringValue }
-                    }
-                    return nil
-                }
-                guard let event = text(["event", "type", "kind", "action"]) else { continue }
-                var date: Date?
-                for k in ["time", "at", "timestamp", "created_at", "date"] {
-                    if let s = o[k] as? String, let d = ISO8601.parse(s) { date = d }
-                    if let n = o[k] as? Double { date = Date(timeIntervalSince1970: n) }
-                    if date != nil { break }
-                }
-                guard let at = date else { continue }
-                events.append(
-                    SlotEventRecord(
-                        event: event, slot: text(["slot", "target"]) ?? "",
-                        modelVersion: text(["version", "model_version"]) ?? "",
-                        detail: text(["reason", "detail", "message"]) ?? "", createdAt: at))
-            }
+        SlotStore(root: root).journal.read().map(record)
+    }
+
+    /// A timeline row: a rollback is shown on the slot it went to, with that slot's version.
+    static func record(_ e: SlotEvent) -> SlotEventRecord {
+        let slot = e.slot ?? e.to
+        let version = e.version ?? e.toVersion
+        var detail = e.reason ?? e.message ?? ""
+        if e.event == .rollback, let from = e.from {
+            let source = "from \(from.rawValue)" + (e.fromVersion.map { " \($0)" } ?? "")
+            detail = detail.isEmpty ? source : source + ": " + detail
         }
-        return events
+        return SlotEventRecord(
+            event: e.event.rawValue, slot: slot?.rawValue ?? "", modelVersion: version ?? "", detail: detail,
+            createdAt: e.at)
     }
 }
 

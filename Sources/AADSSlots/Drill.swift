@@ -186,9 +186,9 @@ public struct SlotDrill: Sendable {
 
     private func journalHas(_ store: SlotStore, _ name: String, reason: String?) -> Bool {
         store.journal.read().contains { event in
-            guard event["event"] as? String == name else { return false }
+            guard event.event.rawValue == name else { return false }
             guard let reason else { return true }
-            return (event["reason"] as? String)?.hasPrefix(reason) == true && event["duration_ms"] != nil
+            return event.reason?.hasPrefix(reason) == true && event.durationMs != nil
         }
     }
 }

@@ -110,14 +110,19 @@ extension SlotStore {
                 now[current.slot].metrics.merge(verdict.metrics) { _, new in new }
                 try persist(&now, midWrite: .healthMidStateWrite)
                 try journal.append(
-                    event("health_pass", now, ["slot": current.slot.rawValue, "warnings": verdict.warnings]))
+                    event(.healthPass, now) {
+                        $0.slot = current.slot
+                        $0.warnings = verdict.warnings
+                    })
                 return .passed(verdict)
             }
             now[current.slot].metrics.merge(verdict.metrics) { _, new in new }
             try journal.append(
-                event(
-                    "health_fail", now,
-                    ["slot": current.slot.rawValue, "failures": verdict.failures, "warnings": verdict.warnings]))
+                event(.healthFail, now) {
+                    $0.slot = current.slot
+                    $0.failures = verdict.failures
+                    $0.warnings = verdict.warnings
+                })
             let reason = "health: " + (verdict.failures.isEmpty ? "failed" : verdict.failures.joined(separator: "; "))
             let rollback = try performRollback(&now, reason: reason, started: decided)
             return .rolledBack(verdict, rollback)

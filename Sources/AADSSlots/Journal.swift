@@ -7,7 +7,7 @@ import Foundation
     import Musl
 #endif
 
-/// The slot store's append-only event journal (`events.jsonl`): one JSON object per line, each line
+/// The slot store's append-only event journal (`events.jsonl`): one `SlotEvent` per line, each line
 /// fsync'd. A torn last line (a cut mid-append) is ignored on read and cut off before the next append,
 /// so it never glues onto the following event.
 public struct SlotJournal: Sendable {
@@ -15,9 +15,9 @@ public struct SlotJournal: Sendable {
 
     public init(path: String) { self.path = path }
 
-    /// Appends one event object (keys sorted).
-    public func append(_ event: [String: Any]) throws {
-        let line = JSONLine.encode(event)
+    /// Appends one event (keys sorted).
+    public func append(_ event: SlotEvent) throws {
+        let line = try event.line()
         try repairTornTail()
         if CrashPoint.journalMidAppend.isArmed {
             let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
@@ -31,15 +31,13 @@ public struct SlotJournal: Sendable {
         do { try DurableLog.append(line: line, to: path) } catch { throw SlotError.wrap(error) }
     }
 
-    /// Every whole line, parsed; lines that are not JSON objects are skipped.
-    public func read() -> [[String: Any]] {
-        DurableLog.readLines(path).compactMap { line in
-            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
-        }
+    /// Every whole line, decoded; a torn last line and lines that are not events are skipped.
+    public func read() -> [SlotEvent] {
+        DurableLog.readLines(path).compactMap(SlotEvent.decode(line:))
     }
 
     /// The last `count` events.
-    public func last(_ count: Int) -> [[String: Any]] {
+    public func last(_ count: Int) -> [SlotEvent] {
         Array(read().suffix(max(0, count)))
     }
 

@@ -125,7 +125,7 @@ public struct SlotStore: Sendable {
     public func status(lastEvents: Int = 10) throws -> SlotStatus {
         let state = try loadState()
         let events = journal.read()
-        let journalGeneration = events.compactMap { ($0["generation"] as? NSNumber)?.uint64Value }.max() ?? 0
+        let journalGeneration = events.map(\.generation).max() ?? 0
         return SlotStatus(
             state: state, events: Array(events.suffix(max(0, lastEvents))),
             staleState: journalGeneration > state.generation, violations: state.violations())
@@ -194,9 +194,11 @@ public struct SlotStore: Sendable {
             } catch {
                 let coded = SlotError.wrap(error)
                 try? journal.append(
-                    event(
-                        "install_refused", state,
-                        ["slot": target.rawValue, "code": coded.code, "message": coded.message]))
+                    event(.installRefused, state) {
+                        $0.slot = target
+                        $0.code = coded.code
+                        $0.message = coded.message
+                    })
                 throw coded
             }
             let factory = state.active == nil
@@ -225,9 +227,11 @@ public struct SlotStore: Sendable {
                 state[target] = SlotRecord(state: .empty)
                 try? persist(&state)
                 try? journal.append(
-                    event(
-                        "install_failed", state,
-                        ["slot": target.rawValue, "code": coded.code, "message": coded.message]))
+                    event(.installFailed, state) {
+                        $0.slot = target
+                        $0.code = coded.code
+                        $0.message = coded.message
+                    })
                 throw coded
             }
             let now = timestamp()
@@ -243,12 +247,12 @@ public struct SlotStore: Sendable {
             CrashPoint.installAfterStateWrite.hit()
             let ms = clock.lap()
             try journal.append(
-                event(
-                    factory ? "factory_install" : "install", state,
-                    [
-                        "slot": target.rawValue, "version": bundle.version.description,
-                        "signer": bundle.signer.fingerprint, "duration_ms": JSONLine.rounded(ms),
-                    ]))
+                event(factory ? .factoryInstall : .install, state) {
+                    $0.slot = target
+                    $0.version = bundle.version.description
+                    $0.signer = bundle.signer.fingerprint
+                    $0.durationMs = JSONLine.rounded(ms)
+                })
             return InstallResult(
                 slot: target, version: bundle.version.description, signer: bundle.signer.fingerprint, factory: factory,
                 durationMs: ms)
@@ -282,7 +286,11 @@ public struct SlotStore: Sendable {
             } catch {
                 state[target].state = .bad
                 try persist(&state)
-                try journal.append(event("activate_refused", state, ["slot": target.rawValue, "reason": "\(error)"]))
+                try journal.append(
+                    event(.activateRefused, state) {
+                        $0.slot = target
+                        $0.reason = "\(error)"
+                    })
                 throw error
             }
             state.fallback = active
@@ -295,12 +303,12 @@ public struct SlotStore: Sendable {
             try persist(&state, midWrite: .activateMidStateWrite)
             CrashPoint.activateAfterStateWrite.hit()
             try journal.append(
-                event(
-                    "activate", state,
-                    [
-                        "slot": target.rawValue, "version": state[target].version ?? "", "attempts": attempts,
-                        "fallback": active.rawValue,
-                    ]))
+                event(.activate, state) {
+                    $0.slot = target
+                    $0.version = state[target].version ?? ""
+                    $0.attempts = attempts
+                    $0.fallback = active
+                })
             return state
         }
     }
@@ -338,9 +346,11 @@ public struct SlotStore: Sendable {
                     state.trial = trial
                     try persist(&state, midWrite: .startMidStateWrite)
                     try journal.append(
-                        event(
-                            "trial_start", state,
-                            ["slot": trial.slot.rawValue, "attempts_left": trial.attemptsLeft, "starts": trial.starts]))
+                        event(.trialStart, state) {
+                            $0.slot = trial.slot
+                            $0.attemptsLeft = trial.attemptsLeft
+                            $0.starts = trial.starts
+                        })
                     CrashPoint.startAfterDecrement.hit()
                 }
             }
@@ -363,7 +373,7 @@ public struct SlotStore: Sendable {
             state.trial = trial
             state[trial.slot].metrics.merge(metrics) { _, new in new }
             try persist(&state, midWrite: .healthMidStateWrite)
-            try journal.append(event("health_pass", state, ["slot": trial.slot.rawValue]))
+            try journal.append(event(.healthPass, state) { $0.slot = trial.slot })
             return trial
         }
     }
@@ -408,13 +418,15 @@ public struct SlotStore: Sendable {
         try persist(&state, midWrite: .commitMidStateWrite)
         CrashPoint.commitAfterStateWrite.hit()
         try journal.append(
-            event(
-                "commit", state,
-                [
-                    "slot": slot.rawValue, "version": state[slot].version ?? "", "floor": state.floor ?? "",
-                    "reason": reason, "starts": trial.starts, "probation_successes": trial.probationSuccesses,
-                    "probation_errors": trial.probationErrors,
-                ]))
+            event(.commit, state) {
+                $0.slot = slot
+                $0.version = state[slot].version ?? ""
+                $0.floor = state.floor ?? ""
+                $0.reason = reason
+                $0.starts = trial.starts
+                $0.probationSuccesses = trial.probationSuccesses
+                $0.probationErrors = trial.probationErrors
+            })
         return CommitResult(slot: slot, version: state[slot].version, floor: state.floor)
     }
 
@@ -446,13 +458,15 @@ public struct SlotStore: Sendable {
         do { try checkIntegrity(to, record: state[to], level: .quick) } catch { integrity = "\(error)" }
         let ms = started.elapsedMs
         try journal.append(
-            event(
-                "rollback", state,
-                [
-                    "from": from.rawValue, "to": to.rawValue, "from_version": state[from].version ?? "",
-                    "to_version": state[to].version ?? "", "reason": reason, "duration_ms": JSONLine.rounded(ms),
-                    "fallback_integrity": integrity,
-                ]))
+            event(.rollback, state) {
+                $0.from = from
+                $0.to = to
+                $0.fromVersion = state[from].version ?? ""
+                $0.toVersion = state[to].version ?? ""
+                $0.reason = reason
+                $0.durationMs = JSONLine.rounded(ms)
+                $0.fallbackIntegrity = integrity
+            })
         return RollbackResult(
             from: from, to: to, fromVersion: state[from].version, toVersion: state[to].version, reason: reason,
             durationMs: ms)
@@ -500,7 +514,11 @@ public struct SlotStore: Sendable {
         }
         if !repaired.isEmpty {
             try persist(&state)
-            try journal.append(event("recover", state, ["slots": repaired, "reason": "interrupted install"]))
+            try journal.append(
+                event(.recover, state) {
+                    $0.slots = repaired
+                    $0.reason = "interrupted install"
+                })
         }
         let problems = state.violations()
         guard problems.isEmpty else {
@@ -530,13 +548,13 @@ public struct SlotStore: Sendable {
         do { try AtomicFile.write(data, to: statePath) } catch { throw SlotError.wrap(error) }
     }
 
-    func event(_ name: String, _ state: StoreState, _ fields: [String: Any]) -> [String: Any] {
-        var object = fields
-        object["event"] = name
-        object["ts"] = timestamp()
-        object["generation"] = state.generation
-        object["active"] = orNull(state.active?.rawValue)
-        return object
+    /// A journal event stamped with the state's generation and active slot; `fill` sets its own fields.
+    func event(_ kind: SlotEvent.Kind, _ state: StoreState, _ fill: (inout SlotEvent) -> Void = { _ in })
+        -> SlotEvent
+    {
+        var event = SlotEvent(event: kind, generation: state.generation, active: state.active)
+        fill(&event)
+        return event
     }
 
     /// Streams every bundle file into a fresh staging directory, hashing as it writes (a file that
@@ -668,8 +686,8 @@ public struct SlotStore: Sendable {
 /// What `slot status` reports.
 public struct SlotStatus {
     public let state: StoreState
-    /// The last journal events (parsed JSON objects).
-    public let events: [[String: Any]]
+    /// The last journal events.
+    public let events: [SlotEvent]
     /// The journal saw a newer generation than state.json holds (a stale copy was restored).
     public let staleState: Bool
     public let violations: [String]
@@ -691,7 +709,7 @@ public struct SlotStatus {
         var object: [String: Any] = [
             "active": orNull(state.active?.rawValue), "fallback": orNull(state.fallback?.rawValue),
             "floor": orNull(state.floor), "generation": state.generation,
-            "slots": ["a": slotObject(.a), "b": slotObject(.b)], "events": events,
+            "slots": ["a": slotObject(.a), "b": slotObject(.b)], "events": events.map(\.jsonObject),
             "stale_state": staleState,
         ]
         if let trial = state.trial {

@@ -303,7 +303,7 @@ struct SlotCommand: ParsableCommand {
                 if status.staleState { print("warning: the journal is newer than state.json (stale copy?)") }
                 for v in status.violations { print("warning: \(v)") }
                 if !status.events.isEmpty { print("events:") }
-                for e in status.events { print("  " + JSONLine.encode(e)) }
+                for e in status.events { print("  " + JSONLine.encode(e.jsonObject)) }
             } catch {
                 throw fail(error, json: output.json)
             }

@@ -1,3 +1,4 @@
+import AADSSlots
 import Foundation
 import Testing
 
@@ -14,7 +15,8 @@ import Testing
         let slots = dir.file("slots")
         try FileManager.default.createDirectory(atPath: slots, withIntermediateDirectories: true)
         try Data(
-            (#"{"event":"install","slot":"a","version":"0.9.0","time":"2025-06-14T10:00:00Z"}"# + "\n"
+            (#"{"active":"a","event":"install","generation":2,"slot":"a","ts":"2025-06-14T10:00:00.000Z","version":"0.9.0"}"#
+                + "\n"
                 + #"{"event":"activ"#).utf8
         ).write(to: URL(fileURLWithPath: slots + "/events.jsonl"))
         let data = try ReportData.load(journal: journal, slotRoot: slots, now: end)
@@ -52,6 +54,42 @@ import Testing
         #expect(data.abComparisons.count == 2)
         try HTMLReport.write(data, to: dir.file("report.html"))
         #expect(FileManager.default.fileExists(atPath: dir.file("report.html")))
+    }
+
+    /// Install, activate, commit and rollback through a real slot store: each appears on the report's
+    /// timeline, read back from the store's own journal.
+    @Test func slotStoreEventsReachTheTimeline() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let scratch = try ScratchBundles(directory: dir.file("bundles"))
+        let store = SlotStore(root: dir.file("slots"))
+        try store.install(bundle: scratch.makeDirectory(version: "1.0.0"), verifier: scratch.verifier)
+        try store.install(bundle: scratch.makeDirectory(version: "1.1.0"), verifier: scratch.verifier)
+        try store.activate(attempts: 2)
+        try store.commit()
+        try store.install(bundle: scratch.makeDirectory(version: "1.2.0"), verifier: scratch.verifier)
+        try store.activate(attempts: 2)
+        try store.rollback(reason: "operator")
+        // A cut mid-append leaves a torn last line; it is not an event.
+        let handle = try #require(FileHandle(forWritingAtPath: store.journal.path))
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"active":"a","event":"comm"#.utf8))
+        handle.closeFile()
+
+        let journal = try ResultsJournal(path: dir.file("r.sqlite"))
+        let data = try ReportData.load(journal: journal, slotRoot: store.root)
+        let rows = data.slotEvents.map { "\($0.event) \($0.slot) \($0.modelVersion)" }
+        #expect(
+            rows == [
+                "factory_install a 1.0.0", "install b 1.1.0", "activate b 1.1.0", "commit b 1.1.0", "install a 1.2.0",
+                "activate a 1.2.0", "rollback b 1.1.0",
+            ])
+        #expect(data.slotEvents.last?.detail == "from a 1.2.0: operator")
+        let html = HTMLReport.render(data)
+        #expect(html.contains("<b>7</b><span>slot events</span>"))
+        for event in ["factory_install", "install", "activate", "commit", "rollback"] {
+            #expect(html.contains("<td>\(event)</td>"), "\(event) missing from the timeline table")
+        }
     }
 
     @Test func textIsEscaped() {

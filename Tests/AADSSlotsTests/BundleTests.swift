@@ -44,7 +44,7 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: store.bundlePath(.b)), "\(file)")
         }
         // Each refusal is journaled.
-        let refused = store.journal.read().filter { $0["event"] as? String == "install_refused" }
+        let refused = store.journal.read().filter { $0.event == .installRefused }
         #expect(refused.count == bundles.filter { $0["code"] is String }.count)
     }
 

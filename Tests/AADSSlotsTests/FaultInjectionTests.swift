@@ -180,7 +180,7 @@ struct FaultInjectionTests {
             if !problems.isEmpty { break }
         }
         var counts: [String: Int] = [:]
-        for event in bench.store.journal.read() { counts[event["event"] as? String ?? "?", default: 0] += 1 }
+        for event in bench.store.journal.read() { counts[event.event.rawValue, default: 0] += 1 }
         let byCommand = killsByKind.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         let events = counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         print("random kills: \(kills) SIGKILLs in \(spawns) spawns; killed: \(byCommand); journal: \(events)")

@@ -94,9 +94,9 @@ final class Bench {
         #expect(rollback.from == .b && rollback.to == .a && rollback.reason.hasPrefix("crash loop"))
         let state = try bench.state
         #expect(state.b.state == .bad && state.active == .a && state.fallback == nil && state.floor == "1.0.0")
-        let event = try #require(bench.store.journal.read().last { $0["event"] as? String == "rollback" })
-        #expect(event["reason"] as? String == rollback.reason)
-        #expect(event["duration_ms"] is NSNumber)
+        let event = try #require(bench.store.journal.read().last { $0.event == .rollback })
+        #expect(event.reason == rollback.reason)
+        #expect(event.durationMs != nil)
     }
 
     @Test func rollbackRules() throws {
@@ -166,7 +166,7 @@ final class Bench {
         #expect(state.b.state == .empty && state.active == .a)
         #expect(treeContents(bench.store.bundlePath(.a)) == before)
         #expect(!FileManager.default.fileExists(atPath: bench.store.bundlePath(.b)))
-        #expect(bench.store.journal.read().last?["code"] as? String == "disk_full")
+        #expect(bench.store.journal.read().last?.code == "disk_full")
         #expect(bench.store.checkInvariants(keptVersion: "1.0.0").isEmpty)
     }
 
@@ -185,7 +185,7 @@ final class Bench {
         #expect(try bench.state.b.state == .installed)
         #expect(!FileManager.default.fileExists(atPath: bench.store.root + "/.staging-b"))
         #expect(!FileManager.default.fileExists(atPath: bench.store.root + "/.state.json.tmp-999"))
-        #expect(bench.store.journal.read().contains { $0["event"] as? String == "recover" })
+        #expect(bench.store.journal.read().contains { $0.event == .recover })
     }
 
     @Test func tornJournalLineIsIgnoredAndCutBeforeTheNextAppend() throws {
@@ -229,7 +229,7 @@ final class Bench {
         try bench.install("1.1.0")
         try bench.store.activate()
         try bench.store.commit()
-        let generations = bench.store.journal.read().compactMap { ($0["generation"] as? NSNumber)?.intValue }
+        let generations = bench.store.journal.read().map { Int($0.generation) }
         #expect(generations == generations.sorted() && Set(generations).count == generations.count)
         #expect(generations.last == Int(try bench.state.generation))
         #expect(try !bench.store.status().staleState)
@@ -292,8 +292,8 @@ final class Bench {
         }
         #expect(rollback.to == .a && rollback.reason.contains("ood_auroc"))
         #expect(try bench.state.b.state == .bad)
-        let fail = try #require(bench.store.journal.read().last { $0["event"] as? String == "health_fail" })
-        #expect(fail["failures"] as? [String] == ["ood_auroc 0.81 < 0.90"])
+        let fail = try #require(bench.store.journal.read().last { $0.event == .healthFail })
+        #expect(fail.failures == ["ood_auroc 0.81 < 0.90"])
     }
 
     @Test func probationErrorRateAndTimeBounds() throws {
