@@ -108,11 +108,7 @@ public struct HealthCheck: Sendable {
             throw DiagnosisError("bad_manifest", "the bundle has no golden_set")
         }
         let items = try goldenItems(bundleDirectory: pipeline.bundleDirectory, labels: golden.labels)
-        // One warm-up image so the first run's allocations do not count as latency.
-        _ = pipeline.diagnose(path: items[0].path)
-        let diagnoses = items.map { pipeline.diagnose(path: $0.path) }
-        var metrics = GoldenScoring.score(
-            items: items, diagnoses: diagnoses, routerThreshold: pipeline.manifest.router.confidenceThreshold)
+        var metrics = Evaluation.run(pipeline: pipeline, items: items.map(\.evaluationItem)).healthMetrics
         let adapterBytes = pipeline.residentAdapterBytes.values
         metrics.memoryPerAdapterMb = adapterBytes.isEmpty ? 0 : Double(adapterBytes.max() ?? 0) / 1_048_576
         metrics.peakRssMb = Double(ProcessMemory.peakResidentBytes() ?? 0) / 1_048_576

@@ -85,64 +85,21 @@ public struct GoldenItem: Sendable, Equatable {
     public var crop: String
     public var label: String
     public var isOOD: Bool { crop == "ood" }
+
+    /// As an evaluation item: a golden leaf must be diagnosed as its crop and class.
+    public var evaluationItem: EvaluationItem {
+        EvaluationItem(path: path, expected: isOOD ? .ood : .leaf(crop: crop, label: label))
+    }
 }
 
-/// Scores golden-set diagnoses into `HealthMetrics`.
+/// Scores golden-set diagnoses into `HealthMetrics` through `EvaluationScoring`, the scoring of
+/// `aads-edge evaluate`: routing accuracy over known-crop images, adapter accuracy over the correctly routed
+/// ones (an image counts as correct when its predicted class matches, rejected or not), OOD AUROC of
+/// `EvaluationScoring.oodScore`, OOD false-positive rate (known-crop images rejected), error rate over all
+/// images, latency p50/p95.
 public enum GoldenScoring {
-    /// How strongly a decision says "reject": above 1 means rejected. For routed images the squared
-    /// Mahalanobis distance over the class threshold; for unknown crops the router threshold over its confidence.
-    public static func rejectionScore(_ diagnosis: Diagnosis, routerThreshold: Float) -> Double {
-        switch diagnosis.decision {
-        case .unknownCrop:
-            let confidence = Double(max(diagnosis.cropConfidence ?? 0, 1e-6))
-            return Double(routerThreshold) / confidence
-        case .diagnosis, .ood:
-            guard let distance = diagnosis.mahalanobis, let threshold = diagnosis.threshold, threshold > 0 else {
-                return 0
-            }
-            return Double(distance / threshold)
-        case .error:
-            return .infinity
-        }
-    }
-
-    /// Routing accuracy over known-crop images, adapter accuracy over the correctly routed ones (an image
-    /// counts as correct when its predicted disease matches, rejected or not), OOD AUROC of the rejection
-    /// score, OOD false-positive rate (known-crop images rejected), error rate, latency p50/p95.
-    public static func score(items: [GoldenItem], diagnoses: [Diagnosis], routerThreshold: Float) -> HealthMetrics {
-        var routed = 0
-        var known = 0
-        var correctDisease = 0
-        var falsePositives = 0
-        var errors = 0
-        var scores: [Double] = []
-        var positives: [Bool] = []
-        var latencies: [Double] = []
-        for (item, diagnosis) in zip(items, diagnoses) {
-            if diagnosis.decision == .error {
-                errors += 1
-                continue
-            }
-            latencies.append(diagnosis.latency.total)
-            scores.append(rejectionScore(diagnosis, routerThreshold: routerThreshold))
-            positives.append(item.isOOD)
-            guard !item.isOOD else { continue }
-            known += 1
-            if diagnosis.decision == .ood || diagnosis.decision == .unknownCrop { falsePositives += 1 }
-            if diagnosis.crop == item.crop && diagnosis.decision != .unknownCrop {
-                routed += 1
-                if diagnosis.disease == item.label { correctDisease += 1 }
-            }
-        }
-        var metrics = HealthMetrics()
-        metrics.images = items.count
-        metrics.cropRoutingAccuracy = known == 0 ? 0 : Double(routed) / Double(known)
-        metrics.adapterAccuracy = routed == 0 ? 0 : Double(correctDisease) / Double(routed)
-        metrics.oodAuroc = RankStatistics.auroc(scores: scores, positives: positives) ?? 0
-        metrics.oodFpr = known == 0 ? 0 : Double(falsePositives) / Double(known)
-        metrics.errorRate = items.isEmpty ? 0 : Double(errors) / Double(items.count)
-        metrics.latencyMs = RankStatistics.quantile(latencies, 0.5)
-        metrics.latencyP95Ms = RankStatistics.quantile(latencies, 0.95)
-        return metrics
+    public static func score(items: [GoldenItem], diagnoses: [Diagnosis], classes: [String] = []) -> HealthMetrics {
+        EvaluationScoring.score(items: items.map(\.evaluationItem), diagnoses: diagnoses, classes: classes)
+            .healthMetrics
     }
 }
