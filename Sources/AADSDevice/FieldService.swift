@@ -43,6 +43,8 @@ public struct RunSummary: Sendable, Equatable {
     public var processed = 0
     /// Images whose row already existed (re-processing after a crash); moved without a second row.
     public var duplicates = 0
+    /// Images with a new row whose bytes repeat an earlier image's (counted in `processed` too).
+    public var repeatedContent = 0
     /// Images ending in `failed/`.
     public var failed = 0
     /// Images dropped because the backlog exceeded the queue capacity.
@@ -230,7 +232,7 @@ public final class FieldService: @unchecked Sendable {
         try? notifier.stopping(status: "stopping (\(stop.reason)) after \(summary.processed) images")
         writeMetrics()
         logger.info(
-            "stopped (\(summary.stopReason)): \(summary.processed) new results, \(summary.duplicates) already journaled, \(summary.failed) failed, \(summary.dropped) dropped"
+            "stopped (\(summary.stopReason)): \(summary.processed) new results (\(summary.repeatedContent) repeating earlier bytes), \(summary.duplicates) already journaled, \(summary.failed) failed, \(summary.dropped) dropped"
         )
         try? leds.show(.off)
         gpio?.close()
@@ -271,14 +273,16 @@ public final class FieldService: @unchecked Sendable {
     }
 
     /// One image: hash → (already journaled? move) → diagnose → shadow → journal row (committed) → move.
-    /// The row is committed before the move, and the row is unique per image and model version, so a crash at
-    /// any point re-processes the image on restart without a second row.
+    /// The row is committed before the move and names the spool file (name, bytes, identity), so a crash at any
+    /// point re-processes the file on restart without a second row; another file with the same bytes gets its own
+    /// row, marked as a duplicate of the first.
     private func process(_ name: String) {
         guard let model = serving else { return }
         let path = spool.path(of: name)
         let sha: String
+        let fileID: String
         do {
-            sha = try Spool.sha256(path: path)
+            (sha, fileID) = try Spool.fingerprint(path: path)
         } catch {
             let coded = AnyCodedError(error)
             if coded.code == "file_vanished" { return }
@@ -289,7 +293,7 @@ public final class FieldService: @unchecked Sendable {
             return
         }
         do {
-            if let existing = try journal.existingRow(imageSHA256: sha, modelVersion: model.modelVersion) {
+            if let existing = try journal.journaledRow(file: name, imageSHA256: sha, spoolFileID: fileID) {
                 moveOrFault(name, to: existing.decision == .error ? spool.failed : spool.done)
                 summary.duplicates += 1
                 return
@@ -317,8 +321,18 @@ public final class FieldService: @unchecked Sendable {
 
         do {
             let outcome = try journal.insert(
-                record, imageSHA256: sha, slot: model.slot, rssBytes: residentMemoryBytes())
-            if case .duplicate = outcome { summary.duplicates += 1 } else { summary.processed += 1 }
+                record, imageSHA256: sha, slot: model.slot, rssBytes: residentMemoryBytes(), spoolFileID: fileID)
+            switch outcome {
+            case .alreadyJournaled:
+                summary.duplicates += 1
+            case .inserted:
+                summary.processed += 1
+            case .duplicate(let id, let original):
+                summary.processed += 1
+                summary.repeatedContent += 1
+                metrics.recordDuplicateContent()
+                logger.info("\(name): same bytes as an earlier image (row \(original)); journaled as row \(id)")
+            }
             clearFault()
         } catch {
             // Leave the image in the spool: it is retried once the journal can be written again.

@@ -28,6 +28,7 @@ public final class MetricsExporter: @unchecked Sendable {
     private var errors: [String: CoreMetrics.Counter] = [:]
     private let processed: CoreMetrics.Counter
     private let dropped: CoreMetrics.Counter
+    private let duplicateContent: CoreMetrics.Counter
     private let queueDepth: CoreMetrics.Gauge
     private let oodRate: CoreMetrics.Gauge
     private let rss: CoreMetrics.Gauge
@@ -67,6 +68,7 @@ public final class MetricsExporter: @unchecked Sendable {
         }
         processed = CoreMetrics.Counter(label: "aads_images_processed_total", factory: factory)
         dropped = CoreMetrics.Counter(label: "aads_images_dropped_total", factory: factory)
+        duplicateContent = CoreMetrics.Counter(label: "aads_images_duplicate_content_total", factory: factory)
         queueDepth = CoreMetrics.Gauge(label: "aads_queue_depth", factory: factory)
         oodRate = CoreMetrics.Gauge(label: "aads_ood_rate", factory: factory)
         rss = CoreMetrics.Gauge(label: "aads_process_resident_memory_bytes", factory: factory)
@@ -124,6 +126,9 @@ public final class MetricsExporter: @unchecked Sendable {
     }
 
     public func recordDropped(_ count: Int = 1) { dropped.increment(by: Int64(count)) }
+
+    /// Counts a spool file whose bytes repeat an earlier image's (it has its own row, marked `duplicate_of`).
+    public func recordDuplicateContent() { duplicateContent.increment() }
 
     public func setQueueDepth(_ depth: Int) { queueDepth.record(Int64(depth)) }
 

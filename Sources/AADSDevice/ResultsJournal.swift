@@ -36,6 +36,8 @@ public struct JournalRow: Sendable, Equatable {
     public var synced: Bool
     /// Resident memory of the service when the row was written, bytes.
     public var rssBytes: Int64?
+    /// The first row of the same bytes and model version, when this spool file repeats an earlier one's content.
+    public var duplicateOf: Int64?
 
     /// The JSON object of `results export --format jsonl`.
     public var jsonObject: [String: Any] {
@@ -56,19 +58,25 @@ public struct JournalRow: Sendable, Equatable {
         o["mahalanobis"] = record.mahalanobis ?? NSNull()
         o["threshold"] = record.threshold ?? NSNull()
         o["rss_bytes"] = rssBytes ?? NSNull()
+        o["duplicate_of"] = duplicateOf ?? NSNull()
         if let error = record.error { o["error"] = ["code": error.code, "message": error.message] }
         return o
     }
 }
 
-/// What an insert did: a new row, or the row already present for the same image and model version.
+/// What an insert did.
 public enum InsertOutcome: Sendable, Equatable {
+    /// A new row.
     case inserted(id: Int64)
-    case duplicate(id: Int64)
+    /// A new row for a spool file whose bytes repeat row `of` (same model version); the row says so in
+    /// `duplicate_of`.
+    case duplicate(id: Int64, of: Int64)
+    /// The same spool file already has its row (it is being re-processed after a crash); nothing was added.
+    case alreadyJournaled(id: Int64)
 
     public var id: Int64 {
         switch self {
-        case .inserted(let id), .duplicate(let id): id
+        case .inserted(let id), .duplicate(let id, _), .alreadyJournaled(let id): id
         }
     }
 }
@@ -158,8 +166,13 @@ public struct SlotEventRecord: Sendable, Equatable {
 /// Durability: in WAL mode a commit appends to the WAL file; with `synchronous=FULL` SQLite fsyncs the WAL
 /// before the commit returns, so a committed row survives both a SIGKILL and a power cut. (`NORMAL` would
 /// survive a SIGKILL — the WAL is in the page cache — but could lose the last commits on power loss; one fsync
-/// per image is cheap next to a diagnosis.) A row is unique on (image sha256, model version): re-processing
-/// an image after a crash finds the existing row instead of adding a second.
+/// per image is cheap next to a diagnosis.)
+///
+/// One row per spool file: a row names its file and the file's identity in the spool (`spool_file_id`: device,
+/// inode and modification time, which a rename into `done/` keeps), so re-processing a file after a crash finds
+/// its row instead of adding a second, while another file with the same bytes gets a row of its own that points
+/// at the first result for those bytes and model version (`duplicate_of`). Rows written before identities were
+/// recorded match on file name and content alone.
 public final class ResultsJournal: Sendable {
     public let path: String
     let pool: DatabasePool
@@ -271,7 +284,64 @@ public final class ResultsJournal: Sendable {
                     );
                     """)
         }
+        migrator.registerMigration("v2-one-row-per-spool-file", migrate: migrateToOneRowPerSpoolFile)
         return migrator
+    }
+
+    /// The results columns v1 and v2 share.
+    static let resultColumns = """
+        id, file, image_sha256, decision, crop, crop_confidence, disease, confidence, top3, mahalanobis, threshold,
+        model_version, slot, latency_decode_ms, latency_backbone_ms, latency_adapter_ms, latency_total_ms,
+        error_code, error_message, rss_bytes, created_at, synced
+        """
+
+    /// v2: drops `UNIQUE (image_sha256, model_version)`, which left a second spool file with the same bytes without
+    /// a row, and adds `spool_file_id` and `duplicate_of`. SQLite cannot drop a constraint, so the table is rebuilt
+    /// (in the migration's transaction); every row keeps its id, and the AUTOINCREMENT high-water mark is kept so
+    /// an id is never handed out twice.
+    static func migrateToOneRowPerSpoolFile(_ db: Database) throws {
+        let highWater = try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'results'") ?? 0
+        try db.execute(
+            sql: """
+                CREATE TABLE results_v2 (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    file TEXT NOT NULL,
+                    image_sha256 TEXT NOT NULL,
+                    decision TEXT NOT NULL,
+                    crop TEXT,
+                    crop_confidence REAL,
+                    disease TEXT,
+                    confidence REAL,
+                    top3 TEXT NOT NULL DEFAULT '[]',
+                    mahalanobis REAL,
+                    threshold REAL,
+                    model_version TEXT NOT NULL,
+                    slot TEXT NOT NULL,
+                    latency_decode_ms REAL NOT NULL DEFAULT 0,
+                    latency_backbone_ms REAL NOT NULL DEFAULT 0,
+                    latency_adapter_ms REAL NOT NULL DEFAULT 0,
+                    latency_total_ms REAL NOT NULL DEFAULT 0,
+                    error_code TEXT,
+                    error_message TEXT,
+                    rss_bytes INTEGER,
+                    created_at TEXT NOT NULL,
+                    synced INTEGER NOT NULL DEFAULT 0,
+                    spool_file_id TEXT,
+                    duplicate_of INTEGER
+                );
+                INSERT INTO results_v2 (\(resultColumns)) SELECT \(resultColumns) FROM results ORDER BY id;
+                DROP TABLE results;
+                ALTER TABLE results_v2 RENAME TO results;
+                CREATE INDEX results_created_at ON results(created_at);
+                CREATE INDEX results_unsynced ON results(synced, id);
+                CREATE INDEX results_content ON results(image_sha256, model_version, id);
+                CREATE INDEX results_file ON results(file, image_sha256);
+                """)
+        let top = max(highWater, try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM results") ?? 0)
+        try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name IN ('results', 'results_v2')")
+        if top > 0 {
+            try db.execute(sql: "INSERT INTO sqlite_sequence (name, seq) VALUES ('results', ?)", arguments: [top])
+        }
     }
 
     /// The durability settings actually in force on a write connection: (`journal_mode`, `synchronous`),
@@ -286,50 +356,76 @@ public final class ResultsJournal: Sendable {
 
     // MARK: Results
 
-    /// Stores a diagnosis; an existing row for the same image sha256 and model version is kept and reported.
+    /// Stores the diagnosis of one spool file (`record.file`, with its bytes' sha256 and its `spoolFileID`).
+    ///
+    /// In one transaction: when this file already has its row (the same name and bytes, and the same spool
+    /// identity or a row written without one), nothing is added (`.alreadyJournaled`); otherwise a row is added,
+    /// with `duplicate_of` set when an earlier row holds the same bytes and model version (`.duplicate`).
     @discardableResult
     public func insert(
-        _ record: DiagnosisRecord, imageSHA256: String, slot: String, createdAt: Date = Date(), rssBytes: Int64? = nil
+        _ record: DiagnosisRecord, imageSHA256: String, slot: String, createdAt: Date = Date(), rssBytes: Int64? = nil,
+        spoolFileID: String? = nil
     ) throws -> InsertOutcome {
         let top3JSON = Self.top3JSON(record.top3)
         do {
             return try pool.write { db in
+                if let existing = try Self.journaledRow(
+                    db, file: record.file, imageSHA256: imageSHA256, spoolFileID: spoolFileID)
+                {
+                    return .alreadyJournaled(id: existing.id)
+                }
+                let original = try Int64.fetchOne(
+                    db,
+                    sql: """
+                        SELECT id FROM results WHERE image_sha256 = ? AND model_version = ? AND duplicate_of IS NULL
+                        ORDER BY id LIMIT 1
+                        """, arguments: [imageSHA256, record.modelVersion])
                 try db.execute(
                     sql: """
                         INSERT INTO results (file, image_sha256, decision, crop, crop_confidence, disease, confidence,
                             top3, mahalanobis, threshold, model_version, slot, latency_decode_ms, latency_backbone_ms,
-                            latency_adapter_ms, latency_total_ms, error_code, error_message, rss_bytes, created_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT (image_sha256, model_version) DO NOTHING
+                            latency_adapter_ms, latency_total_ms, error_code, error_message, rss_bytes, created_at,
+                            spool_file_id, duplicate_of)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
                         record.file, imageSHA256, record.decision.rawValue, record.crop, record.cropConfidence,
                         record.disease, record.confidence, top3JSON, record.mahalanobis, record.threshold,
                         record.modelVersion, slot, record.latencyMs.decode, record.latencyMs.backbone,
                         record.latencyMs.adapter, record.latencyMs.total, record.error?.code, record.error?.message,
-                        rssBytes, ISO8601.string(createdAt),
+                        rssBytes, ISO8601.string(createdAt), spoolFileID, original,
                     ])
-                if db.changesCount == 1 { return .inserted(id: db.lastInsertedRowID) }
-                let id = try Int64.fetchOne(
-                    db, sql: "SELECT id FROM results WHERE image_sha256 = ? AND model_version = ?",
-                    arguments: [imageSHA256, record.modelVersion])
-                return .duplicate(id: id ?? 0)
+                let id = db.lastInsertedRowID
+                return original.map { .duplicate(id: id, of: $0) } ?? .inserted(id: id)
             }
         } catch {
             throw JournalError.wrap(error, "cannot store result for \(record.file)")
         }
     }
 
-    /// The id and decision of the row for an image and model version, if one was committed.
-    public func existingRow(imageSHA256: String, modelVersion: String) throws -> (id: Int64, decision: DecisionKind)? {
+    /// The row of a spool file already journaled (a crash between the commit and the move leaves the file in the
+    /// spool): same name and bytes, and the same spool identity or a row written without one.
+    public func journaledRow(file: String, imageSHA256: String, spoolFileID: String?) throws
+        -> (id: Int64, decision: DecisionKind)?
+    {
         try read("cannot query journal") { db in
-            guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT id, decision FROM results WHERE image_sha256 = ? AND model_version = ?",
-                    arguments: [imageSHA256, modelVersion])
-            else { return nil }
-            return (row["id"], DecisionKind(rawValue: row["decision"]) ?? .error)
+            try Self.journaledRow(db, file: file, imageSHA256: imageSHA256, spoolFileID: spoolFileID)
         }
+    }
+
+    static func journaledRow(_ db: Database, file: String, imageSHA256: String, spoolFileID: String?) throws
+        -> (id: Int64, decision: DecisionKind)?
+    {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT id, decision FROM results WHERE file = ?1 AND image_sha256 = ?2
+                        AND (spool_file_id IS NULL OR ?3 IS NULL OR spool_file_id = ?3)
+                    ORDER BY id LIMIT 1
+                    """, arguments: [file, imageSHA256, spoolFileID])
+        else { return nil }
+        return (row["id"], DecisionKind(rawValue: row["decision"]) ?? .error)
     }
 
     /// Rows in id order, optionally only those created at or after `since`, after `afterID`, or unsynced.
@@ -590,7 +686,8 @@ public final class ResultsJournal: Sendable {
             error: errorCode.map { DiagnosisRecord.Failure(code: $0, message: errorMessage ?? "") })
         return JournalRow(
             id: row["id"], imageSHA256: row["image_sha256"], slot: row["slot"], record: record,
-            createdAt: date(row["created_at"]), synced: row["synced"], rssBytes: row["rss_bytes"])
+            createdAt: date(row["created_at"]), synced: row["synced"], rssBytes: row["rss_bytes"],
+            duplicateOf: row["duplicate_of"])
     }
 }
 

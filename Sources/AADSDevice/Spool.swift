@@ -100,6 +100,13 @@ public struct Spool: Sendable {
 
     /// The lowercase hex sha256 of a file's bytes.
     public static func sha256(path: String) throws -> String {
+        try fingerprint(path: path).sha256
+    }
+
+    /// A spool file's identity and content: `fileID` is `device:inode:mtime` of the open file (a rename, into
+    /// `done/` or back after a lost move, keeps it; another file dropped under the same name gets another) and
+    /// `sha256` the lowercase hex sha256 of its bytes, both from the same open file.
+    public static func fingerprint(path: String) throws -> (sha256: String, fileID: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw SpoolError(
@@ -107,6 +114,15 @@ public struct Spool: Sendable {
                 "cannot open \(path): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            throw SpoolError(code: "unreadable_image", "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        let fileID = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
+        return (try sha256(fd: fd, path: path), fileID)
+    }
+
+    static func sha256(fd: Int32, path: String) throws -> String {
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {

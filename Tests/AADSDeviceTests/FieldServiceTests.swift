@@ -106,6 +106,61 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         #expect(summary.stopReason == "idle")
     }
 
+    @Test func everySpoolFileGetsARowAlsoWhenItsBytesRepeat() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let diagnoser = SyntheticDiagnoser(modelVersion: "1.0.0")
+        let config = testConfig(dir)
+        func service() throws -> FieldService {
+            try makeService(
+                dir, config: config, lifecycle: StaticSlotLifecycle(diagnoser: diagnoser), exitWhenIdle: true)
+        }
+        let journal = try ResultsJournal(path: config.journalPath)
+        let service1 = try service()
+        for (i, (name, content)) in [("a.jpg", "leaf"), ("b.jpg", "leaf"), ("c.jpg", "other leaf")].enumerated() {
+            let path = try dropImage(into: config.spoolDir, name: name, content: content)
+            var times = [
+                timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0),
+            ]
+            utimensat(AT_FDCWD, path, &times, 0)  // processed in this order
+        }
+        let first = try service1.run()
+        #expect(first.processed == 3 && first.repeatedContent == 1 && first.duplicates == 0)
+        // The same name and bytes again, after the first a.jpg left the spool: a new file, a new row.
+        try dropImage(into: config.spoolDir, name: "a.jpg", content: "leaf")
+        let second = try service().run()
+        #expect(second.processed == 1 && second.repeatedContent == 1 && second.duplicates == 0)
+        let rows = try journal.rows()
+        #expect(rows.map(\.record.file) == ["a.jpg", "b.jpg", "c.jpg", "a.jpg"])
+        #expect(rows.map(\.duplicateOf) == [nil, rows[0].id, nil, rows[0].id])
+        #expect(listFiles(config.spoolDir + "/done") == ["a-1.jpg", "a.jpg", "b.jpg", "c.jpg"])
+        let (samples, _) = parseProm(try String(contentsOfFile: config.metrics.file, encoding: .utf8))
+        #expect(samples.value("aads_images_duplicate_content_total") == 1)  // this run's
+    }
+
+    @Test func crashAfterTheCommitOfARepeatedFileDoesNotAddARow() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let diagnoser = SyntheticDiagnoser(modelVersion: "1.0.0")
+        let service = try makeService(dir, lifecycle: StaticSlotLifecycle(diagnoser: diagnoser), exitWhenIdle: true)
+        // A first file was journaled and moved; a second with the same bytes was journaled, then the run died
+        // before moving it.
+        let first = try dropImage(into: service.spool.directory, name: "a.jpg", content: "leaf")
+        var record = try diagnoser.diagnose(path: first)
+        record.file = "a.jpg"
+        let print1 = try Spool.fingerprint(path: first)
+        try service.journal.insert(record, imageSHA256: print1.sha256, slot: "bundle", spoolFileID: print1.fileID)
+        try service.spool.move("a.jpg", to: service.spool.done)
+        let second = try dropImage(into: service.spool.directory, name: "a.jpg", content: "leaf")
+        let print2 = try Spool.fingerprint(path: second)
+        #expect(print2.sha256 == print1.sha256 && print2.fileID != print1.fileID)
+        try service.journal.insert(record, imageSHA256: print2.sha256, slot: "bundle", spoolFileID: print2.fileID)
+        let summary = try service.run()
+        #expect(summary.duplicates == 1 && summary.processed == 0)
+        #expect(try service.journal.count() == 2)
+        #expect(listFiles(service.spool.done) == ["a-1.jpg", "a.jpg"])
+    }
+
     @Test func backlogBeyondCapacityDropsOldestAndCountsThem() throws {
         let dir = TempDir()
         defer { dir.cleanup() }

@@ -1,5 +1,6 @@
 import AADSCore
 import Foundation
+import GRDB
 import Testing
 
 @testable import AADSDevice
@@ -46,28 +47,79 @@ import Testing
         #expect(rows[1].record.error == .init(code: "corrupt_jpeg", message: "premature end"))
     }
 
-    @Test func sameImageAndVersionNeverDuplicates() throws {
+    @Test func oneRowPerSpoolFileAndRepeatedBytesAreMarked() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
         let journal = try ResultsJournal(path: dir.file("r.sqlite"))
         let sha = String(repeating: "e", count: 64)
-        #expect(try journal.insert(Self.full, imageSHA256: sha, slot: "a") == .inserted(id: 1))
-        var renamed = Self.full
-        renamed.file = "copy.jpg"
-        #expect(try journal.insert(renamed, imageSHA256: sha, slot: "a") == .duplicate(id: 1))
-        #expect(try journal.count() == 1)
-        #expect(try journal.existingRow(imageSHA256: sha, modelVersion: "1.2.0")?.id == 1)
-        // Another model version of the same image is a new result.
+        #expect(try journal.insert(Self.full, imageSHA256: sha, slot: "a", spoolFileID: "8:1:1.0") == .inserted(id: 1))
+        // The same file again (re-processed after a crash): no second row.
+        #expect(
+            try journal.insert(Self.full, imageSHA256: sha, slot: "a", spoolFileID: "8:1:1.0")
+                == .alreadyJournaled(id: 1))
+        #expect(try journal.journaledRow(file: "IMG_1.jpg", imageSHA256: sha, spoolFileID: "8:1:1.0")?.id == 1)
+        // Another file with the same bytes, under another name or under the same name later: a row each.
+        var copy = Self.full
+        copy.file = "copy.jpg"
+        #expect(
+            try journal.insert(copy, imageSHA256: sha, slot: "a", spoolFileID: "8:2:2.0") == .duplicate(id: 2, of: 1))
+        #expect(try journal.journaledRow(file: "IMG_1.jpg", imageSHA256: sha, spoolFileID: "8:3:3.0") == nil)
+        #expect(
+            try journal.insert(Self.full, imageSHA256: sha, slot: "a", spoolFileID: "8:3:3.0")
+                == .duplicate(id: 3, of: 1))
+        #expect(try journal.count() == 3)
+        #expect(try journal.rows().map(\.duplicateOf) == [nil, 1, 1])
+        // Another model version of the same bytes is a first result of its own.
         var other = Self.full
         other.modelVersion = "1.3.0"
-        // Ids only increase (AUTOINCREMENT: never reused, so "synced up to id N" stays true) but may skip.
-        guard case .inserted(let id) = try journal.insert(other, imageSHA256: sha, slot: "b") else {
-            Issue.record("another model version was not inserted")
-            return
+        #expect(try journal.insert(other, imageSHA256: sha, slot: "b", spoolFileID: "8:4:4.0") == .inserted(id: 4))
+        let exported = try journal.rows().map(\.jsonObject)
+        #expect(exported[1]["duplicate_of"] as? Int64 == 1)
+        #expect(exported[3]["duplicate_of"] is NSNull)
+    }
+
+    /// A journal written by the previous schema (`UNIQUE (image_sha256, model_version)`) upgrades in place: no row
+    /// lost, ids and the AUTOINCREMENT high-water mark kept, and a file it journaled is still recognised.
+    @Test func upgradeFromTheUniqueContentSchemaKeepsEveryRow() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.file("r.sqlite")
+        let shas = (0..<5).map { String(format: "%064x", $0) }
+        do {
+            let queue = try DatabaseQueue(path: path)
+            try ResultsJournal.migrator.migrate(queue, upTo: "v1-results")
+            try queue.write { db in
+                for (i, sha) in shas.enumerated() {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO results (file, image_sha256, decision, crop, confidence, top3, model_version,
+                                slot, latency_total_ms, rss_bytes, created_at, synced)
+                            VALUES (?, ?, 'diagnosis', 'tomato', 0.9, '[]', '1.2.0', 'a', 12.5, 1000, ?, ?)
+                            """, arguments: ["IMG_\(i).jpg", sha, "2025-06-01T10:00:0\(i).000Z", i < 2])
+                }
+                // The newest row pruned: its id must not come back.
+                try db.execute(sql: "DELETE FROM results WHERE id = 5")
+            }
+            #expect(
+                try queue.read { db in try db.columns(in: "results").map(\.name) }.contains("duplicate_of") == false)
         }
-        #expect(id > 1)
-        #expect(try journal.count() == 2)
-        #expect(try journal.existingRow(imageSHA256: sha, modelVersion: "9.9.9") == nil)
+        let journal = try ResultsJournal(path: path)
+        let rows = try journal.rows()
+        #expect(rows.map(\.id) == [1, 2, 3, 4])
+        #expect(rows.map(\.record.file) == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg"])
+        #expect(rows.map(\.imageSHA256) == Array(shas.prefix(4)))
+        #expect(rows.map(\.synced) == [true, true, false, false])
+        #expect(rows.allSatisfy { $0.duplicateOf == nil && $0.record.latencyMs.total == 12.5 && $0.rssBytes == 1000 })
+        // A file the old version journaled but had not moved yet is recognised by name and bytes.
+        #expect(try journal.journaledRow(file: "IMG_3.jpg", imageSHA256: shas[3], spoolFileID: "8:9:9.0")?.id == 4)
+        // Same bytes in another file: a row now, pointing at the old one; ids continue past the pruned one.
+        var copy = Self.full
+        copy.file = "copy.jpg"
+        #expect(
+            try journal.insert(copy, imageSHA256: shas[3], slot: "a", spoolFileID: "8:9:9.0")
+                == .duplicate(id: 6, of: 4))
+        // Opening again does not migrate twice.
+        #expect(try ResultsJournal(path: path).count() == 5)
     }
 
     @Test func markSyncedByIdAndList() throws {
