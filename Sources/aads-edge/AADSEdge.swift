@@ -8,7 +8,7 @@ struct AADSEdge: AsyncParsableCommand {
         commandName: "aads-edge",
         abstract: "AADS Edge: int8 crop-disease diagnosis for field devices, with signed A/B model slots.",
         subcommands: [
-            DiagnoseCommand.self, DecodeCommand.self, ModelCommand.self, HealthCommand.self,
+            DiagnoseCommand.self, DecodeCommand.self, ModelCommand.self, HealthCommand.self, EvaluateCommand.self,
             BundleCommand.self, SlotCommand.self, DrillCommand.self,
             RunCommand.self, ResultsCommand.self, ABCommand.self, ReportCommand.self, AckCommand.self,
         ]
