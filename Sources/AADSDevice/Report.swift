@@ -43,6 +43,8 @@ public struct ReportData: Sendable {
     public var abComparisons: [ABComparison]
     public var healthChecks: [HealthCheckRecord]
     public var ab: DeviceConfig.AB
+    /// The slots holding a model: version, changelog and baseline figures from their manifests.
+    public var installedModels: [InstalledModel] = []
 
     /// Reads a journal; `slotRoot` adds the slot store's `events.jsonl` to the timeline when present.
     public static func load(
@@ -119,6 +121,7 @@ public struct ReportData: Sendable {
         var events = try journal.slotEvents()
         if let slotRoot { events += SlotStoreEvents.read(root: slotRoot) }
         data.slotEvents = events.sorted { $0.createdAt < $1.createdAt }
+        if let slotRoot { data.installedModels = (try? SlotStore(root: slotRoot).installedModels()) ?? [] }
         return data
     }
 
@@ -200,6 +203,7 @@ public enum HTMLReport {
 
             """
         html += summaryCards(data)
+        html += installedModelsSection(data)
         html += versionSection(data)
         html += latencySection(data)
         html += decisionsSection(data)

@@ -57,6 +57,8 @@ public struct BundleManifest: Codable, Sendable {
     public var modelVersion: String
     public var created: String?
     public var description: String?
+    /// What changed since the previous version (signed with the rest of the manifest).
+    public var changelog: String?
     public var preprocessing: Preprocessing
     public var backbone: Backbone
     public var router: Router

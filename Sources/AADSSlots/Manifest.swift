@@ -59,6 +59,7 @@ public struct BundleManifest: Sendable {
         guard let version = SemVer(versionText) else {
             throw SlotError(.badManifest, "model_version \(versionText.debugDescription) is not semantic versioning")
         }
+        try checkNotes(fields)
         guard case .array(let list)? = fields["files"] else {
             throw SlotError(.badManifest, "files is missing or not an array")
         }

@@ -126,9 +126,11 @@ public struct SlotStore: Sendable {
         let state = try loadState()
         let events = journal.read()
         let journalGeneration = events.map(\.generation).max() ?? 0
-        return SlotStatus(
+        var status = SlotStatus(
             state: state, events: Array(events.suffix(max(0, lastEvents))),
             staleState: journalGeneration > state.generation, violations: state.violations())
+        status.models = try installedModels()
+        return status
     }
 
     /// Checks a slot's files against the manifest recorded at install. Throws `integrity_failed`.
@@ -691,6 +693,8 @@ public struct SlotStatus {
     /// The journal saw a newer generation than state.json holds (a stale copy was restored).
     public let staleState: Bool
     public let violations: [String]
+    /// Each installed slot's version, changelog, baseline figures and training report, from its manifest.
+    public internal(set) var models: [InstalledModel] = []
 
     public var active: SlotID? { state.active }
 
@@ -704,6 +708,8 @@ public struct SlotStatus {
                 "active": state.active == slot, "signer": orNull(r.signer),
             ]
             if let trial = state.trial, trial.slot == slot { o["attempts_left"] = trial.attemptsLeft }
+            let notes = models.first { $0.slot == slot }?.notesObject
+            o.merge(notes ?? ["changelog": NSNull(), "baseline_metrics": [:], "training_report": NSNull()]) { $1 }
             return o
         }
         var object: [String: Any] = [

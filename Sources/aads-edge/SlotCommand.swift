@@ -299,6 +299,16 @@ struct SlotCommand: ParsableCommand {
                     }
                     if !r.metrics.isEmpty { line += "  metrics \(JSONLine.encode(r.metrics.mapValues(\.anyValue)))" }
                     print(line)
+                    if let model = status.models.first(where: { $0.slot == slot }) {
+                        if !model.baselineMetrics.isEmpty {
+                            print("        baseline \(JSONLine.encode(model.baselineMetrics.mapValues(\.anyValue)))")
+                        }
+                        if let changelog = model.changelog {
+                            for (i, text) in changelog.split(separator: "\n").enumerated() {
+                                print((i == 0 ? "        changelog: " : "                   ") + text)
+                            }
+                        }
+                    }
                 }
                 if status.staleState { print("warning: the journal is newer than state.json (stale copy?)") }
                 for v in status.violations { print("warning: \(v)") }
