@@ -8,7 +8,7 @@ struct BundleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
         abstract: "Create signing keys, pack and verify signed bundles.",
-        subcommands: [Keygen.self, Pack.self, Verify.self]
+        subcommands: [Keygen.self, Sign.self, Pack.self, Verify.self]
     )
 
     struct Keygen: ParsableCommand {
@@ -30,6 +30,48 @@ struct BundleCommand: ParsableCommand {
                         ]))
                 } else {
                     print("wrote \(out) and \(out).pub (\(key.publicKey.fingerprint))")
+                }
+            } catch {
+                throw fail(error, json: output.json)
+            }
+        }
+    }
+
+    struct Sign: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Sign a bundle directory in place: write manifest.sig for its manifest.json.",
+            discussion: """
+                Every file manifest.json lists is checked first (present, size and sha256, nothing unlisted); \
+                then manifest.sig is written and the directory verified with the key's public half. Sign after \
+                the last change to manifest.json (baseline_metrics, changelog): any later edit voids the \
+                signature. `bundle pack` signs the same way and writes the ustar file.
+                """)
+
+        @Argument(help: "Bundle directory (manifest.json and the files it lists).") var directory: String
+        @Option(name: .long, help: "Private key written by `bundle keygen`.") var key: String
+        @OptionGroup var output: OutputOptions
+
+        func run() throws {
+            do {
+                let signing = try BundleSigningKey(path: key)
+                let path = directory + "/" + BundleManifest.manifestName
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw SlotError(.badManifest, "no manifest.json in \(directory)")
+                }
+                let verifier = BundleVerifier(trusted: TrustedKeys(trusted: [signing.publicKey]))
+                try verifier.checkPayload(BundleManifest.parse(data), reader: BundleReader(directory: directory))
+                try BundlePacker.sign(directory: directory, key: signing)
+                let verified = try verifier.verify(path: directory)
+                if output.json {
+                    print(
+                        JSONLine.encode([
+                            "bundle": directory, "model_version": verified.version.description,
+                            "files": verified.manifest.files.count, "signer": signing.publicKey.fingerprint,
+                        ]))
+                } else {
+                    print(
+                        "signed \(directory)/manifest.json: model_version \(verified.version), "
+                            + "\(verified.manifest.files.count) files, key \(signing.publicKey.fingerprint)")
                 }
             } catch {
                 throw fail(error, json: output.json)
