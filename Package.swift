@@ -24,11 +24,12 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         .target(name: "CKernels"),
+        .target(name: "CLibJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .systemLibrary(name: "CMalloc"),
         .target(name: "AADSCore", dependencies: ["CMalloc"]),
 
         // Layer 1: image, inference, slots.
-        .target(name: "AADSImage", dependencies: ["CTurboJPEG", "AADSCore"]),
+        .target(name: "AADSImage", dependencies: ["CTurboJPEG", "CLibJPEG", "AADSCore"]),
         .target(
             name: "AADSInference",
             dependencies: [

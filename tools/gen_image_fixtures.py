@@ -5,7 +5,9 @@
    into Tests/Fixtures/images/shared/ (same sub-folders and names).
 2. Generates extra encodings into generated/: EXIF orientations 1-8, 4:4:0 and 4:1:1 subsampling and
    YCCK (via libturbojpeg's tjCompress2 through ctypes), an Adobe-RGB (no colour transform) file, and
-   two valid-but-unsupported files (12-bit precision, lossless SOF3).
+   two valid-but-unsupported files (12-bit precision, lossless SOF3), and files with per-component
+   sampling factors TurboJPEG cannot classify (cjpeg -sample, from Debian's libjpeg-turbo-progs; only
+   this script needs it, the tests read the committed files).
 3. Writes Pillow reference pixels (uint8, H×W×3) as .npy into reference/ and lists every case in
    cases.json.
 
@@ -16,6 +18,9 @@ filter on shrinking axes, bilinear interpolation on growing ones, with
   - centre crop: box = the centred square of side min(W, H) (fractional offsets kept);
   - stretch: box = the whole image.
 The runtime decodes at a DCT scale instead, so the tests allow a mean absolute difference of 2 levels.
+For the files with unusual sampling factors decoded at a reduced scale, a second reference
+(`scaled_reference`) starts from Pillow's own DCT-scaled decode (`Image.draft` to the runtime's scale)
+instead of the full one, and must match to rounding.
 
 Deterministic: running it twice gives identical files.
 """
@@ -26,6 +31,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -135,6 +141,46 @@ def pillow_reference(path: Path, size: int, policy: str) -> tuple[np.ndarray, in
     return np.asarray(out, dtype=np.uint8), orientation, (w, h)
 
 
+def cjpeg(im: Image.Image, sample: str, *extra: str, quality: int = 90) -> bytes:
+    """cjpeg of an RGB picture with explicit per-component sampling factors (`-sample HxV,HxV,HxV`)."""
+    tool = shutil.which("cjpeg")
+    if tool is None:
+        raise SystemExit("cjpeg not found: install Debian's libjpeg-turbo-progs to regenerate the fixtures")
+    ppm = io.BytesIO()
+    im.save(ppm, "PPM")
+    out = subprocess.run([tool, "-quality", str(quality), "-sample", sample, *extra], input=ppm.getvalue(),
+                         capture_output=True, check=True)
+    return out.stdout
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Inserts an APP1 Exif segment with the orientation tag right after SOI."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()  # b"Exif\0\0" + TIFF
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def pillow_scaled_reference(path: Path, size: int, policy: str, scale: Fraction) -> np.ndarray:
+    """As pillow_reference, but from Pillow's DCT-scaled decode at `scale` (1/2, 1/4 or 1/8)."""
+    im = Image.open(path)
+    w, h = im.size
+    im.draft("RGB", (-(-w * scale.numerator // scale.denominator), -(-h * scale.numerator // scale.denominator)))
+    assert im.size[0] == -(-w * scale.numerator // scale.denominator), "Pillow chose another scale"
+    orientation = im.getexif().get(0x0112, 1)
+    im = ImageOps.exif_transpose(im).convert("RGB")
+    f = float(scale)
+    tw, th = (h, w) if orientation >= 5 else (w, h)
+    if policy == "center-crop":
+        side = min(tw, th)
+        box = ((tw - side) / 2 * f, (th - side) / 2 * f, (tw + side) / 2 * f, (th + side) / 2 * f)
+    else:
+        box = (0, 0, tw * f, th * f)
+    out = im.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
+    return np.asarray(out, dtype=np.uint8)
+
+
 def jpeg_bytes(im: Image.Image, **kw) -> bytes:
     b = io.BytesIO()
     im.save(b, "JPEG", **kw)
@@ -179,6 +225,23 @@ def generate(data_dir: Path) -> list[str]:
     (gen / "adobe_rgb.jpg").write_bytes(jpeg_bytes(small, quality=90, keep_rgb=True))
     made.append("generated/adobe_rgb.jpg")
 
+    # Sampling factors TurboJPEG 2.1's tjDecompressHeader3 cannot classify ("Could not determine subsampling
+    # type"); Pillow and libjpeg decode them. Luma need not have the largest factors.
+    (gen / "sampling_2x1_1x2_1x1.jpg").write_bytes(cjpeg(small, "2x1,1x2,1x1"))
+    (gen / "sampling_1x2_2x1_1x1_progressive.jpg").write_bytes(cjpeg(small, "1x2,2x1,1x1", "-progressive"))
+    # 600x400 (decoded at 1/4 for 64), stored rotated with EXIF orientation 6.
+    stored = base.transpose(INVERSE[TRANSPOSE[6]])
+    (gen / "sampling_2x2_2x1_1x1_orient6.jpg").write_bytes(
+        with_exif_orientation(cjpeg(stored, "2x2,2x1,1x1", quality=88), 6))
+    made += [
+        "generated/sampling_2x1_1x2_1x1.jpg",
+        "generated/sampling_1x2_2x1_1x1_progressive.jpg",
+        "generated/sampling_2x2_2x1_1x1_orient6.jpg",
+    ]
+    # The first of them cut at 60 %: damaged data, for the corrupt_jpeg / allow-damaged policy (no reference).
+    whole = (gen / "sampling_2x1_1x2_1x1.jpg").read_bytes()
+    (gen / "damaged_sampling_2x1_1x2_1x1.jpg").write_bytes(whole[: len(whole) * 6 // 10])
+
     # Valid JPEG features the decoder does not support: 12-bit samples and the lossless process.
     tiny = jpeg_bytes(small.resize((48, 32)), quality=80)
     sof = tiny.find(b"\xff\xc0")
@@ -214,7 +277,7 @@ def main() -> int:
 
     plan = []
     small_set = [f"shared/{p}" for p in SHARED if p.startswith("variants/") and "12mp" not in p]
-    small_set += [f"{g}" for g in generated if "unsupported" not in g]
+    small_set += [f"{g}" for g in generated if "unsupported" not in g and "damaged" not in g]
     for rel in small_set:
         for policy in ("center-crop", "stretch"):
             plan.append((rel, 64, policy))
@@ -228,6 +291,8 @@ def main() -> int:
         ("shared/ood/sklearn-flower.jpg", 160, "center-crop"),
         ("shared/ood/skimage-camera.jpg", 160, "stretch"),
         ("shared/leaf/redpatch-single_input.jpg", 224, "stretch"),
+        ("generated/sampling_2x1_1x2_1x1.jpg", 192, "center-crop"),  # libjpeg at 1/1, upscaled
+        ("generated/sampling_2x2_2x1_1x1_orient6.jpg", 224, "center-crop"),  # 1/1, transposed
     ]
 
     cases = []
@@ -241,7 +306,7 @@ def main() -> int:
                   -(-stored_h * scale.numerator // scale.denominator))
         if orientation >= 5:
             scaled = (scaled[1], scaled[0])
-        cases.append({
+        case = {
             "name": name,
             "jpeg": rel,
             "size": size,
@@ -253,7 +318,12 @@ def main() -> int:
             "dct_scale": f"{scale.numerator}/{scale.denominator}",
             "width": scaled[0],
             "height": scaled[1],
-        })
+        }
+        if Path(rel).name.startswith("sampling_") and scale in (Fraction(1, 2), Fraction(1, 4), Fraction(1, 8)):
+            scaled_ref = pillow_scaled_reference(OUT / rel, size, policy, scale)
+            np.save(ref_dir / f"{name}_scaled.npy", scaled_ref, allow_pickle=False)
+            case["scaled_reference"] = f"reference/{name}_scaled.npy"
+        cases.append(case)
 
     # Sanity: the eight orientation files must all look like the same upright picture.
     uprights = [np.load(ref_dir / f"orient{o}_64_stretch.npy").astype(int) for o in range(1, 9)]

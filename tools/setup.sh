@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not reinstalled. Extra package names given as arguments are
 # installed the same way (tools/setup-cross.sh uses that).
 set -euo pipefail
-packages=(libturbojpeg0-dev libgpiod-dev libsqlite3-dev pkg-config "$@")
+packages=(libturbojpeg0-dev libjpeg62-turbo-dev libgpiod-dev libsqlite3-dev pkg-config "$@")
 # Headless Chromium renders the HTML field report for a visual check (tools/render_report.sh); opt in.
 if [ "${WITH_CHROMIUM:-0}" = 1 ]; then packages+=(chromium); fi
 missing=()

@@ -189,13 +189,20 @@ public final class ImagePreprocessor {
         guard let decoder else { throw ImageError(.internal, "cannot initialise the TurboJPEG decompressor") }
 
         let header: JPEGHeader
+        // Sampling factors TurboJPEG cannot name (e.g. Y 2×1, Cb 1×2, Cr 1×1) are decoded through the libjpeg API.
+        var useLibJPEG = false
         switch decoder.readHeader(jpeg) {
         case .success(let value): header = value
         case .failure(let failure):
             // After a failed header read, TurboJPEG 2.1 leaves the libjpeg state mid-stream (the next
             // header call reports "two SOI markers"), so the instance is replaced.
             self.decoder = nil
-            throw Self.classify(failure)
+            guard LibJPEG.handles(failure) else { throw Self.classify(failure) }
+            switch LibJPEG.readHeader(jpeg) {
+            case .success(let value): header = value
+            case .failure(let failure): throw Self.classify(failure)
+            }
+            useLibJPEG = true
         }
         guard header.width > 0, header.height > 0 else {
             throw ImageError(.corruptJPEG, "no frame header: the data holds no image (tables only)")
@@ -220,10 +227,15 @@ public final class ImagePreprocessor {
         let destination = decodeBuffer.reserve(scaledWidth * scaledHeight * format.channels)
 
         var damaged = false
-        if let failure = decoder.decompress(
-            jpeg, into: destination, width: scaledWidth, height: scaledHeight, format: format,
-            stopOnWarning: !options.allowDamaged)
-        {
+        let failure =
+            useLibJPEG
+            ? LibJPEG.decompress(
+                jpeg, into: destination, width: scaledWidth, height: scaledHeight, factor: factor, format: format,
+                stopOnWarning: !options.allowDamaged)
+            : decoder.decompress(
+                jpeg, into: destination, width: scaledWidth, height: scaledHeight, format: format,
+                stopOnWarning: !options.allowDamaged)
+        if let failure {
             if case .fatal = failure { self.decoder = nil }
             switch failure {
             case .warning(let message) where options.allowDamaged && !message.contains("contains no image"):

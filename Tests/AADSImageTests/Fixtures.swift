@@ -25,12 +25,15 @@ enum Fixtures {
         var dctScale: String
         var width: Int
         var height: Int
+        /// Pillow's rendering from its own DCT-scaled decode (`Image.draft`) at `dctScale`, where made.
+        var scaledReference: String?
 
         enum CodingKeys: String, CodingKey {
             case name, jpeg, size, policy, reference, orientation, width, height
             case sourceWidth = "source_width"
             case sourceHeight = "source_height"
             case dctScale = "dct_scale"
+            case scaledReference = "scaled_reference"
         }
 
         var description: String { name }
