@@ -700,7 +700,7 @@ public enum ResultsExport {
     public static let csvColumns = [
         "id", "created_at", "file", "image_sha256", "decision", "crop", "crop_confidence", "disease", "confidence",
         "top3", "mahalanobis", "threshold", "model_version", "slot", "latency_decode_ms", "latency_backbone_ms",
-        "latency_adapter_ms", "latency_total_ms", "error_code", "error_message", "rss_bytes", "synced",
+        "latency_adapter_ms", "latency_total_ms", "error_code", "error_message", "rss_bytes", "synced", "duplicate_of",
     ]
 
     /// Writes rows in the format, one line each (CSV with a header), to `emit`.
@@ -775,7 +775,7 @@ public enum ResultsExport {
             num(r.mahalanobis),
             num(r.threshold), r.modelVersion, row.slot, String(r.latencyMs.decode), String(r.latencyMs.backbone),
             String(r.latencyMs.adapter), String(r.latencyMs.total), r.error?.code ?? "", r.error?.message ?? "",
-            row.rssBytes.map(String.init) ?? "", row.synced ? "1" : "0",
+            row.rssBytes.map(String.init) ?? "", row.synced ? "1" : "0", row.duplicateOf.map(String.init) ?? "",
         ]
         return fields.map(csvQuote).joined(separator: ",")
     }

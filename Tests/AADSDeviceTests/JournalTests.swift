@@ -76,6 +76,9 @@ import Testing
         let exported = try journal.rows().map(\.jsonObject)
         #expect(exported[1]["duplicate_of"] as? Int64 == 1)
         #expect(exported[3]["duplicate_of"] is NSNull)
+        let rows = try journal.rows()
+        #expect(ResultsExport.csvLine(rows[1]).hasSuffix(",0,1"))  // synced, duplicate_of
+        #expect(ResultsExport.csvLine(rows[3]).hasSuffix(",0,"))
     }
 
     /// A journal written by the previous schema (`UNIQUE (image_sha256, model_version)`) upgrades in place: no row
