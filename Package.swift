@@ -1,6 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// Test hooks (crash points, injected faults, the synthetic diagnoser) are compiled into debug builds only,
+// which the tests run; release and device builds never read their environment variables.
+let testHooks: [SwiftSetting] = [.define("AADS_TEST_HOOKS", .when(configuration: .debug))]
+
 let package = Package(
     name: "AADSEdge",
     platforms: [.macOS(.v14)],
@@ -41,7 +45,8 @@ let package = Package(
             dependencies: [
                 "AADSCore",
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]),
+            ],
+            swiftSettings: testHooks),
 
         // Layer 2: diagnosis.
         .target(name: "AADSDiagnosis", dependencies: ["AADSImage", "AADSInference", "AADSCore"]),
@@ -58,7 +63,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]),
+            ],
+            swiftSettings: testHooks),
 
         // Layer 5: the command-line tool.
         .executableTarget(
@@ -67,7 +73,8 @@ let package = Package(
                 "AADSImage", "AADSInference", "AADSSlots", "AADSDiagnosis", "AADSHealth", "AADSDevice", "AADSCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            swiftSettings: testHooks),
 
         // Fuzz targets (libFuzzer drivers compiled in only with -DFUZZING).
         .executableTarget(name: "fuzz-decode", dependencies: ["AADSImage"], path: "Fuzz/fuzz-decode"),

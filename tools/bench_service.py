@@ -2,9 +2,11 @@
 """Load and crash runs of the field service (`aads-edge run`).
 
 By default the synthetic diagnoser (AADS_FAKE_DIAGNOSER=1) serves: it never decodes pixels, so these runs measure
-the service itself: spool intake, hashing, the durable journal (one fsync per image), moves, metrics.
+the service itself: spool intake, hashing, the durable journal (one fsync per image), moves, metrics. Only the
+test build (.build/debug/aads-edge, `swift build`) has the synthetic diagnoser, so these runs use it.
 With --bundle DIR the bundle is installed into a temporary slot store and the real pipeline diagnoses real JPEGs
-(the bundle's golden images, each made unique by bytes after its end-of-image marker).
+(the bundle's golden images, each made unique by bytes after its end-of-image marker), with the device binary
+when it is built.
 
     python3 tools/bench_service.py                # load: N images dropped as fast as possible while it runs
     python3 tools/bench_service.py --kill         # kill -9 at random moments, restart until done, verify rows
@@ -29,11 +31,14 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def binary():
-    for sub in (".build-device/release/aads-edge", ".build/release/aads-edge", ".build/debug/aads-edge"):
+    # The synthetic diagnoser is compiled into the test build only; release and device builds ignore it.
+    builds = (".build-device/release/aads-edge", ".build/release/aads-edge", ".build/debug/aads-edge")
+    for sub in builds if BUNDLE else builds[-1:]:
         path = os.path.join(ROOT, sub)
         if os.access(path, os.X_OK):
             return path
-    sys.exit("aads-edge is not built (tools/build-device)")
+    sys.exit("aads-edge is not built (tools/build-device)" if BUNDLE else
+             "the test build .build/debug/aads-edge is not built (swift build)")
 
 
 BUNDLE = None

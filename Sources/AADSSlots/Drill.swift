@@ -42,7 +42,8 @@ public struct DrillReport: Sendable {
 /// Runs drills in a temporary root with tiny bundles signed by a key generated on the fly.
 public struct SlotDrill: Sendable {
     /// The `aads-edge` executable, to run steps in real processes that are killed (crash-loop,
-    /// power-cut). Without it the crash-loop drill runs in-process and power-cut is skipped.
+    /// power-cut). Without it, or in a build without crash points (release and device builds), the
+    /// crash-loop drill runs in-process and power-cut is skipped.
     public let executable: String?
     /// The model-specific gate for `failing-health`; without one that scenario is skipped.
     public let gate: (any SlotHealthGate)?
@@ -73,10 +74,14 @@ public struct SlotDrill: Sendable {
             }
             try await failingHealth(store, scratch, gate, &log)
         case .powerCut:
-            guard let executable else {
+            guard let executable, CrashPoint.injectionCompiled else {
                 return DrillReport(
                     scenario: scenario, passed: false, skipped: true, rollbackMs: nil,
-                    checks: ["skipped: needs the aads-edge executable to cut"])
+                    checks: [
+                        executable == nil
+                            ? "skipped: needs the aads-edge executable to cut"
+                            : "skipped: crash points are compiled into test builds only"
+                    ])
             }
             try powerCut(store, scratch, executable, &log)
         }
@@ -97,7 +102,7 @@ public struct SlotDrill: Sendable {
         try store.install(bundle: scratch.makeArchive(version: "1.1.0"), verifier: scratch.verifier)
         let trial = try store.activate(attempts: attempts).active
         for n in 1...attempts {
-            if let executable {
+            if let executable, CrashPoint.injectionCompiled {
                 let killed = try spawn(
                     executable, ["slot", "start", "--root", store.root], crash: .startAfterDecrement)
                 log.check(killed, "start \(n) crashed while loading the trial model (SIGKILL)")
@@ -210,9 +215,11 @@ func spawn(_ executable: String, _ arguments: [String], crash: CrashPoint?) thro
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment[CrashPoint.environmentVariable] = crash?.rawValue
-    process.environment = environment
+    #if AADS_TEST_HOOKS
+        var environment = ProcessInfo.processInfo.environment
+        environment[CrashPoint.environmentVariable] = crash?.rawValue
+        process.environment = environment
+    #endif
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     do { try process.run() } catch { throw SlotError(.ioError, "cannot run \(executable)") }

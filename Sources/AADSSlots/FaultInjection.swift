@@ -8,10 +8,13 @@ import Foundation
 
 /// Named places where the process can be made to die with SIGKILL, for power-cut and crash testing.
 ///
-/// Set `AADS_CRASH_POINT=<raw value>` in the environment of any `aads-edge` process; when execution
+/// Set `AADS_CRASH_POINT=<raw value>` in the environment of an `aads-edge` test build; when execution
 /// reaches that point the process sends itself SIGKILL (no cleanup, no flush — like a power cut).
 /// `*.mid_state_write` points first leave a half-written temporary state file behind, as a cut in
 /// the middle of the atomic write would. `journal.mid_append` leaves a torn last journal line.
+///
+/// Only debug builds (the ones the tests run, compiled with `AADS_TEST_HOOKS`) read the variable. In a
+/// release or device build no point can be armed, so nothing in a device's environment can kill it.
 public enum CrashPoint: String, CaseIterable, Sendable {
     // install
     case installAfterMarkInstalling = "install.after_mark_installing"
@@ -43,14 +46,25 @@ public enum CrashPoint: String, CaseIterable, Sendable {
     // journal
     case journalMidAppend = "journal.mid_append"
 
-    /// The environment variable naming the armed point.
-    public static let environmentVariable = "AADS_CRASH_POINT"
+    #if AADS_TEST_HOOKS
+        /// Whether this build can arm crash points and inject faults (a test build).
+        public static let injectionCompiled = true
 
-    /// The point armed for this process, read once.
-    public static let armed: CrashPoint? = {
-        guard let raw = ProcessInfo.processInfo.environment[environmentVariable] else { return nil }
-        return CrashPoint(rawValue: raw)
-    }()
+        /// The environment variable naming the armed point.
+        public static let environmentVariable = "AADS_CRASH_POINT"
+
+        /// The point armed for this process, read once.
+        public static let armed: CrashPoint? = {
+            guard let raw = ProcessInfo.processInfo.environment[environmentVariable] else { return nil }
+            return CrashPoint(rawValue: raw)
+        }()
+    #else
+        /// Whether this build can arm crash points and inject faults (a test build).
+        public static let injectionCompiled = false
+
+        /// No point is ever armed outside test builds.
+        public static var armed: CrashPoint? { nil }
+    #endif
 
     /// Whether this point is armed in this process.
     public var isArmed: Bool { CrashPoint.armed == self }
@@ -68,11 +82,16 @@ public enum CrashPoint: String, CaseIterable, Sendable {
 }
 
 /// Other injected faults, for tests: `AADS_FAULT_DISK_FULL_AFTER=<bytes>` makes slot staging writes
-/// fail with a real ENOSPC (the bytes beyond the budget are written to `/dev/full`).
+/// fail with a real ENOSPC (the bytes beyond the budget are written to `/dev/full`). Read only by test
+/// builds, like `AADS_CRASH_POINT`.
 public enum InjectedFaults {
-    public static let diskFullVariable = "AADS_FAULT_DISK_FULL_AFTER"
+    #if AADS_TEST_HOOKS
+        public static let diskFullVariable = "AADS_FAULT_DISK_FULL_AFTER"
 
-    public static var diskFullAfterBytes: UInt64? {
-        ProcessInfo.processInfo.environment[diskFullVariable].flatMap { UInt64($0) }
-    }
+        public static var diskFullAfterBytes: UInt64? {
+            ProcessInfo.processInfo.environment[diskFullVariable].flatMap { UInt64($0) }
+        }
+    #else
+        public static var diskFullAfterBytes: UInt64? { nil }
+    #endif
 }

@@ -88,17 +88,21 @@ struct RunCommand: ParsableCommand {
 
 /// Chooses what the service diagnoses with.
 enum ServiceWiring {
-    /// `AADS_FAKE_DIAGNOSER=1` serves the synthetic stand-in (tests and load runs of the service itself; it never
-    /// looks at pixels). `AADS_FAKE_DELAY_MS` adds real time per image, `AADS_FAKE_VERSION` sets its version.
+    /// In a test build (debug, compiled with `AADS_TEST_HOOKS`) `AADS_FAKE_DIAGNOSER=1` serves the synthetic
+    /// stand-in (tests and load runs of the service itself; it never looks at pixels). `AADS_FAKE_DELAY_MS` adds
+    /// real time per image, `AADS_FAKE_VERSION` sets its version. Release and device builds always serve the
+    /// installed model.
     static func makeLifecycle(config: DeviceConfig, logger: Logger) throws -> any SlotLifecycle {
-        let env = ProcessInfo.processInfo.environment
-        if env["AADS_FAKE_DIAGNOSER"] == "1" {
-            let diagnoser = SyntheticDiagnoser(
-                modelVersion: env["AADS_FAKE_VERSION"] ?? "0.0.0-synthetic",
-                delayMs: env["AADS_FAKE_DELAY_MS"].flatMap(Double.init) ?? 0)
-            logger.warning("serving the synthetic diagnoser (AADS_FAKE_DIAGNOSER=1)")
-            return StaticSlotLifecycle(slot: "synthetic", diagnoser: diagnoser)
-        }
+        #if AADS_TEST_HOOKS
+            let env = ProcessInfo.processInfo.environment
+            if env["AADS_FAKE_DIAGNOSER"] == "1" {
+                let diagnoser = SyntheticDiagnoser(
+                    modelVersion: env["AADS_FAKE_VERSION"] ?? "0.0.0-synthetic",
+                    delayMs: env["AADS_FAKE_DELAY_MS"].flatMap(Double.init) ?? 0)
+                logger.warning("serving the synthetic diagnoser (AADS_FAKE_DIAGNOSER=1)")
+                return StaticSlotLifecycle(slot: "synthetic", diagnoser: diagnoser)
+            }
+        #endif
         let health = try HealthPolicy.load(path: ConfigPaths.healthPolicy())
         return SlotStoreLifecycle(config: config, health: health, logger: logger)
     }
