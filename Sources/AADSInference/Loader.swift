@@ -51,25 +51,50 @@ enum ModelLoader {
             return try convert(model)
         }
         let skeleton = try decoded { try Onnx_ModelProto(serializedBytes: split.skeleton, options: options) }
-        return try convert(skeleton) { add in
-            var released = 0
-            for range in split.initializers {
-                let tensor = try decoded { try Onnx_TensorProto(serializedBytes: view(range), options: options) }
-                let end = range.upperBound / MappedFile.pageSize * MappedFile.pageSize
-                if end > released {  // the decoded message holds its own copy of the bytes
-                    release(released..<end)
-                    released = end
+        return try withoutActuallyEscaping(release) { release in
+            try convert(skeleton) { add in
+                var released = 0
+                func consumed(upTo offset: Int) {
+                    let end = offset / MappedFile.pageSize * MappedFile.pageSize
+                    if end > released {
+                        release(released..<end)
+                        released = end
+                    }
                 }
-                try add(tensor)
+                for range in split.initializers {
+                    // The raw data is left out of the decoded message and read in place, its pages given back as it is
+                    // converted: the decoder would copy it, holding a large weight twice on top of its conversion.
+                    guard let (rest, raw) = ModelWire.splitRawData(bytes, in: range) else {
+                        let tensor = try decoded {
+                            try Onnx_TensorProto(serializedBytes: view(range), options: options)
+                        }
+                        consumed(upTo: range.upperBound)  // the decoded message holds its own copy of the bytes
+                        try add(tensor, nil)
+                        continue
+                    }
+                    let tensor = try decoded { try Onnx_TensorProto(serializedBytes: rest, options: options) }
+                    let data = RawData(bytes: UnsafeRawBufferPointer(rebasing: bytes[raw])) {
+                        consumed(upTo: raw.lowerBound + $0)
+                    }
+                    try add(tensor, data)
+                    consumed(upTo: range.upperBound)
+                }
             }
         }
+    }
+
+    /// An initializer's raw data read in place from the model file; `consumed(n)` is told that its first `n` bytes
+    /// will not be read again.
+    struct RawData {
+        var bytes: UnsafeRawBufferPointer
+        var consumed: (Int) -> Void
     }
 
     /// Builds the graph, releasing each initializer's protobuf bytes as soon as it has been converted.
     /// `moreInitializers` hands over initializers decoded apart from `proto`, one at a time.
     static func convert(
         _ proto: consuming Onnx_ModelProto,
-        moreInitializers: ((Onnx_TensorProto) throws -> Void) throws -> Void = { _ in }
+        moreInitializers: ((Onnx_TensorProto, RawData?) throws -> Void) throws -> Void = { _ in }
     ) throws -> Graph {
         var model = proto
         guard model.hasGraph else { throw fail(.badModel, "the model has no graph") }
@@ -88,15 +113,15 @@ enum ModelLoader {
         var initializers = g.initializer
         g.initializer = []
         var constants: [String: ConstTensor] = [:]
-        func add(_ t: Onnx_TensorProto) throws {
+        func add(_ t: Onnx_TensorProto, _ raw: RawData?) throws {
             guard !t.name.isEmpty else { throw fail(.badModel, "an initializer has no name") }
             guard constants[t.name] == nil else { throw fail(.badModel, "initializer '\(t.name)' is defined twice") }
-            constants[t.name] = try constant(t, context: "initializer '\(t.name)'")
+            constants[t.name] = try constant(t, context: "initializer '\(t.name)'", raw: raw)
         }
         for i in initializers.indices {
             let t = initializers[i]
             initializers[i] = Onnx_TensorProto()
-            try add(t)
+            try add(t, nil)
         }
         try moreInitializers(add)
         guard g.sparseInitializer.isEmpty else {
@@ -155,7 +180,8 @@ enum ModelLoader {
         return count
     }
 
-    static func constant(_ t: Onnx_TensorProto, context: String) throws -> ConstTensor {
+    /// `raw`: the tensor's raw data when it was left out of `t` (then read from there instead).
+    static func constant(_ t: Onnx_TensorProto, context: String, raw mapped: RawData? = nil) throws -> ConstTensor {
         if t.dataLocation == .external || !t.externalData.isEmpty {
             throw fail(.unsupportedModel, "\(context) keeps its data in an external file, which is refused")
         }
@@ -165,11 +191,19 @@ enum ModelLoader {
         }
         let shape = t.dims.map { Int($0) }
         let count = try checkedCount(shape, context: context)
-        let raw = t.rawData
+        let message = t.rawData
+        return try message.withUnsafeBytes { bytes in
+            try constant(t, shape: shape, count: count, context: context, raw: mapped ?? RawData(bytes: bytes) { _ in })
+        }
+    }
+
+    private static func constant(
+        _ t: Onnx_TensorProto, shape: [Int], count: Int, context: String, raw: RawData
+    ) throws -> ConstTensor {
         func rawCheck(_ size: Int) throws -> Bool {
-            if raw.isEmpty { return false }
-            guard raw.count == count * size else {
-                throw fail(.badModel, "\(context): raw data holds \(raw.count) bytes, \(count * size) expected")
+            if raw.bytes.isEmpty { return false }
+            guard raw.bytes.count == count * size else {
+                throw fail(.badModel, "\(context): raw data holds \(raw.bytes.count) bytes, \(count * size) expected")
             }
             return true
         }
@@ -215,22 +249,29 @@ enum ModelLoader {
         }
     }
 
-    /// Little-endian `T`s from `raw`, each turned into an element by `element`, in one pass (no array of `T`).
+    /// Little-endian `T`s from `raw`, each turned into an element by `element`, in one pass (no array of `T`),
+    /// telling `raw` after each megabyte or so how far it got.
     static func decode<T: FixedWidthInteger, Element>(
-        _ raw: Data, _ count: Int, _: T.Type, _ element: (T) -> Element
+        _ raw: RawData, _ count: Int, _: T.Type, _ element: (T) -> Element
     ) -> [Element] {
-        [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
-            raw.withUnsafeBytes { bytes in
-                for i in 0..<count {
-                    let bits = T(littleEndian: bytes.loadUnaligned(fromByteOffset: i * T.bitWidth / 8, as: T.self))
+        let size = T.bitWidth / 8
+        let chunk = max(1, (1 << 20) / size)
+        return [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+            var start = 0
+            while start < count {
+                let end = min(count, start + chunk)
+                for i in start..<end {
+                    let bits = T(littleEndian: raw.bytes.loadUnaligned(fromByteOffset: i * size, as: T.self))
                     (buffer.baseAddress! + i).initialize(to: element(bits))
                 }
+                raw.consumed(end * size)
+                start = end
             }
             initialized = count
         }
     }
 
-    static func decode<T: FixedWidthInteger>(_ raw: Data, _ count: Int, _: T.Type) -> [T] {
+    static func decode<T: FixedWidthInteger>(_ raw: RawData, _ count: Int, _: T.Type) -> [T] {
         decode(raw, count, T.self) { $0 }
     }
 

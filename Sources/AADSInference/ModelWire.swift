@@ -50,6 +50,19 @@ enum ModelWire {
         return Split(skeleton: skeleton, initializers: initializers)
     }
 
+    static let tensorRawData: UInt64 = 9  // TensorProto.raw_data
+
+    /// Splits the `TensorProto` in `range` into its other fields (re-serialized, small) and the payload of its
+    /// one `raw_data` field, or returns nil when it has no such field, several, or is not well-formed.
+    static func splitRawData(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>) -> ([UInt8], Range<Int>)? {
+        guard let fields = fields(bytes, in: range) else { return nil }
+        let raw = fields.filter { $0.number == tensorRawData }
+        guard raw.count == 1, raw[0].wireType == lengthDelimited else { return nil }
+        var rest: [UInt8] = []
+        for f in fields where f.number != tensorRawData { rest.append(contentsOf: bytes[f.bytes]) }
+        return (rest, raw[0].payload)
+    }
+
     /// The fields of the message in `range`, or nil if it is not well-formed (a truncated field, a
     /// varint over 10 bytes, field number 0, a group or an unknown wire type).
     static func fields(_ bytes: UnsafeRawBufferPointer, in range: Range<Int>) -> [Field]? {

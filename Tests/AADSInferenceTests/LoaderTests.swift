@@ -321,6 +321,18 @@ enum TinyModel {
         #expect(fromFile == (try whole(data)))
     }
 
+    @Test func rawDataIsReadInPlaceAndGivenBackAsItIsConverted() throws {
+        // The float32 EfficientNet-Lite0's classifier weight is 5 MB: its pages go back a megabyte at a time as
+        // they are converted, instead of all at once after the decoder has copied the whole weight.
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.models("efficientnet_lite0_fp32.onnx")))
+        var released: [Range<Int>] = []
+        let graph = try data.withUnsafeBytes { try ModelLoader.parse($0) { released.append($0) } }
+        #expect(Content(graph) == (try whole(data)))
+        #expect(released.count > 17)
+        #expect(released.allSatisfy { $0.count <= (1 << 20) + 2 * MappedFile.pageSize })
+        #expect(zip(released, released.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+    }
+
     @Test func initializersAmongOtherGraphFieldsKeepTheirOrderAndNeighbours() throws {
         // One graph field whose payload is three graph messages back to back (protobuf merges them):
         // nodes and name, then the initializers, then inputs and outputs.
