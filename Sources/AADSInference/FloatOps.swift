@@ -4,7 +4,10 @@ import Foundation
 /// Float convolution, NCHW.
 final class FConvStep: Step, @unchecked Sendable {
     let inputs: [Int], outputs: [Int], node: String
-    let weights: AlignedBuffer, bias: AlignedBuffer?
+    /// Weights [cout][cin/group][kh][kw] and bias: the arrays the loader decoded, kept as they are (no copy, so a
+    /// load never holds a weight twice). The kernel is given pointers to them while it runs.
+    let weights: [Float], bias: [Float]?
+    /// Geometry; its weight and bias pointers are filled in at run time.
     let param: aads_fconv
     let batch: Int, weightShape: [Int]
     var kind: String { "fconv" }
@@ -14,61 +17,156 @@ final class FConvStep: Step, @unchecked Sendable {
         bias: [Float]?, group: Int, window: Window
     ) throws {
         (inputs, outputs, self.node, self.weightShape) = ([input], [output], node, weightShape)
-        self.weights = try AlignedBuffer(weights)
-        self.bias = try bias.map { try AlignedBuffer($0) }
+        (self.weights, self.bias) = (weights, bias)
         batch = inShape[0]
         param = aads_fconv(
             cin: Int32(inShape[1]), in_h: Int32(inShape[2]), in_w: Int32(inShape[3]), cout: Int32(outShape[1]),
             out_h: Int32(outShape[2]), out_w: Int32(outShape[3]), group: Int32(group), kh: Int32(window.kh),
             kw: Int32(window.kw), stride_h: Int32(window.sh), stride_w: Int32(window.sw), pad_t: Int32(window.padTop),
-            pad_l: Int32(window.padLeft), dil_h: Int32(window.dh), dil_w: Int32(window.dw),
-            weights: UnsafePointer(self.weights.pointer(Float.self)),
-            bias: self.bias.map { UnsafePointer($0.pointer(Float.self)) })
-    }
-
-    /// The same convolution with other weights (ONNX layout).
-    func replacingWeights(_ w: [Float]) throws -> FConvStep {
-        let copy = try FConvStep(
-            input: inputs[0], output: outputs[0], node: node, inShape: [], outShape: [], weights: w,
-            weightShape: weightShape, bias: nil, group: 1,
-            window: Window(
-                kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, outH: 1,
-                outW: 1),
-            sharing: self)
-        return copy
+            pad_l: Int32(window.padLeft), dil_h: Int32(window.dh), dil_w: Int32(window.dw), weights: nil, bias: nil)
     }
 
     /// Copies geometry and bias from `other`, with new weights.
-    private init(
-        input: Int, output: Int, node: String, inShape: [Int], outShape: [Int], weights: [Float], weightShape: [Int],
-        bias: [Float]?, group: Int, window: Window, sharing other: FConvStep
-    ) throws {
-        (inputs, outputs, self.node, self.weightShape) = ([input], [output], node, weightShape)
-        self.weights = try AlignedBuffer(weights)
-        self.bias = other.bias
-        batch = other.batch
-        var p = other.param
-        p.weights = UnsafePointer(self.weights.pointer(Float.self))
-        param = p
+    private init(weights: [Float], sharing other: FConvStep) {
+        (inputs, outputs, node, weightShape) = (other.inputs, other.outputs, other.node, other.weightShape)
+        (self.weights, bias, batch, param) = (weights, other.bias, other.batch, other.param)
     }
 
-    var floatWeights: [Float] {
-        Array(UnsafeBufferPointer(start: weights.pointer(Float.self), count: weightShape.reduce(1, *)))
+    /// The same convolution with other weights (ONNX layout).
+    func replacingWeights(_ w: [Float]) throws -> FConvStep { FConvStep(weights: w, sharing: self) }
+
+    var floatWeights: [Float] { weights }
+
+    var inPlane: Int { Int(param.in_h) * Int(param.in_w) }
+    var outPlane: Int { Int(param.out_h) * Int(param.out_w) }
+
+    /// One output channel per input channel, computed from that channel alone (and not by the pointwise kernel,
+    /// which a one-channel 1×1 convolution would be routed to: its rounding differs).
+    var isDepthwise: Bool {
+        param.group > 1 && param.group == param.cin && param.cout == param.cin
+            && !FConvStep.oneChannel(param).isPointwise
+    }
+
+    /// The geometry of one output channel alone: a depthwise convolution's reads one input channel, a
+    /// convolution of one group's reads every input channel.
+    static func oneChannel(_ p: aads_fconv) -> aads_fconv {
+        var one = p
+        if one.group > 1 { (one.cin, one.group) = (1, 1) }
+        one.cout = 1
+        return one
+    }
+
+    /// Calls `body` with the kernel's parameters pointing at the weights and bias.
+    @inline(__always)
+    func withParam<R>(_ body: (aads_fconv) -> R) -> R {
+        weights.withUnsafeBufferPointer { w in
+            func go(_ b: UnsafePointer<Float>?) -> R {
+                var p = param
+                (p.weights, p.bias) = (w.baseAddress, b)
+                return body(p)
+            }
+            guard let bias else { return go(nil) }
+            return bias.withUnsafeBufferPointer { go($0.baseAddress) }
+        }
+    }
+
+    /// Computes output channel `c` of one image into `out` (one output plane) from `x`: the image's input
+    /// channels, or for a depthwise convolution input channel `c` alone.
+    @inline(__always)
+    static func runChannel(_ p: aads_fconv, _ c: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+        var one = oneChannel(p)
+        one.weights = p.weights + c * Int(p.cin / p.group) * Int(p.kh) * Int(p.kw)
+        one.bias = p.bias.map { $0 + c }
+        aads_fconv_run(&one, x, out, 0, 1)
     }
 
     func run(_ ctx: ExecContext) {
         let x = ctx.f32(inputs[0])
         let y = ctx.f32(outputs[0])
-        let inImage = Int(param.cin * param.in_h * param.in_w)
-        let outImage = Int(param.cout * param.out_h * param.out_w)
-        let p = param
-        for b in 0..<batch {
-            parallelFor(Int(p.cout), threads: ctx.threads) { lo, hi in
-                var pp = p
-                aads_fconv_run(&pp, x + b * inImage, y + b * outImage, Int32(lo), Int32(hi))
+        let inImage = Int(param.cin) * inPlane
+        let outImage = Int(param.cout) * outPlane
+        withParam { p in
+            for b in 0..<batch {
+                parallelFor(Int(p.cout), threads: ctx.threads) { lo, hi in
+                    var pp = p
+                    aads_fconv_run(&pp, x + b * inImage, y + b * outImage, Int32(lo), Int32(hi))
+                }
             }
         }
     }
+}
+
+extension aads_fconv {
+    /// Whether `aads_fconv_run` takes its pointwise (1×1 matrix product) path for these parameters.
+    var isPointwise: Bool {
+        kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_t == 0 && pad_l == 0 && group == 1
+            && out_h == in_h && out_w == in_w
+    }
+}
+
+/// A convolution of one group, its elementwise activations and the depthwise convolution reading them, run one
+/// channel at a time: channel `c` of the first convolution goes to a plane of scratch memory, the activations
+/// run over it there, and the depthwise convolution's channel `c` reads it from there. The first convolution's
+/// output (in an inverted residual block, the expansion: the largest tensor of the network) never exists
+/// whole. Each channel is computed by the same kernels as the separate steps, so the results are identical.
+final class FConvDepthwiseStep: Step, @unchecked Sendable {
+    let inputs: [Int], outputs: [Int], node: String
+    let first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep
+    /// Scratch planes: one per thread that may run channels.
+    let planes: Int
+    var kind: String { "fconv+dwconv" }
+    var scratchBytes: Int { planes * first.outPlane * MemoryLayout<Float>.stride }
+
+    init(first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, threads: Int) {
+        (inputs, outputs, node) = (first.inputs, depthwise.outputs, first.node)
+        (self.first, self.activations, self.depthwise, planes) = (first, activations, depthwise, max(1, threads))
+    }
+
+    /// Whether `first`, then `activations` in order, then `depthwise` can run as one such step (the values between
+    /// them must be read by nobody else; the caller checks that).
+    static func fits(first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep) -> Bool {
+        let p = first.param
+        guard p.group == 1, first.batch == depthwise.batch, depthwise.isDepthwise,
+            depthwise.param.cin == p.cout, depthwise.param.in_h == p.out_h, depthwise.param.in_w == p.out_w
+        else { return false }
+        return activations.allSatisfy { $0.count == first.batch * Int(p.cout) * first.outPlane }
+    }
+
+    func run(_ ctx: ExecContext) {
+        let x = ctx.f32(inputs[0])
+        let y = ctx.f32(outputs[0])
+        let (plane, channels) = (first.outPlane, Int(first.param.cout))
+        let inImage = Int(first.param.cin) * first.inPlane
+        let outImage = channels * depthwise.outPlane
+        let outPlane = depthwise.outPlane
+        let scratch = ctx.scratch.assumingMemoryBound(to: Float.self)
+        let chunks = max(1, min(ctx.threads, planes, channels))
+        first.withParam { pf in
+            depthwise.withParam { pd in
+                for b in 0..<batch {
+                    let xb = UnsafePointer(x + b * inImage)
+                    let yb = y + b * outImage
+                    let chunk = { (i: Int) in
+                        let tmp = scratch + i * plane
+                        for c in (channels * i / chunks)..<(channels * (i + 1) / chunks) {
+                            FConvStep.runChannel(pf, c, xb, tmp)
+                            for a in self.activations { FUnaryStep.apply(a.f, tmp, tmp, count: plane) }
+                            FConvStep.runChannel(pd, c, tmp, yb + c * outPlane)
+                        }
+                    }
+                    if chunks == 1 {
+                        chunk(0)
+                    } else {
+                        // The chunks write disjoint channels of the output, each through its own scratch plane.
+                        let box = UncheckedSendable(chunk)
+                        DispatchQueue.concurrentPerform(iterations: chunks) { box.value($0) }
+                    }
+                }
+            }
+        }
+    }
+
+    private var batch: Int { first.batch }
 }
 
 /// Float Gemm / MatMul with a constant right-hand side: Y = alpha·A·B + beta·C.
@@ -76,29 +174,25 @@ final class FGemmStep: Step, @unchecked Sendable {
     let inputs: [Int], outputs: [Int], node: String
     let m: Int, n: Int, k: Int, transA: Bool, alpha: Float
     /// B as [K][N].
-    let b: AlignedBuffer
+    let b: [Float]
     /// beta·C broadcast to [M][N], or nil.
     let c: [Float]?
     /// The weight as stored in the model (for adaptation): shape and whether it was [N][K].
     let weightShape: [Int], weightTransposed: Bool
     var kind: String { "fgemm" }
 
-    /// `weights`: B as the model stores it, [K][N], or [N][K] when `weightTransposed`.
+    /// `weights`: B as the model stores it, [K][N], or [N][K] when `weightTransposed`. The array itself becomes the
+    /// step's B (transposed in place when needed), so a caller that hands over its only reference has the weight
+    /// in memory once.
     init(
-        input: Int, output: Int, node: String, m: Int, n: Int, k: Int, transA: Bool, alpha: Float, weights: [Float],
-        c: [Float]?, weightShape: [Int], weightTransposed: Bool
+        input: Int, output: Int, node: String, m: Int, n: Int, k: Int, transA: Bool, alpha: Float,
+        weights: consuming [Float], c: [Float]?, weightShape: [Int], weightTransposed: Bool
     ) throws {
         (inputs, outputs, self.node) = ([input], [output], node)
         (self.m, self.n, self.k, self.transA, self.alpha, self.c) = (m, n, k, transA, alpha, c)
-        if weightTransposed {  // straight into the kernel's layout: no second full-size copy while loading
-            b = try AlignedBuffer(byteCount: k * n * MemoryLayout<Float>.stride)
-            let p = b.pointer(Float.self)
-            weights.withUnsafeBufferPointer { w in
-                for j in 0..<n { for kk in 0..<k { p[kk * n + j] = w[j * k + kk] } }
-            }
-        } else {
-            b = try AlignedBuffer(weights)
-        }
+        var w = consume weights
+        if weightTransposed { transposeInPlace(&w, rows: n, cols: k) }
+        b = w
         (self.weightShape, self.weightTransposed) = (weightShape, weightTransposed)
     }
 
@@ -111,10 +205,8 @@ final class FGemmStep: Step, @unchecked Sendable {
 
     /// B in the model's own layout.
     var modelWeights: [Float] {
-        let p = b.pointer(Float.self)
-        if !weightTransposed { return Array(UnsafeBufferPointer(start: p, count: k * n)) }
-        var out = [Float](repeating: 0, count: k * n)
-        for j in 0..<n { for kk in 0..<k { out[j * k + kk] = p[kk * n + j] } }
+        var out = b
+        if weightTransposed { transposeInPlace(&out, rows: k, cols: n) }
         return out
     }
 
@@ -123,9 +215,32 @@ final class FGemmStep: Step, @unchecked Sendable {
         let y = ctx.f32(outputs[0])
         if let c { y.update(from: c, count: m * n) }
         let (m, n, k, ta, alpha, acc) = (m, n, k, transA, alpha, c != nil)
-        let bp = b.pointer(Float.self)
-        parallelFor(m, threads: ctx.threads) { lo, hi in
-            aads_fgemm(Int32(m), Int32(n), Int32(k), x, ta ? 1 : 0, bp, 0, alpha, y, acc ? 1 : 0, Int32(lo), Int32(hi))
+        b.withUnsafeBufferPointer { bp in
+            let bp = bp.baseAddress
+            parallelFor(m, threads: ctx.threads) { lo, hi in
+                aads_fgemm(
+                    Int32(m), Int32(n), Int32(k), x, ta ? 1 : 0, bp, 0, alpha, y, acc ? 1 : 0, Int32(lo), Int32(hi))
+            }
+        }
+    }
+}
+
+/// Transposes a `rows`×`cols` row-major matrix in place, following each cycle of the permutation (one bit per
+/// element marks what has moved), so a large weight is never held twice.
+func transposeInPlace(_ a: inout [Float], rows: Int, cols: Int) {
+    let count = rows * cols
+    guard rows > 1, cols > 1, a.count == count else { return }
+    var moved = [UInt64](repeating: 0, count: (count + 63) / 64)
+    a.withUnsafeMutableBufferPointer { p in
+        for start in 1..<(count - 1) where moved[start >> 6] & (1 << UInt64(start & 63)) == 0 {
+            // The element at i = r·cols + c belongs at c·rows + r.
+            var (i, carried) = (start, p[start])
+            repeat {
+                let next = (i % cols) * rows + i / cols
+                swap(&carried, &p[next])
+                moved[next >> 6] |= 1 << UInt64(next & 63)
+                i = next
+            } while i != start
         }
     }
 }
@@ -222,10 +337,13 @@ final class FUnaryStep: Step {
         (inputs, outputs, self.node, self.f, self.count) = ([input], [output], node, f, count)
     }
 
-    func run(_ ctx: ExecContext) {
-        let x = ctx.f32(inputs[0])
-        let y = ctx.f32(outputs[0])
-        let f = self.f
+    func run(_ ctx: ExecContext) { FUnaryStep.apply(f, ctx.f32(inputs[0]), ctx.f32(outputs[0]), count: count) }
+
+    /// y = f(x) over `count` elements; `y` may be `x`.
+    @inline(__always)
+    static func apply(
+        _ f: UnaryFunction, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int
+    ) {
         switch f {
         case .identity: if y != x { y.update(from: x, count: count) }
         case .relu: for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }

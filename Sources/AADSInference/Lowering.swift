@@ -618,13 +618,14 @@ struct Lowering {
             }
             dataInputOfNode[node.name] = node.inputs[0]
             let y = addValue(outName, quant: nil)
+            // Released first, the graph's copy leaves `wv` the weight's only reference: the step keeps that array.
+            release(node.inputs[1])
+            release(node.input(2))
             steps.append(
                 try FGemmStep(
                     input: x, output: y, node: node.name, m: m, n: n, k: k, transA: transA,
-                    alpha: node.op == "Gemm" ? node.float("alpha", 1) : 1, weights: wv, c: c, weightShape: ws,
+                    alpha: node.op == "Gemm" ? node.float("alpha", 1) : 1, weights: consume wv, c: c, weightShape: ws,
                     weightTransposed: transB))
-            release(node.inputs[1])
-            release(node.input(2))
         case "Add", "Mul":
             let a = try floatOperand(node.inputs[0], node)
             let b = try floatOperand(node.inputs[1], node)

@@ -13,7 +13,9 @@ final class ExecutionPlan {
 
     static let maxArenaBytes = 1 << 30
 
-    init(program: Program, seeds: [Int], outputs: [Int]) throws {
+    /// `threads`: how many threads the plan's runs may use (steps that run channels in scratch memory get that
+    /// many scratch planes).
+    init(program: Program, seeds: [Int], outputs: [Int], threads: Int = 1) throws {
         let producer = program.producerIndex()
         let available = Set(seeds)
         var needed = Set<Int>()
@@ -28,7 +30,8 @@ final class ExecutionPlan {
             stack.append(contentsOf: program.steps[s].inputs)
         }
         let order = needed.sorted()
-        steps = order.map { program.steps[$0] }
+        steps = ExecutionPlan.fused(
+            order.map { program.steps[$0] }, keeping: available.union(outputs), threads: threads)
 
         // Lifetimes in step positions; seeds are defined before the first step, outputs live past the last.
         var first: [Int: Int] = [:]
@@ -95,6 +98,40 @@ final class ExecutionPlan {
     }
 
     deinit { pointers.deallocate() }
+
+    /// `steps` with each float convolution of one group that is followed by elementwise activations and a depthwise
+    /// convolution (an inverted residual block's expansion) replaced by one `FConvDepthwiseStep`, when the values
+    /// in between are read by nothing else and are not among `keeping` (the plan's seeds and outputs).
+    static func fused(_ steps: [any Step], keeping: Set<Int>, threads: Int) -> [any Step] {
+        var readers: [Int: Int] = [:]
+        for step in steps { for v in step.inputs { readers[v, default: 0] += 1 } }
+        func internalValue(_ v: Int) -> Bool { readers[v] == 1 && !keeping.contains(v) }
+        var result: [any Step] = []
+        var i = 0
+        while i < steps.count {
+            defer { i += 1 }
+            guard let first = steps[i] as? FConvStep else {
+                result.append(steps[i])
+                continue
+            }
+            var (j, value, activations) = (i + 1, first.outputs[0], [FUnaryStep]())
+            while j < steps.count, let a = steps[j] as? FUnaryStep, a.inputs[0] == value, internalValue(value) {
+                activations.append(a)
+                (value, j) = (a.outputs[0], j + 1)
+            }
+            guard j < steps.count, let depthwise = steps[j] as? FConvStep, depthwise.inputs[0] == value,
+                internalValue(value),
+                FConvDepthwiseStep.fits(first: first, activations: activations, depthwise: depthwise)
+            else {
+                result.append(steps[i])
+                continue
+            }
+            result.append(
+                FConvDepthwiseStep(first: first, activations: activations, depthwise: depthwise, threads: threads))
+            i = j
+        }
+        return result
+    }
 
     func execute(threads: Int, variant: Int32, rounding: Rounding) {
         let ctx = ExecContext(
