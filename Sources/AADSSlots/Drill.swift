@@ -60,7 +60,12 @@ public struct SlotDrill: Sendable {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-drill-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir + "/bundles")
-        let store = SlotStore(root: dir + "/root", options: SlotStoreOptions(diskFullAfterBytes: nil))
+        #if AADS_TEST_HOOKS
+            let options = SlotStoreOptions(diskFullAfterBytes: nil)  // no fault injected into the drill's own store
+        #else
+            let options = SlotStoreOptions()
+        #endif
+        let store = SlotStore(root: dir + "/root", options: options)
         var log = DrillLog()
         try store.install(bundle: scratch.makeArchive(version: "1.0.0"), verifier: scratch.verifier)
         switch scenario {

@@ -84,14 +84,12 @@ public enum CrashPoint: String, CaseIterable, Sendable {
 /// Other injected faults, for tests: `AADS_FAULT_DISK_FULL_AFTER=<bytes>` makes slot staging writes
 /// fail with a real ENOSPC (the bytes beyond the budget are written to `/dev/full`). Read only by test
 /// builds, like `AADS_CRASH_POINT`.
-public enum InjectedFaults {
-    #if AADS_TEST_HOOKS
+#if AADS_TEST_HOOKS
+    public enum InjectedFaults {
         public static let diskFullVariable = "AADS_FAULT_DISK_FULL_AFTER"
 
         public static var diskFullAfterBytes: UInt64? {
             ProcessInfo.processInfo.environment[diskFullVariable].flatMap { UInt64($0) }
         }
-    #else
-        public static var diskFullAfterBytes: UInt64? { nil }
-    #endif
-}
+    }
+#endif

@@ -58,16 +58,22 @@ public enum IntegrityLevel: Sendable {
     case deep
 }
 
-/// Options for a store (fault injection hooks for tests; defaults read the environment).
+/// Options for a store (and in test builds an injected fault, whose default reads the environment).
 public struct SlotStoreOptions: Sendable {
     public var limits: BundleLimits
-    /// Staging writes fail with ENOSPC once this many bytes were written (tests).
-    public var diskFullAfterBytes: UInt64?
+    #if AADS_TEST_HOOKS
+        /// Staging writes fail with ENOSPC once this many bytes were written (tests).
+        public var diskFullAfterBytes: UInt64?
 
-    public init(limits: BundleLimits = .default, diskFullAfterBytes: UInt64? = InjectedFaults.diskFullAfterBytes) {
-        self.limits = limits
-        self.diskFullAfterBytes = diskFullAfterBytes
-    }
+        public init(
+            limits: BundleLimits = .default, diskFullAfterBytes: UInt64? = InjectedFaults.diskFullAfterBytes
+        ) {
+            self.limits = limits
+            self.diskFullAfterBytes = diskFullAfterBytes
+        }
+    #else
+        public init(limits: BundleLimits = .default) { self.limits = limits }
+    #endif
 }
 
 /// The A/B slot store: two bundle directories (`a/`, `b/`), `state.json` (atomic, with a generation)
@@ -565,7 +571,11 @@ public struct SlotStore: Sendable {
         guard mkdir(staging, 0o755) == 0 else {
             throw SlotError(.ioError, "cannot create \(staging): \(String(cString: strerror(errno)))")
         }
-        var budget = options.diskFullAfterBytes
+        #if AADS_TEST_HOOKS
+            var budget = options.diskFullAfterBytes
+        #else
+            var budget: UInt64? = nil
+        #endif
         var items: [(String, Data?, BundleManifest.File?)] = [
             (BundleManifest.manifestName, bundle.manifestData, nil),
             (BundleManifest.signatureName, bundle.signatureData, nil),
@@ -603,18 +613,20 @@ public struct SlotStore: Sendable {
 
     private func write(fd: Int32, _ chunk: Data, path: String, budget: inout UInt64?) throws {
         do {
-            if let left = budget {
-                if UInt64(chunk.count) > left {
-                    try AtomicFile.writeAll(fd: fd, data: chunk.prefix(Int(left)), path: path)
-                    budget = 0
-                    // The injected fault: a real ENOSPC from the kernel's /dev/full.
-                    let full = open("/dev/full", O_WRONLY | O_CLOEXEC)
-                    defer { if full >= 0 { close(full) } }
-                    try AtomicFile.writeAll(fd: full, data: chunk.suffix(chunk.count - Int(left)), path: path)
-                    throw SlotError(.diskFull, "writing \(path): no space left on device")
+            #if AADS_TEST_HOOKS
+                if let left = budget {
+                    if UInt64(chunk.count) > left {
+                        try AtomicFile.writeAll(fd: fd, data: chunk.prefix(Int(left)), path: path)
+                        budget = 0
+                        // The injected fault: a real ENOSPC from the kernel's /dev/full.
+                        let full = open("/dev/full", O_WRONLY | O_CLOEXEC)
+                        defer { if full >= 0 { close(full) } }
+                        try AtomicFile.writeAll(fd: full, data: chunk.suffix(chunk.count - Int(left)), path: path)
+                        throw SlotError(.diskFull, "writing \(path): no space left on device")
+                    }
+                    budget = left - UInt64(chunk.count)
                 }
-                budget = left - UInt64(chunk.count)
-            }
+            #endif
             try AtomicFile.writeAll(fd: fd, data: chunk, path: path)
         } catch {
             throw SlotError.wrap(error)
