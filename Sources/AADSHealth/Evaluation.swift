@@ -234,6 +234,10 @@ public enum Evaluation {
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
     }
 
+    static func canonical(_ path: String) -> String {
+        (URL(fileURLWithPath: path).standardizedFileURL.path as NSString).resolvingSymlinksInPath
+    }
+
     static func sortedNames(_ directory: String) throws -> [String] {
         do {
             return try FileManager.default.contentsOfDirectory(atPath: directory).filter { !$0.hasPrefix(".") }
@@ -250,17 +254,25 @@ public enum Evaluation {
         -> PhotoSet
     {
         var set = PhotoSet()
+        // A folder given with --ood inside a root is read as OOD only, not also as `<crop>/<class>`.
+        let oodPaths = oodDirectories.map { canonical($0) }
+        func isOOD(_ path: String) -> Bool {
+            let path = canonical(path)
+            return oodPaths.contains { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
+        }
         for root in roots {
             guard isDirectory(root) else { throw HealthError("not_found", "no such folder: \(root)") }
             var found = 0
             for crop in try sortedNames(root) {
                 let cropDir = root + "/" + crop
+                if isOOD(cropDir) { continue }
                 guard isDirectory(cropDir) else {
                     set.skipped += 1
                     continue
                 }
                 for label in try sortedNames(cropDir) {
                     let classDir = cropDir + "/" + label
+                    if isOOD(classDir) { continue }
                     guard isDirectory(classDir) else {
                         set.skipped += 1
                         continue

@@ -1,5 +1,8 @@
+import AADSDiagnosis
 import Foundation
 import Testing
+
+@testable import AADSHealth
 
 /// `aads-edge evaluate` as a process, checked against `aads-edge diagnose` on the same photos.
 @Suite(.serialized) struct EvaluateCommandTests {
@@ -34,23 +37,20 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "aads-edge not built")
         let s = Scratch()
         defer { s.cleanup() }
-        let golden = factoryBundle + "/golden"
-        // Known classes, a class the tomato adapter lacks, a crop the router lacks, two OOD photos.
-        let layout: [(String, String, String)] = [
-            ("tomato/healthy/tomato_healthy_01.jpg", "root/tomato/healthy/a.jpg", "tomato/healthy"),
-            ("tomato/late_blight/tomato_late_blight_01.jpg", "root/tomato/late_blight/a.jpg", "tomato/late_blight"),
-            (
-                "corn/northern_leaf_blight/corn_northern_leaf_blight_01.jpg", "root/corn/northern_leaf_blight/a.jpg",
-                "corn/northern_leaf_blight"
-            ),
-            ("corn/healthy/corn_healthy_01.jpg", "root/tomato/mosaic_virus/a.jpg", "tomato/mosaic_virus"),
-            ("pepper/healthy/pepper_healthy_01.jpg", "root/cabbage/black_rot/a.jpg", "cabbage/black_rot"),
-            ("ood/skimage-astronaut.jpg", "ood/a/astronaut.jpg", "ood"),
-            ("ood/plasma-Kite.jpg", "ood/kite.jpg", "ood"),
-        ]
+        // Three known classes, a class the first crop's adapter lacks, a crop the router lacks, two OOD photos.
+        let golden = try GoldenPhotos(classes: 5, ood: 2)
+        let known = golden.leaves.prefix(3).map { "\($0.crop)/\($0.label)" }
+        let missingClass = golden.leaves[0].crop + "/no_such_class"
+        var layout: [(String, String, String)] = golden.leaves.prefix(3).map {
+            ($0.path, "root/\($0.crop)/\($0.label)/a.jpg", "\($0.crop)/\($0.label)")
+        }
+        layout.append((golden.leaves[3].path, "root/\(missingClass)/a.jpg", missingClass))
+        layout.append((golden.leaves[4].path, "root/cabbage/black_rot/a.jpg", "cabbage/black_rot"))
+        layout.append((golden.ood[0], "ood/a/first.jpg", "ood"))
+        layout.append((golden.ood[1], "ood/second.jpg", "ood"))
         var files: [String] = []
-        for (source, target, _) in layout { files.append(try s.copy(golden + "/" + source, to: target)) }
-        let broken = try s.write("not a jpeg", to: "root/tomato/healthy/b.jpg")
+        for (source, target, _) in layout { files.append(try s.copy(source, to: target)) }
+        let broken = try s.write("not a jpeg", to: "root/\(known[0])/b.jpg")
         try s.write("about these photos", to: "root/README.txt")
 
         let evaluated = try run([
@@ -79,24 +79,24 @@ import Testing
             predictions[label, default: [:]][predicted, default: 0] += 1
             switch label {
             case "ood": if !accepted { oodRejected += 1 }
-            case "tomato/mosaic_virus", "cabbage/black_rot": if !accepted { unknownRejected += 1 }
+            case missingClass, "cabbage/black_rot": if !accepted { unknownRejected += 1 }
             default:
                 if predicted == label { correct += 1 }
                 if !accepted { rejected += 1 }
             }
         }
-        #expect(r["model_version"] as? String == "1.0.0")
+        #expect(r["model_version"] as? String == golden.manifest.modelVersion)
         #expect(r["images"] as? Int == 8)
         #expect(r["skipped_files"] as? Int == 1)
-        let known = try #require(r["in_distribution"] as? [String: Any])
-        #expect(known["images"] as? Int == 3)
-        #expect(known["correct"] as? Int == correct)
-        #expect(known["rejected"] as? Int == rejected)
-        #expect(known["accuracy"] as? Double == ((Double(correct) / 3) * 10_000).rounded() / 10_000)
+        let inDistribution = try #require(r["in_distribution"] as? [String: Any])
+        #expect(inDistribution["images"] as? Int == 3)
+        #expect(inDistribution["correct"] as? Int == correct)
+        #expect(inDistribution["rejected"] as? Int == rejected)
+        #expect(inDistribution["accuracy"] as? Double == ((Double(correct) / 3) * 10_000).rounded() / 10_000)
         let unknown = try #require(r["unknown_crop_rejected"] as? [String: Any])
         #expect(unknown["images"] as? Int == 2)
         #expect(unknown["rejected"] as? Int == unknownRejected)
-        #expect(unknown["labels"] as? [String] == ["cabbage/black_rot", "tomato/mosaic_virus"])
+        #expect(unknown["labels"] as? [String] == ["cabbage/black_rot", missingClass].sorted())
         let ood = try #require(r["ood"] as? [String: Any])
         #expect(ood["images"] as? Int == 2)
         #expect(ood["rejected"] as? Int == oodRejected)
@@ -110,19 +110,16 @@ import Testing
         let rows = try #require(confusion["rows"] as? [String])
         let columns = try #require(confusion["columns"] as? [String])
         let matrix = try #require(confusion["matrix"] as? [[Int]])
-        #expect(
-            rows == [
-                "tomato/healthy", "tomato/late_blight", "corn/northern_leaf_blight", "cabbage/black_rot",
-                "tomato/mosaic_virus", "ood",
-            ])
-        #expect(columns.count == 11 && columns.first == "tomato/healthy" && columns.last == "rejected")
+        let classNames = EvaluationScoring.classNames(golden.manifest)
+        #expect(rows == known + ["cabbage/black_rot", missingClass].sorted() + ["ood"])
+        #expect(columns == classNames + ["rejected"])
         for (i, row) in rows.enumerated() {
             for (j, column) in columns.enumerated() {
                 #expect(matrix[i][j] == predictions[row]?[column] ?? 0, "\(row) → \(column)")
             }
         }
         let classes = try #require(r["classes"] as? [[String: Any]])
-        #expect(classes.count == 10)
+        #expect(classes.map { $0["class"] as? String } == classNames)
         let latency = try #require(r["latency_ms"] as? [String: Double])
         #expect((latency["p50"] ?? 0) > 0 && (latency["p95"] ?? 0) >= (latency["p50"] ?? 0))
 
@@ -137,7 +134,7 @@ import Testing
         try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "aads-edge not built")
         let s = Scratch()
         defer { s.cleanup() }
-        try s.copy(factoryBundle + "/golden/ood/skimage-coffee.jpg", to: "root/tomato/healthy/a.jpg")
+        try s.copy(try GoldenPhotos(classes: 1, ood: 1).ood[0], to: "root/tomato/healthy/a.jpg")
         try FileManager.default.createDirectory(atPath: s.path + "/empty/x", withIntermediateDirectories: true)
         let cases: [([String], String)] = [
             (["--bundle", factoryBundle, s.path + "/missing"], "not_found"),

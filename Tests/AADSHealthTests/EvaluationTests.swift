@@ -156,6 +156,31 @@ func diagnosis(
     }
 }
 
+/// Photos of the factory bundle's golden set, found rather than named (the set is rebuilt from time to time):
+/// the first photo of each of the first `classes` classes the bundle knows that have a folder, in the
+/// bundle's class order, and the first `ood` photos of `golden/ood`.
+struct GoldenPhotos {
+    let manifest: BundleManifest
+    var leaves: [(crop: String, label: String, path: String)] = []
+    var ood: [String] = []
+
+    init(classes: Int, ood oodCount: Int) throws {
+        manifest = try BundleManifest.load(bundleDirectory: factoryBundle)
+        let golden = factoryBundle + "/golden"
+        func photos(_ dir: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
+                $0.lowercased().hasSuffix(".jpg")
+            }.sorted().map { dir + "/" + $0 }
+        }
+        for name in EvaluationScoring.classNames(manifest) where leaves.count < classes {
+            let parts = name.split(separator: "/").map(String.init)
+            if let first = photos(golden + "/" + name).first { leaves.append((parts[0], parts[1], first)) }
+        }
+        ood = Array(photos(golden + "/ood").prefix(oodCount))
+        try #require(leaves.count == classes && ood.count == oodCount, "the golden set has too few photos")
+    }
+}
+
 @Suite struct EvaluationFolderTests {
     @Test func collectsCropClassFoldersAndOODTrees() throws {
         let s = Scratch()
@@ -183,6 +208,13 @@ func diagnosis(
         #expect(set.items[3].expected == .unknownLeaf(crop: "tomato", label: "mildew"))
         #expect(set.items[5].expected == .ood)
         #expect(set.skipped == 4)
+
+        // An OOD folder inside a root is read once, as OOD.
+        try s.write("x", to: "root/ood/more/c.jpg")
+        let nested = try Evaluation.collect(
+            roots: [s.path + "/root"], oodDirectories: [s.path + "/root/ood"], known: ["tomato": ["healthy"]])
+        #expect(nested.items.filter { $0.path.hasSuffix("/c.jpg") }.map(\.expected) == [.ood])
+        #expect(nested.items.count == 5)
     }
 
     @Test func missingAndEmptyFoldersAreTypedErrors() throws {
@@ -207,19 +239,13 @@ func diagnosis(
     @Test func agreesWithDiagnoseOnTheSamePhotos() throws {
         let s = Scratch()
         defer { s.cleanup() }
-        let golden = factoryBundle + "/golden"
-        let layout: [(String, String)] = [
-            ("tomato/healthy/tomato_healthy_00.jpg", "root/tomato/healthy/a.jpg"),
-            ("tomato/early_blight/tomato_early_blight_00.jpg", "root/tomato/early_blight/a.jpg"),
-            ("corn/common_rust/corn_common_rust_00.jpg", "root/corn/common_rust/a.jpg"),
-            ("pepper/bacterial_spot/pepper_bacterial_spot_00.jpg", "root/pepper/bacterial_spot/a.jpg"),
-            // A pepper leaf filed under a crop the bundle does not know.
-            ("pepper/healthy/pepper_healthy_00.jpg", "root/cabbage/black_rot/a.jpg"),
-            ("ood/skimage-coffee.jpg", "ood/coffee.jpg"),
-            ("ood/sklearn-flower.jpg", "ood/more/flower.jpg"),
-        ]
-        for (source, target) in layout { try s.copy(golden + "/" + source, to: target) }
-        try s.write("not a jpeg", to: "root/tomato/healthy/broken.jpg")
+        let golden = try GoldenPhotos(classes: 5, ood: 2)
+        for leaf in golden.leaves.prefix(4) { try s.copy(leaf.path, to: "root/\(leaf.crop)/\(leaf.label)/a.jpg") }
+        // A leaf filed under a crop the bundle does not know.
+        try s.copy(golden.leaves[4].path, to: "root/cabbage/black_rot/a.jpg")
+        try s.copy(golden.ood[0], to: "ood/a.jpg")
+        try s.copy(golden.ood[1], to: "ood/more/b.jpg")
+        try s.write("not a jpeg", to: "root/\(golden.leaves[0].crop)/\(golden.leaves[0].label)/broken.jpg")
         let pipeline = try DiagnosisPipeline(bundleDirectory: factoryBundle)
         let set = try Evaluation.collect(
             roots: [s.path + "/root"], oodDirectories: [s.path + "/ood"],
