@@ -1,0 +1,1 @@
+"""The pieces of `tools/train-bundle`: labelled photos → a signed AADS Edge model bundle."""
