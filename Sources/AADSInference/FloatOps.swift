@@ -44,16 +44,16 @@ final class FConvStep: Step, @unchecked Sendable {
     /// which a one-channel 1×1 convolution would be routed to: its rounding differs).
     var isDepthwise: Bool {
         param.group > 1 && param.group == param.cin && param.cout == param.cin
-            && !FConvStep.oneChannel(param).isPointwise
+            && !FConvStep.channels(1, of: param).isPointwise
     }
 
-    /// The geometry of one output channel alone: a depthwise convolution's reads one input channel, a
-    /// convolution of one group's reads every input channel.
-    static func oneChannel(_ p: aads_fconv) -> aads_fconv {
-        var one = p
-        if one.group > 1 { (one.cin, one.group) = (1, 1) }
-        one.cout = 1
-        return one
+    /// The geometry of `n` output channels alone: a depthwise convolution's read `n` input channels, a
+    /// convolution of one group's read every input channel.
+    static func channels(_ n: Int32, of p: aads_fconv) -> aads_fconv {
+        var part = p
+        if part.group > 1 { (part.cin, part.group) = (n, n) }
+        part.cout = n
+        return part
     }
 
     /// Calls `body` with the kernel's parameters pointing at the weights and bias.
@@ -70,14 +70,16 @@ final class FConvStep: Step, @unchecked Sendable {
         }
     }
 
-    /// Computes output channel `c` of one image into `out` (one output plane) from `x`: the image's input
-    /// channels, or for a depthwise convolution input channel `c` alone.
+    /// Computes output channels `c..<c + n` of one image into `out` (`n` output planes) from `x`: the image's
+    /// input channels, or for a depthwise convolution input channels `c..<c + n` alone.
     @inline(__always)
-    static func runChannel(_ p: aads_fconv, _ c: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
-        var one = oneChannel(p)
-        one.weights = p.weights + c * Int(p.cin / p.group) * Int(p.kh) * Int(p.kw)
-        one.bias = p.bias.map { $0 + c }
-        aads_fconv_run(&one, x, out, 0, 1)
+    static func runChannels(
+        _ p: aads_fconv, _ c: Int, _ n: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
+    ) {
+        var part = channels(Int32(n), of: p)
+        part.weights = p.weights + c * Int(p.cin / p.group) * Int(p.kh) * Int(p.kw)
+        part.bias = p.bias.map { $0 + c }
+        aads_fconv_run(&part, x, out, 0, Int32(n))
     }
 
     func run(_ ctx: ExecContext) {
@@ -104,18 +106,21 @@ extension aads_fconv {
     }
 }
 
-/// A convolution of one group, its elementwise activations and the depthwise convolution reading them, run one
-/// channel at a time: channel `c` of the first convolution goes to a plane of scratch memory, the activations
-/// run over it there, and the depthwise convolution's channel `c` reads it from there. The first convolution's
-/// output (in an inverted residual block, the expansion: the largest tensor of the network) never exists
-/// whole. Each channel is computed by the same kernels as the separate steps, so the results are identical.
+/// A convolution of one group, its elementwise activations and the depthwise convolution reading them, run a few
+/// channels at a time: channels `c..<c + 4` of the first convolution go to planes of scratch memory (four, as
+/// its pointwise kernel computes four channels per pass over the input), the activations run over them there,
+/// and the depthwise convolution's channels `c..<c + 4` read them from there. The first convolution's output (in
+/// an inverted residual block, the expansion: the largest tensor of the network) never exists whole. Each
+/// channel is computed by the same kernels as the separate steps, so the results are identical.
 final class FConvDepthwiseStep: Step, @unchecked Sendable {
     let inputs: [Int], outputs: [Int], node: String
     let first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep
-    /// Scratch planes: one per thread that may run channels.
+    /// Threads that may run channels, each with its own scratch planes.
     let planes: Int
+    /// Channels computed together.
+    static let block = 4
     var kind: String { "fconv+dwconv" }
-    var scratchBytes: Int { planes * first.outPlane * MemoryLayout<Float>.stride }
+    var scratchBytes: Int { planes * FConvDepthwiseStep.block * first.outPlane * MemoryLayout<Float>.stride }
 
     init(first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, threads: Int) {
         (inputs, outputs, node) = (first.inputs, depthwise.outputs, first.node)
@@ -147,11 +152,13 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
                     let xb = UnsafePointer(x + b * inImage)
                     let yb = y + b * outImage
                     let chunk = { (i: Int) in
-                        let tmp = scratch + i * plane
-                        for c in (channels * i / chunks)..<(channels * (i + 1) / chunks) {
-                            FConvStep.runChannel(pf, c, xb, tmp)
-                            for a in self.activations { FUnaryStep.apply(a.f, tmp, tmp, count: plane) }
-                            FConvStep.runChannel(pd, c, tmp, yb + c * outPlane)
+                        let tmp = scratch + i * FConvDepthwiseStep.block * plane
+                        let end = channels * (i + 1) / chunks
+                        for c in stride(from: channels * i / chunks, to: end, by: FConvDepthwiseStep.block) {
+                            let n = min(FConvDepthwiseStep.block, end - c)
+                            FConvStep.runChannels(pf, c, n, xb, tmp)
+                            for a in self.activations { FUnaryStep.apply(a.f, tmp, tmp, count: n * plane) }
+                            FConvStep.runChannels(pd, c, n, tmp, yb + c * outPlane)
                         }
                     }
                     if chunks == 1 {
