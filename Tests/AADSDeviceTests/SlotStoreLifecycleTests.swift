@@ -45,7 +45,11 @@ import Testing
         SlotStoreLifecycle(config: config, health: health, logger: Logger(label: "test"))
     }
 
-    func image() -> String { Self.factory + "/golden/corn/healthy/corn_healthy_00.jpg" }
+    /// The first golden photo of healthy corn.
+    func image() throws -> String {
+        let dir = Self.factory + "/golden/corn/healthy"
+        return dir + "/" + (try #require(try FileManager.default.contentsOfDirectory(atPath: dir).sorted().first))
+    }
 
     @Test func trialPassesItsGateThenCommitsAfterProbation() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -110,7 +110,8 @@ func code(of body: () throws -> Void) -> String? {
         let pipeline = try DiagnosisPipeline(bundleDirectory: copy.path)
         let result = pipeline.diagnose(path: try copy.golden("tomato", "healthy"))
         #expect(result.decision == .unknownCrop)
-        #expect(result.top3.map(\.label).sorted() == ["corn", "pepper", "tomato"])
+        #expect(result.top3.count == 3)
+        #expect(Set(result.top3.map(\.label)).isSubset(of: pipeline.manifest.router.crops))
         #expect(result.disease == nil)
     }
 
