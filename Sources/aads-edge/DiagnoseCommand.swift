@@ -42,13 +42,7 @@ struct DiagnoseCommand: ParsableCommand {
     func run() throws {
         let directory: String
         do {
-            if let bundle {
-                directory = bundle
-            } else if let active = try SlotStore(root: slots ?? SlotStore.defaultRoot).activeBundlePath() {
-                directory = active
-            } else {
-                throw SlotError(.noActiveSlot, "the slot store at \(slots ?? "") holds no model")
-            }
+            directory = try bundleDirectory(bundle: bundle, slots: slots)
         } catch {
             report(error, json: output.json)
             throw Exit.couldNotRun
@@ -97,4 +91,13 @@ enum DiagnosisTable {
         let clipped = text.count >= width ? String(text.prefix(width - 1)) : text
         return clipped + String(repeating: " ", count: width - clipped.count)
     }
+}
+
+/// The bundle directory a command runs: `--bundle` as given, or the active slot of the `--slots` store.
+func bundleDirectory(bundle: String?, slots: String?) throws -> String {
+    if let bundle { return bundle }
+    guard let active = try SlotStore(root: slots ?? SlotStore.defaultRoot).activeBundlePath() else {
+        throw SlotError(.noActiveSlot, "the slot store at \(slots ?? "") holds no model")
+    }
+    return active
 }

@@ -69,14 +69,7 @@ struct EvaluateCommand: ParsableCommand {
         let pipeline: DiagnosisPipeline
         let photos: Evaluation.PhotoSet
         do {
-            let directory: String
-            if let bundle {
-                directory = bundle
-            } else if let active = try SlotStore(root: slots ?? SlotStore.defaultRoot).activeBundlePath() {
-                directory = active
-            } else {
-                throw SlotError(.noActiveSlot, "the slot store at \(slots ?? "") holds no model")
-            }
+            let directory = try bundleDirectory(bundle: bundle, slots: slots)
             pipeline = try DiagnosisPipeline(bundleDirectory: directory, options: PipelineOptions(threads: threads))
             photos = try Evaluation.collect(
                 roots: roots, oodDirectories: oodDirectories, known: Evaluation.knownClasses(pipeline.manifest))
