@@ -71,6 +71,8 @@ public final class FieldService: @unchecked Sendable {
     private let gpio: (any GPIOBackend)?
     private let logger: Logger
     private let exitWhenIdle: Bool
+    /// The size and pixel limits a spool file must meet before it is hashed or diagnosed.
+    private let spoolLimits: Spool.Limits
     private let watcher: SpoolWatcher
     private let alerts: AlertEngine
     private let latch: RedLatch
@@ -89,8 +91,9 @@ public final class FieldService: @unchecked Sendable {
         config: DeviceConfig, lifecycle: any SlotLifecycle, journal: ResultsJournal, metrics: MetricsExporter,
         gpio: (any GPIOBackend)?, notifier: SystemdNotifier = SystemdNotifier(),
         logger: Logger = Logger(label: "aads-edge"),
-        exitWhenIdle: Bool = false, useInotify: Bool = true
+        exitWhenIdle: Bool = false, useInotify: Bool = true, spoolLimits: Spool.Limits = Spool.Limits()
     ) throws {
+        self.spoolLimits = spoolLimits
         self.config = config
         self.lifecycle = lifecycle
         self.journal = journal
@@ -282,7 +285,7 @@ public final class FieldService: @unchecked Sendable {
         let sha: String
         let fileID: String
         do {
-            (sha, fileID) = try Spool.fingerprint(path: path)
+            (sha, fileID) = try Spool.fingerprint(path: path, limits: spoolLimits)
         } catch {
             let coded = AnyCodedError(error)
             if coded.code == "file_vanished" { return }

@@ -103,10 +103,26 @@ public struct Spool: Sendable {
         try fingerprint(path: path).sha256
     }
 
+    /// Limits a spool file must meet before it is read in full; the defaults are the decoder's.
+    public struct Limits: Sendable, Equatable {
+        /// Largest file accepted, from `fstat` of the opened file.
+        public var maxFileBytes: Int
+        /// Largest width × height accepted, from the JPEG frame header.
+        public var maxPixels: Int
+
+        public init(maxFileBytes: Int = 64 << 20, maxPixels: Int = 100_000_000) {
+            self.maxFileBytes = maxFileBytes
+            self.maxPixels = maxPixels
+        }
+    }
+
     /// A spool file's identity and content: `fileID` is `device:inode:mtime` of the open file (a rename, into
     /// `done/` or back after a lost move, keeps it; another file dropped under the same name gets another) and
     /// `sha256` the lowercase hex sha256 of its bytes, both from the same open file.
-    public static func fingerprint(path: String) throws -> (sha256: String, fileID: String) {
+    ///
+    /// Before any byte is hashed, the file's size (from `fstat`) and the frame size in its JPEG header are checked
+    /// against `limits`: a file above either is refused at once with `too_large`, however big it is.
+    public static func fingerprint(path: String, limits: Limits = Limits()) throws -> (sha256: String, fileID: String) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             throw SpoolError(
@@ -118,8 +134,69 @@ public struct Spool: Sendable {
         guard fstat(fd, &st) == 0 else {
             throw SpoolError(code: "unreadable_image", "cannot stat \(path): \(String(cString: strerror(errno)))")
         }
+        let size = Int(st.st_size)
+        if size > limits.maxFileBytes {
+            throw SpoolError(
+                code: "too_large", "file is \(size) bytes, above the limit of \(limits.maxFileBytes)")
+        }
+        if let (width, height) = try frameSize(fd: fd, path: path), width * height > limits.maxPixels {
+            throw SpoolError(
+                code: "too_large",
+                "\(width)x\(height) is \(width * height) pixels, above the limit of \(limits.maxPixels)")
+        }
         let fileID = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
         return (try sha256(fd: fd, path: path), fileID)
+    }
+
+    /// The width and height in the first JPEG frame header (SOFn) within the file's first 256 KiB, read with
+    /// `pread`; nil when there is none there (the decoder then judges the file).
+    static func frameSize(fd: Int32, path: String) throws -> (width: Int, height: Int)? {
+        var prefix = [UInt8](repeating: 0, count: 256 << 10)
+        var count = 0
+        while count < prefix.count {
+            let n = prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + count, $0.count - count, off_t(count)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError(code: "unreadable_image", "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            count += n
+        }
+        return frameSize(jpeg: prefix[0..<count])
+    }
+
+    /// The frame size in a JPEG's marker segments before the first scan; nil when the bytes end first or are not
+    /// a JPEG.
+    static func frameSize(jpeg bytes: ArraySlice<UInt8>) -> (width: Int, height: Int)? {
+        let base = bytes.startIndex
+        let end = bytes.endIndex
+        guard end - base >= 4, bytes[base] == 0xFF, bytes[base + 1] == 0xD8 else { return nil }
+        var position = base + 2
+        while position + 1 < end {
+            guard bytes[position] == 0xFF else { return nil }
+            var markerPosition = position + 1
+            while markerPosition < end, bytes[markerPosition] == 0xFF { markerPosition += 1 }
+            guard markerPosition < end else { return nil }
+            let marker = bytes[markerPosition]
+            position = markerPosition + 1
+            switch marker {
+            case 0xD9, 0xDA: return nil
+            case 0x01, 0xD0...0xD7: continue
+            default: break
+            }
+            guard position + 2 <= end else { return nil }
+            let length = Int(bytes[position]) << 8 | Int(bytes[position + 1])
+            guard length >= 2, position + length <= end else { return nil }
+            // SOF0…SOF15 except DHT (C4), JPG (C8) and DAC (CC): precision, height, width.
+            if (0xC0...0xCF).contains(marker), marker != 0xC4, marker != 0xC8, marker != 0xCC {
+                guard length >= 7 else { return nil }
+                let height = Int(bytes[position + 3]) << 8 | Int(bytes[position + 4])
+                let width = Int(bytes[position + 5]) << 8 | Int(bytes[position + 6])
+                return (width, height)
+            }
+            position += length
+        }
+        return nil
     }
 
     static func sha256(fd: Int32, path: String) throws -> String {
