@@ -53,14 +53,71 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
 
     public static let defaults = HealthPolicy()
 
-    /// Reads a policy file; a missing file gives the defaults, a broken one a `bad_config` error.
+    /// Reads a policy file; a missing one is a `not_found` error, an unreadable or broken one `bad_config`.
     public static func load(path: String) throws -> HealthPolicy {
-        guard let data = FileManager.default.contents(atPath: path) else { return .defaults }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw HealthError("not_found", "no such policy file: \(path)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw HealthError("bad_config", "cannot read policy file \(path)")
+        }
         do {
             return try JSONDecoder().decode(HealthPolicy.self, from: data)
         } catch {
             throw HealthError("bad_config", "\(path): \(error)")
         }
+    }
+
+    /// Where the device looks for `health.json` when no policy file is named:
+    /// `$AADS_CONFIG_DIR/health.json` (which must then exist), then `/etc/aads-edge/health.json`, then
+    /// `firmware-config/health.json` next to the installed executable (`<prefix>/bin/aads-edge` →
+    /// `<prefix>/firmware-config/health.json`, also `<bindir>/firmware-config/health.json`), then
+    /// `./firmware-config/health.json`. Nil when none of them exists.
+    public static func defaultPath(
+        environment: [String: String] = ProcessInfo.processInfo.environment, executable: String? = nil,
+        etc: String = "/etc/aads-edge"
+    ) throws -> String? {
+        if let env = environment["AADS_CONFIG_DIR"], !env.isEmpty {
+            let path = (env as NSString).appendingPathComponent("health.json")
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw HealthError("not_found", "no such policy file: \(path) (from AADS_CONFIG_DIR)")
+            }
+            return path
+        }
+        for candidate in defaultCandidates(executable: executable, etc: etc)
+        where FileManager.default.fileExists(atPath: candidate) {
+            return candidate
+        }
+        return nil
+    }
+
+    /// The places `defaultPath` tries after `$AADS_CONFIG_DIR`, in order.
+    public static func defaultCandidates(executable: String? = nil, etc: String = "/etc/aads-edge") -> [String] {
+        var candidates = [(etc as NSString).appendingPathComponent("health.json")]
+        if let exe = executable ?? (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) {
+            let bin = (exe as NSString).deletingLastPathComponent
+            candidates.append(
+                ((bin as NSString).deletingLastPathComponent as NSString)
+                    .appendingPathComponent("firmware-config/health.json"))
+            candidates.append((bin as NSString).appendingPathComponent("firmware-config/health.json"))
+        }
+        candidates.append("firmware-config/health.json")
+        return candidates
+    }
+
+    /// The policy to use: the named file (which must exist), else the first default location that exists,
+    /// else the built-in values, stated through `warn` as a last resort.
+    public static func resolve(
+        path: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        executable: String? = nil, etc: String = "/etc/aads-edge", warn: (String) -> Void
+    ) throws -> HealthPolicy {
+        if let path { return try load(path: path) }
+        if let found = try defaultPath(environment: environment, executable: executable, etc: etc) {
+            return try load(path: found)
+        }
+        let looked = defaultCandidates(executable: executable, etc: etc).joined(separator: ", ")
+        warn("no health.json found (looked in \(looked)); using the built-in thresholds")
+        return .defaults
     }
 }
 

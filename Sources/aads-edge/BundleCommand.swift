@@ -143,11 +143,12 @@ struct BundleCommand: ParsableCommand {
     }
 }
 
-/// Reports an error and picks the exit code: 2 when the command could not run (I/O, keys, arguments),
+/// Reports an error and picks the exit code: 2 when the command could not run (I/O, keys, arguments,
+/// a missing file or store, a broken configuration),
 /// 1 when a checked condition failed (a refused bundle, a refused state transition).
 func fail(_ error: any Error, json: Bool) -> ExitCode {
     report(error, json: json)
     let code = AnyCodedError(error).code
-    return ["io_error", "no_trusted_keys", "bad_key", "bad_argument", "internal"].contains(code)
-        ? Exit.couldNotRun : Exit.failure
+    let couldNotRun = ["io_error", "no_trusted_keys", "bad_key", "bad_argument", "not_found", "bad_config", "internal"]
+    return couldNotRun.contains(code) ? Exit.couldNotRun : Exit.failure
 }

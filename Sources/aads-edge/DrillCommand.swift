@@ -24,7 +24,7 @@ struct DrillCommand: AsyncParsableCommand {
         let report: DrillReport
         do {
             let gate = GoldenSetGate(
-                check: HealthCheck(policy: try HealthPolicy.load(path: ConfigPaths.healthPolicy())))
+                check: HealthCheck(policy: try ConfigPaths.healthPolicy(named: nil)))
             report = try await SlotDrill(executable: executable, gate: gate).run(which)
         } catch {
             throw fail(error, json: output.json)

@@ -24,8 +24,8 @@ struct HealthCommand: ParsableCommand {
     @Option(help: "Check a bundle directory instead of a slot.")
     var bundle: String?
 
-    @Option(help: "Decision thresholds (health.json).")
-    var policy = ConfigPaths.healthPolicy()
+    @Option(help: "Decision thresholds (health.json); default: found as described under `slot activate`.")
+    var policy: String?
 
     @Flag(help: "With --bundle: write the measured figures into the manifest's baseline_metrics.")
     var writeBaseline = false
@@ -38,7 +38,7 @@ struct HealthCommand: ParsableCommand {
     func run() throws {
         let result: HealthReport
         do {
-            let check = HealthCheck(policy: try HealthPolicy.load(path: policy), threads: threads)
+            let check = HealthCheck(policy: try ConfigPaths.healthPolicy(named: policy), threads: threads)
             if let bundle {
                 if writeBaseline {
                     let metrics = try check.measure(bundleDirectory: bundle)
@@ -114,13 +114,14 @@ enum BaselineWriter {
     }
 }
 
-/// Where the installed configuration lives: $AADS_CONFIG_DIR, /etc/aads-edge, or ./firmware-config.
+/// Where the installed configuration lives.
 enum ConfigPaths {
-    static func directory() -> String {
-        if let env = ProcessInfo.processInfo.environment["AADS_CONFIG_DIR"], !env.isEmpty { return env }
-        if FileManager.default.fileExists(atPath: "/etc/aads-edge/health.json") { return "/etc/aads-edge" }
-        return "firmware-config"
+    /// The named policy file (which must exist), else `health.json` from $AADS_CONFIG_DIR,
+    /// /etc/aads-edge, firmware-config next to the executable or ./firmware-config; the built-in
+    /// thresholds only as a last resort, stated on standard error (or through `warn`).
+    static func healthPolicy(named path: String?, warn: (String) -> Void = { printError("warning: \($0)") })
+        throws -> HealthPolicy
+    {
+        try HealthPolicy.resolve(path: path, warn: warn)
     }
-
-    static func healthPolicy() -> String { directory() + "/health.json" }
 }

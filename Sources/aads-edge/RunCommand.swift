@@ -103,7 +103,7 @@ enum ServiceWiring {
                 return StaticSlotLifecycle(slot: "synthetic", diagnoser: diagnoser)
             }
         #endif
-        let health = try HealthPolicy.load(path: ConfigPaths.healthPolicy())
+        let health = try ConfigPaths.healthPolicy(named: nil) { logger.warning("\($0)") }
         return SlotStoreLifecycle(config: config, health: health, logger: logger)
     }
 }

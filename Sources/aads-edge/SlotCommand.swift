@@ -71,13 +71,22 @@ struct SlotCommand: ParsableCommand {
         @Option(name: .long, help: "Runtime starts allowed before a commit.") var attempts = 3
         @Flag(name: .long, help: "Only change the slot state; the service runs the gate at its next start.")
         var noHealthCheck = false
-        @Option(name: .long, help: "Decision thresholds (health.json).") var policy = ConfigPaths.healthPolicy()
+        @Option(
+            name: .long,
+            help: """
+                Decision thresholds (health.json); default: $AADS_CONFIG_DIR/health.json, \
+                /etc/aads-edge/health.json, firmware-config/health.json next to the executable, \
+                ./firmware-config/health.json, else the built-in values (with a warning).
+                """)
+        var policy: String?
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
             var object: [String: Any]
             var passed = true
             do {
+                // The thresholds are read first: a missing or broken policy file changes no slot state.
+                let health = noHealthCheck ? nil : try ConfigPaths.healthPolicy(named: policy)
                 let state = try root.store.activate(attempts: attempts)
                 let slot = state.active?.rawValue ?? "?"
                 object = [
@@ -85,8 +94,8 @@ struct SlotCommand: ParsableCommand {
                     "fallback": orNull(state.fallback?.rawValue),
                 ]
                 if !output.json { print("slot \(slot) is on trial with \(attempts) attempts") }
-                if !noHealthCheck {
-                    let gate = GoldenSetGate(check: HealthCheck(policy: try HealthPolicy.load(path: policy)))
+                if let health {
+                    let gate = GoldenSetGate(check: HealthCheck(policy: health))
                     switch try await root.store.runHealthGate(gate) {
                     case .passed(let verdict):
                         object["health"] = ["passed": true, "warnings": verdict.warnings] as [String: Any]

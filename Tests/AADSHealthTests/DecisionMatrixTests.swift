@@ -84,3 +84,51 @@ import Testing
         #expect(RankStatistics.auroc(scores: [1, 2], positives: [true, true]) == nil)
     }
 }
+
+/// Which `health.json` a command uses: a named file must exist; the default is found in fixed places,
+/// not relative to the working directory alone, and the built-in values are a stated last resort.
+@Suite struct PolicyLocationTests {
+    let dir: String = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-policy-\(UUID())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }()
+
+    func write(_ text: String, to relative: String) throws {
+        let path = dir + "/" + relative
+        try FileManager.default.createDirectory(
+            atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+    }
+
+    @Test func aNamedFileThatIsMissingIsAnError() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let error = try #require(throws: HealthError.self) {
+            try HealthPolicy.resolve(path: dir + "/no-such.json", environment: [:], warn: { _ in })
+        }
+        #expect(error.code == "not_found")
+        #expect(error.message.contains(dir + "/no-such.json"))
+    }
+
+    @Test func theDefaultIsFoundInEtcThenNextToTheExecutable() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try write(#"{"ood_auroc_min": 0.7}"#, to: "prefix/firmware-config/health.json")
+        let exe = dir + "/prefix/bin/aads-edge"
+        var warnings: [String] = []
+        var policy = try HealthPolicy.resolve(
+            path: nil, environment: [:], executable: exe, etc: dir + "/etc", warn: { warnings.append($0) })
+        #expect(policy.oodAurocMin == 0.7)
+        try write(#"{"ood_auroc_min": 0.6}"#, to: "etc/health.json")
+        policy = try HealthPolicy.resolve(
+            path: nil, environment: [:], executable: exe, etc: dir + "/etc", warn: { warnings.append($0) })
+        #expect(policy.oodAurocMin == 0.6)
+        #expect(warnings.isEmpty)
+    }
+
+    @Test func aConfigDirectoryWithoutAPolicyIsAnError() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(throws: HealthError.self) {
+            try HealthPolicy.resolve(path: nil, environment: ["AADS_CONFIG_DIR": dir], warn: { _ in })
+        }
+    }
+}
