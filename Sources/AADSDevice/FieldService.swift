@@ -248,6 +248,11 @@ public final class FieldService: @unchecked Sendable {
     private func scan() -> [String] {
         var names: [String]
         do {
+            for name in try spool.quarantineUndecodableNames() {
+                logger.error("\(name): the name is not valid UTF-8; moved to \(spool.failed)")
+                metrics.recordError(code: "invalid_name")
+                summary.failed += 1
+            }
             names = try spool.pending()
         } catch {
             setFault("spool unreadable: \(AnyCodedError(error).message)")

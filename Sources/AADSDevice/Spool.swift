@@ -26,7 +26,9 @@ public struct Spool: Sendable {
     public var dropped: String { directory + "/dropped" }
     public var incoming: String { directory + "/.incoming" }
 
-    /// Creates the spool and its sub-directories when missing.
+    /// Creates the spool and its sub-directories when missing. A state directory (`done/`, `failed/`,
+    /// `dropped/`, `.incoming/`) that is a symbolic link or not a directory is refused with `spool_state_dir`:
+    /// images moved through it would leave the spool.
     public init(directory: String) throws {
         self.directory = directory.hasSuffix("/") && directory.count > 1 ? String(directory.dropLast()) : directory
         for d in [self.directory, done, failed, dropped, incoming] {
@@ -36,16 +38,34 @@ public struct Spool: Sendable {
                 throw SpoolError("cannot create spool directory \(d): \(error.localizedDescription)")
             }
         }
+        for d in [done, failed, dropped, incoming] {
+            var st = stat()
+            guard lstat(d, &st) == 0 else {
+                throw SpoolError(
+                    code: "spool_state_dir", "cannot stat spool directory \(d): \(String(cString: strerror(errno)))")
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR: continue
+            case S_IFLNK:
+                throw SpoolError(
+                    code: "spool_state_dir", "spool directory \(d) is a symbolic link; it must be a real directory")
+            default:
+                throw SpoolError(code: "spool_state_dir", "spool directory \(d) is not a directory")
+            }
+        }
     }
 
-    /// True for names the service processes: visible `*.jpg` / `*.jpeg` files.
+    /// True for names the service processes: visible `*.jpg` / `*.jpeg` entries. Dotfiles are skipped by design:
+    /// they are captures still being written (the camera renames them into place when complete).
     public static func isImageName(_ name: String) -> Bool {
         guard !name.hasPrefix(".") else { return false }
         let lower = name.lowercased()
         return lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")
     }
 
-    /// Waiting images, oldest first (modification time, then name).
+    /// Waiting images, oldest first (modification time, then name). Every entry with an image name counts,
+    /// whatever its type (`lstat`, never following a link): a symbolic link, directory or FIFO is listed so the
+    /// service refuses it into `failed/` instead of leaving it in the spool.
     public func pending() throws -> [String] {
         guard let dir = opendir(directory) else {
             throw SpoolError("cannot read spool \(directory): \(String(cString: strerror(errno)))")
@@ -58,7 +78,7 @@ public struct Spool: Sendable {
             }
             guard Self.isImageName(name) else { continue }
             var st = stat()
-            guard stat(directory + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+            guard lstat(directory + "/" + name, &st) == 0 else { continue }
             entries.append((name, st.st_mtim))
         }
         entries.sort { a, b in
@@ -70,6 +90,44 @@ public struct Spool: Sendable {
     }
 
     public func path(of name: String) -> String { directory + "/" + name }
+
+    /// Moves every visible entry whose name is not valid UTF-8 (which no `String` path can name) into `failed/`,
+    /// renamed with each byte outside printable ASCII written as `%XX`. Returns the new names.
+    public func quarantineUndecodableNames() throws -> [String] {
+        guard let dir = opendir(directory) else {
+            throw SpoolError("cannot read spool \(directory): \(String(cString: strerror(errno)))")
+        }
+        var raw: [[UInt8]] = []
+        while let entry = readdir(dir) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            guard bytes.first != UInt8(ascii: "."), String(validating: bytes, as: UTF8.self) == nil else { continue }
+            raw.append(bytes)
+        }
+        closedir(dir)
+        var moved: [String] = []
+        for bytes in raw {
+            let escaped = bytes.map { b in
+                (0x20..<0x7F).contains(b) && b != UInt8(ascii: "%")
+                    ? String(UnicodeScalar(b)) : String(format: "%%%02X", b)
+            }.joined()
+            var target = escaped
+            var counter = 1
+            while access(failed + "/" + target, F_OK) == 0 {
+                target = "\(counter)-" + escaped
+                counter += 1
+            }
+            let source = Array(directory.utf8) + [UInt8(ascii: "/")] + bytes + [0]
+            let result = source.withUnsafeBufferPointer { s in
+                s.withMemoryRebound(to: CChar.self) { rename($0.baseAddress!, failed + "/" + target) }
+            }
+            guard result == 0 else {
+                if errno == ENOENT { continue }
+                throw SpoolError("cannot move \(escaped) to \(failed): \(String(cString: strerror(errno)))")
+            }
+            moved.append(target)
+        }
+        return moved
+    }
 
     /// Moves a spool file into `destination` (done/failed/dropped); never overwrites an older file of the same
     /// name. Returns the new path, nil if the file had already gone.
@@ -122,17 +180,28 @@ public struct Spool: Sendable {
     ///
     /// Before any byte is hashed, the file's size (from `fstat`) and the frame size in its JPEG header are checked
     /// against `limits`: a file above either is refused at once with `too_large`, however big it is.
+    ///
+    /// The file is opened with `O_NOFOLLOW | O_NONBLOCK`: a symbolic link is never followed and a FIFO never
+    /// blocks; anything but a regular file is refused with `not_regular_file`.
     public static func fingerprint(path: String, limits: Limits = Limits()) throws -> (sha256: String, fileID: String) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
-            throw SpoolError(
-                code: errno == ENOENT ? "file_vanished" : "unreadable_image",
-                "cannot open \(path): \(String(cString: strerror(errno)))")
+            switch errno {
+            case ENOENT:
+                throw SpoolError(code: "file_vanished", "cannot open \(path): \(String(cString: strerror(errno)))")
+            case ELOOP: throw SpoolError(code: "not_regular_file", "\(path) is a symbolic link, not a regular file")
+            default:
+                throw SpoolError(
+                    code: "unreadable_image", "cannot open \(path): \(String(cString: strerror(errno)))")
+            }
         }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             throw SpoolError(code: "unreadable_image", "cannot stat \(path): \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SpoolError(code: "not_regular_file", "\(path) is a \(fileTypeName(st.st_mode)), not a regular file")
         }
         let size = Int(st.st_size)
         if size > limits.maxFileBytes {
@@ -146,6 +215,19 @@ public struct Spool: Sendable {
         }
         let fileID = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
         return (try sha256(fd: fd, path: path), fileID)
+    }
+
+    /// A file type's name for messages.
+    static func fileTypeName(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "directory"
+        case S_IFIFO: "FIFO"
+        case S_IFLNK: "symbolic link"
+        case S_IFSOCK: "socket"
+        case S_IFCHR: "character device"
+        case S_IFBLK: "block device"
+        default: "special file"
+        }
     }
 
     /// The width and height in the first JPEG frame header (SOFn) within the file's first 256 KiB, read with

@@ -182,8 +182,7 @@ public final class ImagePreprocessor {
         if let optionsError { throw optionsError }
         guard !jpeg.isEmpty else { throw ImageError(.notJPEG, "empty file") }
         guard jpeg.count >= 2, jpeg[0] == 0xFF, jpeg[1] == 0xD8 else {
-            let start = jpeg.prefix(2).map { String(format: "0x%02x", $0) }.joined(separator: " ")
-            throw ImageError(.notJPEG, "no JPEG start-of-image marker (file starts with \(start))")
+            throw ImageError(.notJPEG, "no JPEG start-of-image marker at the start of the file")
         }
         if decoder == nil { decoder = TurboJPEGDecoder() }
         guard let decoder else { throw ImageError(.internal, "cannot initialise the TurboJPEG decompressor") }
