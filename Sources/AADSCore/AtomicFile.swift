@@ -27,13 +27,30 @@ public struct FileIOError: CodedError {
 
 /// Durable file writes: temp file, fsync, rename, fsync of the directory.
 public enum AtomicFile {
-    /// Writes `data` to `path` so that a reader (or a power cut) sees either the old or the new content.
-    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+    /// Creates the temporary file that will be renamed to `path`, next to it. The directory must exist
+    /// (nothing creates missing parents): `not_found` naming it otherwise.
+    public static func createTemporary(for path: String, mode: mode_t = 0o644) throws -> (fd: Int32, path: String) {
         let directory = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         let temp = (directory.isEmpty ? "." : directory) + "/.\(base).tmp-\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw FileIOError.errno("cannot create", temp) }
+        guard fd >= 0 else {
+            var isDirectory: ObjCBool = false
+            if Glibc.errno == ENOENT || Glibc.errno == ENOTDIR,
+                !FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory)
+                    || !isDirectory.boolValue
+            {
+                throw FileIOError(code: "not_found", "cannot write \(path): no such directory \(directory)")
+            }
+            throw FileIOError.errno("cannot create", temp)
+        }
+        return (fd, temp)
+    }
+
+    /// Writes `data` to `path` so that a reader (or a power cut) sees either the old or the new content.
+    public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let (fd, temp) = try createTemporary(for: path, mode: mode)
         do {
             try writeAll(fd: fd, data: data, path: temp)
             guard fsync(fd) == 0 else { throw FileIOError.errno("cannot fsync", temp) }

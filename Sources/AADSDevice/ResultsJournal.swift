@@ -723,12 +723,7 @@ public enum ResultsExport {
         var fd: Int32 = 1
         var temp = ""
         if let path {
-            let directory = (path as NSString).deletingLastPathComponent
-            temp = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-            fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else {
-                throw FileIOError(code: "io_error", "cannot create \(temp): \(String(cString: strerror(errno)))")
-            }
+            (fd, temp) = try AtomicFile.createTemporary(for: path)
         }
         var buffer = ""
         var count = 0

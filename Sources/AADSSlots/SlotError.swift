@@ -9,7 +9,8 @@ import Foundation
 /// `unsupported_entry`, `duplicate_entry`, `too_large`, `truncated_archive`, `bad_archive`,
 /// `bad_manifest`, `downgrade`. Store failures: `disk_full`, `io_error`, `trial_active`,
 /// `no_installed_slot`, `no_trial`, `no_fallback`, `no_active_slot`, `would_overwrite_last_good`,
-/// `bad_state`, `integrity_failed`, `bad_key`, `no_trusted_keys`, `bad_argument`.
+/// `bad_state`, `integrity_failed`, `bad_key`, `no_trusted_keys`, `bad_argument`, `not_found` (no store
+/// at the given root: only an install creates one).
 public struct SlotError: CodedError, Equatable {
     public enum Kind: String, Sendable, CaseIterable {
         case unknownKey = "unknown_key"
@@ -41,6 +42,7 @@ public struct SlotError: CodedError, Equatable {
         case badKey = "bad_key"
         case noTrustedKeys = "no_trusted_keys"
         case badArgument = "bad_argument"
+        case notFound = "not_found"
     }
 
     public let kind: Kind

@@ -122,13 +122,24 @@ public struct SlotStore: Sendable {
         }
     }
 
-    /// The active slot's bundle directory, nil for an empty store.
-    public func activeBundlePath() throws -> String? {
-        try loadState().active.map(bundlePath)
+    /// Throws `not_found` unless the root is an existing directory (only an install creates a store).
+    public func requireExisting() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: root, isDirectory: &isDirectory) else {
+            throw SlotError(.notFound, "no slot store at \(root)")
+        }
+        guard isDirectory.boolValue else { throw SlotError(.notFound, "\(root) is not a slot store directory") }
     }
 
-    /// The status report (`slot status`).
+    /// The active slot's bundle directory, nil for an empty store; `not_found` for a missing root.
+    public func activeBundlePath() throws -> String? {
+        try requireExisting()
+        return try loadState().active.map(bundlePath)
+    }
+
+    /// The status report (`slot status`); `not_found` for a missing root.
     public func status(lastEvents: Int = 10) throws -> SlotStatus {
+        try requireExisting()
         let state = try loadState()
         let events = journal.read()
         let journalGeneration = events.map(\.generation).max() ?? 0
@@ -186,7 +197,7 @@ public struct SlotStore: Sendable {
         -> InstallResult
     {
         var clock = Stopwatch()
-        return try withLock {
+        return try withLock(creating: true) {
             var state = try recover()
             if let trial = state.trial {
                 throw SlotError(.trialActive, "slot \(trial.slot) is on trial: commit or roll back first")
@@ -482,12 +493,17 @@ public struct SlotStore: Sendable {
 
     // MARK: internals
 
-    /// Runs `body` holding the store's exclusive lock (creating the root if needed).
-    func withLock<T>(_ body: () throws -> T) throws -> T {
-        do {
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        } catch {
-            throw SlotError(.ioError, "cannot create \(root)")
+    /// Runs `body` holding the store's exclusive lock. Only `creating` (an install) makes a missing
+    /// root; every other operation refuses it with `not_found`, so a mistyped root creates nothing.
+    func withLock<T>(creating: Bool = false, _ body: () throws -> T) throws -> T {
+        if creating {
+            do {
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            } catch {
+                throw SlotError(.ioError, "cannot create \(root)")
+            }
+        } else {
+            try requireExisting()
         }
         let fd = open(root + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else {

@@ -52,6 +52,7 @@ struct HealthCommand: ParsableCommand {
                 result = check.run(bundleDirectory: bundle)
             } else {
                 let store = SlotStore(root: root)
+                try store.requireExisting()
                 let state = try store.loadState()
                 guard let target = try slot.map(parseSlot) ?? state.active else {
                     throw HealthError("no_active_slot", "the slot store at \(root) holds no model")

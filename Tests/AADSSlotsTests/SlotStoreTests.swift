@@ -342,3 +342,32 @@ final class Bench {
         #expect(try await !SlotDrill(executable: nil, gate: lenient).run(.failingHealth).passed)
     }
 }
+
+/// A mistyped root is refused, not created: only an install makes a new store.
+@Suite struct MissingStoreTests {
+    @Test func operationsOnAMissingRootAreRefusedAndCreateNothing() throws {
+        let bench = try Bench("missing-root")
+        let root = bench.store.root
+        let operations: [(String, () throws -> Void)] = [
+            ("activate", { _ = try bench.store.activate() }),
+            ("start", { _ = try bench.store.beginRuntimeStart() }),
+            ("mark-healthy", { _ = try bench.store.markHealthPassed() }),
+            ("commit", { _ = try bench.store.commit() }),
+            ("rollback", { _ = try bench.store.rollback(reason: "test") }),
+            ("status", { _ = try bench.store.status() }),
+            ("active", { _ = try bench.store.activeBundlePath() }),
+        ]
+        for (name, operation) in operations {
+            let error = try #require(throws: SlotError.self, "\(name)") { try operation() }
+            #expect(error.kind == .notFound, "\(name)")
+            #expect(error.message.contains(root), "\(name)")
+            #expect(!FileManager.default.fileExists(atPath: root), "\(name) created \(root)")
+        }
+        // A regular file is no store either.
+        #expect(FileManager.default.createFile(atPath: root, contents: Data()))
+        #expect(throws: SlotError(.notFound, "\(root) is not a slot store directory")) { try bench.store.status() }
+        try FileManager.default.removeItem(atPath: root)
+        try bench.install("1.0.0")
+        #expect(try bench.store.status().state.active == .a)
+    }
+}
