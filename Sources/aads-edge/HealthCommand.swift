@@ -40,6 +40,9 @@ struct HealthCommand: ParsableCommand {
         do {
             let check = HealthCheck(policy: try ConfigPaths.healthPolicy(named: policy), threads: threads)
             if let bundle {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: bundle, isDirectory: &isDirectory), isDirectory.boolValue
+                else { throw HealthError("not_found", "no such bundle directory: \(bundle)") }
                 if writeBaseline {
                     let metrics = try check.measure(bundleDirectory: bundle)
                     try BaselineWriter.write(metrics, bundleDirectory: bundle)
@@ -91,7 +94,9 @@ struct HealthCommand: ParsableCommand {
     }
 
     func parseSlot(_ text: String) throws -> SlotID {
-        guard let slot = SlotID(rawValue: text) else { throw ValidationError("--slot must be a or b") }
+        guard let slot = SlotID(rawValue: text) else {
+            throw SlotError(.badArgument, "--slot must be a or b, got \(text)")
+        }
         return slot
     }
 }

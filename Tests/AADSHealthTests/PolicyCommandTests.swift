@@ -58,3 +58,25 @@ import Testing
         #expect(r.status == 2)  // the empty store holds no model
     }
 }
+
+/// `health` arguments that cannot run: exit 2 with a usage or not-found code.
+@Suite struct HealthArgumentTests {
+    @Test func aMissingBundleOrAnUnknownSlotCannotRun() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: EvaluateCommandTests.binary), "aads-edge not built")
+        let s = Scratch()
+        defer { s.cleanup() }
+        let tests = PolicyCommandTests()
+        let policy = URL(fileURLWithPath: factoryBundle).deletingLastPathComponent().path + "/health.json"
+        let missing = s.path + "/no-bundle"
+        let bundle = try tests.run(["health", "--bundle", missing, "--policy", policy, "--json"], in: s.path)
+        #expect(bundle.status == 2)
+        #expect(try tests.error(bundle.stdout)["code"] == "not_found")
+        #expect(try tests.error(bundle.stdout)["message"]?.contains(missing) == true)
+
+        try FileManager.default.createDirectory(atPath: s.path + "/store", withIntermediateDirectories: true)
+        let slot = try tests.run(
+            ["health", "--root", s.path + "/store", "--slot", "c", "--policy", policy, "--json"], in: s.path)
+        #expect(slot.status == 2)
+        #expect(try tests.error(slot.stdout)["code"] == "bad_argument")
+    }
+}
