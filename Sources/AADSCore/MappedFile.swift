@@ -18,7 +18,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws(Failure) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below as not a regular file.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw Failure(path: path, reason: Self.lastError()) }
         defer { close(fd) }
         var info = stat()

@@ -25,11 +25,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Maps `path` and validates its header. Every tensor must lie inside the file, have a supported
     /// dtype and a byte length equal to its element count times the element size.
     public init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw DiagnosisError.missingFile(path) }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DiagnosisError.badTensor("cannot stat \(path)") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw DiagnosisError.badTensor("\(path) is not a regular file") }
         let size = Int(info.st_size)
         guard size >= 8 else { throw DiagnosisError.badTensor("\(path): too short for a safetensors file") }
         guard let mapped = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapped != MAP_FAILED else {

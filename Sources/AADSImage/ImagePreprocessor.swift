@@ -364,9 +364,10 @@ public final class ImagePreprocessor {
         ImageError(.tooLarge, "file is \(bytes) bytes, above the limit of \(options.limits.maxFileBytes)")
     }
 
-    /// Reads a whole file into `fileBuffer`, refusing files above the size limit before reading them.
+    /// Reads a whole file into `fileBuffer`, refusing files above the size limit before reading them and
+    /// anything but a regular file (opened with `O_NONBLOCK`, so a FIFO is refused instead of blocking).
     private func readFile(_ path: String) throws -> Int {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { throw ImageError(.unreadable, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var status = stat()
@@ -374,6 +375,7 @@ public final class ImagePreprocessor {
             throw ImageError(.unreadable, "cannot stat \(path): \(String(cString: strerror(errno)))")
         }
         if (status.st_mode & S_IFMT) == S_IFDIR { throw ImageError(.unreadable, "\(path) is a directory") }
+        if (status.st_mode & S_IFMT) != S_IFREG { throw ImageError(.unreadable, "\(path) is not a regular file") }
         let limit = options.limits.maxFileBytes
         let expected = Int(status.st_size)
         if expected > limit { throw fileTooLarge(expected) }

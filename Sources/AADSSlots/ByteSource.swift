@@ -28,14 +28,15 @@ public struct DataByteSource: ByteSource {
     }
 }
 
-/// A regular file opened read-only (never following a symlink); closed on deinit.
+/// A regular file opened read-only (never following a symlink, and with `O_NONBLOCK` so a FIFO is refused
+/// instead of blocking the open); closed on deinit.
 public final class FileByteSource: ByteSource {
     public let path: String
     public let count: UInt64
     private let fd: Int32
 
     public init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
             throw SlotError(.ioError, "cannot open \(path): \(String(cString: strerror(errno)))")
         }
