@@ -6,7 +6,7 @@ import Foundation
 /// Bundle rejections (all raised before anything is written to a slot):
 /// `unknown_key`, `revoked_key`, `bad_signature` (also a manifest changed after signing),
 /// `hash_mismatch`, `size_mismatch`, `unlisted_file`, `missing_file`, `unsafe_path`, `unsafe_entry`,
-/// `unsupported_entry`, `duplicate_entry`, `too_large`, `truncated_archive`, `bad_archive`,
+/// `unsupported_entry`, `duplicate_entry`, `too_large`, `truncated_archive`, `trailing_data`, `bad_archive`,
 /// `bad_manifest`, `downgrade`. Store failures: `disk_full`, `io_error`, `trial_active`,
 /// `no_installed_slot`, `no_trial`, `no_fallback`, `no_active_slot`, `would_overwrite_last_good`,
 /// `bad_state`, `integrity_failed`, `bad_key`, `no_trusted_keys`, `bad_argument`, `not_found` (no store
@@ -26,6 +26,7 @@ public struct SlotError: CodedError, Equatable {
         case duplicateEntry = "duplicate_entry"
         case tooLarge = "too_large"
         case truncatedArchive = "truncated_archive"
+        case trailingData = "trailing_data"
         case badArchive = "bad_archive"
         case badManifest = "bad_manifest"
         case downgrade = "downgrade"

@@ -39,7 +39,8 @@ public struct BundleLimits: Sendable, Equatable {
 /// links, devices and FIFOs (`unsafe_entry`), pax extended headers and GNU long names
 /// (`unsupported_entry`: bundle paths fit the 255-byte ustar name+prefix), absolute paths and `..`
 /// (`unsafe_path`), repeated paths (`duplicate_entry`), sizes and entry counts beyond the limits
-/// (`too_large`) and archives that end early (`truncated_archive`). It never trusts a size field
+/// (`too_large`), archives that end early (`truncated_archive`) and anything but zero padding after the
+/// end-of-archive marker (`trailing_data`). It never trusts a size field
 /// further than the archive's real length.
 public enum Ustar {
     public static let blockSize = 512
@@ -61,7 +62,10 @@ public enum Ustar {
             guard header.count == blockSize else {
                 throw SlotError(.truncatedArchive, "short read of the header at byte \(offset)")
             }
-            if header.allSatisfy({ $0 == 0 }) { break }
+            if header.allSatisfy({ $0 == 0 }) {
+                try checkNothingFollows(source, marker: offset, length: length)
+                break
+            }
             try checkChecksum(header, at: offset)
             let magic = Array(header[257..<263])
             let version = Array(header[263..<265])
@@ -125,6 +129,22 @@ public enum Ustar {
         }
         try checkTree(entries.map { ($0.path, $0.kind) })
         return entries
+    }
+
+    /// After the end-of-archive marker only zero padding may follow (tar pads to its record size);
+    /// any other byte is data a reader of the archive would never see: `trailing_data`.
+    private static func checkNothingFollows(_ source: any ByteSource, marker: UInt64, length: UInt64) throws {
+        var offset = marker + UInt64(blockSize)
+        while offset < length {
+            let chunk = try source.read(at: offset, count: Int(min(UInt64(1 << 16), length - offset)))
+            guard !chunk.isEmpty else { return }
+            if let index = chunk.firstIndex(where: { $0 != 0 }) {
+                let at = offset + UInt64(index - chunk.startIndex)
+                throw SlotError(
+                    .trailingData, "data at byte \(at) after the end-of-archive marker at byte \(marker)")
+            }
+            offset += UInt64(chunk.count)
+        }
     }
 
     private static func advance(_ offset: UInt64, size: UInt64, length: UInt64) throws -> UInt64 {

@@ -85,6 +85,23 @@ import Testing
         #expect(code { try Ustar.read(DataByteSource(archive)) } == "duplicate_entry")
     }
 
+    @Test func dataAfterTheEndOfArchiveMarkerIsRefused() throws {
+        let good = try Data(contentsOf: URL(fileURLWithPath: Fixture.bundles + "/good.tar"))
+        #expect(code { try Ustar.read(DataByteSource(good + Data(count: 4096))) } == nil)  // zero padding
+        #expect(code { try Ustar.read(DataByteSource(good + Data("appended".utf8))) } == "trailing_data")
+        // Garbage inside the record padding, right after the marker's first block.
+        let marker = Int(try #require(Ustar.read(DataByteSource(good)).last).dataOffset + 512)
+        var inside = good
+        inside[inside.startIndex + marker + 600] = 0x41
+        #expect(code { try Ustar.read(DataByteSource(inside)) } == "trailing_data")
+        // The whole bundle is refused, before anything is verified or written.
+        let path = Fixture.tempDir("trailing") + "/trailing.tar"
+        defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
+        try (good + Data(repeating: 0x55, count: 700)).write(to: URL(fileURLWithPath: path))
+        let verifier = try BundleVerifier(trustedDirectory: Fixture.trusted)
+        #expect(code { try verifier.verify(path: path) } == "trailing_data")
+    }
+
     @Test func everyTruncationOfAGoodArchiveIsRefusedCleanly() throws {
         let good = try Data(contentsOf: URL(fileURLWithPath: Fixture.bundles + "/good.tar"))
         let end = try #require(Ustar.read(DataByteSource(good)).last).dataOffset
