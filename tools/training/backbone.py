@@ -8,7 +8,6 @@ for bit (`--rounding onnxruntime`), so features computed here are the device's f
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 
 import numpy as np

@@ -25,6 +25,7 @@ def fit_router(F: np.ndarray, y: np.ndarray, n_crops: int, negatives: np.ndarray
     which keeps the router unsure of what is no crop at all. Returns W [crops, D], b [crops] on raw features."""
     import jax
     import jax.numpy as jnp
+    import optax
 
     mu, sd = F.mean(0), F.std(0) + 1e-3
     X = (F - mu) / sd
@@ -44,8 +45,6 @@ def fit_router(F: np.ndarray, y: np.ndarray, n_crops: int, negatives: np.ndarray
     def step(p, s, xb, tb):
         g = jax.grad(loss)(p, xb, tb)
         u, s = opt.update(g, s, p)
-        import optax
-
         return optax.apply_updates(p, u), s
 
     rng = np.random.default_rng(seed)
@@ -86,37 +85,31 @@ def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.
     opt = optax.adamw(schedule, weight_decay=1e-4)
     state = opt.init(params)
 
-    def loss(p, sb, yb):
-        f = tail(p["lora"], sb) if use_lora else tail(jax.lax.stop_gradient(p["lora"]), sb)
-        z = ((f - mu_j) / sd_j) @ p["proj_w"].T + p["proj_b"]
+    if use_lora:
+        inputs = S
+
+        def features(p, batch):
+            return tail(p["lora"], batch)
+    else:  # the frozen tail's features never change: they are F0
+        inputs = np.asarray(F0, np.float32)
+
+        def features(p, batch):
+            return batch
+
+    def loss(p, batch, yb):
+        z = ((features(p, batch) - mu_j) / sd_j) @ p["proj_w"].T + p["proj_b"]
         logits = z @ p["cls_w"].T + p["cls_b"]
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
     @jax.jit
-    def step(p, s, sb, yb):
-        value, g = jax.value_and_grad(loss)(p, sb, yb)
-        if not use_lora:
-            g = {**g, "lora": jax.tree_util.tree_map(jnp.zeros_like, g["lora"])}
+    def step(p, s, batch, yb):
+        value, g = jax.value_and_grad(loss)(p, batch, yb)
         u, s = opt.update(g, s, p)
         return optax.apply_updates(p, u), s, value
 
-    if not use_lora:  # the frozen tail's features never change: compute them once
-        frozen = np.asarray(F0, np.float32)
-
-        def loss(p, fb, yb):  # noqa: F811
-            z = ((fb - mu_j) / sd_j) @ p["proj_w"].T + p["proj_b"]
-            return optax.softmax_cross_entropy_with_integer_labels(z @ p["cls_w"].T + p["cls_b"], yb).mean()
-
-        @jax.jit
-        def step(p, s, fb, yb):  # noqa: F811
-            value, g = jax.value_and_grad(loss)(p, fb, yb)
-            u, s = opt.update(g, s, p)
-            return optax.apply_updates(p, u), s, value
-
     for epoch in range(epochs):
         for idx in _batches(rng, len(S), 64):
-            batch = jnp.asarray(frozen[idx]) if not use_lora else jnp.asarray(S[idx])
-            params, state, value = step(params, state, batch, jnp.asarray(y[idx]))
+            params, state, value = step(params, state, jnp.asarray(inputs[idx]), jnp.asarray(y[idx]))
         if progress:
             progress(epoch + 1, float(value))
     pw = np.asarray(params["proj_w"]) / sd

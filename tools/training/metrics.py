@@ -10,7 +10,6 @@ import shutil
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 from safetensors.numpy import save_file
 
 from . import fit
