@@ -61,6 +61,8 @@ public enum IntegrityLevel: Sendable {
 /// Options for a store (and in test builds an injected fault, whose default reads the environment).
 public struct SlotStoreOptions: Sendable {
     public var limits: BundleLimits
+    /// How long an operation waits for the store lock held by another process before failing with `io_error`.
+    public var lockTimeoutSeconds: Double = 30
     #if AADS_TEST_HOOKS
         /// Staging writes fail with ENOSPC once this many bytes were written (tests).
         public var diskFullAfterBytes: UInt64?
@@ -510,8 +512,16 @@ public struct SlotStore: Sendable {
             throw SlotError(.ioError, "cannot open \(root)/.lock: \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
-        while flock(fd, LOCK_EX) != 0 {
-            if errno != EINTR { throw SlotError(.ioError, "cannot lock \(root)") }
+        let deadline = Date().addingTimeInterval(options.lockTimeoutSeconds)
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            guard errno == EWOULDBLOCK else { throw SlotError(.ioError, "cannot lock \(root)") }
+            guard Date() < deadline else {
+                throw SlotError(
+                    .ioError,
+                    "the slot store \(root) is locked by another process (waited \(options.lockTimeoutSeconds) s)")
+            }
+            usleep(20_000)
         }
         return try body()
     }
