@@ -162,6 +162,9 @@ public struct DeviceConfig: Sendable, Equatable {
             throw ConfigError("", "not valid JSON")
         }
         guard case .object(let object) = root else { throw ConfigError("", "expected a JSON object at the top level") }
+        if let duplicate = JSONDuplicateKeys.first(in: data) {
+            throw ConfigError(duplicate, "duplicate key")
+        }
         var c = DeviceConfig.defaults
         let r = ConfigReader(object, path: "")
         c.spoolDir = try r.string("spool_dir", c.spoolDir)
@@ -198,7 +201,7 @@ public struct DeviceConfig: Sendable, Equatable {
             if !c.capture.command.contains("{path}") {
                 throw ConfigError(cap.key("command"), "must contain {path}")
             }
-            c.capture.timeoutSeconds = try cap.double("timeout_s", c.capture.timeoutSeconds, min: 0.1)
+            c.capture.timeoutSeconds = try cap.double("timeout_s", c.capture.timeoutSeconds, min: 0.1, max: 3_600)
             try cap.finish()
         }
         if let q = try r.object("queue") {
@@ -278,11 +281,12 @@ final class ConfigReader {
 
     func key(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
 
-    /// The value, or nil when absent or JSON null.
-    private func raw(_ name: String) -> JSONValue? {
+    /// The value, or nil when absent. JSON null is refused: it would otherwise silently mean the default
+    /// (only `optionalLine` gives null a meaning).
+    private func raw(_ name: String) throws -> JSONValue? {
         seen.insert(name)
         guard let value = object[name] else { return nil }
-        if case .null = value { return nil }
+        if case .null = value { throw ConfigError(key(name), "must not be null (leave the key out for the default)") }
         return value
     }
 
@@ -294,26 +298,26 @@ final class ConfigReader {
     }
 
     func object(_ name: String) throws -> ConfigReader? {
-        guard let value = raw(name) else { return nil }
+        guard let value = try raw(name) else { return nil }
         guard case .object(let dict) = value else { throw ConfigError(key(name), "expected an object") }
         return ConfigReader(dict, path: key(name))
     }
 
     func string(_ name: String, _ fallback: String, allowEmpty: Bool = false) throws -> String {
-        guard let value = raw(name) else { return fallback }
+        guard let value = try raw(name) else { return fallback }
         guard case .string(let text) = value else { throw ConfigError(key(name), "expected a string") }
         if !allowEmpty && text.isEmpty { throw ConfigError(key(name), "must not be empty") }
         return text
     }
 
     func bool(_ name: String, _ fallback: Bool) throws -> Bool {
-        guard let value = raw(name) else { return fallback }
+        guard let value = try raw(name) else { return fallback }
         guard case .bool(let b) = value else { throw ConfigError(key(name), "expected true or false") }
         return b
     }
 
     func int(_ name: String, _ fallback: Int, min: Int, max: Int) throws -> Int {
-        guard let value = raw(name) else { return fallback }
+        guard let value = try raw(name) else { return fallback }
         guard case .number(let d) = value, d.isFinite, d.rounded() == d, abs(d) < 9.0e15 else {
             throw ConfigError(key(name), "expected an integer")
         }
@@ -325,7 +329,7 @@ final class ConfigReader {
     func double(_ name: String, _ fallback: Double, min: Double, max: Double = .greatestFiniteMagnitude) throws
         -> Double
     {
-        guard let value = raw(name) else { return fallback }
+        guard let value = try raw(name) else { return fallback }
         guard case .number(let v) = value, v.isFinite else { throw ConfigError(key(name), "expected a number") }
         guard v >= min, v <= max else {
             let range = max == .greatestFiniteMagnitude ? "at least \(min)" : "between \(min) and \(max)"
@@ -353,7 +357,7 @@ final class ConfigReader {
 
     func choice<T: RawRepresentable & CaseIterable>(_ name: String, _ fallback: T) throws -> T
     where T.RawValue == String {
-        guard let value = raw(name) else { return fallback }
+        guard let value = try raw(name) else { return fallback }
         let options = T.allCases.map(\.rawValue).joined(separator: ", ")
         guard case .string(let text) = value else { throw ConfigError(key(name), "expected one of \(options)") }
         guard let parsed = T(rawValue: text) else {
@@ -361,4 +365,53 @@ final class ConfigReader {
         }
         return parsed
     }
+}
+
+/// Finds a key repeated within one JSON object (JSON parsers keep one of them silently). Runs on text that
+/// already parsed as JSON; returns the repeated key's path (`capture.timeout_s`), or nil.
+enum JSONDuplicateKeys {
+    static func first(in data: Data) -> String? {
+        let bytes = [UInt8](data)
+        // One frame per open object or array: the object's path and the keys seen in it (nil for arrays).
+        var frames: [(path: String, keys: Set<String>?, lastKey: String?)] = []
+        var i = 0
+        while i < bytes.count {
+            let byte = bytes[i]
+            switch byte {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                var path = ""
+                if let top = frames.last {
+                    path = top.keys == nil ? top.path : join(top.path, top.lastKey ?? "")
+                }
+                frames.append((path, byte == UInt8(ascii: "{") ? [] : nil, nil))
+                i += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                if !frames.isEmpty { frames.removeLast() }
+                i += 1
+            case UInt8(ascii: "\""):
+                var end = i + 1
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
+                    end += bytes[end] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                let literal = Data(bytes[i...min(end, bytes.count - 1)])
+                var next = end + 1
+                while next < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[next]) { next += 1 }
+                if next < bytes.count, bytes[next] == UInt8(ascii: ":"), let top = frames.indices.last,
+                    frames[top].keys != nil
+                {
+                    let key =
+                        (try? JSONDecoder().decode(String.self, from: literal))
+                        ?? String(decoding: literal, as: UTF8.self)
+                    if frames[top].keys?.insert(key).inserted == false { return join(frames[top].path, key) }
+                    frames[top].lastKey = key
+                }
+                i = end + 1
+            default:
+                i += 1
+            }
+        }
+        return nil
+    }
+
+    private static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : path + "." + key }
 }

@@ -74,6 +74,28 @@ import Testing
         #expect(decodeError(#"{"spool_dir": "#) == "not valid JSON")
     }
 
+    @Test func duplicateKeysNullsAndAbsurdTimeoutsAreRefused() {
+        #expect(decodeError(#"{"spool_dir": "/a", "spool_dir": "/b"}"#) == "spool_dir: duplicate key")
+        #expect(
+            decodeError(#"{"capture": {"timeout_s": 5, "command": "x {path}", "timeout_s": 9}}"#)
+                == "capture.timeout_s: duplicate key")
+        #expect(
+            decodeError(#"{"gpio": {"lines": {"green": 5, "gr\u0065en": 6}}}"#) == "gpio.lines.green: duplicate key")
+        #expect(
+            decodeError(#"{"spool_dir": null}"#) == "spool_dir: must not be null (leave the key out for the default)")
+        #expect(decodeError(#"{"metrics": null}"#) == "metrics: must not be null (leave the key out for the default)")
+        #expect(
+            decodeError(#"{"capture": {"timeout_s": 1e308}}"#)
+                == "capture.timeout_s: must be between 0.1 and 3600.0, got 1e+308")
+        // Key-like text inside a string value is no key.
+        #expect(
+            (try? DeviceConfig.decode(
+                Data(
+                    #"{"spool_dir": "/s", "metrics": {"file": "spool_dir: x, \"a\": 1"}, "queue": {"capacity": 3}}"#
+                        .utf8)))
+                != nil)
+    }
+
     @Test func errorHasStableCode() {
         #expect(throws: ConfigError.self) { try DeviceConfig.load(path: "/nonexistent/device.json") }
         #expect(ConfigError("a.b", "bad").code == "bad_config")
