@@ -141,7 +141,8 @@ import Testing
             (["--bundle", factoryBundle, s.path + "/empty"], "no_images"),
             (["--bundle", factoryBundle, s.path + "/root", "--ood", s.path + "/empty"], "no_images"),
             (["--bundle", s.path, s.path + "/root"], "missing_file"),
-            (["--slots", s.path + "/no-store", s.path + "/root"], "no_active_slot"),
+            (["--slots", s.path + "/no-store", s.path + "/root"], "not_found"),
+            (["--slots", s.path + "/empty/x", s.path + "/root"], "no_active_slot"),
         ]
         for (arguments, code) in cases {
             let result = try run(["evaluate", "--json"] + arguments)
