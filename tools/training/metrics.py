@@ -62,7 +62,7 @@ class Pipeline:
             return np.concatenate([np.asarray(tail(lora, jnp.asarray(S[i:i + 128]))) for i in range(0, len(S), 128)])
         return self.bb.tail_features(self.sessions[crop], S)
 
-    def decide(self, F, S, accept_all=False) -> list[dict]:
+    def decide(self, F, S) -> list[dict]:
         probs = fit.softmax(F @ self.router_w.T + self.router_b)
         best = probs.argmax(1)
         rows = [{"crop": self.crops[b], "crop_confidence": float(probs[i, b])} for i, b in enumerate(best)]
@@ -87,9 +87,7 @@ class Pipeline:
                 r["mahalanobis"] = float(d2[j])
                 r["threshold"] = float(a["thresholds"][pred[j]]) if "thresholds" in a else float("inf")
         for r in rows:
-            if accept_all:
-                r["decision"] = "diagnosis"
-            elif r["crop_confidence"] < self.threshold:
+            if r["crop_confidence"] < self.threshold:
                 r["decision"] = "unknown_crop"
             elif r["mahalanobis"] > r["threshold"]:
                 r["decision"] = "ood"
@@ -106,8 +104,9 @@ def label_of(row: dict) -> str:
     return "error"
 
 
-def accuracy(rows, photos) -> float:
-    return float(np.mean([label_of(r) == p.label for r, p in zip(rows, photos)])) if photos else float("nan")
+def accuracy_without_rejection(rows, photos) -> float:
+    """Share of photos whose predicted crop and disease are right, whatever the decision."""
+    return float(np.mean([f"{r.get('crop')}/{r.get('disease')}" == p.label for r, p in zip(rows, photos)]))
 
 
 def summary(rows, photos) -> dict:
