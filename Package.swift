@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "CLibJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .systemLibrary(name: "CMalloc"),
-        .target(name: "AADSCore", dependencies: ["CMalloc"]),
+        .target(name: "AADSCore", dependencies: ["CMalloc"], swiftSettings: testHooks),
 
         // Layer 1: image, inference, slots.
         .target(name: "AADSImage", dependencies: ["CTurboJPEG", "CLibJPEG", "AADSCore"]),

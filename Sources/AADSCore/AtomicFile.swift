@@ -74,6 +74,28 @@ public enum AtomicFile {
         guard fd >= 0 else { throw FileIOError.errno("cannot open directory", directory) }
         defer { close(fd) }
         guard fsync(fd) == 0 else { throw FileIOError.errno("cannot fsync directory", directory) }
+        #if AADS_TEST_HOOKS
+            DurabilityTrace.record(.syncedDirectory(directory))
+        #endif
+    }
+
+    /// Creates `directory` and any missing parents, fsyncing each new directory's parent so the new
+    /// entries survive a power cut. An existing directory is left as it is.
+    public static func createDirectory(_ directory: String, mode: mode_t = 0o755) throws {
+        var missing: [String] = []
+        var path = directory
+        var isDirectory: ObjCBool = false
+        while !path.isEmpty, path != "/", !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            missing.append(path)
+            path = (path as NSString).deletingLastPathComponent
+        }
+        for path in missing.reversed() {
+            guard mkdir(path, mode) == 0 || Glibc.errno == EEXIST else {
+                throw FileIOError.errno("cannot create directory", path)
+            }
+            let parent = (path as NSString).deletingLastPathComponent
+            try syncDirectory(parent.isEmpty ? "." : parent)
+        }
     }
 
     /// Writes every byte of `data` to `fd`, retrying on short writes and EINTR.
@@ -96,13 +118,27 @@ public enum AtomicFile {
 
 /// An append-only file of lines, each write fsync'd before returning (used for event journals).
 public enum DurableLog {
-    /// Appends one line (a trailing newline is added) and fsyncs the file.
+    /// Appends one line (a trailing newline is added) and fsyncs the file; the append that creates
+    /// the file also fsyncs its directory, so the new file survives a power cut.
     public static func append(line: String, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        var created = false
+        var fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        if fd < 0 && Glibc.errno == ENOENT {
+            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
+            created = fd >= 0
+            if fd < 0 && Glibc.errno == EEXIST { fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC) }
+        }
         guard fd >= 0 else { throw FileIOError.errno("cannot open", path) }
         defer { close(fd) }
         try AtomicFile.writeAll(fd: fd, data: Data((line + "\n").utf8), path: path)
         guard fsync(fd) == 0 else { throw FileIOError.errno("cannot fsync", path) }
+        if created {
+            #if AADS_TEST_HOOKS
+                DurabilityTrace.record(.createdFile(path))
+            #endif
+            let directory = (path as NSString).deletingLastPathComponent
+            try AtomicFile.syncDirectory(directory.isEmpty ? "." : directory)
+        }
     }
 
     /// Reads whole lines; a torn (unterminated) last line is ignored.
@@ -119,3 +155,34 @@ public enum DurableLog {
         return text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
     }
 }
+
+#if AADS_TEST_HOOKS
+    /// Test builds only: the order in which durable operations created files and fsynced directories,
+    /// so tests can check that every new directory entry is followed by an fsync of its directory.
+    public enum DurabilityTrace {
+        public enum Step: Equatable, Sendable {
+            case createdFile(String)
+            case syncedDirectory(String)
+        }
+
+        private static let lock = NSLock()
+        nonisolated(unsafe) private static var steps: [Step] = []
+
+        static func record(_ step: Step) {
+            lock.lock()
+            defer { lock.unlock() }
+            steps.append(step)
+        }
+
+        /// The steps recorded so far that mention a path under `prefix`.
+        public static func steps(under prefix: String) -> [Step] {
+            lock.lock()
+            defer { lock.unlock() }
+            return steps.filter {
+                switch $0 {
+                case .createdFile(let path), .syncedDirectory(let path): path.hasPrefix(prefix)
+                }
+            }
+        }
+    }
+#endif

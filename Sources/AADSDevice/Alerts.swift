@@ -30,6 +30,8 @@ public final class AlertEngine {
     public static let errorRule = "error_rate"
     public static let memoryRule = "memory_growth"
     public static let accuracyRule = "accuracy_drop"
+    /// Raised by the service (not by this engine) when the slot store's state file had to be restored or rebuilt.
+    public static let stateRecoveredRule = "slot_state_recovered"
 
     public let config: DeviceConfig.Alerts
     /// Latency baseline in ms: the slot's measured baseline when known, else the first full window.

@@ -424,6 +424,13 @@ public final class FieldService: @unchecked Sendable {
                 for transition in alerts.observeHealth(accuracy: accuracy, baseline: baseline) { handle(transition) }
             }
         }
+        if let note = update.stateRecovery {
+            handle(
+                AlertTransition(
+                    alert: Alert(
+                        rule: AlertEngine.stateRecoveredRule, severity: .warning, message: note, value: 1, threshold: 0),
+                    raised: true))
+        }
         if let reason = update.rollbackReason {
             logger.critical("rollback: \(reason)")
             do { try latch.latch(reason: "rollback: \(reason)") } catch { logger.error("cannot latch red: \(error)") }

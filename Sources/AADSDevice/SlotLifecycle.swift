@@ -53,6 +53,8 @@ public struct SlotUpdate {
     public var events: [SlotEventRecord]
     /// Health checks run since the last call.
     public var healthChecks: [HealthCheckRecord]
+    /// Set when the slot store's state file was unusable and was restored or rebuilt: raises an alert.
+    public var stateRecovery: String?
 
     public init(
         serving: ServingModel? = nil, rollbackReason: String? = nil, events: [SlotEventRecord] = [],

@@ -76,7 +76,10 @@ public final class SlotStoreLifecycle: SlotLifecycle {
 
     public func start() throws -> SlotUpdate {
         var update = SlotUpdate()
-        let decision = try store.beginRuntimeStart(verify: .quick)
+        // Every payload byte of the slot about to serve is re-hashed once per start: a corrupt slot rolls
+        // back to an intact fallback instead of serving.
+        let decision = try store.beginRuntimeStart(verify: .deep)
+        update.stateRecovery = decision.stateRecovery
         guard let slot = decision.slot, let path = decision.bundlePath else {
             throw SlotError(
                 .noActiveSlot, "the slot store at \(config.slotRoot) holds no model: install a bundle first")

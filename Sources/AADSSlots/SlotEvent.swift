@@ -37,6 +37,10 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         public static let rollback = Kind(rawValue: "rollback")
         /// Repair of an install a crash interrupted.
         public static let recover = Kind(rawValue: "recover")
+        /// `state.json` was unusable; the previous generation (`state.json.prev`) was restored.
+        public static let stateRestored = Kind(rawValue: "state_restored")
+        /// Both state files were unusable; the state was rebuilt from the verified slots.
+        public static let stateRebuilt = Kind(rawValue: "state_rebuilt")
     }
 
     public var event: Kind

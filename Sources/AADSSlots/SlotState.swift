@@ -123,7 +123,8 @@ public struct StoreState: Codable, Sendable, Equatable {
             let state = self[active].state
             if state != .good && state != .trial { problems.append("active slot \(active) is \(state.rawValue)") }
             if state == .trial && trial?.slot != active { problems.append("trial slot \(active) has no trial record") }
-        } else if a.effectiveState != .empty || b.effectiveState != .empty || trial != nil {
+        } else if [a, b].contains(where: { $0.effectiveState != .empty && $0.state != .bad }) || trial != nil {
+            // Without an active slot, a slot may only be empty or bad (a rebuild found nothing that verifies).
             problems.append("no active slot but slots are not empty")
         }
         if let trial {

@@ -18,8 +18,10 @@ public struct StartDecision: Sendable, Equatable {
     /// Whether the slot is on trial (then `attemptsLeft` starts remain after this one).
     public let trial: Bool
     public let attemptsLeft: Int?
-    /// Set when this start rolled back (crash loop, corrupt trial slot) before choosing `slot`.
+    /// Set when this start rolled back (crash loop, corrupt slot) before choosing `slot`.
     public let rollback: RollbackResult?
+    /// Set when this start found `state.json` unusable and restored or rebuilt it (journaled; worth an alert).
+    public var stateRecovery: String? = nil
 }
 
 /// The outcome of a rollback, journaled with its reason and duration.
@@ -63,18 +65,26 @@ public struct SlotStoreOptions: Sendable {
     public var limits: BundleLimits
     /// How long an operation waits for the store lock held by another process before failing with `io_error`.
     public var lockTimeoutSeconds: Double = 30
+    /// The keys that verify the slots when the state must be rebuilt from them (both state files lost);
+    /// nil: the keys of `TrustedKeys.defaultDirectory()`.
+    public var trustedKeys: TrustedKeys?
     #if AADS_TEST_HOOKS
         /// Staging writes fail with ENOSPC once this many bytes were written (tests).
         public var diskFullAfterBytes: UInt64?
 
         public init(
-            limits: BundleLimits = .default, diskFullAfterBytes: UInt64? = InjectedFaults.diskFullAfterBytes
+            limits: BundleLimits = .default, trustedKeys: TrustedKeys? = nil,
+            diskFullAfterBytes: UInt64? = InjectedFaults.diskFullAfterBytes
         ) {
             self.limits = limits
+            self.trustedKeys = trustedKeys
             self.diskFullAfterBytes = diskFullAfterBytes
         }
     #else
-        public init(limits: BundleLimits = .default) { self.limits = limits }
+        public init(limits: BundleLimits = .default, trustedKeys: TrustedKeys? = nil) {
+            self.limits = limits
+            self.trustedKeys = trustedKeys
+        }
     #endif
 }
 
@@ -109,20 +119,9 @@ public struct SlotStore: Sendable {
 
     // MARK: reading
 
-    /// Reads `state.json` (a fresh state when there is none). Throws `bad_state` if it does not parse.
-    public func loadState() throws -> StoreState {
-        guard let data = FileManager.default.contents(atPath: statePath) else {
-            if FileManager.default.fileExists(atPath: statePath) {
-                throw SlotError(.ioError, "cannot read \(statePath)")
-            }
-            return StoreState()
-        }
-        do {
-            return try JSONDecoder().decode(StoreState.self, from: data)
-        } catch {
-            throw SlotError(.badState, "\(statePath) does not parse")
-        }
-    }
+    /// The state to work on: `state.json`, else the generation before it, else one rebuilt from the
+    /// verified slots (see `readState`). Reading repairs nothing on disk; the next locked operation does.
+    public func loadState() throws -> StoreState { try readState().state }
 
     /// Throws `not_found` unless the root is an existing directory (only an install creates a store).
     public func requireExisting() throws {
@@ -133,20 +132,27 @@ public struct SlotStore: Sendable {
         guard isDirectory.boolValue else { throw SlotError(.notFound, "\(root) is not a slot store directory") }
     }
 
-    /// The active slot's bundle directory, nil for an empty store; `not_found` for a missing root.
+    /// The active slot's bundle directory once every file re-hashes to its manifest (`integrity_failed`
+    /// otherwise: a corrupt slot is never served), nil for an empty store; `not_found` for a missing root.
     public func activeBundlePath() throws -> String? {
         try requireExisting()
-        return try loadState().active.map(bundlePath)
+        let state = try loadState()
+        guard let active = state.active else { return nil }
+        do { try checkIntegrity(active, record: state[active], level: .deep) } catch let error as SlotError {
+            throw SlotError(
+                error.kind, error.message + " (`aads-edge health --root \(root)` rolls back to the fallback)")
+        }
+        return bundlePath(active)
     }
 
     /// The status report (`slot status`); `not_found` for a missing root.
     public func status(lastEvents: Int = 10) throws -> SlotStatus {
         try requireExisting()
-        let state = try loadState()
+        let (state, origin) = try readState()
         let events = journal.read()
         let journalGeneration = events.map(\.generation).max() ?? 0
         var status = SlotStatus(
-            state: state, events: Array(events.suffix(max(0, lastEvents))),
+            state: state, origin: origin, events: Array(events.suffix(max(0, lastEvents))),
             staleState: journalGeneration > state.generation, violations: state.violations())
         status.models = try installedModels()
         return status
@@ -207,6 +213,16 @@ public struct SlotStore: Sendable {
             let target = state.active?.other ?? .a
             if state[target].state == .good, let active = state.active, state[active].state != .good {
                 throw SlotError(.wouldOverwriteLastGood, "slot \(target) holds the only good bundle")
+            }
+            if state[target].state == .good, let active = state.active {
+                // Never overwrite the intact fallback while the serving slot is corrupt.
+                do { try checkIntegrity(active, record: state[active], level: .deep) } catch {
+                    let message = (error as? SlotError)?.message ?? "\(error)"
+                    throw SlotError(
+                        .integrityFailed,
+                        "active slot \(active) fails its integrity check (\(message)); slot \(target) holds the only "
+                            + "intact good bundle: roll back before installing")
+                }
             }
             let floor = state.floor.flatMap(SemVer.init)
             let bundle: VerifiedBundle
@@ -341,10 +357,11 @@ public struct SlotStore: Sendable {
     /// also checks the slot's files, rolling back from a corrupt slot when a good fallback exists.
     public func beginRuntimeStart(verify level: IntegrityLevel? = .quick) throws -> StartDecision {
         try withLock {
-            var state = try recover()
+            var (state, recovery) = try recoverNoting()
             guard let active = state.active else {
                 return StartDecision(
-                    slot: nil, bundlePath: nil, version: nil, trial: false, attemptsLeft: nil, rollback: nil)
+                    slot: nil, bundlePath: nil, version: nil, trial: false, attemptsLeft: nil, rollback: nil,
+                    stateRecovery: recovery)
             }
             var rollback: RollbackResult?
             if let level {
@@ -378,7 +395,7 @@ public struct SlotStore: Sendable {
             guard let slot = state.active else { throw SlotError(.noActiveSlot, "no active slot") }
             return StartDecision(
                 slot: slot, bundlePath: bundlePath(slot), version: state[slot].version, trial: state.trial != nil,
-                attemptsLeft: state.trial?.attemptsLeft, rollback: rollback)
+                attemptsLeft: state.trial?.attemptsLeft, rollback: rollback, stateRecovery: recovery)
         }
     }
 
@@ -499,10 +516,8 @@ public struct SlotStore: Sendable {
     /// root; every other operation refuses it with `not_found`, so a mistyped root creates nothing.
     func withLock<T>(creating: Bool = false, _ body: () throws -> T) throws -> T {
         if creating {
-            do {
-                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            } catch {
-                throw SlotError(.ioError, "cannot create \(root)")
+            do { try AtomicFile.createDirectory(root) } catch {
+                throw SlotError(.ioError, "cannot create \(root): \(AnyCodedError(error).message)")
             }
         } else {
             try requireExisting()
@@ -528,12 +543,19 @@ public struct SlotStore: Sendable {
 
     /// Loads the state and repairs what a crash can leave: an `installing` slot (its files are
     /// removed, the slot becomes `empty`), staging directories and temporary state files.
-    func recover() throws -> StoreState {
-        var state = try loadState()
+    func recover() throws -> StoreState { try recoverNoting().state }
+
+    /// `recover()`, also persisting and journaling a state restored from `state.json.prev` or rebuilt
+    /// from the slots; `recovery` then says what happened.
+    func recoverNoting() throws -> (state: StoreState, recovery: String?) {
+        var (state, origin) = try readState()
         let fm = FileManager.default
         if let names = try? fm.contentsOfDirectory(atPath: root) {
-            for name in names where name.hasPrefix(".state.json.tmp-") { unlink(root + "/" + name) }
+            for name in names where name.hasPrefix(".state.json.tmp-") || name == ".state.json.prev-tmp" {
+                unlink(root + "/" + name)
+            }
         }
+        let recovery = try persistRecovered(&state, origin: origin)
         var repaired: [String] = []
         for slot in SlotID.allCases {
             if state[slot].state == .installing {
@@ -558,7 +580,7 @@ public struct SlotStore: Sendable {
         guard problems.isEmpty else {
             throw SlotError(.badState, "state.json violates the slot invariants: \(problems.joined(separator: "; "))")
         }
-        return state
+        return (state, recovery)
     }
 
     /// Writes the state atomically with the next generation.
@@ -579,6 +601,7 @@ public struct SlotStore: Sendable {
             }
             CrashPoint.die()
         }
+        keepPreviousGeneration()
         do { try AtomicFile.write(data, to: statePath) } catch { throw SlotError.wrap(error) }
     }
 
@@ -726,6 +749,8 @@ public struct SlotStore: Sendable {
 /// What `slot status` reports.
 public struct SlotStatus {
     public let state: StoreState
+    /// Where `state` came from (not `.current` when state.json was unusable and no operation has repaired it yet).
+    public let origin: StateOrigin
     /// The last journal events.
     public let events: [SlotEvent]
     /// The journal saw a newer generation than state.json holds (a stale copy was restored).
@@ -754,8 +779,9 @@ public struct SlotStatus {
             "active": orNull(state.active?.rawValue), "fallback": orNull(state.fallback?.rawValue),
             "floor": orNull(state.floor), "generation": state.generation,
             "slots": ["a": slotObject(.a), "b": slotObject(.b)], "events": events.map(\.jsonObject),
-            "stale_state": staleState,
+            "stale_state": staleState, "state_origin": origin.name,
         ]
+        if let reason = origin.reason { object["state_origin_reason"] = reason }
         if let trial = state.trial {
             object["trial"] = [
                 "slot": trial.slot.rawValue, "attempts": trial.attempts, "attempts_left": trial.attemptsLeft,

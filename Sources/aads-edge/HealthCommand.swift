@@ -12,7 +12,8 @@ struct HealthCommand: ParsableCommand {
             The golden set runs through the real pipeline; routing accuracy, adapter accuracy, OOD AUROC and \
             false-positive rate, latency, memory and error rate are compared with the previous good slot's \
             figures measured on this device (or the bundle's baseline_metrics) using the thresholds of \
-            health.json. Exit status: 0 pass, 1 fail, 2 could not run.
+            health.json. A serving slot that fails its integrity check is rolled back to an intact good \
+            fallback. Exit status: 0 pass, 1 fail, 2 could not run.
             """)
 
     @Option(help: "Slot to check (default: the active slot).")
@@ -37,6 +38,7 @@ struct HealthCommand: ParsableCommand {
 
     func run() throws {
         let result: HealthReport
+        var rollback: RollbackResult?
         do {
             let check = HealthCheck(policy: try ConfigPaths.healthPolicy(named: policy), threads: threads)
             if let bundle {
@@ -66,13 +68,22 @@ struct HealthCommand: ParsableCommand {
                 result = check.run(
                     bundleDirectory: store.bundlePath(target), store: store, slot: target,
                     reference: reference?.isEmpty == false ? reference : nil)
+                // A corrupt serving slot must not keep serving: fall back to an intact good slot.
+                if let integrity = result.checks.first(where: { $0.name == "integrity" && !$0.passed }),
+                    target == state.active, let fallback = state.fallback, state[fallback].state == .good,
+                    (try? store.checkIntegrity(fallback, level: .deep)) != nil
+                {
+                    rollback = try store.rollback(reason: "integrity: \(integrity.detail)")
+                }
             }
         } catch {
             report(error, json: output.json)
             throw Exit.couldNotRun
         }
         if output.json {
-            print(JSONLine.encode(result.jsonObject))
+            var object = result.jsonObject
+            if let rollback { object["rollback"] = rollbackObject(rollback) }
+            print(JSONLine.encode(object))
         } else {
             for check in result.checks {
                 print("\(check.passed ? "ok  " : "FAIL") \(check.name): \(check.detail)")
@@ -88,6 +99,10 @@ struct HealthCommand: ParsableCommand {
             for line in result.failures where !result.checks.contains(where: { !$0.passed && line.hasPrefix($0.name) })
             { print("FAIL \(line)") }
             for line in result.warnings { print("warn \(line)") }
+            if let rollback {
+                print(
+                    "rolled back \(rollback.from) → \(rollback.to) (\(rollback.toVersion ?? "?")): \(rollback.reason)")
+            }
             print(result.passed ? "health: pass" : "health: fail")
         }
         if !result.passed { throw Exit.failure }

@@ -39,7 +39,9 @@ struct SlotCommand: ParsableCommand {
         func run() throws {
             do {
                 let verifier = try BundleVerifier(trustedDirectory: trusted ?? TrustedKeys.defaultDirectory())
-                let result = try root.store.install(bundle: bundle, verifier: verifier, allowDowngrade: allowDowngrade)
+                // The same keys verify the slots should a lost state.json have to be rebuilt from them.
+                let store = SlotStore(root: root.root, options: SlotStoreOptions(trustedKeys: verifier.trusted))
+                let result = try store.install(bundle: bundle, verifier: verifier, allowDowngrade: allowDowngrade)
                 if output.json {
                     print(
                         JSONLine.encode([
@@ -127,19 +129,24 @@ struct SlotCommand: ParsableCommand {
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Record a runtime start (before loading the model) and print the slot to load.",
-            discussion: "In trial, spends one attempt first; with none left, rolls back (crash loop).")
+            discussion: """
+                In trial, spends one attempt first; with none left, rolls back (crash loop). Every file of the \
+                slot is re-hashed first; a corrupt slot rolls back to an intact good fallback. A lost or \
+                damaged state.json is restored from state.json.prev or rebuilt from the verified slots.
+                """)
 
         @OptionGroup var root: RootOptions
-        @Flag(name: .long, help: "Re-hash every file of the slot instead of checking sizes.") var deep = false
+        @Flag(name: .long, help: "Check file sizes only instead of re-hashing every file.") var quick = false
         @OptionGroup var output: OutputOptions
 
         func run() throws {
             do {
-                let decision = try root.store.beginRuntimeStart(verify: deep ? .deep : .quick)
+                let decision = try root.store.beginRuntimeStart(verify: quick ? .quick : .deep)
                 var object: [String: Any] = [
                     "slot": orNull(decision.slot?.rawValue), "bundle": orNull(decision.bundlePath),
                     "version": orNull(decision.version), "trial": decision.trial,
                     "attempts_left": orNull(decision.attemptsLeft),
+                    "state_recovery": orNull(decision.stateRecovery),
                 ]
                 if let r = decision.rollback {
                     object["rollback"] = rollbackObject(r)
@@ -147,6 +154,7 @@ struct SlotCommand: ParsableCommand {
                 if output.json {
                     print(JSONLine.encode(object))
                 } else if let slot = decision.slot {
+                    if let note = decision.stateRecovery { print("state recovered: \(note)") }
                     if let r = decision.rollback { print("rolled back \(r.from) → \(r.to): \(r.reason)") }
                     print(
                         "load slot \(slot) (\(decision.version ?? "?"))"

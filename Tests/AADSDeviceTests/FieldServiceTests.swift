@@ -236,6 +236,16 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         #expect(!latch.isLatched)
     }
 
+    @Test func aRecoveredSlotStateRaisesAnAlert() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let service = try makeService(dir, lifecycle: RecoveredStateLifecycle(), exitWhenIdle: true)
+        _ = try service.run()
+        let alerts = try service.journal.alerts()
+        #expect(alerts.map(\.rule) == [AlertEngine.stateRecoveredRule])
+        #expect(alerts.first?.message.contains("state.json.prev") == true && alerts.first?.state == "raised")
+    }
+
     @Test func triggerEdgeRunsTheCaptureCommandIntoTheSpool() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
@@ -310,4 +320,19 @@ final class ScriptedLifecycle: SlotLifecycle {
     func abPartner(serving: ServingModel) -> ABPartner? {
         serving.phase == .probation ? ABPartner(diagnoser: baseline, partnerIsCandidate: false) : nil
     }
+}
+
+/// Starts as a store whose state file had to be restored does.
+final class RecoveredStateLifecycle: SlotLifecycle {
+    let model = SyntheticDiagnoser(modelVersion: "1.0.0")
+
+    func start() throws -> SlotUpdate {
+        var update = SlotUpdate(serving: ServingModel(slot: "a", phase: .committed, diagnoser: model))
+        update.stateRecovery = "state.json does not parse: restored the previous generation from state.json.prev"
+        return update
+    }
+
+    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
+    func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
+    func abPartner(serving: ServingModel) -> ABPartner? { nil }
 }

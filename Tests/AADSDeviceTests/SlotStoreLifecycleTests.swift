@@ -115,6 +115,37 @@ import Testing
         #expect(started.rollbackReason?.contains("crash loop") == true)
         #expect(try store.loadState()[.b].state == .bad)
     }
+
+    @Test func aCorruptCommittedSlotIsRolledBackAtStartNotServed() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 3)
+        try store.commit()
+        // One byte of the serving slot's backbone flipped, size unchanged.
+        let victim = store.bundlePath(.b) + "/backbone.onnx"
+        let handle = try #require(FileHandle(forUpdatingAtPath: victim))
+        try handle.seek(toOffset: 4096)
+        let byte = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: 4096)
+        try handle.write(contentsOf: Data([byte ^ 0x01]))
+        try handle.close()
+        let started = try lifecycle().start()
+        #expect(started.serving?.slot == "a")
+        #expect(started.rollbackReason?.hasPrefix("integrity") == true)
+        #expect(try store.loadState()[.b].state == .bad)
+    }
+
+    @Test func aDamagedStateFileIsRestoredAtStartAndReported() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 3)
+        try store.markHealthPassed()
+        try store.commit()
+        try Data("{\"format\": 1, \"gener".utf8).write(to: URL(fileURLWithPath: store.statePath))
+        // The generation before the commit: b in probation, its gate already passed.
+        let started = try lifecycle().start()
+        #expect(started.stateRecovery?.contains("state.json.prev") == true)
+        #expect(started.serving?.slot == "b")
+        #expect(try store.status().origin == .current)
+    }
 }
 
 struct DeviceTestError: Error {}
