@@ -18,6 +18,12 @@ public enum DrillScenario: String, CaseIterable, Sendable {
     /// Power cuts (SIGKILL) at every crash point of install, activate, start, commit, rollback and the
     /// journal; after each the store must satisfy its invariants and recover.
     case powerCut = "power-cut"
+    /// The committed, serving slot corrupted on disk: an install must not overwrite the intact fallback,
+    /// and the next start rolls back to it.
+    case corruptActive = "corrupt-active"
+    /// `state.json` damaged, then lost with its previous generation: the next starts restore it, then
+    /// rebuild it from the verified slots, without lowering the floor.
+    case lostState = "lost-state"
 }
 
 /// The outcome of a drill.
@@ -61,9 +67,10 @@ public struct SlotDrill: Sendable {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir + "/bundles")
         #if AADS_TEST_HOOKS
-            let options = SlotStoreOptions(diskFullAfterBytes: nil)  // no fault injected into the drill's own store
+            // No fault injected into the drill's own store.
+            let options = SlotStoreOptions(trustedKeys: scratch.verifier.trusted, diskFullAfterBytes: nil)
         #else
-            let options = SlotStoreOptions()
+            let options = SlotStoreOptions(trustedKeys: scratch.verifier.trusted)
         #endif
         let store = SlotStore(root: dir + "/root", options: options)
         var log = DrillLog()
@@ -71,6 +78,8 @@ public struct SlotDrill: Sendable {
         switch scenario {
         case .crashLoop: try crashLoop(store, scratch, &log)
         case .corruptSlot: try corruptSlot(store, scratch, &log)
+        case .corruptActive: try corruptActive(store, scratch, &log)
+        case .lostState: try lostState(store, scratch, &log)
         case .failingHealth:
             guard let gate else {
                 return DrillReport(
@@ -148,6 +157,71 @@ public struct SlotDrill: Sendable {
         let state = try store.loadState()
         log.check(state.active == trial.other && state[trial].state == .bad, "corrupt slot marked bad, fallback active")
         log.check(journalHas(store, "rollback", reason: "integrity"), "rollback journaled with reason and duration")
+    }
+
+    private func corruptActive(_ store: SlotStore, _ scratch: ScratchBundles, _ log: inout DrillLog) throws {
+        try store.install(bundle: scratch.makeArchive(version: "1.1.0"), verifier: scratch.verifier)
+        guard let serving = try store.activate(attempts: 3).active else { return }
+        try store.commit()
+        try flipByte(in: store.bundlePath(serving) + "/model.bin")
+        log.check(true, "flipped one byte of the committed, serving slot \(serving) model.bin")
+        let refused: String?
+        do {
+            try store.install(bundle: scratch.makeArchive(version: "1.2.0"), verifier: scratch.verifier)
+            refused = nil
+        } catch let error as SlotError { refused = error.code }
+        log.check(
+            refused == "integrity_failed", "an install into the intact fallback was refused (\(refused ?? "accepted"))")
+        var clock = Stopwatch()
+        let decision = try store.beginRuntimeStart(verify: .deep)
+        try store.checkIntegrity(decision.slot ?? .a, level: .deep)
+        log.rollbackMs = clock.lap()
+        log.check(
+            decision.rollback?.reason.hasPrefix("integrity") == true && decision.version == "1.0.0",
+            "the next start rolled back to the intact 1.0.0")
+        let state = try store.loadState()
+        log.check(
+            state[serving].state == .bad && state.floor == "1.1.0", "corrupt slot marked bad, floor kept at 1.1.0")
+    }
+
+    private func lostState(_ store: SlotStore, _ scratch: ScratchBundles, _ log: inout DrillLog) throws {
+        try store.install(bundle: scratch.makeArchive(version: "1.1.0"), verifier: scratch.verifier)
+        try store.activate(attempts: 3)
+        try store.markHealthPassed()
+        let serving = try store.commit().slot
+        try AtomicFile.write(Data("{\"format\": 1, \"generat".utf8), to: store.statePath)
+        log.check(true, "state.json truncated")
+        var decision = try store.beginRuntimeStart()
+        log.check(
+            decision.stateRecovery?.contains("state.json.prev") == true && decision.slot == serving,
+            "the next start restored the previous generation and serves slot \(serving)")
+        try store.commit()
+        unlink(store.statePath)
+        unlink(store.previousStatePath)
+        log.check(true, "state.json and state.json.prev deleted")
+        var clock = Stopwatch()
+        decision = try store.beginRuntimeStart(verify: .deep)
+        log.rollbackMs = clock.lap()
+        log.check(
+            decision.stateRecovery?.contains("rebuilt") == true && decision.version == "1.1.0",
+            "the next start rebuilt the state from the verified slots and serves 1.1.0")
+        let state = try store.loadState()
+        log.check(state.floor == "1.1.0", "floor kept at 1.1.0")
+        let refused: String?
+        do {
+            try store.install(bundle: scratch.makeArchive(version: "0.9.0"), verifier: scratch.verifier)
+            refused = nil
+        } catch let error as SlotError { refused = error.code }
+        log.check(
+            refused == "downgrade", "no factory install over signed slots: 0.9.0 refused (\(refused ?? "accepted"))")
+        let kinds = Set(store.journal.read().map(\.event))
+        log.check(kinds.isSuperset(of: [.stateRestored, .stateRebuilt]), "both recoveries journaled")
+    }
+
+    private func flipByte(in path: String) throws {
+        var bytes = [UInt8](FileManager.default.contents(atPath: path) ?? Data())
+        if !bytes.isEmpty { bytes[bytes.count / 2] ^= 0xFF }
+        try AtomicFile.write(Data(bytes), to: path)
     }
 
     private func failingHealth(

@@ -12,7 +12,7 @@ struct DrillCommand: AsyncParsableCommand {
         discussion: "Exit status: 0 passed, 1 failed, 2 could not run."
     )
 
-    @Option(name: .long, help: "crash-loop | corrupt-slot | failing-health | power-cut")
+    @Option(name: .long, help: "crash-loop | corrupt-slot | corrupt-active | lost-state | failing-health | power-cut")
     var scenario: String
     @OptionGroup var output: OutputOptions
 

@@ -319,7 +319,7 @@ final class Bench {
 
 @Suite struct DrillTests {
     @Test func crashLoopAndCorruptSlotInProcess() async throws {
-        for scenario in [DrillScenario.crashLoop, .corruptSlot] {
+        for scenario in [DrillScenario.crashLoop, .corruptSlot, .corruptActive, .lostState] {
             let report = try await SlotDrill(executable: nil).run(scenario)
             #expect(report.passed, "\(scenario): \(report.checks)")
             #expect((report.rollbackMs ?? 2000) <= 1000)
