@@ -78,8 +78,8 @@ public struct DeviceConfig: Sendable, Equatable {
     public struct Probation: Sendable, Equatable {
         /// Images a trial slot must serve before it can be committed.
         public var images: Int
-        /// Highest error rate during probation that still commits.
-        public var maxErrorRate: Double
+        /// Must be absent or equal health.json's `error_rate_max`, the one error-rate bound (checked at start).
+        public var maxErrorRate: Double?
         /// When true the A/B comparison must show the candidate is not significantly worse.
         public var requireABNotWorse: Bool
     }
@@ -138,8 +138,8 @@ public struct DeviceConfig: Sendable, Equatable {
         capture: Capture(command: "libcamera-still -n -o {path}", timeoutSeconds: 30),
         queue: Queue(capacity: 256, drop: .oldest, pollIntervalMs: 1000),
         retention: Retention(maxRows: 500_000, maxDays: 365),
-        probation: Probation(images: 200, maxErrorRate: 0.02, requireABNotWorse: true),
-        ab: AB(fraction: 0.1, alpha: 0.05, minSamples: 30),
+        probation: Probation(images: 200, maxErrorRate: nil, requireABNotWorse: true),
+        ab: AB(fraction: 0.25, alpha: 0.05, minSamples: 30),
         alerts: Alerts(
             window: 200, latencyIncrease: 0.10, errorRate: 0.01, memoryGrowth: 0.20, memoryWindowSeconds: 600,
             accuracyDrop: 0.05)
@@ -217,7 +217,7 @@ public struct DeviceConfig: Sendable, Equatable {
         }
         if let p = try r.object("probation") {
             c.probation.images = try p.int("images", c.probation.images, min: 1, max: 10_000_000)
-            c.probation.maxErrorRate = try p.double("max_error_rate", c.probation.maxErrorRate, min: 0, max: 1)
+            c.probation.maxErrorRate = try p.optionalDouble("max_error_rate", min: 0, max: 1)
             c.probation.requireABNotWorse = try p.bool("require_ab_not_worse", c.probation.requireABNotWorse)
             try p.finish()
         }
@@ -226,6 +226,19 @@ public struct DeviceConfig: Sendable, Equatable {
             c.ab.alpha = try a.double("alpha", c.ab.alpha, min: 1e-9, max: 0.5)
             c.ab.minSamples = try a.int("min_samples", c.ab.minSamples, min: 2, max: 10_000_000)
             try a.finish()
+        }
+        if c.probation.requireABNotWorse {
+            // Probation waits for the A/B verdict: the expected shadow samples must reach min_samples.
+            let expected = Double(c.probation.images) * c.ab.fraction
+            guard expected >= Double(c.ab.minSamples) else {
+                throw ConfigError(
+                    "probation.require_ab_not_worse",
+                    String(
+                        format:
+                            "probation.images × ab.fraction = %d × %g = %.1f expected A/B samples, below ab.min_samples %d: "
+                            + "raise probation.images or ab.fraction, or lower ab.min_samples",
+                        c.probation.images, c.ab.fraction, expected, c.ab.minSamples))
+            }
         }
         if let al = try r.object("alerts") {
             c.alerts.window = try al.int("window", c.alerts.window, min: 10, max: 1_000_000)
@@ -336,6 +349,11 @@ final class ConfigReader {
             throw ConfigError(key(name), "must be \(range), got \(v)")
         }
         return v
+    }
+
+    /// A number when the key is present, nil when it is absent.
+    func optionalDouble(_ name: String, min: Double, max: Double) throws -> Double? {
+        object[name] == nil ? nil : try double(name, 0, min: min, max: max)
     }
 
     func line(_ name: String, _ fallback: UInt32) throws -> UInt32 {

@@ -239,6 +239,7 @@ public final class FieldService: @unchecked Sendable {
         )
         try? leds.show(.off)
         gpio?.close()
+        lifecycle.stop()
         return summary
     }
 

@@ -82,6 +82,12 @@ public protocol SlotLifecycle: AnyObject {
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate
     /// The version to shadow-run for A/B, nil when no comparison is wanted.
     func abPartner(serving: ServingModel) -> ABPartner?
+    /// When the service stops cleanly (a session that ends without it counts as a crash).
+    func stop()
+}
+
+extension SlotLifecycle {
+    public func stop() {}
 }
 
 /// The probation rule: after `images` images of a trial slot, commit when the error rate is at most
@@ -104,10 +110,10 @@ public struct ProbationPolicy: Sendable, Equatable {
     public func verdict(images: Int, errors: Int, comparison: ABComparison?) -> Verdict {
         guard images >= config.images else { return .keepGoing }
         let rate = Double(errors) / Double(max(1, images))
-        if rate > config.maxErrorRate {
+        let maxErrorRate = config.maxErrorRate ?? 0.005
+        if rate > maxErrorRate {
             return .rollback(
-                reason: String(
-                    format: "probation error rate %.2f%% above %.2f%%", rate * 100, config.maxErrorRate * 100))
+                reason: String(format: "probation error rate %.2f%% above %.2f%%", rate * 100, maxErrorRate * 100))
         }
         if config.requireABNotWorse, ab.fraction > 0 {
             switch comparison?.candidateNotWorse(alpha: ab.alpha, minSamples: ab.minSamples) {

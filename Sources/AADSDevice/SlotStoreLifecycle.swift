@@ -67,19 +67,39 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         self.logger = logger
     }
 
+    /// The probation rules: the image count from device.json, every bound from the decision matrix (health.json).
     private var probationPolicy: AADSSlots.ProbationPolicy {
         AADSSlots.ProbationPolicy(
-            successes: config.probation.images, minutes: health.probationMinutes,
-            maxErrorRate: config.probation.maxErrorRate,
-            minSamples: min(20, config.probation.images))
+            successes: config.probation.images, minutes: health.probationMinutes, maxErrorRate: health.errorRateMax,
+            minSamples: min(20, config.probation.images), maxCrashFrequency: health.crashFrequencyMax)
+    }
+
+    /// Whether probation waits for the A/B comparison's verdict before it commits.
+    private var abRequired: Bool { config.probation.requireABNotWorse && config.ab.fraction > 0 }
+    /// The A/B comparison's last verdict on the candidate (nil: none yet).
+    private var abVerdict: Bool?
+
+    /// Refuses a device.json bound that contradicts the decision matrix it would shadow.
+    static func checkAgreement(config: DeviceConfig, health: HealthPolicy) throws {
+        if let rate = config.probation.maxErrorRate, rate != health.errorRateMax {
+            throw ConfigError(
+                "probation.max_error_rate",
+                "\(rate) contradicts error_rate_max \(health.errorRateMax) in health.json, the one error-rate bound: "
+                    + "remove the key from device.json")
+        }
     }
 
     public func start() throws -> SlotUpdate {
+        try Self.checkAgreement(config: config, health: health)
         var update = SlotUpdate()
+        // The previous session's unclean exit counts against a trial (crash frequency).
+        let session = try store.beginSession(policy: probationPolicy)
+        update.stateRecovery = session.stateRecovery
+        if let rollback = session.rollback { note(rollback, into: &update) }
         // Every payload byte of the slot about to serve is re-hashed once per start: a corrupt slot rolls
         // back to an intact fallback instead of serving.
         let decision = try store.beginRuntimeStart(verify: .deep)
-        update.stateRecovery = decision.stateRecovery
+        update.stateRecovery = update.stateRecovery ?? decision.stateRecovery
         guard let slot = decision.slot, let path = decision.bundlePath else {
             throw SlotError(
                 .noActiveSlot, "the slot store at \(config.slotRoot) holds no model: install a bundle first")
@@ -175,20 +195,41 @@ public final class SlotStoreLifecycle: SlotLifecycle {
 
     public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
         guard serving.phase == .probation else { return .none }
-        if config.probation.requireABNotWorse, config.ab.fraction > 0,
-            ab?.candidateNotWorse(alpha: config.ab.alpha, minSamples: config.ab.minSamples) == false
-        {
-            return try rolledBack(
-                store.rollback(reason: "A/B: candidate significantly worse than the last good version"))
+        if abRequired {
+            abVerdict = ab?.candidateNotWorse(alpha: config.ab.alpha, minSamples: config.ab.minSamples)
+            if abVerdict == false {
+                return try rolledBack(
+                    store.rollback(reason: "A/B: candidate significantly worse than the last good version"))
+            }
         }
+        // A file the camera wrote badly says nothing about the model: only model errors count.
+        let success: Bool? = Self.isInputError(record) ? nil : record.decision != .error
         return try apply(
-            store.recordProbation(success: record.decision != .error, policy: probationPolicy), serving: serving)
+            store.recordProbation(success: success, policy: probationPolicy, commitAllowed: commitAllowed),
+            serving: serving)
     }
 
     public func tick(serving: ServingModel, now: Date) throws -> SlotUpdate {
         guard serving.phase == .probation, now.timeIntervalSince(lastTick) >= 10 else { return .none }
         lastTick = now
-        return try apply(store.recordProbation(success: nil, policy: probationPolicy, now: now), serving: serving)
+        return try apply(
+            store.recordProbation(success: nil, policy: probationPolicy, commitAllowed: commitAllowed, now: now),
+            serving: serving)
+    }
+
+    /// Probation may commit unless it must wait for an A/B verdict that has not come yet.
+    private var commitAllowed: Bool { !abRequired || abVerdict == true }
+
+    /// Errors of the input file itself (unreadable, not a JPEG, corrupt, too large, unsupported).
+    static func isInputError(_ record: DiagnosisRecord) -> Bool {
+        guard record.decision == .error, let code = record.error?.code else { return false }
+        return ["unreadable", "not_jpeg", "corrupt_jpeg", "too_large", "unsupported_jpeg"].contains(code)
+    }
+
+    public func stop() {
+        do { try store.endSession() } catch {
+            logger.error("cannot mark the session stopped: \(AnyCodedError(error).message)")
+        }
     }
 
     private func apply(_ outcome: ProbationOutcome, serving: ServingModel) throws -> SlotUpdate {

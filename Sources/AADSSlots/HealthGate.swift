@@ -53,24 +53,31 @@ public enum GateOutcome: Sendable, Equatable {
 }
 
 /// When probation ends: commit after `successes` good diagnoses, or after `minutes` within bounds;
-/// roll back when the error rate exceeds `maxErrorRate` over at least `minSamples` diagnoses.
+/// roll back when the error rate exceeds `maxErrorRate` over at least `minSamples` diagnoses, or when
+/// unclean exits per diagnosis exceed `maxCrashFrequency`.
 public struct ProbationPolicy: Sendable, Equatable, Codable {
     public var successes: Int
     public var minutes: Double
     public var maxErrorRate: Double
     public var minSamples: Int
+    public var maxCrashFrequency: Double
 
-    public init(successes: Int = 50, minutes: Double = 30, maxErrorRate: Double = 0.005, minSamples: Int = 20) {
+    public init(
+        successes: Int = 50, minutes: Double = 30, maxErrorRate: Double = 0.005, minSamples: Int = 20,
+        maxCrashFrequency: Double = 0.001
+    ) {
         self.successes = successes
         self.minutes = minutes
         self.maxErrorRate = maxErrorRate
         self.minSamples = minSamples
+        self.maxCrashFrequency = maxCrashFrequency
     }
 
     enum CodingKeys: String, CodingKey {
         case successes, minutes
         case maxErrorRate = "max_error_rate"
         case minSamples = "min_samples"
+        case maxCrashFrequency = "max_crash_frequency"
     }
 }
 
@@ -130,11 +137,13 @@ extension SlotStore {
     }
 
     /// Counts one diagnosis during probation and applies `policy` (commit, roll back or continue).
-    /// `success: nil` only re-evaluates (e.g. a timer noticing that T minutes have passed).
+    /// `success: nil` only re-evaluates (e.g. a timer noticing that T minutes have passed). With
+    /// `commitAllowed` false (another judge, such as the A/B comparison, has no verdict yet) probation
+    /// continues past its commit point; rollbacks still apply.
     @discardableResult
-    public func recordProbation(success: Bool?, policy: ProbationPolicy = ProbationPolicy(), now: Date = Date())
-        throws -> ProbationOutcome
-    {
+    public func recordProbation(
+        success: Bool?, policy: ProbationPolicy = ProbationPolicy(), commitAllowed: Bool = true, now: Date = Date()
+    ) throws -> ProbationOutcome {
         let started = Stopwatch()
         return try withLock {
             var state = try recover()
@@ -158,8 +167,9 @@ extension SlotStore {
             let parser = ISO8601DateFormatter()
             parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             let elapsed = parser.date(from: passedAt).map { now.timeIntervalSince($0) / 60 } ?? 0
-            if trial.probationSuccesses >= policy.successes
-                || (elapsed >= policy.minutes && rate <= policy.maxErrorRate)
+            if commitAllowed,
+                trial.probationSuccesses >= policy.successes
+                    || (elapsed >= policy.minutes && rate <= policy.maxErrorRate)
             {
                 let why =
                     trial.probationSuccesses >= policy.successes

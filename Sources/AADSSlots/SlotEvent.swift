@@ -41,6 +41,8 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         public static let stateRestored = Kind(rawValue: "state_restored")
         /// Both state files were unusable; the state was rebuilt from the verified slots.
         public static let stateRebuilt = Kind(rawValue: "state_rebuilt")
+        /// The previous runtime session ended without a clean stop (crash, kill, power cut).
+        public static let uncleanExit = Kind(rawValue: "unclean_exit")
     }
 
     public var event: Kind
@@ -67,6 +69,8 @@ public struct SlotEvent: Codable, Sendable, Equatable {
     public var floor: String?
     public var probationSuccesses: Int?
     public var probationErrors: Int?
+    /// Unclean exits of the trial so far (an `unclean_exit` event, a commit).
+    public var uncleanExits: Int?
     /// A rollback's slots and versions.
     public var from: SlotID?
     public var to: SlotID?
@@ -95,6 +99,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         case starts, fallback, floor
         case probationSuccesses = "probation_successes"
         case probationErrors = "probation_errors"
+        case uncleanExits = "unclean_exits"
         case from, to
         case fromVersion = "from_version"
         case toVersion = "to_version"
@@ -126,6 +131,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         floor = try c.decodeIfPresent(String.self, forKey: .floor)
         probationSuccesses = try c.decodeIfPresent(Int.self, forKey: .probationSuccesses)
         probationErrors = try c.decodeIfPresent(Int.self, forKey: .probationErrors)
+        uncleanExits = try c.decodeIfPresent(Int.self, forKey: .uncleanExits)
         from = try c.decodeIfPresent(SlotID.self, forKey: .from)
         to = try c.decodeIfPresent(SlotID.self, forKey: .to)
         fromVersion = try c.decodeIfPresent(String.self, forKey: .fromVersion)
@@ -156,6 +162,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         try c.encodeIfPresent(floor, forKey: .floor)
         try c.encodeIfPresent(probationSuccesses, forKey: .probationSuccesses)
         try c.encodeIfPresent(probationErrors, forKey: .probationErrors)
+        try c.encodeIfPresent(uncleanExits, forKey: .uncleanExits)
         try c.encodeIfPresent(from, forKey: .from)
         try c.encodeIfPresent(to, forKey: .to)
         try c.encodeIfPresent(fromVersion, forKey: .fromVersion)

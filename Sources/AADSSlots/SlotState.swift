@@ -70,6 +70,23 @@ public struct TrialRecord: Codable, Sendable, Equatable {
     public var healthPassedAt: String?
     public var probationSuccesses: Int
     public var probationErrors: Int
+    /// Runtime sessions of this trial that ended without a clean stop (crash, kill, power cut).
+    public var uncleanExits: Int = 0
+
+    public init(
+        slot: SlotID, attempts: Int, attemptsLeft: Int, startedAt: String, starts: Int, healthPassedAt: String?,
+        probationSuccesses: Int, probationErrors: Int, uncleanExits: Int = 0
+    ) {
+        self.slot = slot
+        self.attempts = attempts
+        self.attemptsLeft = attemptsLeft
+        self.startedAt = startedAt
+        self.starts = starts
+        self.healthPassedAt = healthPassedAt
+        self.probationSuccesses = probationSuccesses
+        self.probationErrors = probationErrors
+        self.uncleanExits = uncleanExits
+    }
 
     enum CodingKeys: String, CodingKey {
         case slot, attempts, starts
@@ -78,6 +95,20 @@ public struct TrialRecord: Codable, Sendable, Equatable {
         case healthPassedAt = "health_passed_at"
         case probationSuccesses = "probation_successes"
         case probationErrors = "probation_errors"
+        case uncleanExits = "unclean_exits"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        slot = try c.decode(SlotID.self, forKey: .slot)
+        attempts = try c.decode(Int.self, forKey: .attempts)
+        attemptsLeft = try c.decode(Int.self, forKey: .attemptsLeft)
+        startedAt = try c.decode(String.self, forKey: .startedAt)
+        starts = try c.decode(Int.self, forKey: .starts)
+        healthPassedAt = try c.decodeIfPresent(String.self, forKey: .healthPassedAt)
+        probationSuccesses = try c.decode(Int.self, forKey: .probationSuccesses)
+        probationErrors = try c.decode(Int.self, forKey: .probationErrors)
+        uncleanExits = try c.decodeIfPresent(Int.self, forKey: .uncleanExits) ?? 0  // older state files
     }
 }
 

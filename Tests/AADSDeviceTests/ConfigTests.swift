@@ -25,7 +25,19 @@ import Testing
         #expect(config.alerts.errorRate == 0.01)
         #expect(config.alerts.memoryGrowth == 0.20)
         #expect(config.retention.maxRows == 500_000)
-        #expect(config.ab.fraction == 0.1)
+        #expect(config.ab.fraction == 0.25 && config.probation.maxErrorRate == nil)
+        // The shipped defaults can reach an A/B verdict within probation.
+        #expect(Double(config.probation.images) * config.ab.fraction >= Double(config.ab.minSamples))
+    }
+
+    @Test func anABGateThatCannotDecideWithinProbationIsRefused() {
+        let message = decodeError(#"{"probation": {"images": 200}, "ab": {"fraction": 0.1, "min_samples": 30}}"#)
+        #expect(message?.hasPrefix("probation.require_ab_not_worse:") == true)
+        #expect(message?.contains("20.0 expected A/B samples, below ab.min_samples 30") == true)
+        #expect(
+            decodeError(
+                #"{"probation": {"images": 200, "require_ab_not_worse": false}, "ab": {"fraction": 0.1}}"#) == nil)
+        #expect(decodeError(#"{"probation": {"images": 300}, "ab": {"fraction": 0.1}}"#) == nil)
     }
 
     @Test func emptyObjectGivesDefaults() throws {

@@ -116,6 +116,102 @@ import Testing
         #expect(try store.loadState()[.b].state == .bad)
     }
 
+    func record(_ serving: ServingModel, decision: DecisionKind = .diagnosis, error: String? = nil) -> DiagnosisRecord {
+        var r = DiagnosisRecord(
+            file: "x.jpg", decision: decision, modelVersion: serving.modelVersion,
+            latencyMs: DiagnosisRecord.Latency(decode: 1, backbone: 1, adapter: 1, total: 3))
+        if let error { r.error = DiagnosisRecord.Failure(code: error, message: error) }
+        return r
+    }
+
+    /// Starts a trial whose gate has already passed (probation), returning the lifecycle and what it serves.
+    func inProbation(_ config: DeviceConfig? = nil) throws -> (SlotStoreLifecycle, ServingModel) {
+        _ = try store.activate(attempts: 3)
+        try store.markHealthPassed()
+        let cycle = SlotStoreLifecycle(config: config ?? self.config, health: .defaults, logger: Logger(label: "test"))
+        return (cycle, try #require(try cycle.start().serving))
+    }
+
+    @Test func anUncleanExitDuringProbationRollsBackAtTheNextStart() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = self.config
+        config.probation.images = 500
+        let (first, serving) = try inProbation(config)
+        for _ in 0..<154 { _ = try first.didProcess(record(serving), serving: serving, ab: nil) }
+        // The process dies here: no stop(). The restarted service counts it.
+        let restarted = try SlotStoreLifecycle(config: config, health: .defaults, logger: Logger(label: "test")).start()
+        #expect(restarted.serving?.slot == "a")
+        #expect(restarted.rollbackReason?.contains("crash frequency") == true)
+    }
+
+    @Test func aCleanStopCountsNoCrash() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = self.config
+        config.probation.images = 500
+        let (first, serving) = try inProbation(config)
+        for _ in 0..<10 { _ = try first.didProcess(record(serving), serving: serving, ab: nil) }
+        first.stop()
+        let restarted = try SlotStoreLifecycle(config: config, health: .defaults, logger: Logger(label: "test")).start()
+        #expect(restarted.serving?.slot == "b" && restarted.rollbackReason == nil)
+    }
+
+    @Test func theErrorRateBoundIsHealthJsonsAndInputErrorsDoNotCount() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = self.config
+        config.probation.images = 1000
+        let (cycle, serving) = try inProbation(config)
+        for _ in 0..<199 { _ = try cycle.didProcess(record(serving), serving: serving, ab: nil) }
+        // A corrupt file from the camera is not the model's error.
+        let corrupt = record(serving, decision: .error, error: "corrupt_jpeg")
+        #expect(try cycle.didProcess(corrupt, serving: serving, ab: nil).rollbackReason == nil)
+        // One model error in 200 (0.5 %) is within error_rate_max 0.005; a second (1.0 %) is not.
+        let failed = record(serving, decision: .error, error: "internal")
+        #expect(try cycle.didProcess(failed, serving: serving, ab: nil).rollbackReason == nil)
+        let update = try cycle.didProcess(failed, serving: serving, ab: nil)
+        #expect(update.rollbackReason?.contains("error rate") == true)
+    }
+
+    @Test func aContradictingErrorRateInDeviceJsonIsRefusedAtStart() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = self.config
+        config.probation.maxErrorRate = 0.02
+        let error = #expect(throws: ConfigError.self) {
+            try SlotStoreLifecycle(config: config, health: .defaults, logger: Logger(label: "test")).start()
+        }
+        #expect(error?.message.contains("error_rate_max") == true && error?.keyPath == "probation.max_error_rate")
+        config.probation.maxErrorRate = HealthPolicy.defaults.errorRateMax
+        #expect(throws: Never.self) {
+            try SlotStoreLifecycle(config: config, health: .defaults, logger: Logger(label: "test")).start()
+        }
+    }
+
+    @Test func probationWaitsForTheABVerdictBeforeItCommits() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = self.config
+        config.probation.images = 3
+        config.probation.requireABNotWorse = true
+        config.ab.fraction = 1
+        config.ab.minSamples = 30
+        let (cycle, serving) = try inProbation(config)
+        func sample(_ i: Int) -> ABSample {
+            let baseline = 10.0 + Double(i % 3)
+            let candidate = 10.0 + Double((i + 1) % 3)
+            return ABSample(
+                imageSHA256: "\(i)", baselineVersion: "1.0.0", candidateVersion: serving.modelVersion,
+                baselineDecision: .diagnosis, candidateDecision: .diagnosis, baselineLabel: "corn/healthy",
+                candidateLabel: "corn/healthy", baselineLatencyMs: baseline, candidateLatencyMs: candidate)
+        }
+        func comparison(_ n: Int) -> ABComparison { ABComparison(samples: (0..<n).map(sample)) }
+        // Well past probation.images, but fewer A/B samples than min_samples: no verdict, no commit.
+        for n in 1...29 {
+            let update = try cycle.didProcess(record(serving), serving: serving, ab: comparison(n))
+            #expect(update.serving == nil, "committed after \(n) images without an A/B verdict")
+        }
+        #expect(try cycle.tick(serving: serving, now: Date().addingTimeInterval(24 * 3600)).serving == nil)
+        let update = try cycle.didProcess(record(serving), serving: serving, ab: comparison(30))
+        #expect(update.serving?.phase == .committed)
+    }
+
     @Test func aCorruptCommittedSlotIsRolledBackAtStartNotServed() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         _ = try store.activate(attempts: 3)
