@@ -2,15 +2,15 @@
 // handling, resize, orientation, normalisation and quantization.
 //
 // Build and run (see tools/fuzz-smoke):
-//   swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
+//   swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
 //       --product fuzz-decode --scratch-path .build-fuzz
-//   .build-fuzz/debug/fuzz-decode CORPUS_DIR Tests/Fixtures/images/generated -max_len=65536
+//   .build-fuzz/release/fuzz-decode CORPUS_DIR Fuzz/corpus/decode -max_len=4096
 import AADSImage
 import Foundation
 
 #if FUZZING
     @_silgen_name("LLVMFuzzerRunDriver")
-    func LLVMFuzzerRunDriver(
+    func runFuzzerDriver(
         _ argc: UnsafeMutablePointer<Int32>,
         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
@@ -25,15 +25,17 @@ import Foundation
     }
 
     /// Preprocessors shared by every input (the fuzzer calls back on one thread). Small limits keep
-    /// each input cheap: a bomb-sized header must be refused, not decoded.
+    /// each input cheap: a header claiming more than 128×128 pixels is refused as `too_large` (the
+    /// same check that refuses a 100-megapixel bomb on the device) instead of costing a full decode and
+    /// resize. Output sides of 16 and 11 still reach every DCT scale (1/8 needs a side of at least 8 × S).
     enum Target {
-        static let limits = DecodeLimits(maxPixels: 4_000_000, maxFileBytes: 1 << 20)
+        static let limits = DecodeLimits(maxPixels: 1 << 14, maxFileBytes: 1 << 16)
         nonisolated(unsafe) static let strict = ImagePreprocessor(
-            options: PreprocessOptions(size: 40, policy: .centerCrop, limits: limits))
+            options: PreprocessOptions(size: 16, policy: .centerCrop, limits: limits))
         nonisolated(unsafe) static let lenient = ImagePreprocessor(
-            options: PreprocessOptions(size: 33, policy: .stretch, allowDamaged: true, limits: limits))
-        nonisolated(unsafe) static var floats = [Float](repeating: 0, count: 3 * 40 * 40)
-        nonisolated(unsafe) static var int8s = [Int8](repeating: 0, count: 3 * 33 * 33)
+            options: PreprocessOptions(size: 11, policy: .stretch, allowDamaged: true, limits: limits))
+        nonisolated(unsafe) static var floats = [Float](repeating: 0, count: 3 * 16 * 16)
+        nonisolated(unsafe) static var int8s = [Int8](repeating: 0, count: 3 * 11 * 11)
 
         static let codes: Set<String> = ["unreadable", "not_jpeg", "corrupt_jpeg", "too_large", "unsupported_jpeg"]
 
@@ -60,12 +62,12 @@ import Foundation
 
     var argc = CommandLine.argc
     var argv = CommandLine.unsafeArgv
-    exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzDecode(data, size) })
+    exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzDecode(data, size) })
 #else
     print(
         """
         fuzz-decode is a libFuzzer target. Build it with:
-          swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \\
+          swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \\
               --product fuzz-decode --scratch-path .build-fuzz
         or run tools/fuzz-smoke.
         """)
