@@ -13,6 +13,8 @@ let package = Package(
         .executable(name: "fuzz-decode", targets: ["fuzz-decode"]),
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
         .executable(name: "fuzz-bundle", targets: ["fuzz-bundle"]),
+        .executable(name: "fuzz-config", targets: ["fuzz-config"]),
+        .executable(name: "fuzz-state", targets: ["fuzz-state"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -80,6 +82,9 @@ let package = Package(
         .executableTarget(name: "fuzz-decode", dependencies: ["AADSImage"], path: "Fuzz/fuzz-decode"),
         .executableTarget(name: "fuzz-onnx", dependencies: ["AADSInference"], path: "Fuzz/fuzz-onnx"),
         .executableTarget(name: "fuzz-bundle", dependencies: ["AADSSlots"], path: "Fuzz/fuzz-bundle"),
+        .executableTarget(
+            name: "fuzz-config", dependencies: ["AADSDevice", "AADSHealth", "AADSCore"], path: "Fuzz/fuzz-config"),
+        .executableTarget(name: "fuzz-state", dependencies: ["AADSSlots", "AADSCore"], path: "Fuzz/fuzz-state"),
 
         .testTarget(name: "AADSCoreTests", dependencies: ["AADSCore"]),
         .testTarget(name: "AADSImageTests", dependencies: ["AADSImage"]),

@@ -1,5 +1,5 @@
 // libFuzzer driver for the bundle readers: the ustar reader, the manifest parser, the signature
-// file parser and the payload checks. Build and run with tools/fuzz-bundle-smoke.
+// file parser and the payload checks. Build and run with `tools/fuzz-smoke bundle`.
 #if FUZZING
     import AADSSlots
     import Foundation
@@ -33,7 +33,7 @@
 
     /// libFuzzer's entry when the program has its own `main` (SwiftPM provides it for executables).
     @_silgen_name("LLVMFuzzerRunDriver")
-    func LLVMFuzzerRunDriver(
+    func runFuzzerDriver(
         _ argc: UnsafeMutablePointer<CInt>,
         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
@@ -41,7 +41,7 @@
 
     var fuzzArgc = CommandLine.argc
     var fuzzArgv = CommandLine.unsafeArgv
-    exit(LLVMFuzzerRunDriver(&fuzzArgc, &fuzzArgv, fuzzBundle))
+    exit(runFuzzerDriver(&fuzzArgc, &fuzzArgv, fuzzBundle))
 #else
-    print("build with -DFUZZING to get the libFuzzer driver (see tools/fuzz-bundle-smoke)")
+    print("build with -DFUZZING to get the libFuzzer driver (see tools/fuzz-smoke bundle)")
 #endif

@@ -1,17 +1,17 @@
 // libFuzzer target for the ONNX loader: protobuf parsing, graph validation (opsets, DAG, initializers, shapes,
 // sizes), QDQ lowering and weight prepacking; models that load and are small are also run once.
 //
-// Build and run (see tools/fuzz-onnx-smoke):
-//   swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
+// Build and run (see tools/fuzz-smoke):
+//   swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \
 //       --product fuzz-onnx --scratch-path .build-fuzz
-//   .build-fuzz/debug/fuzz-onnx CORPUS_DIR Tests/Fixtures/inference -max_len=131072
+//   .build-fuzz/release/fuzz-onnx CORPUS_DIR Tests/Fixtures/inference -max_len=131072
 import AADSCore
 import AADSInference
 import Foundation
 
 #if FUZZING
     @_silgen_name("LLVMFuzzerRunDriver")
-    func LLVMFuzzerRunDriver(
+    func runFuzzerDriver(
         _ argc: UnsafeMutablePointer<Int32>,
         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
@@ -55,13 +55,13 @@ import Foundation
 
     var argc = CommandLine.argc
     var argv = CommandLine.unsafeArgv
-    exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzONNX(data, size) })
+    exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzONNX(data, size) })
 #else
     print(
         """
         fuzz-onnx is a libFuzzer target. Build it with:
-          swift build -c debug -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \\
+          swift build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING \\
               --product fuzz-onnx --scratch-path .build-fuzz
-        or run tools/fuzz-onnx-smoke.
+        or run tools/fuzz-smoke onnx.
         """)
 #endif
