@@ -171,6 +171,9 @@ public final class FieldService: @unchecked Sendable {
             throw SpoolError(code: "no_model", "the slot life cycle served no model")
         }
         serving = first
+        if let last = try? journal.healthChecks().last {
+            metrics.recordHealthCheck(passed: last.passed, at: last.createdAt)
+        }
         apply(startUpdate)
         _ = alerts.reset(latencyBaselineMs: first.baseline.latencyMs)
         startTrigger()
@@ -416,7 +419,9 @@ public final class FieldService: @unchecked Sendable {
             logger.info("slot event \(event.event): slot \(event.slot) version \(event.modelVersion) \(event.detail)")
         }
         for check in update.healthChecks {
-            do { try journal.insert(check) } catch {
+            do {
+                guard try journal.insert(check) else { continue }  // reported before
+            } catch {
                 logger.error("cannot journal health check: \(AnyCodedError(error).message)")
             }
             metrics.recordHealthCheck(passed: check.passed, at: check.createdAt)

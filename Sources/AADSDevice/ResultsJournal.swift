@@ -579,8 +579,14 @@ public final class ResultsJournal: Sendable {
 
     // MARK: Health checks, alerts, slot events
 
-    public func insert(_ check: HealthCheckRecord) throws {
+    /// Stores a health check unless the same run (slot and time) is there already; true when stored.
+    @discardableResult
+    public func insert(_ check: HealthCheckRecord) throws -> Bool {
         try write("cannot store health check") { db in
+            let seen = try Bool.fetchOne(
+                db, sql: "SELECT EXISTS(SELECT 1 FROM health_checks WHERE slot = ? AND created_at = ?)",
+                arguments: [check.slot, ISO8601.string(check.createdAt)])
+            if seen == true { return false }
             try db.execute(
                 sql: """
                     INSERT INTO health_checks (slot, model_version, passed, crop_routing_accuracy, adapter_accuracy,
@@ -592,6 +598,7 @@ public final class ResultsJournal: Sendable {
                     check.oodAUROC, check.oodFPR, check.latencyMs, check.memoryMB, check.detail,
                     ISO8601.string(check.createdAt),
                 ])
+            return true
         }
     }
 

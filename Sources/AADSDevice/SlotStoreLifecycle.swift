@@ -90,6 +90,31 @@ public final class SlotStoreLifecycle: SlotLifecycle {
     }
 
     public func start() throws -> SlotUpdate {
+        var update = try startServing()
+        update.healthChecks += gateRuns()
+        return update
+    }
+
+    /// Every health gate run in the store's journal after the last one reported: by this service or by
+    /// `slot activate`, so each run reaches the results journal and the metrics (the journal skips repeats).
+    private func gateRuns() -> [HealthCheckRecord] {
+        let runs = store.journal.read().filter { $0.event == .healthPass || $0.event == .healthFail }
+            .filter { event in reportedGateRunsThrough.map { event.at > $0 } ?? true }
+        if let last = runs.last { reportedGateRunsThrough = last.at }
+        return runs.map { event in
+            let m = HealthMetrics.numbers(event.metrics ?? [:])
+            return HealthCheckRecord(
+                slot: event.slot?.rawValue ?? "", modelVersion: event.version ?? "",
+                passed: event.event == .healthPass, cropRoutingAccuracy: m["crop_routing_accuracy"],
+                adapterAccuracy: m["adapter_accuracy"], oodAUROC: m["ood_auroc"], oodFPR: m["ood_fpr"],
+                latencyMs: m["latency_ms"], memoryMB: m["memory_per_adapter_mb"],
+                detail: ((event.failures ?? []) + (event.warnings ?? [])).joined(separator: "; "), createdAt: event.at)
+        }
+    }
+
+    private var reportedGateRunsThrough: Date?
+
+    private func startServing() throws -> SlotUpdate {
         try Self.checkAgreement(config: config, health: health)
         var update = SlotUpdate()
         // The previous session's unclean exit counts against a trial (crash frequency).
@@ -125,16 +150,12 @@ public final class SlotStoreLifecycle: SlotLifecycle {
             if state.trial?.healthPassedAt == nil {
                 let gate = GoldenSetGate(check: HealthCheck(policy: health, threads: options.threads))
                 switch try blockingGate(gate) {
-                case .passed(let verdict):
-                    update.healthChecks.append(
-                        record(verdict, slot: slot, version: diagnoser.modelVersion, passed: true))
+                case .passed:
                     update.events.append(
                         SlotEventRecord(event: "health_pass", slot: slot.rawValue, modelVersion: diagnoser.modelVersion)
                     )
                     phase = .probation
-                case .rolledBack(let verdict, let rollback):
-                    update.healthChecks.append(
-                        record(verdict, slot: slot, version: diagnoser.modelVersion, passed: false))
+                case .rolledBack(_, let rollback):
                     note(rollback, into: &update)
                     return try serveActive(update)
                 }
@@ -170,15 +191,6 @@ public final class SlotStoreLifecycle: SlotLifecycle {
                 detail: "\(rollback.reason) (to \(rollback.to.rawValue), \(JSONLine.rounded(rollback.durationMs)) ms)"))
     }
 
-    private func record(_ verdict: GateVerdict, slot: SlotID, version: String, passed: Bool) -> HealthCheckRecord {
-        let m = HealthMetrics.numbers(verdict.metrics)
-        return HealthCheckRecord(
-            slot: slot.rawValue, modelVersion: version, passed: passed, cropRoutingAccuracy: m["crop_routing_accuracy"],
-            adapterAccuracy: m["adapter_accuracy"], oodAUROC: m["ood_auroc"], oodFPR: m["ood_fpr"],
-            latencyMs: m["latency_ms"],
-            memoryMB: m["memory_per_adapter_mb"], detail: (verdict.failures + verdict.warnings).joined(separator: "; "))
-    }
-
     /// Runs the async gate from the service's loop thread.
     private func blockingGate(_ gate: GoldenSetGate) throws -> GateOutcome {
         final class Box: @unchecked Sendable { var result: Result<GateOutcome, any Error>? }
@@ -210,11 +222,16 @@ public final class SlotStoreLifecycle: SlotLifecycle {
     }
 
     public func tick(serving: ServingModel, now: Date) throws -> SlotUpdate {
-        guard serving.phase == .probation, now.timeIntervalSince(lastTick) >= 10 else { return .none }
+        guard now.timeIntervalSince(lastTick) >= 10 else { return .none }
         lastTick = now
-        return try apply(
-            store.recordProbation(success: nil, policy: probationPolicy, commitAllowed: commitAllowed, now: now),
-            serving: serving)
+        var update = SlotUpdate.none
+        if serving.phase == .probation {
+            update = try apply(
+                store.recordProbation(success: nil, policy: probationPolicy, commitAllowed: commitAllowed, now: now),
+                serving: serving)
+        }
+        update.healthChecks += gateRuns()
+        return update
     }
 
     /// Probation may commit unless it must wait for an A/B verdict that has not come yet.

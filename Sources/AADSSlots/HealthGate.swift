@@ -119,7 +119,9 @@ extension SlotStore {
                 try journal.append(
                     event(.healthPass, now) {
                         $0.slot = current.slot
+                        $0.version = now[current.slot].version
                         $0.warnings = verdict.warnings
+                        $0.metrics = verdict.metrics
                     })
                 return .passed(verdict)
             }
@@ -127,8 +129,10 @@ extension SlotStore {
             try journal.append(
                 event(.healthFail, now) {
                     $0.slot = current.slot
+                    $0.version = now[current.slot].version
                     $0.failures = verdict.failures
                     $0.warnings = verdict.warnings
+                    $0.metrics = verdict.metrics
                 })
             let reason = "health: " + (verdict.failures.isEmpty ? "failed" : verdict.failures.joined(separator: "; "))
             let rollback = try performRollback(&now, reason: reason, started: decided)

@@ -81,6 +81,8 @@ public struct SlotEvent: Codable, Sendable, Equatable {
     public var slots: [String]?
     public var warnings: [String]?
     public var failures: [String]?
+    /// What a health gate measured (`health_pass`, `health_fail`).
+    public var metrics: SlotMetrics?
 
     public init(event: Kind, at: Date = Date(), generation: UInt64, active: SlotID?) {
         self.event = event
@@ -104,7 +106,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         case fromVersion = "from_version"
         case toVersion = "to_version"
         case fallbackIntegrity = "fallback_integrity"
-        case slots, warnings, failures
+        case slots, warnings, failures, metrics
     }
 
     public init(from decoder: any Decoder) throws {
@@ -140,6 +142,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         slots = try c.decodeIfPresent([String].self, forKey: .slots)
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
         failures = try c.decodeIfPresent([String].self, forKey: .failures)
+        metrics = try c.decodeIfPresent(SlotMetrics.self, forKey: .metrics)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -171,6 +174,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         try c.encodeIfPresent(slots, forKey: .slots)
         try c.encodeIfPresent(warnings, forKey: .warnings)
         try c.encodeIfPresent(failures, forKey: .failures)
+        try c.encodeIfPresent(metrics, forKey: .metrics)
     }
 
     /// One journal line (without the newline): compact JSON, keys sorted.

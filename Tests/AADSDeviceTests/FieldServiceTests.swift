@@ -236,6 +236,27 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
         #expect(!latch.isLatched)
     }
 
+    @Test func everyGateRunIsJournaledOnceAndTheMetricsShowTheLast() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let config = testConfig(dir)
+        let run = HealthCheckRecord(
+            slot: "b", modelVersion: "1.1.0", passed: true, adapterAccuracy: 0.93,
+            createdAt: Date(timeIntervalSince1970: 1_800_000_000))
+        // Reported at start and again by a later tick: one row.
+        let service = try makeService(dir, config: config, lifecycle: GateRunLifecycle(run), exitWhenIdle: true)
+        try dropImage(into: service.spool.directory, name: "g.jpg", content: "g")
+        _ = try service.run()
+        #expect(try service.journal.healthChecks() == [run])
+        // A restarted service shows the last run from the journal, and reports it again without a new row.
+        let again = try makeService(dir, config: config, lifecycle: GateRunLifecycle(run), exitWhenIdle: true)
+        _ = try again.run()
+        #expect(try again.journal.healthChecks().count == 1)
+        let (samples, _) = parseProm(try String(contentsOfFile: config.metrics.file, encoding: .utf8))
+        #expect(samples.value("aads_last_health_check_passed") == 1)
+        #expect(samples.value("aads_last_health_check_timestamp_seconds") == 1_800_000_000)
+    }
+
     @Test func aRecoveredSlotStateRaisesAnAlert() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
@@ -334,5 +355,23 @@ final class RecoveredStateLifecycle: SlotLifecycle {
 
     func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
+    func abPartner(serving: ServingModel) -> ABPartner? { nil }
+}
+
+/// Reports one health gate run at start and at every tick, as the slot life cycle does for runs it finds.
+final class GateRunLifecycle: SlotLifecycle {
+    let model = SyntheticDiagnoser(modelVersion: "1.0.0")
+    let run: HealthCheckRecord
+
+    init(_ run: HealthCheckRecord) { self.run = run }
+
+    func start() throws -> SlotUpdate {
+        SlotUpdate(serving: ServingModel(slot: "a", phase: .committed, diagnoser: model), healthChecks: [run])
+    }
+
+    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+        SlotUpdate(healthChecks: [run])
+    }
+    func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { SlotUpdate(healthChecks: [run]) }
     func abPartner(serving: ServingModel) -> ABPartner? { nil }
 }

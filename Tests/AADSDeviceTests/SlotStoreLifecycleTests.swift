@@ -212,6 +212,26 @@ import Testing
         #expect(update.serving?.phase == .committed)
     }
 
+    @Test func aGateRunOutsideTheServiceIsReportedWithItsFigures() async throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try store.activate(attempts: 3)
+        // What `slot activate` does in its own process.
+        let gate = ClosureHealthGate { _ in
+            GateVerdict(
+                passed: true, metrics: ["adapter_accuracy": .number(0.91), "ood_auroc": .number(0.97)],
+                warnings: ["latency up 12%"])
+        }
+        _ = try await store.runHealthGate(gate)
+        let cycle = lifecycle()
+        let started = try cycle.start()
+        let check = try #require(started.healthChecks.last)
+        #expect(check.passed && check.slot == "b" && check.modelVersion == "1.1.0")
+        #expect(check.adapterAccuracy == 0.91 && check.oodAUROC == 0.97 && check.detail == "latency up 12%")
+        // Reported once per life cycle: a tick finds nothing new.
+        let serving = try #require(started.serving)
+        #expect(try cycle.tick(serving: serving, now: Date().addingTimeInterval(60)).healthChecks.isEmpty)
+    }
+
     @Test func aCorruptCommittedSlotIsRolledBackAtStartNotServed() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         _ = try store.activate(attempts: 3)
