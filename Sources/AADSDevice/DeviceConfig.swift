@@ -6,7 +6,14 @@ public struct ConfigError: CodedError {
     public let code = "bad_config"
     public let keyPath: String
     public let reason: String
-    public var message: String { keyPath.isEmpty ? reason : "\(keyPath): \(reason)" }
+    /// One line: control characters from the file (a key `"a\nb"`, a value) are shown as JSON escapes.
+    public var message: String {
+        let text = keyPath.isEmpty ? reason : "\(keyPath): \(reason)"
+        return text.unicodeScalars.map { scalar in
+            scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}"
+                ? String(format: "\\u%04x", scalar.value) : String(scalar)
+        }.joined()
+    }
 
     public init(_ keyPath: String, _ reason: String) {
         self.keyPath = keyPath
