@@ -361,7 +361,17 @@ public final class FieldService: @unchecked Sendable {
         }
         metrics.record(record)
         lastDecision = record.decision
+        let hadLatencyBaseline = alerts.latencyBaselineMs != nil
         for transition in alerts.observe(latencyMs: record.latencyMs.total, isError: failed) { handle(transition) }
+        if !hadLatencyBaseline, let baseline = alerts.latencyBaselineMs {
+            // Measured here, on this board: journaled as the slot's latency baseline.
+            let detail = String(
+                format: "%.2f ms, mean of the first %d images on this device", baseline, config.alerts.window)
+            logger.notice("latency baseline of \(model.modelVersion): \(detail)")
+            try? journal.insert(
+                SlotEventRecord(
+                    event: "latency_baseline", slot: model.slot, modelVersion: model.modelVersion, detail: detail))
+        }
         do {
             apply(try lifecycle.didProcess(record, serving: model, ab: comparison))
         } catch {

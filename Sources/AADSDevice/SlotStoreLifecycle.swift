@@ -164,8 +164,21 @@ public final class SlotStoreLifecycle: SlotLifecycle {
             }
         }
         update.serving = ServingModel(
-            slot: slot.rawValue, phase: phase, diagnoser: diagnoser, baseline: diagnoser.baseline)
+            slot: slot.rawValue, phase: phase, diagnoser: diagnoser, baseline: deviceBaseline(slot, diagnoser))
         return update
+    }
+
+    /// The figures alerts compare with: the slot's own, measured on this device by a health gate. Latency
+    /// depends on the board, so without a measured figure the alert engine takes its first full window on
+    /// this device, never the build machine's figure; accuracy falls back to the bundle's own.
+    private func deviceBaseline(_ slot: SlotID, _ diagnoser: PipelineDiagnoser) -> BaselineMetrics {
+        let measured = HealthMetrics.numbers((try? store.loadState())?[slot].metrics ?? [:])
+        if measured["latency_ms"] == nil {
+            logger.notice(
+                "slot \(slot) has no latency measured on this device: the first images served set the latency baseline")
+        }
+        return BaselineMetrics(
+            latencyMs: measured["latency_ms"], accuracy: measured["adapter_accuracy"] ?? diagnoser.baseline.accuracy)
     }
 
     /// Loads whatever slot is active now (after a rollback) as a committed model.
@@ -175,7 +188,7 @@ public final class SlotStoreLifecycle: SlotLifecycle {
         guard let active = state.active else { throw SlotError(.noActiveSlot, "no active slot after rollback") }
         let diagnoser = try PipelineDiagnoser(bundleDirectory: store.bundlePath(active), options: options)
         update.serving = ServingModel(
-            slot: active.rawValue, phase: .committed, diagnoser: diagnoser, baseline: diagnoser.baseline)
+            slot: active.rawValue, phase: .committed, diagnoser: diagnoser, baseline: deviceBaseline(active, diagnoser))
         partner = nil
         return update
     }

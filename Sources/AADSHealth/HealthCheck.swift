@@ -217,8 +217,25 @@ public struct GoldenSetGate: SlotHealthGate {
         self.check = check
     }
 
+    /// Compares the candidate with the fallback's figures measured on this device. When none were recorded
+    /// (a factory-installed fallback), the fallback's golden set is measured here first; only when that
+    /// fails does the comparison use the bundle's `baseline_metrics`, measured where it was built, with a
+    /// warning saying so.
     public func evaluate(_ candidate: GateCandidate) async -> GateVerdict {
-        let baseline = HealthMetrics.numbers(candidate.baseline)
+        var baseline = HealthMetrics.numbers(candidate.baseline)
+        var measured: SlotMetrics = [:]
+        var notes: [String] = []
+        if baseline.isEmpty, let fallback = candidate.fallbackBundlePath {
+            do {
+                let figures = try check.measure(bundleDirectory: fallback)
+                measured = figures.slotMetrics
+                baseline = figures.dictionary
+            } catch {
+                notes.append(
+                    "reference: the bundle's baseline_metrics (measured where it was built): the fallback could not "
+                        + "be measured on this device (\(AnyCodedError(error).message))")
+            }
+        }
         // A slot's bundle directory is `<root>/<slot>`: its store is the parent directory.
         let store = SlotStore(root: (candidate.bundlePath as NSString).deletingLastPathComponent)
         let report = check.run(
@@ -226,6 +243,6 @@ public struct GoldenSetGate: SlotHealthGate {
             reference: baseline.isEmpty ? nil : baseline)
         return GateVerdict(
             passed: report.passed, metrics: report.metrics?.slotMetrics ?? [:], failures: report.failures,
-            warnings: report.warnings)
+            warnings: report.warnings + notes, fallbackMetrics: measured)
     }
 }

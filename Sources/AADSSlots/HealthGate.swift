@@ -20,12 +20,19 @@ public struct GateVerdict: Sendable, Equatable {
     public var metrics: SlotMetrics
     public var failures: [String]
     public var warnings: [String]
+    /// The fallback's figures, when the gate had to measure them on this device (none were recorded):
+    /// stored on the fallback slot so later gates and alerts compare with this device's own figures.
+    public var fallbackMetrics: SlotMetrics
 
-    public init(passed: Bool, metrics: SlotMetrics = [:], failures: [String] = [], warnings: [String] = []) {
+    public init(
+        passed: Bool, metrics: SlotMetrics = [:], failures: [String] = [], warnings: [String] = [],
+        fallbackMetrics: SlotMetrics = [:]
+    ) {
         self.passed = passed
         self.metrics = metrics
         self.failures = failures
         self.warnings = warnings
+        self.fallbackMetrics = fallbackMetrics
     }
 }
 
@@ -109,6 +116,16 @@ extension SlotStore {
             var now = try recover()
             guard let current = now.trial, current.slot == trial.slot, current.startedAt == trial.startedAt else {
                 throw SlotError(.badState, "the trial changed while the health check ran")
+            }
+            if let fallback = now.fallback, !verdict.fallbackMetrics.isEmpty {
+                now[fallback].metrics.merge(verdict.fallbackMetrics) { _, new in new }
+                try persist(&now)
+                try journal.append(
+                    event(.baselineMeasured, now) {
+                        $0.slot = fallback
+                        $0.version = now[fallback].version
+                        $0.metrics = verdict.fallbackMetrics
+                    })
             }
             if verdict.passed {
                 var updated = current

@@ -41,6 +41,8 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         public static let stateRestored = Kind(rawValue: "state_restored")
         /// Both state files were unusable; the state was rebuilt from the verified slots.
         public static let stateRebuilt = Kind(rawValue: "state_rebuilt")
+        /// A slot's figures measured on this device (a fallback that had none, measured by a health gate).
+        public static let baselineMeasured = Kind(rawValue: "baseline_measured")
         /// The previous runtime session ended without a clean stop (crash, kill, power cut).
         public static let uncleanExit = Kind(rawValue: "unclean_exit")
     }

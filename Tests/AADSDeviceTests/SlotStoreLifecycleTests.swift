@@ -61,6 +61,14 @@ import Testing
         #expect(serving.phase == .probation)
         #expect(serving.modelVersion == "1.1.0")
         #expect(started.healthChecks.first?.passed == true)
+        // The factory-installed fallback had no figures from this device: the gate measured them first,
+        // stored them on slot a and journaled them; alerts compare with this device's own figures.
+        let measured = try store.loadState()
+        let fallbackLatency = try #require(HealthMetrics.numbers(measured[.a].metrics)["latency_ms"])
+        #expect(fallbackLatency > 0)
+        #expect(store.journal.read().contains { $0.event == .baselineMeasured && $0.slot == .a })
+        #expect(serving.baseline.latencyMs == HealthMetrics.numbers(measured[.b].metrics)["latency_ms"])
+        #expect(started.healthChecks.first?.detail.contains("baseline_metrics") == false)
         var update = SlotUpdate.none
         for _ in 0..<3 {
             let record = try serving.diagnoser.diagnose(path: image())
@@ -230,6 +238,15 @@ import Testing
         // Reported once per life cycle: a tick finds nothing new.
         let serving = try #require(started.serving)
         #expect(try cycle.tick(serving: serving, now: Date().addingTimeInterval(60)).healthChecks.isEmpty)
+    }
+
+    @Test func aSlotWithoutFiguresFromThisDeviceHasNoLatencyBaselineFromTheBuildMachine() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The factory install: committed, never measured here. The manifest says 14 ms, measured elsewhere.
+        let started = try lifecycle().start()
+        #expect(started.serving?.slot == "a")
+        #expect(started.serving?.baseline.latencyMs == nil)
+        #expect(started.serving?.baseline.accuracy != nil)
     }
 
     @Test func aCorruptCommittedSlotIsRolledBackAtStartNotServed() throws {
