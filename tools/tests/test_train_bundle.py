@@ -21,7 +21,7 @@ from contextlib import redirect_stderr, redirect_stdout
 TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
-from training import device, metrics  # noqa: E402
+from training import device, fit, metrics  # noqa: E402
 
 LEAVES = os.environ.get("AADS_REAL_LEAVES", os.path.join(REPO, "..", "shared", "data", "real-leaves"))
 BACKBONE = os.path.join(REPO, "Tests", "Fixtures", "models", "efficientnet_lite0_int8.onnx")
@@ -37,6 +37,23 @@ def load_tool():
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
+
+
+class FitAdapterTests(unittest.TestCase):
+    def test_feature_dropout_is_deterministic_for_a_seed_and_only_in_training(self):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        F = rng.standard_normal((256, 32)).astype(np.float32)
+        y = (F[:, 0] + F[:, 1] > 0).astype(np.int64)
+        kw = dict(tail=None, targets={}, S=F, y=y, n_classes=2, F0=F, rank=4, proj_dim=8, seed=3, epochs=20,
+                  use_lora=False, lr=1e-2)
+        a, b, plain = fit.fit_adapter(**kw, dropout=0.5), fit.fit_adapter(**kw, dropout=0.5), fit.fit_adapter(**kw)
+        for k in ("proj_w", "proj_b", "cls_w", "cls_b"):
+            np.testing.assert_array_equal(a[k], b[k])
+        self.assertFalse(np.array_equal(a["cls_w"], plain["cls_w"]))
+        logits = (F @ a["proj_w"].T + a["proj_b"]) @ a["cls_w"].T + a["cls_b"]  # inference keeps every feature
+        self.assertGreater(np.mean(logits.argmax(1) == y), 0.9)
 
 
 @unittest.skipUnless(os.path.isdir(LEAVES), "the real-leaves photos are not beside the repository")

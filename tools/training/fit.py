@@ -58,12 +58,15 @@ def fit_router(F: np.ndarray, y: np.ndarray, n_crops: int, negatives: np.ndarray
 
 def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.ndarray, n_classes: int,
                 F0: np.ndarray, rank: int, proj_dim: int, seed: int, epochs: int, use_lora: bool,
-                progress=None) -> dict:
+                progress=None, dropout: float = 0.0, lr: float = 2e-3, lora_lr: float | None = None) -> dict:
     """LoRA deltas on `targets` ({name: (out, k)}), a projection [P, D] and a disease head [C, P], trained end
     to end with cross-entropy through `tail` (the JAX twin of the backbone's tail) on start tensors S.
 
     F0 are the unadapted features of S (for the initial standardisation). Without `use_lora` only the
-    projection and head are trained (the same tail, frozen). Returns numpy arrays."""
+    projection and head are trained (the same tail, frozen). `dropout` drops that share of the standardised
+    features before the projection during training only (inverted scaling, so inference is unchanged; masks
+    drawn from `seed`). The learning rates start at `lr` (`lora_lr` for the LoRA factors, default `lr`) and
+    decay on a cosine. Returns numpy arrays."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -81,9 +84,14 @@ def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.
     }
     mu_j, sd_j = jnp.asarray(mu), jnp.asarray(sd)
     steps_per_epoch = max(1, len(S) // 64)
-    schedule = optax.cosine_decay_schedule(2e-3, epochs * steps_per_epoch)
-    opt = optax.adamw(schedule, weight_decay=1e-4)
+    steps = epochs * steps_per_epoch
+    opt = optax.adamw(optax.cosine_decay_schedule(lr, steps), weight_decay=1e-4)
+    if lora_lr is not None and lora_lr != lr:
+        groups = {k: jax.tree_util.tree_map(lambda _: "lora", v) if k == "lora" else "head" for k, v in params.items()}
+        opt = optax.multi_transform(
+            {"head": opt, "lora": optax.adamw(optax.cosine_decay_schedule(lora_lr, steps), weight_decay=1e-4)}, groups)
     state = opt.init(params)
+    key = jax.random.PRNGKey(seed)
 
     if use_lora:
         inputs = S
@@ -96,20 +104,24 @@ def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.
         def features(p, batch):
             return batch
 
-    def loss(p, batch, yb):
-        z = ((features(p, batch) - mu_j) / sd_j) @ p["proj_w"].T + p["proj_b"]
+    def loss(p, batch, yb, k):
+        f = (features(p, batch) - mu_j) / sd_j
+        if dropout > 0:
+            f = jnp.where(jax.random.bernoulli(k, 1 - dropout, f.shape), f / (1 - dropout), 0.0)
+        z = f @ p["proj_w"].T + p["proj_b"]
         logits = z @ p["cls_w"].T + p["cls_b"]
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
     @jax.jit
-    def step(p, s, batch, yb):
-        value, g = jax.value_and_grad(loss)(p, batch, yb)
+    def step(p, s, batch, yb, k):
+        value, g = jax.value_and_grad(loss)(p, batch, yb, k)
         u, s = opt.update(g, s, p)
         return optax.apply_updates(p, u), s, value
 
     for epoch in range(epochs):
         for idx in _batches(rng, len(S), 64):
-            params, state, value = step(params, state, jnp.asarray(inputs[idx]), jnp.asarray(y[idx]))
+            key, k = jax.random.split(key)
+            params, state, value = step(params, state, jnp.asarray(inputs[idx]), jnp.asarray(y[idx]), k)
         if progress:
             progress(epoch + 1, float(value))
     pw = np.asarray(params["proj_w"]) / sd

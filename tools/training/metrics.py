@@ -386,6 +386,9 @@ def report(args, counts, crops, classes, lab, evaluation, runtime_rows, sets, ac
     result = {
         "seed": args.seed,
         "lora": {"targets": bb.targets if not args.no_lora else [], "rank": args.rank, "alpha": args.alpha},
+        "adapter_training": {"epochs": args.epochs, "clean_weight": args.clean_weight, "augment": args.augment,
+                             "proj_dim": args.proj_dim, "dropout": args.dropout, "lr": args.lr,
+                             "lora_lr": args.lora_lr if args.lora_lr is not None else args.lr},
         "router_threshold": threshold,
         "class_counts": counts,
         "validation": {**val["val"], **per_class(evaluation["val"], lab["val"])},
