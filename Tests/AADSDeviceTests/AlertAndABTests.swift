@@ -53,7 +53,8 @@ import Testing
     @Test func memoryGrowthAgainstThePreviousWindow() {
         let engine = AlertEngine(config: config)
         var t: [AlertTransition] = []
-        for s in stride(from: 0.0, through: 60, by: 10) { t += engine.observeMemory(bytes: 100e6, at: s) }  // window 1 closes at 60
+        // Window 1 closes at 60.
+        for s in stride(from: 0.0, through: 60, by: 10) { t += engine.observeMemory(bytes: 100e6, at: s) }
         for s in stride(from: 70.0, through: 120, by: 10) { t += engine.observeMemory(bytes: 118e6, at: s) }  // +18%
         #expect(t.isEmpty)
         for s in stride(from: 130.0, through: 180, by: 10) { t += engine.observeMemory(bytes: 145e6, at: s) }  // +22.9%
@@ -162,5 +163,44 @@ import Testing
         let text = ABReport.text(comparisons, alpha: 0.05, minSamples: 30)
         #expect(text.contains("1.0.0 -> 1.1.0: 100 samples, agreement 90.0%"))
         #expect(text.contains("not significantly worse"))
+        // Paired statistics, effect sizes with intervals, the decision matrix and the one-sided verdict.
+        #expect(text.contains("paired difference +"))
+        #expect(text.contains("(95% CI "))
+        #expect(text.contains("paired t p="))
+        #expect(text.contains("McNemar exact p=1"))
+        #expect(text.contains("diagnosed                  95     0   (same label 85)"))
+        #expect(text.contains("OOD                         0     5"))
+        #expect(text.contains("(alpha 0.05, one-sided)"))
+        let json = try #require(comparisons.first?.jsonObject(alpha: 0.05, minSamples: 30))
+        let latency = try #require(json["latency_ms"] as? [String: Any])
+        #expect(latency["paired_t"] is [String: Any])
+        #expect(latency["difference"] is [String: Any])
+        let matrix = try #require(json["agreement_matrix"] as? [String: Int])
+        #expect(
+            matrix == [
+                "both_diagnosed": 95, "both_diagnosed_same_label": 85, "candidate_only_ood": 0,
+                "baseline_only_ood": 0, "both_ood": 5,
+            ])
+        let sequential = try #require(json["sequential"] as? [String: Any])
+        #expect(sequential["per_metric_threshold"] as? Double == 0.025)
+    }
+
+    /// Latency is compared image by image: a shift hidden by the spread between images is still seen.
+    @Test func latencyAndOODArePaired() throws {
+        let list = samples(candidateLatency: 31, candidateOOD: 12)
+        let c = ABComparison(samples: list)
+        let paired = try #require(
+            Statistics.pairedTTest(list.map(\.candidateLatencyMs), list.map(\.baselineLatencyMs)))
+        #expect(abs((c.latencyTest?.statistic ?? 0) - paired.statistic) < 1e-12)
+        #expect(abs((c.latencyTest?.pValue ?? 0) - paired.pValue) < 1e-12)
+        let ci = try #require(
+            Statistics.pairedMeanDifference(list.map(\.candidateLatencyMs), list.map(\.baselineLatencyMs)))
+        #expect(abs((c.latencyDifference?.lower ?? 0) - ci.lower) < 1e-12)
+        #expect(abs((c.latencyDifference?.upper ?? 0) - ci.upper) < 1e-12)
+        // 7 images only the candidate called OOD, none only the baseline: McNemar's exact p = 2 / 2^7.
+        #expect(c.oodMatrix == [[88, 7], [0, 5]])
+        #expect(abs((c.oodTest?.pValue ?? 0) - 2.0 / 128) < 1e-15)
+        let d = try #require(c.oodDifference)
+        #expect(abs(d.estimate - 0.07) < 1e-12 && d.lower > 0)
     }
 }
