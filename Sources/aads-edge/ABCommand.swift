@@ -9,7 +9,9 @@ struct ABCommand: ParsableCommand {
 
     struct Report: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Agreement, latency (Welch's t-test) and OOD rate (two-proportion z-test) per candidate.")
+            abstract:
+                "Per candidate, paired on the same images: latency (paired t-test) and OOD calls (McNemar's exact test) "
+                + "with differences and 95% intervals, the decision matrix, and the one-sided sequential verdict.")
         @OptionGroup var location: JournalOption
         @OptionGroup var output: OutputOptions
 
