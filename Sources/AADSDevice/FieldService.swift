@@ -172,10 +172,11 @@ public final class FieldService: @unchecked Sendable {
         }
         serving = first
         if let last = try? journal.healthChecks().last {
-            metrics.recordHealthCheck(passed: last.passed, at: last.createdAt)
+            metrics.recordHealthCheck(passed: last.passed, at: last.createdAt, accuracy: last.adapterAccuracy)
         }
         apply(startUpdate)
         _ = alerts.reset(latencyBaselineMs: first.baseline.latencyMs)
+        metrics.setBaselines(latencyMs: first.baseline.latencyMs, accuracy: first.baseline.accuracy)
         startTrigger()
         prune()
         updateLEDs()
@@ -364,6 +365,7 @@ public final class FieldService: @unchecked Sendable {
         let hadLatencyBaseline = alerts.latencyBaselineMs != nil
         for transition in alerts.observe(latencyMs: record.latencyMs.total, isError: failed) { handle(transition) }
         if !hadLatencyBaseline, let baseline = alerts.latencyBaselineMs {
+            metrics.setBaselines(latencyMs: baseline, accuracy: model.baseline.accuracy)
             // Measured here, on this board: journaled as the slot's latency baseline.
             let detail = String(
                 format: "%.2f ms, mean of the first %d images on this device", baseline, config.alerts.window)
@@ -434,7 +436,7 @@ public final class FieldService: @unchecked Sendable {
             } catch {
                 logger.error("cannot journal health check: \(AnyCodedError(error).message)")
             }
-            metrics.recordHealthCheck(passed: check.passed, at: check.createdAt)
+            metrics.recordHealthCheck(passed: check.passed, at: check.createdAt, accuracy: check.adapterAccuracy)
             let baseline = serving?.baseline.accuracy
             if let accuracy = check.accuracy, let baseline {
                 for transition in alerts.observeHealth(accuracy: accuracy, baseline: baseline) { handle(transition) }
@@ -456,6 +458,7 @@ public final class FieldService: @unchecked Sendable {
             serving = next
             if versionChanged {
                 for transition in alerts.reset(latencyBaselineMs: next.baseline.latencyMs) { handle(transition) }
+                metrics.setBaselines(latencyMs: next.baseline.latencyMs, accuracy: next.baseline.accuracy)
             }
             metrics.setActiveSlot(slot: next.slot, version: next.modelVersion)
             if announcedReady { try? notifier.status(statusLine()) }

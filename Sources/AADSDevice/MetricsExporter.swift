@@ -34,6 +34,9 @@ public final class MetricsExporter: @unchecked Sendable {
     private let rss: CoreMetrics.Gauge
     private let healthPass: CoreMetrics.Gauge
     private let healthTime: CoreMetrics.Gauge
+    private let healthAccuracy: CoreMetrics.Gauge
+    private let accuracyBaseline: CoreMetrics.Gauge
+    private let latencyBaseline: CoreMetrics.Gauge
     private var activeSlot: (key: String, gauge: CoreMetrics.Gauge)?
     private var alertActive: [String: CoreMetrics.Gauge] = [:]
     private var alertsRaised: [String: CoreMetrics.Counter] = [:]
@@ -43,6 +46,44 @@ public final class MetricsExporter: @unchecked Sendable {
     private var oodWindow: [Bool] = []
     private var oodCursor = 0
     private let oodWindowSize: Int
+
+    /// Error codes a live image can end with; each series is exported from start at 0, so `rate()` and
+    /// alert rules work before the first error.
+    public static let knownErrorCodes = [
+        "unreadable", "not_jpeg", "corrupt_jpeg", "too_large", "unsupported_jpeg", "invalid_options", "internal",
+        "bad_input", "invalid_name", "not_regular_file", "file_vanished", "unreadable_image", "capture_failed",
+        "capture_timeout",
+    ]
+
+    /// The alert rules, each exported from start (`aads_alert_active` 0, `aads_alerts_raised_total` 0).
+    public static let knownAlertRules = [
+        AlertEngine.latencyRule, AlertEngine.errorRule, AlertEngine.memoryRule, AlertEngine.accuracyRule,
+        AlertEngine.stateRecoveredRule,
+    ]
+
+    /// `# HELP` text of every family.
+    public static let help: [String: String] = [
+        "aads_diagnosis_latency_seconds": "Time per diagnosis stage (decode, backbone, adapter, total).",
+        "aads_decisions_total": "Diagnoses by decision.",
+        "aads_images_processed_total": "Spool images processed (one journal row each).",
+        "aads_images_dropped_total": "Spool images dropped because the queue was full.",
+        "aads_images_duplicate_content_total": "Spool images whose bytes repeat an earlier image.",
+        "aads_errors_total": "Images that ended in an error, by error code.",
+        "aads_queue_depth": "Images waiting in the spool.",
+        "aads_ood_ratio": "Share of out-of-distribution or unknown-crop decisions over the rolling window.",
+        "aads_process_resident_memory_bytes": "Resident memory of the service.",
+        "aads_last_health_check_passed": "1 if the last health check passed, 0 if it failed, -1 before any.",
+        "aads_last_health_check_timestamp_seconds": "Unix time of the last health check (0 before any).",
+        "aads_last_health_check_accuracy_ratio": "Adapter accuracy on the golden set in the last health check.",
+        "aads_accuracy_baseline_ratio": "Golden-set adapter accuracy of the serving slot measured on this device.",
+        "aads_latency_baseline_seconds": "Mean diagnosis latency the latency alert compares with (0 until known).",
+        "aads_active_slot_info": "The serving slot and model version (value 1).",
+        "aads_alert_active": "1 while an alert rule is firing.",
+        "aads_alerts_raised_total": "Times an alert rule was raised.",
+        "aads_ab_samples_total": "Images shadow-run on both versions during probation.",
+        "aads_ab_agreement_ratio": "Share of A/B samples on which both versions agree.",
+        "aads_red_latched": "1 while the red LED is latched awaiting acknowledgement.",
+    ]
 
     /// Latency buckets in milliseconds (the histogram is exported in seconds).
     public static let latencyBucketsMs: [Int] = [1, 2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000]
@@ -70,15 +111,33 @@ public final class MetricsExporter: @unchecked Sendable {
         dropped = CoreMetrics.Counter(label: "aads_images_dropped_total", factory: factory)
         duplicateContent = CoreMetrics.Counter(label: "aads_images_duplicate_content_total", factory: factory)
         queueDepth = CoreMetrics.Gauge(label: "aads_queue_depth", factory: factory)
-        oodRate = CoreMetrics.Gauge(label: "aads_ood_rate", factory: factory)
+        oodRate = CoreMetrics.Gauge(label: "aads_ood_ratio", factory: factory)
         rss = CoreMetrics.Gauge(label: "aads_process_resident_memory_bytes", factory: factory)
         healthPass = CoreMetrics.Gauge(label: "aads_last_health_check_passed", factory: factory)
         healthTime = CoreMetrics.Gauge(label: "aads_last_health_check_timestamp_seconds", factory: factory)
+        healthAccuracy = CoreMetrics.Gauge(label: "aads_last_health_check_accuracy_ratio", factory: factory)
+        accuracyBaseline = CoreMetrics.Gauge(label: "aads_accuracy_baseline_ratio", factory: factory)
+        latencyBaseline = CoreMetrics.Gauge(label: "aads_latency_baseline_seconds", factory: factory)
         abSamples = CoreMetrics.Counter(label: "aads_ab_samples_total", factory: factory)
-        abAgreement = CoreMetrics.Gauge(label: "aads_ab_agreement_rate", factory: factory)
+        abAgreement = CoreMetrics.Gauge(label: "aads_ab_agreement_ratio", factory: factory)
         redLatched = CoreMetrics.Gauge(label: "aads_red_latched", factory: factory)
         healthPass.record(-1)
         healthTime.record(0)
+        healthAccuracy.record(0)
+        accuracyBaseline.record(0)
+        latencyBaseline.record(0)
+        abAgreement.record(0)
+        for code in Self.knownErrorCodes {
+            errors[code] = CoreMetrics.Counter(
+                label: "aads_errors_total", dimensions: [("code", code)], factory: factory)
+        }
+        for rule in Self.knownAlertRules {
+            alertActive[rule] = CoreMetrics.Gauge(
+                label: "aads_alert_active", dimensions: [("rule", rule)], factory: factory)
+            alertActive[rule]?.record(0)
+            alertsRaised[rule] = CoreMetrics.Counter(
+                label: "aads_alerts_raised_total", dimensions: [("rule", rule)], factory: factory)
+        }
         queueDepth.record(0)
         oodRate.record(0)
         redLatched.record(0)
@@ -151,9 +210,16 @@ public final class MetricsExporter: @unchecked Sendable {
         activeSlot = (key, gauge)
     }
 
-    public func recordHealthCheck(passed: Bool, at date: Date) {
+    public func recordHealthCheck(passed: Bool, at date: Date, accuracy: Double? = nil) {
         healthPass.record(passed ? 1 : 0)
         healthTime.record(date.timeIntervalSince1970)
+        if let accuracy { healthAccuracy.record(accuracy) }
+    }
+
+    /// The figures the alerts compare with (nil: not known yet, exported as 0).
+    public func setBaselines(latencyMs: Double?, accuracy: Double?) {
+        latencyBaseline.record((latencyMs ?? 0) / 1000)
+        accuracyBaseline.record(accuracy ?? 0)
     }
 
     /// `aads_alert_active{rule}` 1/0, and `aads_alerts_raised_total{rule}` on each raise.
@@ -175,9 +241,17 @@ public final class MetricsExporter: @unchecked Sendable {
         abAgreement.record(agreementRate)
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric, each family with its `# HELP` line.
     public func render() -> String {
-        registry.emitToString()
+        var out = ""
+        for line in registry.emitToString().split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE ") {
+                let name = line.split(separator: " ")[2]
+                if let text = Self.help[String(name)] { out += "# HELP \(name) \(text)\n" }
+            }
+            out += line + "\n"
+        }
+        return out.hasSuffix("\n\n") ? String(out.dropLast()) : out
     }
 
     /// Writes the text atomically (temp, fsync, rename) so node_exporter never reads half a file.

@@ -47,6 +47,26 @@ extension Array where Element == PromSample {
 }
 
 @Suite struct MetricsTests {
+    @Test func everyFamilyHasHelpRatiosAreNamedSoAndKnownSeriesStartAtZero() throws {
+        let text = MetricsExporter(path: nil).render()
+        let lines = text.split(separator: "\n").map(String.init)
+        let families = lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ")[2] }
+        #expect(families.count >= 18)
+        for (index, line) in lines.enumerated() where line.hasPrefix("# TYPE ") {
+            let name = line.split(separator: " ")[2]
+            #expect(index > 0 && lines[index - 1].hasPrefix("# HELP \(name) "), "\(name) has no # HELP")
+        }
+        #expect(!families.contains { $0.hasSuffix("_rate") }, "ratio gauges end in _ratio")
+        let (samples, _) = parseProm(text)
+        for code in MetricsExporter.knownErrorCodes {
+            #expect(samples.value("aads_errors_total", ["code": code]) == 0, "aads_errors_total{code=\"\(code)\"}")
+        }
+        for rule in MetricsExporter.knownAlertRules {
+            #expect(samples.value("aads_alert_active", ["rule": rule]) == 0)
+            #expect(samples.value("aads_alerts_raised_total", ["rule": rule]) == 0)
+        }
+    }
+
     @Test func fileParsesBackToWhatWasRecorded() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
@@ -82,7 +102,7 @@ extension Array where Element == PromSample {
         #expect(s.value("aads_images_dropped_total") == 3)
         #expect(s.value("aads_queue_depth") == 7)
         // OOD window of 4: the last four decisions are ood, diagnosis, unknown_crop, error → 2/4.
-        #expect(s.value("aads_ood_rate") == 0.5)
+        #expect(s.value("aads_ood_ratio") == 0.5)
         #expect(s.value("aads_active_slot_info", ["slot": "b", "version": "1.1.0"]) == 1)
         #expect(s.value("aads_active_slot_info", ["slot": "a"]) == nil)
         #expect(s.value("aads_last_health_check_passed") == 1)
