@@ -113,6 +113,9 @@ public struct DeviceConfig: Sendable, Equatable {
         public var memoryWindowSeconds: Double
         /// Alert when a health check's accuracy falls this far below the slot's baseline (absolute).
         public var accuracyDrop: Double
+        /// Hours between re-checks of the serving model on its golden set, which estimate the accuracy drop
+        /// (live images carry no labels); 0 disables them.
+        public var goldenRecheckHours: Double
     }
 
     public var spoolDir: String
@@ -149,7 +152,7 @@ public struct DeviceConfig: Sendable, Equatable {
         ab: AB(fraction: 0.25, alpha: 0.05, minSamples: 30),
         alerts: Alerts(
             window: 200, latencyIncrease: 0.10, errorRate: 0.01, memoryGrowth: 0.20, memoryWindowSeconds: 600,
-            accuracyDrop: 0.05)
+            accuracyDrop: 0.05, goldenRecheckHours: 24)
     )
 
     /// Loads and validates a config file. Every key is optional (defaults above); unknown keys are errors.
@@ -254,6 +257,8 @@ public struct DeviceConfig: Sendable, Equatable {
             c.alerts.memoryGrowth = try al.double("memory_growth", c.alerts.memoryGrowth, min: 0, max: 100)
             c.alerts.memoryWindowSeconds = try al.double("memory_window_s", c.alerts.memoryWindowSeconds, min: 1)
             c.alerts.accuracyDrop = try al.double("accuracy_drop", c.alerts.accuracyDrop, min: 0, max: 1)
+            c.alerts.goldenRecheckHours = try al.double(
+                "golden_recheck_hours", c.alerts.goldenRecheckHours, min: 0, max: 8760)
             try al.finish()
         }
         try r.finish()

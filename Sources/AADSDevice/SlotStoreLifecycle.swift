@@ -244,7 +244,42 @@ public final class SlotStoreLifecycle: SlotLifecycle {
                 serving: serving)
         }
         update.healthChecks += gateRuns()
+        if let check = goldenRecheck(serving, now: now) { update.healthChecks.append(check) }
         return update
+    }
+
+    private var lastGoldenRecheck: Date?
+
+    /// The accuracy-drop estimate: live images carry no labels, so every `alerts.golden_recheck_hours`
+    /// the serving model runs its golden set again and its adapter accuracy is compared with the slot's
+    /// baseline (measured on this device; the bundle's own figure otherwise). The service raises
+    /// `accuracy_drop` when it fell more than `alerts.accuracy_drop`.
+    private func goldenRecheck(_ serving: ServingModel, now: Date) -> HealthCheckRecord? {
+        let hours = config.alerts.goldenRecheckHours
+        guard hours > 0, let model = serving.diagnoser as? PipelineDiagnoser else { return nil }
+        guard let last = lastGoldenRecheck else {
+            lastGoldenRecheck = now  // the first re-check comes one interval after the start
+            return nil
+        }
+        guard now.timeIntervalSince(last) >= hours * 3600 else { return nil }
+        lastGoldenRecheck = now
+        do {
+            let figures = try HealthCheck.measure(pipeline: model.pipeline)
+            let drop = serving.baseline.accuracy.map { $0 - figures.adapterAccuracy } ?? 0
+            return HealthCheckRecord(
+                slot: serving.slot, modelVersion: serving.modelVersion, passed: drop <= config.alerts.accuracyDrop,
+                cropRoutingAccuracy: figures.cropRoutingAccuracy, adapterAccuracy: figures.adapterAccuracy,
+                oodAUROC: figures.oodAuroc, oodFPR: figures.oodFpr, latencyMs: figures.latencyMs,
+                memoryMB: figures.memoryPerAdapterMb,
+                detail: String(
+                    format: "golden-set re-check: adapter accuracy %.3f, %.3f below the baseline",
+                    figures.adapterAccuracy, drop),
+                createdAt: now)
+        } catch {
+            return HealthCheckRecord(
+                slot: serving.slot, modelVersion: serving.modelVersion, passed: false,
+                detail: "golden-set re-check failed: \(AnyCodedError(error).message)", createdAt: now)
+        }
     }
 
     /// Probation may commit unless it must wait for an A/B verdict that has not come yet.

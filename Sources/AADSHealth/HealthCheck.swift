@@ -103,7 +103,8 @@ public struct HealthCheck: Sendable {
         return try Self.measure(pipeline: pipeline)
     }
 
-    static func measure(pipeline: DiagnosisPipeline) throws -> HealthMetrics {
+    /// Measures a loaded pipeline's golden set (the service's timed re-checks use the model it serves).
+    public static func measure(pipeline: DiagnosisPipeline) throws -> HealthMetrics {
         guard let golden = pipeline.manifest.goldenSet else {
             throw DiagnosisError("bad_manifest", "the bundle has no golden_set")
         }

@@ -249,6 +249,22 @@ import Testing
         #expect(started.serving?.baseline.accuracy != nil)
     }
 
+    @Test func theServingModelIsReCheckedOnItsGoldenSetOnATimer() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var config = self.config
+        config.alerts.goldenRecheckHours = 1
+        let cycle = SlotStoreLifecycle(config: config, health: .defaults, logger: Logger(label: "test"))
+        let serving = try #require(try cycle.start().serving)
+        let t0 = Date()
+        #expect(try cycle.tick(serving: serving, now: t0).healthChecks.isEmpty)  // the clock starts
+        #expect(try cycle.tick(serving: serving, now: t0.addingTimeInterval(1800)).healthChecks.isEmpty)
+        let check = try #require(try cycle.tick(serving: serving, now: t0.addingTimeInterval(3601)).healthChecks.first)
+        #expect(check.detail.hasPrefix("golden-set re-check") && check.slot == "a")
+        // The same model on the same photos: no drop against its own figure.
+        let accuracy = try #require(check.adapterAccuracy)
+        #expect(check.passed && abs(accuracy - (serving.baseline.accuracy ?? 0)) < 0.001)
+    }
+
     @Test func aCorruptCommittedSlotIsRolledBackAtStartNotServed() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         _ = try store.activate(attempts: 3)
