@@ -60,7 +60,8 @@ let package = Package(
         .target(
             name: "AADSDevice",
             dependencies: [
-                "AADSHealth", "CGPIOD", "AADSCore",
+                "AADSHealth", "AADSDiagnosis", "AADSSlots", "CGPIOD", "AADSCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

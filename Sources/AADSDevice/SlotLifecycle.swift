@@ -90,42 +90,6 @@ extension SlotLifecycle {
     public func stop() {}
 }
 
-/// The probation rule: after `images` images of a trial slot, commit when the error rate is at most
-/// `maxErrorRate` and (if required) A/B shows the candidate not significantly worse; otherwise roll back.
-public struct ProbationPolicy: Sendable, Equatable {
-    public enum Verdict: Sendable, Equatable {
-        case keepGoing
-        case commit
-        case rollback(reason: String)
-    }
-
-    public var config: DeviceConfig.Probation
-    public var ab: DeviceConfig.AB
-
-    public init(config: DeviceConfig.Probation, ab: DeviceConfig.AB) {
-        self.config = config
-        self.ab = ab
-    }
-
-    public func verdict(images: Int, errors: Int, comparison: ABComparison?) -> Verdict {
-        guard images >= config.images else { return .keepGoing }
-        let rate = Double(errors) / Double(max(1, images))
-        let maxErrorRate = config.maxErrorRate ?? 0.005
-        if rate > maxErrorRate {
-            return .rollback(
-                reason: String(format: "probation error rate %.2f%% above %.2f%%", rate * 100, maxErrorRate * 100))
-        }
-        if config.requireABNotWorse, ab.fraction > 0 {
-            switch comparison?.candidateNotWorse(alpha: ab.alpha, minSamples: ab.minSamples) {
-            case false?: return .rollback(reason: "A/B: candidate significantly worse than the baseline")
-            case nil: return .keepGoing
-            case true?: break
-            }
-        }
-        return .commit
-    }
-}
-
 /// Serves one fixed model with no slot store: always committed, no transitions.
 public final class StaticSlotLifecycle: SlotLifecycle {
     private let model: ServingModel

@@ -130,27 +130,6 @@ import Testing
         #expect(faster.candidateNotWorse(alpha: 0.05, minSamples: 30) == true)
     }
 
-    @Test func probationPolicy() {
-        let policy = ProbationPolicy(
-            config: .init(images: 100, maxErrorRate: 0.02, requireABNotWorse: true), ab: DeviceConfig.defaults.ab)
-        let good = ABComparison(samples: samples(candidateLatency: 31, candidateOOD: 5))
-        let bad = ABComparison(samples: samples(candidateLatency: 45, candidateOOD: 5))
-        #expect(policy.verdict(images: 99, errors: 0, comparison: good) == .keepGoing)
-        #expect(policy.verdict(images: 100, errors: 2, comparison: good) == .commit)
-        if case .rollback = policy.verdict(images: 100, errors: 3, comparison: good) {
-        } else {
-            Issue.record("expected rollback on errors")
-        }
-        if case .rollback = policy.verdict(images: 100, errors: 0, comparison: bad) {
-        } else {
-            Issue.record("expected rollback on A/B")
-        }
-        #expect(policy.verdict(images: 100, errors: 0, comparison: nil) == .keepGoing)
-        let noAB = ProbationPolicy(
-            config: .init(images: 100, maxErrorRate: 0.02, requireABNotWorse: false), ab: DeviceConfig.defaults.ab)
-        #expect(noAB.verdict(images: 100, errors: 0, comparison: nil) == .commit)
-    }
-
     @Test func reportGroupsPairsAndStoresInJournal() throws {
         let dir = TempDir()
         defer { dir.cleanup() }

@@ -1,5 +1,7 @@
 import CKernels
 
+@testable import AADSInference
+
 /// Plain Swift specifications of the integer kernels. The C kernels (every variant) must produce exactly these
 /// results; tests compare them over randomized shapes.
 enum ReferenceKernels {
