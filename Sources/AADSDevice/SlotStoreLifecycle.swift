@@ -111,7 +111,7 @@ public final class SlotStoreLifecycle: SlotLifecycle {
             let state = try store.loadState()
             if state.trial?.healthPassedAt == nil {
                 let gate = GoldenSetGate(check: HealthCheck(policy: health, threads: options.threads))
-                switch try blockingGate(gate) {
+                switch try store.runHealthGate(gate) {
                 case .passed:
                     update.events.append(
                         SlotEventRecord(event: "health_pass", slot: slot.rawValue, modelVersion: diagnoser.modelVersion)
@@ -164,20 +164,6 @@ public final class SlotStoreLifecycle: SlotLifecycle {
             SlotEventRecord(
                 event: "rolled_back", slot: rollback.from.rawValue, modelVersion: rollback.fromVersion ?? "",
                 detail: "\(rollback.reason) (to \(rollback.to.rawValue), \(JSONLine.rounded(rollback.durationMs)) ms)"))
-    }
-
-    /// Runs the async gate from the service's loop thread.
-    private func blockingGate(_ gate: GoldenSetGate) throws -> GateOutcome {
-        final class Box: @unchecked Sendable { var result: Result<GateOutcome, any Error>? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        let store = self.store
-        Task.detached {
-            do { box.result = .success(try await store.runHealthGate(gate)) } catch { box.result = .failure(error) }
-            done.signal()
-        }
-        done.wait()
-        return try box.result!.get()
     }
 
     public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {

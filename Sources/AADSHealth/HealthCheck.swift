@@ -222,7 +222,7 @@ public struct GoldenSetGate: SlotHealthGate {
     /// (a factory-installed fallback), the fallback's golden set is measured here first; only when that
     /// fails does the comparison use the bundle's `baseline_metrics`, measured where it was built, with a
     /// warning saying so.
-    public func evaluate(_ candidate: GateCandidate) async -> GateVerdict {
+    public func evaluate(_ candidate: GateCandidate) -> GateVerdict {
         var baseline = HealthMetrics.numbers(candidate.baseline)
         var measured: SlotMetrics = [:]
         var notes: [String] = []

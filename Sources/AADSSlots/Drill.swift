@@ -62,7 +62,7 @@ public struct SlotDrill: Sendable {
         self.budgetMs = budgetMs
     }
 
-    public func run(_ scenario: DrillScenario) async throws -> DrillReport {
+    public func run(_ scenario: DrillScenario) throws -> DrillReport {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-drill-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir + "/bundles")
@@ -86,7 +86,7 @@ public struct SlotDrill: Sendable {
                     scenario: scenario, passed: false, skipped: true, rollbackMs: nil,
                     checks: ["skipped: needs a model health gate"])
             }
-            try await failingHealth(store, scratch, gate, &log)
+            try failingHealth(store, scratch, gate, &log)
         case .powerCut:
             guard let executable, CrashPoint.injectionCompiled else {
                 return DrillReport(
@@ -226,10 +226,10 @@ public struct SlotDrill: Sendable {
 
     private func failingHealth(
         _ store: SlotStore, _ scratch: ScratchBundles, _ gate: any SlotHealthGate, _ log: inout DrillLog
-    ) async throws {
+    ) throws {
         try store.install(bundle: scratch.makeArchive(version: "1.1.0"), verifier: scratch.verifier)
         guard let trial = try store.activate(attempts: 3).active else { return }
-        let outcome = try await store.runHealthGate(gate)
+        let outcome = try store.runHealthGate(gate)
         switch outcome {
         case .passed:
             log.check(false, "the health gate refused the trial model")

@@ -39,16 +39,16 @@ public struct GateVerdict: Sendable, Equatable {
 /// A model-specific health check supplied by a higher layer. The slot layer only runs it against the
 /// trial slot and acts on the verdict; a gate that cannot run should return a failing verdict.
 public protocol SlotHealthGate: Sendable {
-    func evaluate(_ candidate: GateCandidate) async -> GateVerdict
+    func evaluate(_ candidate: GateCandidate) -> GateVerdict
 }
 
 /// A gate made from a closure.
 public struct ClosureHealthGate: SlotHealthGate {
-    private let body: @Sendable (GateCandidate) async -> GateVerdict
+    private let body: @Sendable (GateCandidate) -> GateVerdict
 
-    public init(_ body: @escaping @Sendable (GateCandidate) async -> GateVerdict) { self.body = body }
+    public init(_ body: @escaping @Sendable (GateCandidate) -> GateVerdict) { self.body = body }
 
-    public func evaluate(_ candidate: GateCandidate) async -> GateVerdict { await body(candidate) }
+    public func evaluate(_ candidate: GateCandidate) -> GateVerdict { body(candidate) }
 }
 
 /// The result of running a gate.
@@ -99,7 +99,7 @@ extension SlotStore {
     /// Runs `gate` against the trial slot (the lock is not held while it runs). Pass → probation
     /// begins and the verdict's metrics are stored on the slot; fail → rollback, journaling the
     /// failing rows. Throws `no_trial` without a trial, `bad_state` if the trial changed meanwhile.
-    public func runHealthGate(_ gate: some SlotHealthGate) async throws -> GateOutcome {
+    public func runHealthGate(_ gate: some SlotHealthGate) throws -> GateOutcome {
         let (state, trial) = try withLock { () -> (StoreState, TrialRecord) in
             let state = try recover()
             guard let trial = state.trial else { throw SlotError(.noTrial, "no slot is on trial") }
@@ -110,7 +110,7 @@ extension SlotStore {
             fallback: state.fallback, fallbackBundlePath: state.fallback.map(bundlePath),
             baseline: state.fallback.map { state[$0].metrics } ?? [:])
         CrashPoint.healthDuringCheck.hit()
-        let verdict = await gate.evaluate(candidate)
+        let verdict = gate.evaluate(candidate)
         let decided = Stopwatch()
         return try withLock {
             var now = try recover()

@@ -3,7 +3,7 @@ import ArgumentParser
 import Foundation
 
 @main
-struct AADSEdge: AsyncParsableCommand {
+struct AADSEdge: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "aads-edge",
         abstract: "AADS Edge: int8 crop-disease diagnosis for field devices, with signed A/B model slots.",
@@ -15,15 +15,11 @@ struct AADSEdge: AsyncParsableCommand {
     )
 
     /// Runs the command; usage errors exit 2 (like every other "could not run"), not the parser's 64.
-    static func main() async {
+    static func main() {
         ProcessMemory.returnLargeBlocksToSystem()
         do {
             var command = try parseAsRoot()
-            if var asyncCommand = command as? any AsyncParsableCommand {
-                try await asyncCommand.run()
-            } else {
-                try command.run()
-            }
+            try command.run()
         } catch {
             if exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))

@@ -5,7 +5,7 @@ import ArgumentParser
 import Foundation
 
 /// `aads-edge drill`: rollback drills in a temporary root.
-struct DrillCommand: AsyncParsableCommand {
+struct DrillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drill",
         abstract: "Run a rollback drill in a temporary root and print pass/fail and the rollback time.",
@@ -16,7 +16,7 @@ struct DrillCommand: AsyncParsableCommand {
     var scenario: String
     @OptionGroup var output: OutputOptions
 
-    func run() async throws {
+    func run() throws {
         guard let which = DrillScenario(rawValue: scenario) else {
             throw fail(SlotError(.badArgument, "unknown scenario \(scenario)"), json: output.json)
         }
@@ -25,7 +25,7 @@ struct DrillCommand: AsyncParsableCommand {
         do {
             let gate = GoldenSetGate(
                 check: HealthCheck(policy: try ConfigPaths.healthPolicy(named: nil)))
-            report = try await SlotDrill(executable: executable, gate: gate).run(which)
+            report = try SlotDrill(executable: executable, gate: gate).run(which)
         } catch {
             throw fail(error, json: output.json)
         }

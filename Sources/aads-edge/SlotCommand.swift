@@ -60,7 +60,7 @@ struct SlotCommand: ParsableCommand {
         }
     }
 
-    struct Activate: AsyncParsableCommand {
+    struct Activate: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make the installed slot the trial slot with N runtime start attempts, then run its health gate.",
             discussion: """
@@ -83,7 +83,7 @@ struct SlotCommand: ParsableCommand {
         var policy: String?
         @OptionGroup var output: OutputOptions
 
-        func run() async throws {
+        func run() throws {
             var object: [String: Any]
             var passed = true
             do {
@@ -98,7 +98,7 @@ struct SlotCommand: ParsableCommand {
                 if !output.json { print("slot \(slot) is on trial with \(attempts) attempts") }
                 if let health {
                     let gate = GoldenSetGate(check: HealthCheck(policy: health))
-                    switch try await root.store.runHealthGate(gate) {
+                    switch try root.store.runHealthGate(gate) {
                     case .passed(let verdict):
                         object["health"] = ["passed": true, "warnings": verdict.warnings] as [String: Any]
                         object["state"] = "probation"
@@ -168,7 +168,7 @@ struct SlotCommand: ParsableCommand {
         }
     }
 
-    struct MarkHealthy: AsyncParsableCommand {
+    struct MarkHealthy: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "mark-healthy",
             abstract: "Record that the trial slot passed an external health check: probation begins.")
@@ -177,7 +177,7 @@ struct SlotCommand: ParsableCommand {
         @Option(name: .long, help: "Measured metrics to store on the slot, as a JSON object.") var metrics: String?
         @OptionGroup var output: OutputOptions
 
-        func run() async throws {
+        func run() throws {
             do {
                 var measured: SlotMetrics = [:]
                 if let metrics {
@@ -187,7 +187,7 @@ struct SlotCommand: ParsableCommand {
                     measured = object
                 }
                 let verdict = GateVerdict(passed: true, metrics: measured)
-                _ = try await root.store.runHealthGate(ClosureHealthGate { _ in verdict })
+                _ = try root.store.runHealthGate(ClosureHealthGate { _ in verdict })
                 let slot = try root.store.loadState().trial?.slot.rawValue ?? "?"
                 if output.json {
                     print(JSONLine.encode(["slot": slot, "probation": true]))

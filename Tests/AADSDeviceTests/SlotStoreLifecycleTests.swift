@@ -220,7 +220,7 @@ import Testing
         #expect(update.serving?.phase == .committed)
     }
 
-    @Test func aGateRunOutsideTheServiceIsReportedWithItsFigures() async throws {
+    @Test func aGateRunOutsideTheServiceIsReportedWithItsFigures() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         _ = try store.activate(attempts: 3)
         // What `slot activate` does in its own process.
@@ -229,7 +229,7 @@ import Testing
                 passed: true, metrics: ["adapter_accuracy": .number(0.91), "ood_auroc": .number(0.97)],
                 warnings: ["latency up 12%"])
         }
-        _ = try await store.runHealthGate(gate)
+        _ = try store.runHealthGate(gate)
         let cycle = lifecycle()
         let started = try cycle.start()
         let check = try #require(started.healthChecks.last)

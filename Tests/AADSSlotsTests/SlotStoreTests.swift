@@ -239,7 +239,7 @@ final class Bench {
 }
 
 @Suite struct HealthGateTests {
-    @Test func passingGateStartsProbationWhichCommitsAfterMSuccesses() async throws {
+    @Test func passingGateStartsProbationWhichCommitsAfterMSuccesses() throws {
         let bench = try Bench("gatepass")
         try bench.install("1.0.0")
         try bench.store.setMetrics(slot: .a, metrics: ["accuracy": .number(0.95)])
@@ -252,7 +252,7 @@ final class Bench {
                 && FileManager.default.fileExists(atPath: candidate.bundlePath + "/model.bin")
             return GateVerdict(passed: ok, metrics: ["accuracy": .number(0.96)])
         }
-        guard case .passed = try await bench.store.runHealthGate(gate) else {
+        guard case .passed = try bench.store.runHealthGate(gate) else {
             Issue.record("gate should pass")
             return
         }
@@ -274,13 +274,13 @@ final class Bench {
         #expect(try bench.state.b.metrics["accuracy"] == .number(0.96))
     }
 
-    @Test func failingGateRollsBackAndJournalsTheRows() async throws {
+    @Test func failingGateRollsBackAndJournalsTheRows() throws {
         let bench = try Bench("gatefail")
         try bench.install("1.0.0")
         try bench.install("1.1.0")
         try bench.store.activate()
         let gate = ClosureHealthGate { _ in GateVerdict(passed: false, failures: ["ood_auroc 0.81 < 0.90"]) }
-        guard case .rolledBack(_, let rollback) = try await bench.store.runHealthGate(gate) else {
+        guard case .rolledBack(_, let rollback) = try bench.store.runHealthGate(gate) else {
             Issue.record("gate should fail")
             return
         }
@@ -318,22 +318,22 @@ final class Bench {
 }
 
 @Suite struct DrillTests {
-    @Test func crashLoopAndCorruptSlotInProcess() async throws {
+    @Test func crashLoopAndCorruptSlotInProcess() throws {
         for scenario in [DrillScenario.crashLoop, .corruptSlot, .corruptActive, .lostState] {
-            let report = try await SlotDrill(executable: nil).run(scenario)
+            let report = try SlotDrill(executable: nil).run(scenario)
             #expect(report.passed, "\(scenario): \(report.checks)")
             #expect((report.rollbackMs ?? 2000) <= 1000)
         }
     }
 
-    @Test func failingHealthNeedsAGateAndRollsBackWithOne() async throws {
-        let skipped = try await SlotDrill(executable: nil).run(.failingHealth)
+    @Test func failingHealthNeedsAGateAndRollsBackWithOne() throws {
+        let skipped = try SlotDrill(executable: nil).run(.failingHealth)
         #expect(skipped.skipped && !skipped.passed)
         let gate = ClosureHealthGate { _ in GateVerdict(passed: false, failures: ["accuracy drop 3% > 1%"]) }
-        let report = try await SlotDrill(executable: nil, gate: gate).run(.failingHealth)
+        let report = try SlotDrill(executable: nil, gate: gate).run(.failingHealth)
         #expect(report.passed, "\(report.checks)")
         let lenient = ClosureHealthGate { _ in GateVerdict(passed: true) }
-        #expect(try await !SlotDrill(executable: nil, gate: lenient).run(.failingHealth).passed)
+        #expect(try !SlotDrill(executable: nil, gate: lenient).run(.failingHealth).passed)
     }
 }
 
