@@ -165,11 +165,7 @@ public struct SlotDrill: Sendable {
         try store.commit()
         try flipByte(in: store.bundlePath(serving) + "/model.bin")
         log.check(true, "flipped one byte of the committed, serving slot \(serving) model.bin")
-        let refused: String?
-        do {
-            try store.install(bundle: scratch.makeArchive(version: "1.2.0"), verifier: scratch.verifier)
-            refused = nil
-        } catch let error as SlotError { refused = error.code }
+        let refused = try refusal(installing: "1.2.0", store, scratch)
         log.check(
             refused == "integrity_failed", "an install into the intact fallback was refused (\(refused ?? "accepted"))")
         var clock = Stopwatch()
@@ -207,15 +203,19 @@ public struct SlotDrill: Sendable {
             "the next start rebuilt the state from the verified slots and serves 1.1.0")
         let state = try store.loadState()
         log.check(state.floor == "1.1.0", "floor kept at 1.1.0")
-        let refused: String?
-        do {
-            try store.install(bundle: scratch.makeArchive(version: "0.9.0"), verifier: scratch.verifier)
-            refused = nil
-        } catch let error as SlotError { refused = error.code }
+        let refused = try refusal(installing: "0.9.0", store, scratch)
         log.check(
             refused == "downgrade", "no factory install over signed slots: 0.9.0 refused (\(refused ?? "accepted"))")
         let kinds = Set(store.journal.read().map(\.event))
         log.check(kinds.isSuperset(of: [.stateRestored, .stateRebuilt]), "both recoveries journaled")
+    }
+
+    /// The code an install of `version` is refused with, nil when it is installed.
+    private func refusal(installing version: String, _ store: SlotStore, _ scratch: ScratchBundles) throws -> String? {
+        do {
+            try store.install(bundle: scratch.makeArchive(version: version), verifier: scratch.verifier)
+            return nil
+        } catch let error as SlotError { return error.code }
     }
 
     private func flipByte(in path: String) throws {

@@ -8,11 +8,7 @@ import Testing
 /// at start, and the intact fallback is never overwritten while it is the only good model.
 @Suite struct CorruptActiveSlotTests {
     func corruptedCommittedPair(_ name: String) throws -> Bench {
-        let bench = try Bench(name)
-        try bench.install("1.0.0")
-        try bench.install("1.1.0")
-        try bench.store.activate()
-        try bench.store.commit()
+        let bench = try Bench.committedPair(name)
         let victim = bench.store.bundlePath(.b) + "/model.bin"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
         bytes[bytes.count / 2] ^= 0x01

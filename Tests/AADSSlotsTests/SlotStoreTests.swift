@@ -32,6 +32,16 @@ final class Bench {
     }
 
     var state: StoreState { get throws { try store.loadState() } }
+
+    /// 1.0.0 in a (the fallback), 1.1.0 in b committed and serving; floor 1.1.0.
+    static func committedPair(_ name: String) throws -> Bench {
+        let bench = try Bench(name)
+        try bench.install("1.0.0")
+        try bench.install("1.1.0")
+        try bench.store.activate()
+        try bench.store.commit()
+        return bench
+    }
 }
 
 @Suite struct SlotStoreTests {

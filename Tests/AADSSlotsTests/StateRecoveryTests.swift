@@ -7,15 +7,7 @@ import Testing
 /// A lost or damaged state.json: restored from the previous generation, or rebuilt from the verified
 /// slots; never a silent factory install over signed bundles, never a lower floor.
 @Suite struct StateRecoveryTests {
-    /// 1.0.0 in a (fallback), 1.1.0 in b committed and serving; floor 1.1.0.
-    func committedPair(_ name: String) throws -> Bench {
-        let bench = try Bench(name)
-        try bench.install("1.0.0")
-        try bench.install("1.1.0")
-        try bench.store.activate()
-        try bench.store.commit()
-        return bench
-    }
+    func committedPair(_ name: String) throws -> Bench { try Bench.committedPair(name) }
 
     func write(_ text: String, to path: String) throws {
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
