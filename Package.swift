@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "AADSDevice",
             dependencies: [
-                "AADSHealth", "AADSDiagnosis", "AADSSlots", "CGPIOD", "AADSCore",
+                "AADSHealth", "AADSDiagnosis", "AADSImage", "AADSSlots", "CGPIOD", "AADSCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSImage
 import CoreMetrics
 import Foundation
 
@@ -49,11 +50,11 @@ public final class MetricsExporter: @unchecked Sendable {
 
     /// Error codes a live image can end with; each series is exported from start at 0, so `rate()` and
     /// alert rules work before the first error.
-    public static let knownErrorCodes = [
-        "unreadable", "not_jpeg", "corrupt_jpeg", "too_large", "unsupported_jpeg", "invalid_options", "internal",
-        "bad_input", "invalid_name", "not_regular_file", "file_vanished", "unreadable_image", "capture_failed",
-        "capture_timeout",
-    ]
+    public static let knownErrorCodes =
+        ImageError.Code.allCases.map(\.rawValue) + [
+            "bad_input", "invalid_name", "not_regular_file", "file_vanished", "unreadable_image", "capture_failed",
+            "capture_timeout",
+        ]
 
     /// The alert rules, each exported from start (`aads_alert_active` 0, `aads_alerts_raised_total` 0).
     public static let knownAlertRules = [

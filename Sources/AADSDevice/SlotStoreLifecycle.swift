@@ -1,6 +1,7 @@
 import AADSCore
 import AADSDiagnosis
 import AADSHealth
+import AADSImage
 import AADSSlots
 import Foundation
 import Logging
@@ -236,8 +237,13 @@ public final class SlotStoreLifecycle: SlotLifecycle {
     /// Errors of the input file itself (unreadable, not a JPEG, corrupt, too large, unsupported).
     static func isInputError(_ record: DiagnosisRecord) -> Bool {
         guard record.decision == .error, let code = record.error?.code else { return false }
-        return ["unreadable", "not_jpeg", "corrupt_jpeg", "too_large", "unsupported_jpeg"].contains(code)
+        return inputErrorCodes.contains(code)
     }
+
+    /// The image errors that describe the file, not the model: every `ImageError` code but a bad option
+    /// or an internal failure.
+    static let inputErrorCodes = Set(
+        ImageError.Code.allCases.filter { $0 != .invalidOptions && $0 != .internal }.map(\.rawValue))
 
     public func stop() {
         do { try store.endSession() } catch {
