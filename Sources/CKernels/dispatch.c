@@ -1,3 +1,4 @@
+#include "cpu.h"
 #include "internal.h"
 
 int aads_variant_available(int variant) {

@@ -1,3 +1,4 @@
+#include "cpu.h"
 #include "internal.h"
 
 // Pointwise (1x1, stride 1, no padding, one group) convolution as a matrix product: 4 output channels x 256

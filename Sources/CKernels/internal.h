@@ -1,15 +1,9 @@
 #ifndef AADS_CKERNELS_INTERNAL_H
 #define AADS_CKERNELS_INTERNAL_H
 #include "CKernels.h"
+#include "cpu.h"
 #include <math.h>
 #include <string.h>
-
-#if defined(__x86_64__) || defined(_M_X64)
-#define AADS_X86 1
-#endif
-#if defined(__aarch64__)
-#define AADS_ARM64 1
-#endif
 
 static inline int32_t aads_load32(const int8_t *p) {
     int32_t v;
@@ -137,15 +131,12 @@ static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *
 void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 #if AADS_X86
-int aads_x86_has_avx2(void);
-int aads_x86_has_avx512vnni(void);
 void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 #endif
 #if AADS_ARM64
-int aads_arm_has_dotprod(void);
 void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);

@@ -3,28 +3,12 @@
 #include "internal.h"
 #if AADS_ARM64
 #include <arm_neon.h>
-#if defined(__linux__)
-#include <sys/auxv.h>
-#ifndef HWCAP_ASIMDDP
-#define HWCAP_ASIMDDP (1 << 20)
-#endif
-#endif
 
 #if defined(__clang__)
 #define DOT_TARGET __attribute__((target("dotprod")))
 #else
 #define DOT_TARGET __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
-
-int aads_arm_has_dotprod(void) {
-#if defined(__linux__)
-    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
-#elif defined(__ARM_FEATURE_DOTPROD)
-    return 1;
-#else
-    return 0;
-#endif
-}
 
 /// float32 requantisation (see aads_requant_f32_prepare) of 4 accumulators into int32 results without the zero
 /// point; returns the lanes (bits 0-3) within `band` of a rounding boundary, which the caller decides in double.

@@ -7,17 +7,6 @@
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
-int aads_x86_has_avx2(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-int aads_x86_has_avx512vnni(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // AVX-512 VNNI: 4 rows x up to 4 blocks of 16 output channels per tile.
 

@@ -7,6 +7,7 @@
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #endif
+#include "cpu.h"
 #include "internal.h"
 
 /// Running sum in one of the AADS_SUM_* orders, fed the K products' factors in order.
