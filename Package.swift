@@ -87,15 +87,23 @@ let package = Package(
             name: "fuzz-config", dependencies: ["AADSDevice", "AADSHealth", "AADSCore"], path: "Fuzz/fuzz-config"),
         .executableTarget(name: "fuzz-state", dependencies: ["AADSSlots", "AADSCore"], path: "Fuzz/fuzz-state"),
 
+        // Test support: helpers the test targets share (seeded random inputs). Only test targets depend on it;
+        // no product links it.
+        .target(name: "AADSTestSupport"),
+
         .testTarget(name: "AADSCoreTests", dependencies: ["AADSCore"]),
         .testTarget(name: "AADSImageTests", dependencies: ["AADSImage"]),
-        .testTarget(name: "AADSInferenceTests", dependencies: ["AADSInference", "AADSImage", "CKernels"]),
+        .testTarget(
+            name: "AADSInferenceTests", dependencies: ["AADSInference", "AADSImage", "CKernels", "AADSTestSupport"]),
         .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots"]),
         .testTarget(name: "AADSDiagnosisTests", dependencies: ["AADSDiagnosis", "AADSInference", "AADSImage"]),
         .testTarget(name: "AADSHealthTests", dependencies: ["AADSHealth"]),
         .testTarget(
             name: "AADSDeviceTests",
-            dependencies: ["AADSDevice", "AADSHealth", "AADSSlots", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "AADSDevice", "AADSHealth", "AADSSlots", "AADSTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,13 +1,13 @@
 import AADSCore
 import Foundation
 
-/// A small deterministic random generator (SplitMix64), for demo journals and tests.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+/// The demo journal's deterministic random generator (SplitMix64): the same seed gives the same season.
+private struct DemoRandom {
     private var state: UInt64
 
-    public init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { state = seed }
 
-    public mutating func next() -> UInt64 {
+    mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -16,10 +16,10 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
+    mutating func unit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
 
     /// Normal(mean, sd) by Box–Muller.
-    public mutating func normal(_ mean: Double, _ sd: Double) -> Double {
+    mutating func normal(_ mean: Double, _ sd: Double) -> Double {
         let u1 = max(unit(), 1e-12)
         let u2 = unit()
         return mean + sd * (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
@@ -27,10 +27,11 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 }
 
 /// Fills a journal with a plausible season of field data (three model versions, a rollback, alerts, A/B
-/// shadow runs) so the report can be looked at without a device. Deterministic for a seed.
+/// shadow runs) so the report can be looked at without a device (`aads-edge report --demo`). Deterministic for a
+/// seed.
 public enum DemoData {
     public static func populate(journal: ResultsJournal, end: Date = Date(), seed: UInt64 = 7) throws {
-        var rng = SplitMix64(seed: seed)
+        var rng = DemoRandom(seed: seed)
         let start = end.addingTimeInterval(-6 * 86_400)
         struct Phase {
             let version: String

@@ -5,7 +5,10 @@ import Foundation
     /// A stand-in for the diagnosis pipeline, for tests and load runs of the service: decisions are derived from
     /// the image bytes' sha256, so they are deterministic and spread over every decision kind. Files starting
     /// with `CORRUPT` produce an `error` record. It never looks at pixels. Compiled into test builds only
-    /// (`AADS_TEST_HOOKS`, debug): a release or device build cannot serve made-up diagnoses.
+    /// (`AADS_TEST_HOOKS`, debug): a release or device build cannot serve made-up diagnoses. It is a test hook of
+    /// the service, not a test-only helper: the test build of `aads-edge run` serves it (`AADS_FAKE_DIAGNOSER`) to
+    /// the process tests and tools/bench_service.py, and a package dependency cannot be limited to debug builds,
+    /// so it lives here rather than in AADSTestSupport.
     public final class SyntheticDiagnoser: Diagnoser, @unchecked Sendable {
         public let modelVersion: String
         /// Real time spent per image (to make a crash land mid-image), milliseconds.

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import CKernels
 import Foundation
 import Testing
@@ -57,7 +58,7 @@ import Testing
         let transB = gemm.int("transB", 0) != 0
         #expect(transB && wq.shape == [1000, 1280])
         let (n, k) = (1000, 1280)
-        var r = SplitMix(state: 5)
+        var r = SplitMix64(seed: 5)
         let delta = (0..<n * k).map { _ in Float(r.double(-0.02, 0.02)) }
         let adapted = try model.adapted(weightDeltas: ["classifier": delta])
         let logitsInfo = try #require(model.outputs.first { $0.name == "logits" })

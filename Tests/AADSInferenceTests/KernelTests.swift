@@ -1,19 +1,12 @@
+import AADSTestSupport
 import CKernels
 import Foundation
 import Testing
 
 @testable import AADSInference
 
-/// Deterministic pseudo-random numbers (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Kernel inputs drawn from the shared SplitMix64 generator.
+extension SplitMix64 {
     mutating func int(_ range: ClosedRange<Int>) -> Int {
         range.lowerBound + Int(next() % UInt64(range.upperBound - range.lowerBound + 1))
     }
@@ -38,7 +31,7 @@ struct ConvCase: CustomStringConvertible {
 
     /// `extremes`: also draw cases whose values spread over thousands of steps or whose offsets exceed the float32
     /// requantisation's bound.
-    static func random(_ r: inout SplitMix, depthwise: Bool, extremes: Bool = false) -> ConvCase {
+    static func random(_ r: inout SplitMix64, depthwise: Bool, extremes: Bool = false) -> ConvCase {
         var k = ConvCase()
         k.n = r.int(1...2)
         k.h = r.int(1...11)
@@ -174,7 +167,7 @@ struct ConvCase: CustomStringConvertible {
 
     @Test(arguments: [false, true])
     func everyVariantEqualsReference(depthwise: Bool) throws {
-        var r = SplitMix(state: depthwise ? 7 : 3)
+        var r = SplitMix64(seed: depthwise ? 7 : 3)
         for i in 0..<60 {
             let k = ConvCase.random(&r, depthwise: depthwise, extremes: true)
             let ref = k.referenceAsEngine()
@@ -194,7 +187,7 @@ struct ConvCase: CustomStringConvertible {
     /// band widened to the whole step every output takes the float path, with the real band only the rare ones.
     @Test(arguments: [false, true])
     func everyVariantEqualsFloatReferenceRounding(depthwise: Bool) throws {
-        var r = SplitMix(state: depthwise ? 29 : 31)
+        var r = SplitMix64(seed: depthwise ? 29 : 31)
         var decided = 0
         for i in 0..<40 {
             let k = ConvCase.random(&r, depthwise: depthwise)
@@ -220,7 +213,7 @@ struct ConvCase: CustomStringConvertible {
     /// A pointwise convolution deep enough for ONNX Runtime's SGEMM to sum each output in several K blocks, every
     /// output decided by the float reference (the band widened to the whole step).
     @Test func deepPointwiseFloatReferenceCrossesKBlocks() throws {
-        var r = SplitMix(state: 43)
+        var r = SplitMix64(seed: 43)
         var k = ConvCase()
         (k.h, k.w, k.c, k.m) = (40, 40, 300, 40)
         k.win.outH = 40
@@ -274,7 +267,7 @@ struct ConvCase: CustomStringConvertible {
     }
 
     @Test func requantizeRoundsHalfToEvenAndClamps() {
-        var r = SplitMix(state: 11)
+        var r = SplitMix64(seed: 11)
         for _ in 0..<20000 {
             let acc = Int32(truncatingIfNeeded: r.int(-3_000_000...3_000_000))
             let mult = [0.5, 0.25, 1, r.double(1e-6, 1e-3), r.double(0, 2)][r.int(0...4)]
@@ -300,7 +293,7 @@ struct ConvCase: CustomStringConvertible {
     }
 
     @Test func elementwiseKernelsEqualReference() throws {
-        var r = SplitMix(state: 17)
+        var r = SplitMix64(seed: 17)
         for i in 0..<200 {
             let n = r.int(1...300)
             let a = r.int8s(n)

@@ -1,0 +1,26 @@
+import Foundation
+
+/// A small deterministic random generator (SplitMix64), for tests that draw reproducible inputs from a seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    public mutating func unit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
+
+    /// Normal(mean, sd) by Box–Muller.
+    public mutating func normal(_ mean: Double, _ sd: Double) -> Double {
+        let u1 = max(unit(), 1e-12)
+        let u2 = unit()
+        return mean + sd * (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+    }
+}
