@@ -87,17 +87,19 @@ let package = Package(
             name: "fuzz-config", dependencies: ["AADSDevice", "AADSHealth", "AADSCore"], path: "Fuzz/fuzz-config"),
         .executableTarget(name: "fuzz-state", dependencies: ["AADSSlots", "AADSCore"], path: "Fuzz/fuzz-state"),
 
-        // Test support: helpers the test targets share (seeded random inputs). Only test targets depend on it;
-        // no product links it.
+        // Test support: what the test targets share (fixture paths, the aads-edge binary under test, seeded
+        // random inputs). Only test targets depend on it; no product links it.
         .target(name: "AADSTestSupport"),
 
         .testTarget(name: "AADSCoreTests", dependencies: ["AADSCore"]),
-        .testTarget(name: "AADSImageTests", dependencies: ["AADSImage"]),
+        .testTarget(name: "AADSImageTests", dependencies: ["AADSImage", "AADSTestSupport"]),
         .testTarget(
             name: "AADSInferenceTests", dependencies: ["AADSInference", "AADSImage", "CKernels", "AADSTestSupport"]),
-        .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots"]),
-        .testTarget(name: "AADSDiagnosisTests", dependencies: ["AADSDiagnosis", "AADSInference", "AADSImage"]),
-        .testTarget(name: "AADSHealthTests", dependencies: ["AADSHealth"]),
+        .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots", "AADSTestSupport"]),
+        .testTarget(
+            name: "AADSDiagnosisTests",
+            dependencies: ["AADSDiagnosis", "AADSInference", "AADSImage", "AADSTestSupport"]),
+        .testTarget(name: "AADSHealthTests", dependencies: ["AADSHealth", "AADSTestSupport"]),
         .testTarget(
             name: "AADSDeviceTests",
             dependencies: [

@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -16,7 +17,7 @@ import Testing
     }
 
     @Test func shippedConfigParsesAndMatchesItsFile() throws {
-        let config = try DeviceConfig.load(path: Fixtures.packageRoot + "/firmware-config/device.json")
+        let config = try DeviceConfig.load(path: Fixtures.repositoryPath("firmware-config/device.json"))
         #expect(config.gpio.backend == .libgpiod)
         #expect(config.gpio.lines == DeviceConfig.GPIOLines(green: 17, amber: 27, red: 22, trigger: 23))
         #expect(config.capture.command.contains("{path}"))

@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 /// Inputs `fuzz-config` found (Tests/Fixtures/fuzz/config), kept so the bugs stay fixed.
 @Suite struct ConfigFuzzRegressionTests {
     func fixture(_ name: String) throws -> Data {
-        try Data(contentsOf: URL(fileURLWithPath: Fixtures.packageRoot + "/Tests/Fixtures/fuzz/config/" + name))
+        try Data(contentsOf: Fixtures.url("fuzz/config/" + name))
     }
 
     /// A key holding a carriage return (`"accuracy_\rop_max"`) is an unknown key; the message naming it must

@@ -1,5 +1,6 @@
 import AADSDiagnosis
 import AADSSlots
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -41,7 +42,7 @@ import Testing
 
     /// The diagnosis layer reads the changelog too, and a manifest without one still loads.
     @Test func diagnosisManifestReadsTheChangelog() throws {
-        let factory = Fixtures.packageRoot + "/firmware-config/factory-bundle/manifest.json"
+        let factory = Fixtures.factoryBundle + "/manifest.json"
         var object = try #require(
             try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: factory))) as? [String: Any])
         object["changelog"] = nil

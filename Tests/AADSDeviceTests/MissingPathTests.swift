@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -14,7 +15,7 @@ import Testing
         ["slot", "status"], ["slot", "mark-healthy"], ["health"],
     ])
     func aMistypedRootIsRefusedAndNotCreated(command: [String]) throws {
-        try #require(FileManager.default.isExecutableFile(atPath: CLI.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         let dir = TempDir()
         defer { dir.cleanup() }
         let typo = dir.file("slts")
@@ -27,7 +28,7 @@ import Testing
     }
 
     @Test func outputFilesInAMissingDirectoryAreRefused() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: CLI.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         let dir = TempDir()
         defer { dir.cleanup() }
         let journal = dir.file("results.sqlite")

@@ -8,23 +8,13 @@ import Testing
     import Glibc
 #endif
 
-/// Drives the real `aads-edge` binary (built next to the test bundle) with the synthetic diagnoser
-/// (`AADS_FAKE_DIAGNOSER=1`).
+/// Drives the real `aads-edge` binary (TestBinary.aadsEdge) with the synthetic diagnoser (`AADS_FAKE_DIAGNOSER=1`).
 enum CLI {
-    static var binary: String {
-        let exe =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        // Inside a .xctest bundle directory on some layouts.
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        return dir.appendingPathComponent("aads-edge").path
-    }
-
     static func start(_ arguments: [String], environment extra: [String: String] = [:], stderr: String? = nil) throws
         -> Process
     {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
+        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env["AADS_FAKE_DIAGNOSER"] = "1"
@@ -46,7 +36,7 @@ enum CLI {
     /// Runs to completion; returns (status, stdout).
     static func run(_ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
+        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -72,13 +62,13 @@ enum CLI {
 
     @Test func binaryIsBuilt() {
         #expect(
-            FileManager.default.isExecutableFile(atPath: CLI.binary),
-            "aads-edge not found at \(CLI.binary); run swift build first")
+            FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge),
+            "aads-edge not found at \(TestBinary.aadsEdge); run swift build first")
     }
 
     @Test func killNineAtRandomMomentsLeavesExactlyOneRowPerImage() throws {
-        guard FileManager.default.isExecutableFile(atPath: CLI.binary) else {
-            Issue.record("aads-edge not built at \(CLI.binary)")
+        guard FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge) else {
+            Issue.record("aads-edge not built at \(TestBinary.aadsEdge)")
             return
         }
         let dir = TempDir("aads-kill")
@@ -133,8 +123,8 @@ enum CLI {
     }
 
     @Test func sigtermDrainsTheImageInHandAndExitsZero() throws {
-        guard FileManager.default.isExecutableFile(atPath: CLI.binary) else {
-            Issue.record("aads-edge not built at \(CLI.binary)")
+        guard FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge) else {
+            Issue.record("aads-edge not built at \(TestBinary.aadsEdge)")
             return
         }
         let dir = TempDir("aads-term")

@@ -1,5 +1,6 @@
 import AADSHealth
 import AADSSlots
+import AADSTestSupport
 import Foundation
 import Logging
 import Testing
@@ -8,8 +9,7 @@ import Testing
 
 /// The service's slot life cycle against a real slot store holding copies of the factory bundle.
 @Suite(.serialized) struct SlotStoreLifecycleTests {
-    static let factory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../../firmware-config/factory-bundle").standardized.path
+    static let factory = Fixtures.factoryBundle
 
     let directory: String
     let scratch: ScratchBundles

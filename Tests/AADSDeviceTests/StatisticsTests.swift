@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 
 @testable import AADSDevice
@@ -23,21 +24,10 @@ struct TempDir {
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-enum Fixtures {
-    /// Tests/Fixtures/device, found from this file.
-    static let directory: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/device").path
-    }()
-
-    /// The repository root.
-    static let packageRoot: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
-    }()
-
+/// The device fixtures (Tests/Fixtures/device).
+extension Fixtures {
     static func json(_ name: String) throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
+        let data = try Data(contentsOf: url("device/" + name))
         return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
     }
 }

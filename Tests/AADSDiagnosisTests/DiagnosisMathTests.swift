@@ -1,11 +1,11 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
 @testable import AADSDiagnosis
 
-let diagnosisFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../Fixtures/diagnosis").standardized.path
+let diagnosisFixtures = Fixtures.path("diagnosis")
 
 struct Expected: Decodable {
     struct Case: Decodable {

@@ -1,13 +1,13 @@
 import AADSCore
 import AADSImage
 import AADSInference
+import AADSTestSupport
 import Foundation
 import Testing
 
 @testable import AADSDiagnosis
 
-let factoryBundle = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../../firmware-config/factory-bundle").standardized.path
+let factoryBundle = Fixtures.factoryBundle
 
 /// A scratch copy of the factory bundle that a test may damage.
 struct BundleCopy {
@@ -85,8 +85,7 @@ func code(of body: () throws -> Void) -> String? {
         let images = [
             factoryBundle + "/golden/tomato/early_blight", factoryBundle + "/golden/corn/healthy",
         ].map { dir in dir + "/" + ((try? FileManager.default.contentsOfDirectory(atPath: dir).sorted().first) ?? "") }
-        let damaged = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../Fixtures/images/shared/corrupt/truncated_90pct.jpg").standardized.path
+        let damaged = Fixtures.path("images/shared/corrupt/truncated_90pct.jpg")
         let sequence = [images[0], damaged, images[1], factoryBundle + "/golden/ood/skimage-coffee.jpg", images[0]]
         let pipeline = try DiagnosisPipeline(bundleDirectory: factoryBundle)
         for path in sequence {

@@ -1,4 +1,5 @@
 import AADSDiagnosis
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -71,8 +72,7 @@ import Testing
     }
 
     @Test func aurocAndQuantilesMatchScipyAndNumpy() throws {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../Fixtures/health/rank_statistics.json").standardized
+        let path = Fixtures.url("health/rank_statistics.json")
         let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: path))
         #expect(cases.count >= 3)
         for c in cases {

@@ -1,4 +1,5 @@
 import AADSDiagnosis
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -6,19 +7,10 @@ import Testing
 
 /// `aads-edge evaluate` as a process, checked against `aads-edge diagnose` on the same photos.
 @Suite(.serialized) struct EvaluateCommandTests {
-    /// The CLI built next to the test bundle by `swift build --build-tests`.
-    static var binary: String {
-        let exe =
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
-        return dir.appendingPathComponent("aads-edge").path
-    }
-
     /// Runs the CLI; returns its exit status and standard output.
     func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -34,7 +26,7 @@ import Testing
     }
 
     @Test func figuresMatchDiagnoseOnTheSameFiles() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         let s = Scratch()
         defer { s.cleanup() }
         // Three known classes, a class the first crop's adapter lacks, a crop the router lacks, two OOD photos.
@@ -54,12 +46,12 @@ import Testing
         try s.write("about these photos", to: "root/README.txt")
 
         let evaluated = try run([
-            "evaluate", "--bundle", factoryBundle, s.path + "/root", "--ood", s.path + "/ood", "--json",
+            "evaluate", "--bundle", Fixtures.factoryBundle, s.path + "/root", "--ood", s.path + "/ood", "--json",
         ])
         #expect(evaluated.status == 0)
         let r = try object(evaluated.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
 
-        let diagnosed = try run(["diagnose", "--bundle", factoryBundle, "--json"] + files + [broken])
+        let diagnosed = try run(["diagnose", "--bundle", Fixtures.factoryBundle, "--json"] + files + [broken])
         #expect(diagnosed.status == 1)  // the broken photo
         let lines = try diagnosed.stdout.split(separator: "\n").map { try object(String($0)) }
         try #require(lines.count == files.count + 1)
@@ -124,22 +116,22 @@ import Testing
         #expect((latency["p50"] ?? 0) > 0 && (latency["p95"] ?? 0) >= (latency["p50"] ?? 0))
 
         // The readable form says the same.
-        let text = try run(["evaluate", "--bundle", factoryBundle, s.path + "/root", "--ood", s.path + "/ood"])
+        let text = try run(["evaluate", "--bundle", Fixtures.factoryBundle, s.path + "/root", "--ood", s.path + "/ood"])
         #expect(text.status == 0)
         #expect(text.stdout.contains("\(correct) of 3 diagnosed as their class"))
         #expect(text.stdout.contains("error \(broken): not_jpeg"))
     }
 
     @Test func badInputExitsTwoWithAJSONError() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: Self.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         let s = Scratch()
         defer { s.cleanup() }
         try s.copy(try GoldenPhotos(classes: 1, ood: 1).ood[0], to: "root/tomato/healthy/a.jpg")
         try FileManager.default.createDirectory(atPath: s.path + "/empty/x", withIntermediateDirectories: true)
         let cases: [([String], String)] = [
-            (["--bundle", factoryBundle, s.path + "/missing"], "not_found"),
-            (["--bundle", factoryBundle, s.path + "/empty"], "no_images"),
-            (["--bundle", factoryBundle, s.path + "/root", "--ood", s.path + "/empty"], "no_images"),
+            (["--bundle", Fixtures.factoryBundle, s.path + "/missing"], "not_found"),
+            (["--bundle", Fixtures.factoryBundle, s.path + "/empty"], "no_images"),
+            (["--bundle", Fixtures.factoryBundle, s.path + "/root", "--ood", s.path + "/empty"], "no_images"),
             (["--bundle", s.path, s.path + "/root"], "missing_file"),
             (["--slots", s.path + "/no-store", s.path + "/root"], "not_found"),
             (["--slots", s.path + "/empty/x", s.path + "/root"], "no_active_slot"),
@@ -151,7 +143,7 @@ import Testing
             #expect((error as? [String: Any])?["code"] as? String == code, "\(arguments)")
         }
         // Usage errors: no folder, or no bundle.
-        #expect(try run(["evaluate", "--bundle", factoryBundle]).status == 2)
+        #expect(try run(["evaluate", "--bundle", Fixtures.factoryBundle]).status == 2)
         #expect(try run(["evaluate", s.path + "/root"]).status == 2)
     }
 }

@@ -1,12 +1,10 @@
 import AADSCore
 import AADSDiagnosis
+import AADSTestSupport
 import Foundation
 import Testing
 
 @testable import AADSHealth
-
-let factoryBundle = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .appendingPathComponent("../../firmware-config/factory-bundle").standardized.path
 
 /// A temporary directory removed by `cleanup()`.
 struct Scratch {
@@ -165,8 +163,8 @@ struct GoldenPhotos {
     var ood: [String] = []
 
     init(classes: Int, ood oodCount: Int) throws {
-        manifest = try BundleManifest.load(bundleDirectory: factoryBundle)
-        let golden = factoryBundle + "/golden"
+        manifest = try BundleManifest.load(bundleDirectory: Fixtures.factoryBundle)
+        let golden = Fixtures.factoryBundle + "/golden"
         func photos(_ dir: String) -> [String] {
             ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter {
                 $0.lowercased().hasSuffix(".jpg")
@@ -246,7 +244,7 @@ struct GoldenPhotos {
         try s.copy(golden.ood[0], to: "ood/a.jpg")
         try s.copy(golden.ood[1], to: "ood/more/b.jpg")
         try s.write("not a jpeg", to: "root/\(golden.leaves[0].crop)/\(golden.leaves[0].label)/broken.jpg")
-        let pipeline = try DiagnosisPipeline(bundleDirectory: factoryBundle)
+        let pipeline = try DiagnosisPipeline(bundleDirectory: Fixtures.factoryBundle)
         let set = try Evaluation.collect(
             roots: [s.path + "/root"], oodDirectories: [s.path + "/ood"],
             known: Evaluation.knownClasses(pipeline.manifest))

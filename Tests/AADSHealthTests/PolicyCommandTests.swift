@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
     /// Runs the CLI in `directory`; returns its exit status, standard output and standard error.
     func run(_ arguments: [String], in directory: String) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: EvaluateCommandTests.binary)
+        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var environment = ProcessInfo.processInfo.environment
@@ -33,7 +34,7 @@ import Testing
 
     @Test(arguments: [["health"], ["slot", "activate"]])
     func aMissingPolicyFileIsRefused(command: [String]) throws {
-        try #require(FileManager.default.isExecutableFile(atPath: EvaluateCommandTests.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         let s = Scratch()
         defer { s.cleanup() }
         try FileManager.default.createDirectory(atPath: s.path + "/store", withIntermediateDirectories: true)
@@ -46,7 +47,7 @@ import Testing
     }
 
     @Test func theBuiltInThresholdsAreUsedOnlyWithAWarning() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: EvaluateCommandTests.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         try #require(!FileManager.default.fileExists(atPath: "/etc/aads-edge/health.json"))
         let s = Scratch()
         defer { s.cleanup() }
@@ -62,11 +63,11 @@ import Testing
 /// `health` arguments that cannot run: exit 2 with a usage or not-found code.
 @Suite struct HealthArgumentTests {
     @Test func aMissingBundleOrAnUnknownSlotCannotRun() throws {
-        try #require(FileManager.default.isExecutableFile(atPath: EvaluateCommandTests.binary), "aads-edge not built")
+        try #require(FileManager.default.isExecutableFile(atPath: TestBinary.aadsEdge), "aads-edge not built")
         let s = Scratch()
         defer { s.cleanup() }
         let tests = PolicyCommandTests()
-        let policy = URL(fileURLWithPath: factoryBundle).deletingLastPathComponent().path + "/health.json"
+        let policy = URL(fileURLWithPath: Fixtures.factoryBundle).deletingLastPathComponent().path + "/health.json"
         let missing = s.path + "/no-bundle"
         let bundle = try tests.run(["health", "--bundle", missing, "--policy", policy, "--json"], in: s.path)
         #expect(bundle.status == 2)

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -23,30 +24,30 @@ import Testing
     @Test(arguments: expected)
     func corruptFileGivesItsCode(_ file: String, _ code: String) throws {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 64))
-        #expect(errorCode { _ = try preprocessor.process(path: Fixtures.path(file)) } == code)
-        let data = try Fixtures.data(file)
+        #expect(errorCode { _ = try preprocessor.process(path: Fixtures.image(file)) } == code)
+        let data = try Fixtures.imageData(file)
         #expect(errorCode { _ = try preprocessor.process(jpeg: data) } == code)
         #expect(
-            errorCode { _ = try preprocessor.processQuantized(path: Fixtures.path(file), scale: 0.02, zeroPoint: 0) }
+            errorCode { _ = try preprocessor.processQuantized(path: Fixtures.image(file), scale: 0.02, zeroPoint: 0) }
                 == code)
         #expect(preprocessor.lastImageRGB().isEmpty)
     }
 
     /// A failure must not leave the decoder in a state that spoils the next image.
     @Test func aFailureDoesNotAffectTheNextImage() throws {
-        let good = Fixtures.path("shared/variants/coffee_exif_orient6.jpg")
+        let good = Fixtures.image("shared/variants/coffee_exif_orient6.jpg")
         let expected = try ImagePreprocessor(options: PreprocessOptions(size: 48)).process(path: good).tensor
         for allowDamaged in [false, true] {
             let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 48, allowDamaged: allowDamaged))
             for (file, _) in Self.expected {
-                _ = try? preprocessor.process(path: Fixtures.path(file))
+                _ = try? preprocessor.process(path: Fixtures.image(file))
                 #expect(try preprocessor.process(path: good).tensor == expected, "after \(file)")
             }
         }
     }
 
     @Test func everyCorruptFixtureIsCovered() throws {
-        let files = try FileManager.default.contentsOfDirectory(atPath: Fixtures.path("shared/corrupt"))
+        let files = try FileManager.default.contentsOfDirectory(atPath: Fixtures.image("shared/corrupt"))
         let covered = Set(Self.expected.map { ($0.0 as NSString).lastPathComponent })
         #expect(files.count == 8)
         for file in files { #expect(covered.contains(file), "\(file) has no expected code") }
@@ -54,33 +55,33 @@ import Testing
 
     @Test func ioFailuresAreUnreadable() {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 64))
-        #expect(errorCode { _ = try preprocessor.process(path: Fixtures.path("no/such/file.jpg")) } == "unreadable")
-        #expect(errorCode { _ = try preprocessor.process(path: Fixtures.path("shared")) } == "unreadable")
+        #expect(errorCode { _ = try preprocessor.process(path: Fixtures.image("no/such/file.jpg")) } == "unreadable")
+        #expect(errorCode { _ = try preprocessor.process(path: Fixtures.image("shared")) } == "unreadable")
     }
 
     @Test func damagedFilesDecodeWhenAllowedAndAreFlagged() throws {
         let lenient = ImagePreprocessor(options: PreprocessOptions(size: 64, policy: .stretch, allowDamaged: true))
         for file in ["truncated_30pct", "truncated_90pct", "bitflip_32"] {
-            let result = try lenient.process(path: Fixtures.path("shared/corrupt/\(file).jpg"))
+            let result = try lenient.process(path: Fixtures.image("shared/corrupt/\(file).jpg"))
             #expect(result.info.damaged, "\(file)")
         }
         // Still errors when allowed: no frame at all, over the limit.
         #expect(
-            errorCode { _ = try lenient.process(path: Fixtures.path("shared/corrupt/header_only_no_sof.jpg")) }
+            errorCode { _ = try lenient.process(path: Fixtures.image("shared/corrupt/header_only_no_sof.jpg")) }
                 == "corrupt_jpeg")
         #expect(
-            errorCode { _ = try lenient.process(path: Fixtures.path("shared/corrupt/sof_65000x65000.jpg")) }
+            errorCode { _ = try lenient.process(path: Fixtures.image("shared/corrupt/sof_65000x65000.jpg")) }
                 == "too_large")
         // An intact file is not flagged.
-        #expect(try !lenient.process(path: Fixtures.path("shared/ood/skimage-chelsea.jpg")).info.damaged)
+        #expect(try !lenient.process(path: Fixtures.image("shared/ood/skimage-chelsea.jpg")).info.damaged)
     }
 
     /// The truncated file is the first 30 % of chelsea: its top rows are real, its bottom rows are not.
     @Test func truncatedFileKeepsTheRowsItHas() throws {
         let lenient = ImagePreprocessor(options: PreprocessOptions(size: 64, policy: .stretch, allowDamaged: true))
-        _ = try lenient.process(path: Fixtures.path("shared/corrupt/truncated_30pct.jpg"))
+        _ = try lenient.process(path: Fixtures.image("shared/corrupt/truncated_30pct.jpg"))
         let damaged = lenient.lastImageRGB()
-        _ = try lenient.process(path: Fixtures.path("shared/ood/skimage-chelsea.jpg"))
+        _ = try lenient.process(path: Fixtures.image("shared/ood/skimage-chelsea.jpg"))
         let intact = lenient.lastImageRGB()
         let row = 64 * 3
         let top = pixelDifference(Array(damaged[0..<8 * row]), Array(intact[0..<8 * row]))
@@ -90,7 +91,7 @@ import Testing
     }
 
     @Test func pixelLimitIsCheckedFromTheHeader() throws {
-        let file = Fixtures.path("shared/variants/coffee_baseline_420_q85.jpg")  // 600x400
+        let file = Fixtures.image("shared/variants/coffee_baseline_420_q85.jpg")  // 600x400
         let tight = ImagePreprocessor(
             options: PreprocessOptions(size: 64, limits: DecodeLimits(maxPixels: 600 * 400 - 1)))
         #expect(errorCode { _ = try tight.process(path: file) } == "too_large")
@@ -101,15 +102,15 @@ import Testing
     @Test func fileSizeLimitIsCheckedBeforeReading() throws {
         let file = "shared/variants/coffee_baseline_420_q85.jpg"  // 56809 bytes
         let tight = ImagePreprocessor(options: PreprocessOptions(size: 64, limits: DecodeLimits(maxFileBytes: 56808)))
-        #expect(errorCode { _ = try tight.process(path: Fixtures.path(file)) } == "too_large")
-        #expect(errorCode { _ = try tight.process(jpeg: Fixtures.data(file)) } == "too_large")
+        #expect(errorCode { _ = try tight.process(path: Fixtures.image(file)) } == "too_large")
+        #expect(errorCode { _ = try tight.process(jpeg: Fixtures.imageData(file)) } == "too_large")
         let exact = ImagePreprocessor(options: PreprocessOptions(size: 64, limits: DecodeLimits(maxFileBytes: 56809)))
-        #expect(errorCode { _ = try exact.process(path: Fixtures.path(file)) } == nil)
+        #expect(errorCode { _ = try exact.process(path: Fixtures.image(file)) } == nil)
     }
 
     /// Every prefix of a JPEG with EXIF: a coded error or (for the complete file) success; never a crash.
     @Test func truncationsNeverCrash() throws {
-        let bytes = [UInt8](try Fixtures.data("generated/orient6.jpg"))
+        let bytes = [UInt8](try Fixtures.imageData("generated/orient6.jpg"))
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 32))
         let codes = Set(["not_jpeg", "corrupt_jpeg"])
         var cut = 0
@@ -123,7 +124,7 @@ import Testing
 
     /// Seeded random byte changes in the header region: success or one of the documented codes.
     @Test func mutatedHeadersNeverCrash() throws {
-        let original = [UInt8](try Fixtures.data("generated/orient6.jpg"))
+        let original = [UInt8](try Fixtures.imageData("generated/orient6.jpg"))
         let preprocessor = ImagePreprocessor(
             options: PreprocessOptions(size: 32, limits: DecodeLimits(maxPixels: 4_000_000)))
         let allowed = Set(ImageError.Code.allCases.map(\.rawValue)).subtracting(["invalid_options", "internal"])
@@ -144,7 +145,7 @@ import Testing
     }
 
     @Test func invalidOptionsAreReported() {
-        let file = Fixtures.path("shared/variants/coffee_baseline_420_q85.jpg")
+        let file = Fixtures.image("shared/variants/coffee_baseline_420_q85.jpg")
         for options in [
             PreprocessOptions(size: 0), PreprocessOptions(size: 64, mean: [1, 2]),
             PreprocessOptions(size: 64, std: [0]), PreprocessOptions(size: 64, limits: DecodeLimits(maxPixels: 0)),

@@ -1,16 +1,15 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 
 @testable import AADSImage
 
-/// Paths of the committed image fixtures (Tests/Fixtures/images, made by tools/gen_image_fixtures.py).
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/images")
+/// The committed image fixtures (Tests/Fixtures/images, made by tools/gen_image_fixtures.py).
+extension Fixtures {
+    /// The path of an image fixture, relative to Tests/Fixtures/images.
+    static func image(_ relative: String) -> String { path("images/" + relative) }
 
-    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
-
-    static func data(_ relative: String) throws -> Data { try Data(contentsOf: root.appendingPathComponent(relative)) }
+    static func imageData(_ relative: String) throws -> Data { try Data(contentsOf: url("images/" + relative)) }
 
     /// One Pillow reference: a JPEG, a target size and policy, the expected pixels and decode facts.
     struct Case: Decodable, Sendable, CustomStringConvertible {
@@ -40,7 +39,7 @@ enum Fixtures {
     }
 
     static let cases: [Case] = {
-        guard let data = try? Data(contentsOf: root.appendingPathComponent("cases.json")),
+        guard let data = try? Data(contentsOf: url("images/cases.json")),
             let cases = try? JSONDecoder().decode([Case].self, from: data)
         else { return [] }
         return cases

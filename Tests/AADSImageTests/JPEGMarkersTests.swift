@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -102,7 +103,7 @@ import Testing
 
     /// A real camera-style file with its orientation value patched to 9 decodes upright-as-stored.
     @Test func outOfRangeOrientationInARealFileDecodesAsOne() throws {
-        var bytes = [UInt8](try Fixtures.data("generated/orient6.jpg"))
+        var bytes = [UInt8](try Fixtures.imageData("generated/orient6.jpg"))
         // Find the orientation entry: tag 0x0112, type 3, count 1, value 6 (Pillow writes big-endian TIFF).
         let pattern: [UInt8] = [0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06]
         let index = try #require(

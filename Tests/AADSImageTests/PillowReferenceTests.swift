@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -31,7 +32,7 @@ import Testing
     func matchesPillow(_ testCase: Fixtures.Case) throws {
         let policy = try #require(ResizePolicy(rawValue: testCase.policy))
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: testCase.size, policy: policy))
-        let result = try preprocessor.process(path: Fixtures.path(testCase.jpeg))
+        let result = try preprocessor.process(path: Fixtures.image(testCase.jpeg))
         #expect(result.info.orientation == testCase.orientation)
         #expect(result.info.sourceWidth == testCase.sourceWidth)
         #expect(result.info.sourceHeight == testCase.sourceHeight)
@@ -41,7 +42,7 @@ import Testing
         #expect(!result.info.damaged)
         #expect(result.tensor.shape == [1, 3, testCase.size, testCase.size])
 
-        let reference = try NPY.read(Fixtures.path(testCase.reference))
+        let reference = try NPY.read(Fixtures.image(testCase.reference))
         #expect(reference.shape == [testCase.size, testCase.size, 3])
         #expect(reference.dtype == .uint8)
         let ours = preprocessor.lastImageRGB()
@@ -59,8 +60,8 @@ import Testing
         let mean: [Float] = [123.675, 116.28, 103.53]
         let std: [Float] = [58.395, 57.12, 57.375]
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 224, mean: mean, std: std))
-        let tensor = try preprocessor.process(path: Fixtures.path(testCase.jpeg)).tensor
-        let reference = try NPY.read(Fixtures.path(testCase.reference)).bytes
+        let tensor = try preprocessor.process(path: Fixtures.image(testCase.jpeg)).tensor
+        let reference = try NPY.read(Fixtures.image(testCase.reference)).bytes
         let plane = 224 * 224
         var total: Float = 0
         for c in 0..<3 {

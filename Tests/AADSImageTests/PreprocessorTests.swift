@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -17,7 +18,7 @@ import Testing
 
     @Test func twelveMegapixelsDecodeAtOneEighth() throws {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 224))
-        let result = try preprocessor.process(path: Fixtures.path("shared/variants/coffee_12mp_4000x3000_q85.jpg"))
+        let result = try preprocessor.process(path: Fixtures.image("shared/variants/coffee_12mp_4000x3000_q85.jpg"))
         #expect(
             result.info
                 == ImageInfo(
@@ -29,14 +30,14 @@ import Testing
     @Test func pathAndBytesGiveTheSameTensor() throws {
         let file = "shared/variants/coffee_exif_orient6.jpg"
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 96, policy: .stretch))
-        let fromPath = try preprocessor.process(path: Fixtures.path(file))
-        let fromData = try preprocessor.process(jpeg: Fixtures.data(file))
+        let fromPath = try preprocessor.process(path: Fixtures.image(file))
+        let fromData = try preprocessor.process(jpeg: Fixtures.imageData(file))
         #expect(fromPath.tensor == fromData.tensor)
         #expect(fromPath.info == fromData.info)
     }
 
     @Test func callerBufferVariantMatchesTheTensor() throws {
-        let file = Fixtures.path("shared/ood/skimage-chelsea.jpg")
+        let file = Fixtures.image("shared/ood/skimage-chelsea.jpg")
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 64))
         let tensor = try preprocessor.process(path: file).tensor
         var buffer = [Float](repeating: .nan, count: preprocessor.tensorCount)
@@ -53,7 +54,7 @@ import Testing
     /// Quantizing straight from pixels equals ONNX QuantizeLinear (`quantizeInt8`) of the float tensor.
     @Test(arguments: [(Float(0.0157), Int32(0)), (0.02, -3), (0.0078125, 10), (0.5, 127)])
     func quantizedEqualsQuantizeLinearOfTheFloatTensor(_ scale: Float, _ zeroPoint: Int32) throws {
-        let file = Fixtures.path("shared/variants/coffee_cmyk_q90.jpg")
+        let file = Fixtures.image("shared/variants/coffee_cmyk_q90.jpg")
         let preprocessor = ImagePreprocessor(
             options: PreprocessOptions(size: 48, mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375]))
         let floats = try preprocessor.process(path: file).tensor
@@ -63,14 +64,14 @@ import Testing
         #expect(quantized.scale == scale && quantized.zeroPoint == zeroPoint)
         #expect(quantized.data == floats.data.map { quantizeInt8($0, scale: scale, zeroPoint: zeroPoint) })
         let fromData = try preprocessor.processQuantized(
-            jpeg: Fixtures.data("shared/variants/coffee_cmyk_q90.jpg"), scale: scale, zeroPoint: zeroPoint)
+            jpeg: Fixtures.imageData("shared/variants/coffee_cmyk_q90.jpg"), scale: scale, zeroPoint: zeroPoint)
         #expect(fromData.1 == quantized)
     }
 
     @Test func quantizationRoundsHalfToEvenAndSaturates() throws {
         // mean 0, std 1: the tensor holds the raw pixel values, so scale 2 puts odd pixels on .5 ties.
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 16, mean: [0], std: [1]))
-        let file = Fixtures.path("shared/variants/coffee_gray_q90.jpg")
+        let file = Fixtures.image("shared/variants/coffee_gray_q90.jpg")
         let (_, q) = try preprocessor.processQuantized(path: file, scale: 2, zeroPoint: -64)
         let pixels = preprocessor.lastImageRGB()
         for i in 0..<(16 * 16) {
@@ -83,7 +84,7 @@ import Testing
 
     @Test func grayscaleBecomesThreeEqualChannels() throws {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 32, mean: [0], std: [1]))
-        let tensor = try preprocessor.process(path: Fixtures.path("shared/variants/coffee_gray_q90.jpg")).tensor
+        let tensor = try preprocessor.process(path: Fixtures.image("shared/variants/coffee_gray_q90.jpg")).tensor
         let plane = 32 * 32
         #expect(Array(tensor.data[0..<plane]) == Array(tensor.data[plane..<2 * plane]))
         #expect(Array(tensor.data[0..<plane]) == Array(tensor.data[2 * plane..<3 * plane]))
@@ -94,7 +95,7 @@ import Testing
     @Test(arguments: ResizePolicy.allCases)
     func buffersAreReusedAcrossImages(_ policy: ResizePolicy) throws {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 224, policy: policy))
-        _ = try preprocessor.process(path: Fixtures.path("shared/variants/coffee_12mp_4000x3000_q85.jpg"))
+        _ = try preprocessor.process(path: Fixtures.image("shared/variants/coffee_12mp_4000x3000_q85.jpg"))
         let afterFirst = preprocessor.bufferAllocations
         #expect(afterFirst > 0)
         let files = [
@@ -106,7 +107,7 @@ import Testing
         for _ in 0..<2 {
             for file in files {
                 _ = try output.withUnsafeMutableBufferPointer {
-                    try preprocessor.process(path: Fixtures.path(file), into: $0)
+                    try preprocessor.process(path: Fixtures.image(file), into: $0)
                 }
             }
         }
@@ -115,7 +116,7 @@ import Testing
 
     /// Centre crop of a landscape picture keeps its middle; the left edge only appears with stretch.
     @Test func centreCropAndStretchDiffer() throws {
-        let file = Fixtures.path("generated/orient1.jpg")  // 240x160
+        let file = Fixtures.image("generated/orient1.jpg")  // 240x160
         let crop = ImagePreprocessor(options: PreprocessOptions(size: 64, policy: .centerCrop))
         let stretch = ImagePreprocessor(options: PreprocessOptions(size: 64, policy: .stretch))
         let a = try crop.process(path: file)

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -18,7 +19,7 @@ import Testing
     /// The fixtures really are what TurboJPEG refuses, so they exercise the fallback.
     @Test(arguments: files)
     func turboJPEGCannotClassifyThem(_ file: String) throws {
-        let data = try Fixtures.data(file)
+        let data = try Fixtures.imageData(file)
         let decoder = try #require(TurboJPEGDecoder())
         let header = data.withUnsafeBytes { decoder.readHeader($0) }
         guard case .failure(let failure) = header else {
@@ -41,9 +42,9 @@ import Testing
     func matchesPillowsScaledDecode(_ testCase: Fixtures.Case) throws {
         let policy = try #require(ResizePolicy(rawValue: testCase.policy))
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: testCase.size, policy: policy))
-        let result = try preprocessor.process(path: Fixtures.path(testCase.jpeg))
+        let result = try preprocessor.process(path: Fixtures.image(testCase.jpeg))
         #expect(result.info.dctScale == testCase.dctScale)
-        let reference = try NPY.read(Fixtures.path(try #require(testCase.scaledReference)))
+        let reference = try NPY.read(Fixtures.image(try #require(testCase.scaledReference)))
         #expect(reference.shape == [testCase.size, testCase.size, 3])
         let diff = pixelDifference(preprocessor.lastImageRGB(), reference.bytes)
         // A transposed picture is resized in stored orientation, so Pillow's two passes round in the other order.
@@ -54,7 +55,7 @@ import Testing
     @Test func quantizedPathAndOrientation() throws {
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 64))
         let (info, tensor) = try preprocessor.processQuantized(
-            path: Fixtures.path("generated/sampling_2x2_2x1_1x1_orient6.jpg"), scale: 0.02, zeroPoint: 0)
+            path: Fixtures.image("generated/sampling_2x2_2x1_1x1_orient6.jpg"), scale: 0.02, zeroPoint: 0)
         #expect(info.orientation == 6)
         #expect(info.sourceWidth == 600 && info.sourceHeight == 400)
         #expect(info.dctScale == "1/4")
@@ -62,7 +63,7 @@ import Testing
     }
 
     @Test func pixelLimitIsCheckedFromTheHeader() throws {
-        let file = Fixtures.path("generated/sampling_2x1_1x2_1x1.jpg")  // 240x160
+        let file = Fixtures.image("generated/sampling_2x1_1x2_1x1.jpg")  // 240x160
         let tight = ImagePreprocessor(
             options: PreprocessOptions(size: 64, limits: DecodeLimits(maxPixels: 240 * 160 - 1)))
         #expect(errorCode { _ = try tight.process(path: file) } == "too_large")
@@ -73,7 +74,7 @@ import Testing
     /// Damaged data: refused as corrupt_jpeg by default; with allowDamaged decoded, flagged, and its intact top
     /// rows match the whole file's.
     @Test func damagedDataFollowsThePolicy() throws {
-        let damaged = Fixtures.path("generated/damaged_sampling_2x1_1x2_1x1.jpg")
+        let damaged = Fixtures.image("generated/damaged_sampling_2x1_1x2_1x1.jpg")
         let strict = ImagePreprocessor(options: PreprocessOptions(size: 64, policy: .stretch))
         do {
             _ = try strict.process(path: damaged)
@@ -88,7 +89,7 @@ import Testing
         let result = try lenient.process(path: damaged)
         #expect(result.info.damaged)
         let partial = lenient.lastImageRGB()
-        #expect(try !lenient.process(path: Fixtures.path("generated/sampling_2x1_1x2_1x1.jpg")).info.damaged)
+        #expect(try !lenient.process(path: Fixtures.image("generated/sampling_2x1_1x2_1x1.jpg")).info.damaged)
         let intact = lenient.lastImageRGB()
         let row = 64 * 3
         #expect(pixelDifference(Array(partial[0..<16 * row]), Array(intact[0..<16 * row])).mean < 1)
@@ -97,7 +98,7 @@ import Testing
 
     /// A file cut inside its headers is corrupt, through either decoder.
     @Test func truncatedHeadersAreCorrupt() throws {
-        let whole = try Fixtures.data("generated/sampling_2x1_1x2_1x1.jpg")
+        let whole = try Fixtures.imageData("generated/sampling_2x1_1x2_1x1.jpg")
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 64, allowDamaged: true))
         for cut in [20, 200, 400] {
             let code = errorCode { _ = try preprocessor.process(jpeg: whole.prefix(cut)) }
@@ -107,12 +108,12 @@ import Testing
 
     /// A failure in the libjpeg path leaves the preprocessor usable for the next image.
     @Test func aFailureDoesNotAffectTheNextImage() throws {
-        let good = Fixtures.path("shared/variants/coffee_exif_orient6.jpg")
+        let good = Fixtures.image("shared/variants/coffee_exif_orient6.jpg")
         let expected = try ImagePreprocessor(options: PreprocessOptions(size: 48)).process(path: good).tensor
         let preprocessor = ImagePreprocessor(options: PreprocessOptions(size: 48))
-        _ = try? preprocessor.process(path: Fixtures.path("generated/damaged_sampling_2x1_1x2_1x1.jpg"))
+        _ = try? preprocessor.process(path: Fixtures.image("generated/damaged_sampling_2x1_1x2_1x1.jpg"))
         #expect(try preprocessor.process(path: good).tensor == expected)
-        _ = try preprocessor.process(path: Fixtures.path("generated/sampling_2x1_1x2_1x1.jpg"))
+        _ = try preprocessor.process(path: Fixtures.image("generated/sampling_2x1_1x2_1x1.jpg"))
         #expect(try preprocessor.process(path: good).tensor == expected)
     }
 }

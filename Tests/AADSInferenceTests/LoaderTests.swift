@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import SwiftProtobuf
 import Testing

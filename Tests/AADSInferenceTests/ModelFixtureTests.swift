@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import CKernels
 import Foundation
 import Testing

@@ -1,14 +1,14 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
 @testable import AADSInference
 
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-    static func inference(_ name: String) -> String { root.appendingPathComponent("inference/\(name)").path }
-    static func models(_ name: String) -> String { root.appendingPathComponent("models/\(name)").path }
+/// The inference fixtures (Tests/Fixtures/inference, Tests/Fixtures/models).
+extension Fixtures {
+    static func inference(_ name: String) -> String { path("inference/\(name)") }
+    static func models(_ name: String) -> String { path("models/\(name)") }
     static func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: path) }
 
     static func tensor(_ path: String) throws -> Tensor { Tensor(try NPY.read(path)) }

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -11,14 +12,14 @@ import Testing
 @Suite struct BundleCorpusTests {
     /// Every bad bundle of the corpus is refused with its code by `verify`.
     @Test func verifierRefusesEachBadBundleWithItsCode() throws {
-        let verifier = try BundleVerifier(trustedDirectory: Fixture.trusted)
-        let (_, bundles) = try Fixture.corpus()
+        let verifier = try BundleVerifier(trustedDirectory: Fixtures.trusted)
+        let (_, bundles) = try Fixtures.corpus()
         #expect(bundles.count >= 30)
         for entry in bundles {
             let file = try #require(entry["file"] as? String)
             let expected = entry["code"] as? String
             let floor = (entry["floor"] as? String).flatMap(SemVer.init)
-            let got = code { try verifier.verify(path: Fixture.bundles + "/" + file, floor: floor) }
+            let got = code { try verifier.verify(path: Fixtures.bundles + "/" + file, floor: floor) }
             #expect(got == expected, "\(file): expected \(expected ?? "success"), got \(got ?? "success")")
         }
     }
@@ -26,18 +27,18 @@ import Testing
     /// Every bad bundle is refused by `install` before anything reaches a slot: state.json, the active
     /// slot's files and the inactive slot stay exactly as they were.
     @Test func installRefusesEachBadBundleAndLeavesTheStoreUntouched() throws {
-        let root = Fixture.tempDir("corpus")
+        let root = tempDirectory("corpus")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = SlotStore(root: root)
-        let verifier = try BundleVerifier(trustedDirectory: Fixture.trusted)
-        let factory = try store.install(bundle: Fixture.bundles + "/good.tar", verifier: verifier)
+        let verifier = try BundleVerifier(trustedDirectory: Fixtures.trusted)
+        let factory = try store.install(bundle: Fixtures.bundles + "/good.tar", verifier: verifier)
         #expect(factory.factory && factory.slot == .a && factory.version == "2.0.0")
         let stateBefore = try Data(contentsOf: URL(fileURLWithPath: store.statePath))
         let slotBefore = treeContents(store.bundlePath(.a))
-        let (_, bundles) = try Fixture.corpus()
+        let (_, bundles) = try Fixtures.corpus()
         for entry in bundles {
             guard let expected = entry["code"] as? String, let file = entry["file"] as? String else { continue }
-            let got = code { try store.install(bundle: Fixture.bundles + "/" + file, verifier: verifier) }
+            let got = code { try store.install(bundle: Fixtures.bundles + "/" + file, verifier: verifier) }
             #expect(got == expected, "\(file)")
             #expect(try Data(contentsOf: URL(fileURLWithPath: store.statePath)) == stateBefore, "\(file)")
             #expect(treeContents(store.bundlePath(.a)) == slotBefore, "\(file)")
@@ -49,11 +50,11 @@ import Testing
     }
 
     @Test func installedFilesEqualTheArchivedBytes() throws {
-        let root = Fixture.tempDir("bytes")
+        let root = tempDirectory("bytes")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let store = SlotStore(root: root)
         try store.install(
-            bundle: Fixture.bundles + "/good.tar", verifier: BundleVerifier(trustedDirectory: Fixture.trusted))
+            bundle: Fixtures.bundles + "/good.tar", verifier: BundleVerifier(trustedDirectory: Fixtures.trusted))
         let files = treeContents(store.bundlePath(.a))
         let manifestData = try #require(files["manifest.json"])
         let manifest = try #require(try JSONSerialization.jsonObject(with: manifestData) as? [String: Any])
@@ -69,7 +70,7 @@ import Testing
     }
 
     @Test func directoryBundlesRefuseLinksAndUnlistedFiles() throws {
-        let dir = Fixture.tempDir("dirbundle")
+        let dir = tempDirectory("dirbundle")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir)
         let bundle = try scratch.makeDirectory(version: "1.0.0")
@@ -87,7 +88,7 @@ import Testing
 
 @Suite struct KeyAndPackTests {
     @Test func keygenWritesPrivateKeyWithMode0600AndPublicKey() throws {
-        let dir = Fixture.tempDir("keygen")
+        let dir = tempDirectory("keygen")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let key = BundleSigningKey()
         try key.write(to: dir + "/k", comment: "test")
@@ -102,11 +103,11 @@ import Testing
     }
 
     @Test func trustedKeysRotationAndRevocation() throws {
-        let keys = try TrustedKeys(directory: Fixture.trusted)
+        let keys = try TrustedKeys(directory: Fixtures.trusted)
         // release-2025 and release-2026 are trusted; leaked-2025 (revoked.txt) and old-2024 (revoked/) are not.
         #expect(keys.trusted.count == 2)
         #expect(keys.revoked.count == 2)
-        let empty = Fixture.tempDir("nokeys")
+        let empty = tempDirectory("nokeys")
         defer { try? FileManager.default.removeItem(atPath: empty) }
         #expect(code { try TrustedKeys(directory: empty) } == "no_trusted_keys")
         #expect(code { try TrustedKeys(directory: empty + "/missing") } == "no_trusted_keys")
@@ -116,7 +117,7 @@ import Testing
 
     @Test func defaultTrustedDirectoryLookupOrder() throws {
         #expect(TrustedKeys.defaultDirectory(environment: ["AADS_TRUSTED_KEYS": "/x/keys"]) == "/x/keys")
-        let prefix = Fixture.tempDir("prefix")
+        let prefix = tempDirectory("prefix")
         defer { try? FileManager.default.removeItem(atPath: prefix) }
         try FileManager.default.createDirectory(
             atPath: prefix + "/firmware-config/keys", withIntermediateDirectories: true)
@@ -127,7 +128,7 @@ import Testing
     }
 
     @Test func packIsDeterministicAndVerifies() throws {
-        let dir = Fixture.tempDir("pack")
+        let dir = tempDirectory("pack")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir)
         let bundle = try scratch.makeDirectory(version: "3.1.4", payloadBytes: 5000)

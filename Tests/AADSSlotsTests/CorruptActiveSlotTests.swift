@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -39,11 +40,14 @@ import Testing
     }
 
     @Test func healthRollsBackACorruptServingSlot() throws {
-        guard Fixture.hasExecutable else { return }
+        guard TestBinary.isBuilt else { return }
         let bench = try corruptedCommittedPair("health")
         let result = try run(
-            Fixture.executable,
-            ["health", "--root", bench.store.root, "--policy", Fixture.repo + "/firmware-config/health.json", "--json"])
+            TestBinary.aadsEdge,
+            [
+                "health", "--root", bench.store.root, "--policy",
+                Fixtures.repositoryPath("firmware-config/health.json"), "--json",
+            ])
         #expect(result.status == 1)
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
@@ -53,8 +57,11 @@ import Testing
         #expect(state.active == .a && state.b.state == .bad)
         // The intact slot now serves; checking it again rolls nothing back.
         let again = try run(
-            Fixture.executable,
-            ["health", "--root", bench.store.root, "--policy", Fixture.repo + "/firmware-config/health.json", "--json"])
+            TestBinary.aadsEdge,
+            [
+                "health", "--root", bench.store.root, "--policy",
+                Fixtures.repositoryPath("firmware-config/health.json"), "--json",
+            ])
         #expect(!again.stdout.contains("\"rollback\""))
         #expect(try bench.state.active == .a)
     }

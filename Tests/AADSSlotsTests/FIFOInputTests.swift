@@ -1,4 +1,5 @@
 import AADSSlots
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -13,7 +14,7 @@ import Testing
         status: Int32, timedOut: Bool, stdout: String
     ) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Fixture.executable)
+        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
         process.arguments = args
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("fifo-out-\(UUID().uuidString)")
         FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -32,7 +33,7 @@ import Testing
     }
 
     @Test func fileByteSourceRefusesAFIFOWithoutBlocking() throws {
-        let dir = Fixture.tempDir("fifo-source")
+        let dir = tempDirectory("fifo-source")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fifo = dir + "/b.fifo"
         #expect(mkfifo(fifo, 0o644) == 0)
@@ -50,17 +51,17 @@ import Testing
     }
 
     @Test func everyCommandTakingAFileAnswersPromptlyOnAFIFO() throws {
-        guard Fixture.hasExecutable else { return }
-        let dir = Fixture.tempDir("fifo-cli")
+        guard TestBinary.isBuilt else { return }
+        let dir = tempDirectory("fifo-cli")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fifo = dir + "/b.fifo"
         #expect(mkfifo(fifo, 0o644) == 0)
         let commands: [[String]] = [
-            ["bundle", "verify", fifo, "--trusted", Fixture.trusted, "--json"],
-            ["slot", "install", fifo, "--root", dir + "/root", "--trusted", Fixture.trusted, "--json"],
+            ["bundle", "verify", fifo, "--trusted", Fixtures.trusted, "--json"],
+            ["slot", "install", fifo, "--root", dir + "/root", "--trusted", Fixtures.trusted, "--json"],
             ["decode", fifo, "--json"],
             ["model", "info", fifo, "--json"],
-            ["diagnose", fifo, "--bundle", Fixture.repo + "/firmware-config/factory-bundle", "--json"],
+            ["diagnose", fifo, "--bundle", Fixtures.repositoryPath("firmware-config/factory-bundle"), "--json"],
         ]
         for args in commands {
             let result = try runWithTimeout(args)
@@ -69,7 +70,9 @@ import Testing
             #expect(result.stdout.contains("\"error\""), "\(args.prefix(2).joined(separator: " ")): \(result.stdout)")
         }
         // The store lock was released: a second install answers as promptly.
-        let again = try runWithTimeout(["slot", "install", fifo, "--root", dir + "/root", "--trusted", Fixture.trusted])
+        let again = try runWithTimeout([
+            "slot", "install", fifo, "--root", dir + "/root", "--trusted", Fixtures.trusted,
+        ])
         #expect(!again.timedOut)
     }
 }

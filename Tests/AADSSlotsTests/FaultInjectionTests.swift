@@ -1,4 +1,5 @@
 import AADSCore
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -56,7 +57,8 @@ func independentProblems(root: String, sources: String, kept: String?) -> [Strin
     return problems
 }
 
-@Suite(.enabled(if: Fixture.hasExecutable, "needs .build/debug/aads-edge: run `swift build --build-tests` first"))
+@Suite(
+    .enabled(if: TestBinary.isBuilt, "needs aads-edge built next to the tests: run `swift build --build-tests` first"))
 struct FaultInjectionTests {
     /// Every named crash point: the real CLI is SIGKILLed there, then the store must hold its
     /// invariants, serve, and complete a full install → activate → commit cycle through the CLI.
@@ -64,11 +66,11 @@ struct FaultInjectionTests {
     func killAtCrashPoint(_ point: CrashPoint) throws {
         let bench = try Bench("crash-\(point.rawValue)")
         try bench.install("1.0.0")
-        var cycle = PowerCutCycle(store: bench.store, scratch: bench.scratch, executable: Fixture.executable)
+        var cycle = PowerCutCycle(store: bench.store, scratch: bench.scratch, executable: TestBinary.aadsEdge)
         try cycle.prepare(point)
         let before = try rawState(bench.store.root)
         let result = try run(
-            Fixture.executable, cycle.command(for: point), env: [CrashPoint.environmentVariable: point.rawValue])
+            TestBinary.aadsEdge, cycle.command(for: point), env: [CrashPoint.environmentVariable: point.rawValue])
         #expect(result.killed, "\(point.rawValue) was not reached")
         let after = try rawState(bench.store.root)
         // The committed version to keep: the floor (versions only increase in this test).
@@ -82,21 +84,21 @@ struct FaultInjectionTests {
 
         // The store keeps working through the CLI after the cut.
         let root = ["--root", bench.store.root]
-        #expect(try run(Fixture.executable, ["slot", "status", "--json"] + root).status == 0)
+        #expect(try run(TestBinary.aadsEdge, ["slot", "status", "--json"] + root).status == 0)
         var state = try bench.store.loadState()
         if state.trial == nil {
             if state[state.active?.other ?? .b].state != .installed {
                 let next = try bench.scratch.makeArchive(version: "9.0.0")
                 let install = try run(
-                    Fixture.executable, ["slot", "install", next, "--trusted", bench.scratch.trustedDirectory] + root)
+                    TestBinary.aadsEdge, ["slot", "install", next, "--trusted", bench.scratch.trustedDirectory] + root)
                 #expect(install.status == 0, "\(point.rawValue): install after the cut")
             }
             #expect(
-                try run(Fixture.executable, ["slot", "activate", "--no-health-check"] + root).status == 0,
+                try run(TestBinary.aadsEdge, ["slot", "activate", "--no-health-check"] + root).status == 0,
                 "\(point.rawValue)")
         }
-        #expect(try run(Fixture.executable, ["slot", "start"] + root).status == 0, "\(point.rawValue)")
-        #expect(try run(Fixture.executable, ["slot", "commit"] + root).status == 0, "\(point.rawValue)")
+        #expect(try run(TestBinary.aadsEdge, ["slot", "start"] + root).status == 0, "\(point.rawValue)")
+        #expect(try run(TestBinary.aadsEdge, ["slot", "commit"] + root).status == 0, "\(point.rawValue)")
         state = try bench.store.loadState()
         #expect(state.trial == nil && state.active.map { state[$0].state } == .good)
         let final = independentProblems(root: bench.store.root, sources: bench.scratch.directory, kept: state.floor)
@@ -139,7 +141,7 @@ struct FaultInjectionTests {
             }
             args += root
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: Fixture.executable)
+            process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
             process.arguments = args
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice

@@ -1,10 +1,11 @@
 import AADSSlots
+import AADSTestSupport
 import Foundation
 import Testing
 
 /// The repository's development key pair and the rotation away from the factory key.
 @Suite struct KeyRotationTests {
-    static let keys = Fixture.repo + "/firmware-config/keys"
+    static let keys = Fixtures.repositoryPath("firmware-config/keys")
     static let devKey = keys + "/dev/aads-dev-2026.key"
     static let devFingerprint = "sha256:516b5b661a38e973bbd1aa0a66d8ce8bcadbd1874ee2f5d34ca86e6f6be845c2"
     static let factoryFingerprint = "sha256:534ccd94cc98b2d154b84aea29cc0ce60ac834fc56c386e213c22d86ca679a75"
@@ -26,7 +27,7 @@ import Testing
     }
 
     @Test func aBundleSignedByTheDevelopmentKeyFollowsTheKeyList() throws {
-        let dir = Fixture.tempDir("rotation")
+        let dir = tempDirectory("rotation")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir + "/scratch", key: try BundleSigningKey(path: Self.devKey))
         let archive = try scratch.makeArchive(version: "1.1.0")
@@ -70,16 +71,16 @@ import Testing
 
     /// `bundle sign` writes manifest.sig in place; the signed directory verifies against the shipped keys.
     @Test func bundleSignSignsADirectoryInPlace() throws {
-        guard Fixture.hasExecutable else {
-            Issue.record("aads-edge not built at \(Fixture.executable)")
+        guard TestBinary.isBuilt else {
+            Issue.record("aads-edge not built at \(TestBinary.aadsEdge)")
             return
         }
-        let dir = Fixture.tempDir("sign")
+        let dir = tempDirectory("sign")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir)
         let bundle = try scratch.makeDirectory(version: "2.0.0")
         try FileManager.default.removeItem(atPath: bundle + "/manifest.sig")
-        let signed = try run(Fixture.executable, ["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
+        let signed = try run(TestBinary.aadsEdge, ["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
         #expect(signed.status == 0)
         #expect(signed.stdout.contains(Self.devFingerprint))
         let verified = try BundleVerifier(trustedDirectory: Self.keys).verify(path: bundle)
@@ -87,7 +88,7 @@ import Testing
         // A directory whose files do not match its manifest is not signed.
         try Data("changed".utf8).write(to: URL(fileURLWithPath: bundle + "/notes/readme.txt"))
         let sigBefore = try Data(contentsOf: URL(fileURLWithPath: bundle + "/manifest.sig"))
-        let refused = try run(Fixture.executable, ["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
+        let refused = try run(TestBinary.aadsEdge, ["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
         #expect(refused.status == 1)
         #expect(refused.stdout.contains("size_mismatch") || refused.stdout.contains("hash_mismatch"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: bundle + "/manifest.sig")) == sigBefore)

@@ -1,4 +1,5 @@
 import AADSSlots
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -22,7 +23,7 @@ import Testing
     }
 
     @Test func notesAreReadAndOldManifestsStillParse() throws {
-        let dir = Fixture.tempDir("notes")
+        let dir = tempDirectory("notes")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir)
         let with = try bundle(scratch, version: "1.1.0", notes: true)
@@ -47,7 +48,7 @@ import Testing
 
     /// The changelog is signed: changing it after signing voids the signature.
     @Test func aChangedChangelogBreaksTheSignature() throws {
-        let dir = Fixture.tempDir("notes-signed")
+        let dir = tempDirectory("notes-signed")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir)
         let path = try bundle(scratch, version: "1.1.0", notes: true) + "/manifest.json"
@@ -59,7 +60,7 @@ import Testing
     }
 
     @Test func slotStatusShowsEachSlotsVersionChangelogAndBaseline() throws {
-        let dir = Fixture.tempDir("notes-status")
+        let dir = tempDirectory("notes-status")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let scratch = try ScratchBundles(directory: dir)
         let store = SlotStore(root: dir + "/store")
@@ -80,18 +81,18 @@ import Testing
         #expect(report["photos"] as? Double == 4812 && report["source"] as? String == "field-2026-05")
 
         // The same through the command line, text and JSON.
-        guard Fixture.hasExecutable else {
-            Issue.record("aads-edge not built at \(Fixture.executable)")
+        guard TestBinary.isBuilt else {
+            Issue.record("aads-edge not built at \(TestBinary.aadsEdge)")
             return
         }
-        let json = try run(Fixture.executable, ["slot", "status", "--root", store.root, "--json"])
+        let json = try run(TestBinary.aadsEdge, ["slot", "status", "--root", store.root, "--json"])
         #expect(json.status == 0)
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let b = try #require((object["slots"] as? [String: Any])?["b"] as? [String: Any])
         #expect(b["changelog"] as? String == Self.changelog)
         #expect((b["training_report"] as? [String: Any])?["split"] as? [String: Double] == ["train": 0.8, "val": 0.2])
-        let text = try run(Fixture.executable, ["slot", "status", "--root", store.root])
+        let text = try run(TestBinary.aadsEdge, ["slot", "status", "--root", store.root])
         #expect(text.status == 0)
         #expect(text.stdout.contains("changelog: Router retrained on 4,812 field photos."))
         #expect(text.stdout.contains("New class: tomato/leaf_mold."))

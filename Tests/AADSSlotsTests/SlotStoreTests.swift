@@ -11,7 +11,7 @@ final class Bench {
     let store: SlotStore
 
     init(_ name: String, options: SlotStoreOptions = SlotStoreOptions(diskFullAfterBytes: nil)) throws {
-        dir = Fixture.tempDir(name)
+        dir = tempDirectory(name)
         scratch = try ScratchBundles(directory: dir + "/bundles")
         var options = options
         options.trustedKeys = options.trustedKeys ?? scratch.verifier.trusted

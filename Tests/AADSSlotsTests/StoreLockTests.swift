@@ -9,7 +9,7 @@ import Testing
 @Suite struct StoreLockTests {
     /// An operation waiting for a lock that is never released fails after the timeout with a clear error.
     @Test func aHeldLockTimesOutWithAClearError() throws {
-        let root = Fixture.tempDir("lock")
+        let root = tempDirectory("lock")
         defer { try? FileManager.default.removeItem(atPath: root) }
         var options = SlotStoreOptions()
         options.lockTimeoutSeconds = 0.3

@@ -1,4 +1,5 @@
 import AADSSlots
+import AADSTestSupport
 import Crypto
 import Foundation
 import Testing
@@ -7,23 +8,19 @@ import Testing
     import Glibc
 #endif
 
-/// Paths and helpers shared by the slot tests.
-enum Fixture {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let bundles = repo + "/Tests/Fixtures/bundles"
-    static let trusted = bundles + "/trusted"
-    /// The CLI built by `swift build --build-tests`.
-    static let executable = repo + "/.build/debug/aads-edge"
-    static var hasExecutable: Bool { FileManager.default.isExecutableFile(atPath: executable) }
+/// A fresh temporary directory for one slot test.
+func tempDirectory(_ name: String) -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "aads-slots-\(name)-\(UUID().uuidString)"
+    ).path
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
 
-    static func tempDir(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "aads-slots-\(name)-\(UUID().uuidString)"
-        ).path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
-    }
+/// The slot fixtures (Tests/Fixtures/bundles, made by tools/make-bundle-corpus.py).
+extension Fixtures {
+    static let bundles = path("bundles")
+    static let trusted = bundles + "/trusted"
 
     static func corpus() throws -> (members: [[String: Any]], bundles: [[String: Any]]) {
         let data = try Data(contentsOf: URL(fileURLWithPath: bundles + "/corpus.json"))

@@ -1,3 +1,4 @@
+import AADSTestSupport
 import Foundation
 import Testing
 
@@ -5,8 +6,8 @@ import Testing
 
 @Suite struct UstarTests {
     @Test func readsPythonTarfileArchiveExactly() throws {
-        let (members, _) = try Fixture.corpus()
-        let entries = try Ustar.read(FileByteSource(path: Fixture.bundles + "/good.tar"))
+        let (members, _) = try Fixtures.corpus()
+        let entries = try Ustar.read(FileByteSource(path: Fixtures.bundles + "/good.tar"))
         #expect(entries.map(\.path) == members.map { $0["path"] as? String ?? "" })
         #expect(
             entries.map { $0.kind == .directory ? "directory" : "file" } == members.map { $0["type"] as? String ?? "" })
@@ -86,7 +87,7 @@ import Testing
     }
 
     @Test func dataAfterTheEndOfArchiveMarkerIsRefused() throws {
-        let good = try Data(contentsOf: URL(fileURLWithPath: Fixture.bundles + "/good.tar"))
+        let good = try Data(contentsOf: URL(fileURLWithPath: Fixtures.bundles + "/good.tar"))
         #expect(code { try Ustar.read(DataByteSource(good + Data(count: 4096))) } == nil)  // zero padding
         #expect(code { try Ustar.read(DataByteSource(good + Data("appended".utf8))) } == "trailing_data")
         // Garbage inside the record padding, right after the marker's first block.
@@ -95,15 +96,15 @@ import Testing
         inside[inside.startIndex + marker + 600] = 0x41
         #expect(code { try Ustar.read(DataByteSource(inside)) } == "trailing_data")
         // The whole bundle is refused, before anything is verified or written.
-        let path = Fixture.tempDir("trailing") + "/trailing.tar"
+        let path = tempDirectory("trailing") + "/trailing.tar"
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
         try (good + Data(repeating: 0x55, count: 700)).write(to: URL(fileURLWithPath: path))
-        let verifier = try BundleVerifier(trustedDirectory: Fixture.trusted)
+        let verifier = try BundleVerifier(trustedDirectory: Fixtures.trusted)
         #expect(code { try verifier.verify(path: path) } == "trailing_data")
     }
 
     @Test func everyTruncationOfAGoodArchiveIsRefusedCleanly() throws {
-        let good = try Data(contentsOf: URL(fileURLWithPath: Fixture.bundles + "/good.tar"))
+        let good = try Data(contentsOf: URL(fileURLWithPath: Fixtures.bundles + "/good.tar"))
         let end = try #require(Ustar.read(DataByteSource(good)).last).dataOffset
         // Every cut before the last member's data is complete must be refused, never crash.
         for cut in stride(from: 0, to: Int(end), by: 37) {
