@@ -14,6 +14,10 @@ public struct BundleManifest: Codable, Sendable {
         public var file: String
         public var input: String
         public var features: String
+        /// Tensors of the backbone (each [1, C, H, W]) whose per-channel spatial means are appended to `features`,
+        /// in this order, for the router and every adapter: mid-level texture that the last layer pools away.
+        /// Each must be computed before every adapter's first LoRA target.
+        public var taps: [String]?
     }
 
     public struct Router: Codable, Sendable {

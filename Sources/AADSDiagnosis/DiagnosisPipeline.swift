@@ -48,6 +48,8 @@ public final class DiagnosisPipeline {
     private let router: LinearLayer
     private let rule: ThresholdRule
     private let startTensors: [String: String]
+    /// `manifest.backbone.taps`: tensors whose channel means extend the features.
+    private let taps: [String]
     private var resident: [String: LoadedAdapter] = [:]
     /// The backbone's input, refilled for each image rather than allocated anew.
     private var input: Tensor
@@ -76,10 +78,15 @@ public final class DiagnosisPipeline {
         guard let featureInfo = backbone.outputs.first(where: { $0.name == manifest.backbone.features }) else {
             throw DiagnosisError.shapeMismatch("backbone has no output \(manifest.backbone.features)")
         }
-        let featureCount = featureInfo.shape.reduce(1, *)
-        router = try LinearLayer(
-            file: SafeTensorsFile(path: Self.file(bundleDirectory, manifest.router.head)), inputs: featureCount,
-            outputs: manifest.router.crops.count)
+        let taps = manifest.backbone.taps ?? []
+        var featureCount = featureInfo.shape.reduce(1, *)
+        for tap in taps {
+            guard let shape = backbone.shape(ofTensor: tap), shape.count == 4, shape[0] == 1 else {
+                throw DiagnosisError.shapeMismatch("backbone has no [1, C, H, W] tensor \(tap) to tap")
+            }
+            featureCount += shape[1]
+        }
+        self.taps = taps
         rule = ThresholdRule(
             thresholdFactor: manifest.ood.thresholdFactor, minValSamplesPerClass: manifest.ood.minValSamplesPerClass,
             fallbackThreshold: manifest.ood.fallbackThreshold)
@@ -89,9 +96,16 @@ public final class DiagnosisPipeline {
             guard let start = backbone.inputTensorName(ofNode: first) else {
                 throw DiagnosisError("unknown_layer", "adapter \(crop): backbone has no Conv/Gemm node named \(first)")
             }
+            let model = backbone
+            if let tap = taps.first(where: { model.tensor($0, dependsOn: start) }) {
+                throw DiagnosisError.badManifest("adapter \(crop) changes layers that tap \(tap) depends on")
+            }
             starts[crop] = start
         }
         startTensors = starts
+        router = try LinearLayer(
+            file: SafeTensorsFile(path: Self.file(bundleDirectory, manifest.router.head)), inputs: featureCount,
+            outputs: manifest.router.crops.count)
     }
 
     private static func file(_ directory: String, _ relative: String) throws -> String {
@@ -157,11 +171,13 @@ public final class DiagnosisPipeline {
     /// Runs the model part of the pipeline on a preprocessed [1,3,S,S] tensor.
     public func classify(_ tensor: Tensor, into result: inout Diagnosis) throws {
         var clock = Stopwatch()
-        let wanted = [manifest.backbone.features] + Array(Set(startTensors.values))
+        let wanted = [manifest.backbone.features] + Array(Set(startTensors.values).union(taps))
         let outputs = try backbone.run([manifest.backbone.input: tensor], outputs: wanted)
-        guard let features = outputs[manifest.backbone.features]?.data else {
+        guard let pooled = outputs[manifest.backbone.features]?.data else {
             throw DiagnosisError.shapeMismatch("backbone produced no \(manifest.backbone.features)")
         }
+        let tapped = try channelMeans(of: taps, in: outputs)
+        let features = pooled + tapped
         let crops = manifest.router.crops
         let cropProbabilities = softmax(try router.apply(features))
         let ranked = topIndices(cropProbabilities, 3)
@@ -182,7 +198,7 @@ public final class DiagnosisPipeline {
             guard let adapted = rerun[manifest.backbone.features]?.data else {
                 throw DiagnosisError.shapeMismatch("adapter pass produced no \(manifest.backbone.features)")
             }
-            adapterFeatures = adapted
+            adapterFeatures = adapted + tapped
         }
         let z = try adapter.projection.apply(adapterFeatures)
         let probabilities = softmax(try adapter.classifier.apply(z))
@@ -196,5 +212,22 @@ public final class DiagnosisPipeline {
         result.threshold = adapter.ood.thresholds[predicted]
         result.decision = distance > adapter.ood.thresholds[predicted] ? .ood : .diagnosis
         result.latency.adapter = clock.lap()
+    }
+
+    /// Per-channel spatial means of [1, C, H, W] tensors, concatenated (each summed in Double, then rounded).
+    private func channelMeans(of names: [String], in outputs: [String: Tensor]) throws -> [Float] {
+        var means: [Float] = []
+        for name in names {
+            guard let t = outputs[name], t.shape.count == 4 else {
+                throw DiagnosisError.shapeMismatch("backbone produced no [1, C, H, W] \(name)")
+            }
+            let plane = t.shape[2] * t.shape[3]
+            for c in 0..<t.shape[1] {
+                var sum = 0.0
+                for v in t.data[(c * plane)..<((c + 1) * plane)] { sum += Double(v) }
+                means.append(Float(sum / Double(plane)))
+            }
+        }
+        return means
     }
 }

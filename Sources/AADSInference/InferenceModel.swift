@@ -251,6 +251,29 @@ public final class InferenceModel: @unchecked Sendable {
     /// Names of every tensor that can be requested as an output or used as a start.
     public var tensorNames: [String] { (Array(program.valueIds.keys) + Array(program.aliases.keys)).sorted() }
 
+    /// The shape of a named tensor of the graph, or nil when there is no such tensor.
+    public func shape(ofTensor name: String) -> [Int]? { valueId(name).map { program.values[$0].shape } }
+
+    /// Whether computing `tensor` reads `source`, directly or through earlier steps (false when either is unknown).
+    public func tensor(_ tensor: String, dependsOn source: String) -> Bool {
+        guard let target = valueId(tensor), let start = valueId(source) else { return false }
+        var sources: Set<Int> = [start]
+        if let quantized = program.dequantizedFrom[start] { sources.insert(quantized) }
+        let producer = program.producerIndex()
+        var stack = [target]
+        var seen = Set<Int>()
+        while let v = stack.popLast() {
+            if sources.contains(v) { return true }
+            guard seen.insert(v).inserted, let step = producer[v] else { continue }
+            stack.append(contentsOf: program.steps[step].inputs)
+        }
+        return false
+    }
+
+    private func valueId(_ name: String) -> Int? {
+        program.valueIds[name] ?? program.aliases[name].flatMap { program.valueIds[$0] }
+    }
+
     // MARK: - Internals
 
     func resolveOutputs(_ names: [String]) throws -> [(String, Int)] {
