@@ -27,6 +27,7 @@ LEAVES = os.environ.get("AADS_REAL_LEAVES", os.path.join(REPO, "..", "shared", "
 BACKBONE = os.path.join(REPO, "Tests", "Fixtures", "models", "efficientnet_lite0_int8.onnx")
 TINY = {"pepper": ["bacterial_spot", "healthy"], "potato": ["early_blight", "late_blight"]}
 PER_CLASS = 60
+TAP = "blocks.10.add_DequantizeLinear_Output"
 FAST = ["--epochs", "3", "--augment", "1", "--rank", "4", "--golden-per-class", "2", "--negatives", "40",
         "--seed", "7"]
 
@@ -88,7 +89,8 @@ class TrainBundleTests(unittest.TestCase):
 
     def test_trains_a_signed_bundle_that_the_runtime_agrees_with(self):
         out = os.path.join(self.tmp, "out", "bundle")
-        p = self.run_tool(*self.common(out), "--version", "2.1.0", "--changelog", "first real-photo adapters")
+        p = self.run_tool(*self.common(out), "--version", "2.1.0", "--changelog", "first real-photo adapters",
+                          "--taps", TAP)
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
         report = json.load(open(out + ".report.json"))
         self.assertGreaterEqual(report["parity"]["agreement"], 0.99)
@@ -99,6 +101,10 @@ class TrainBundleTests(unittest.TestCase):
         self.assertEqual(manifest["changelog"], "first real-photo adapters")
         self.assertEqual(manifest["router"]["crops"], sorted(TINY))
         self.assertIn("lora", manifest["adapters"]["pepper"])
+        # the tap's channel means, pooled by the runtime itself, widen the features the heads take: the parity
+        # check above is what proves the runtime pools them as the tool does
+        self.assertEqual(manifest["backbone"]["taps"], [TAP])
+        self.assertEqual(report["features"]["width"], 1280 + 112)
         self.assertIsNotNone(manifest["baseline_metrics"]["adapter_accuracy"])
         # the ustar and the directory both verify against the signing key, and the tar installs nowhere else
         for target in (out, out + ".tar"):
@@ -139,6 +145,11 @@ class TrainBundleTests(unittest.TestCase):
                           "--key", self.key, *FAST)
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("no Conv node named", p.stderr)
+        late = "head_relu6_DequantizeLinear_Output"  # after conv_head, which the adapters change
+        p = self.run_tool("--data", self.data, "--backbone", BACKBONE, "--out", os.path.join(self.tmp, "y"),
+                          "--key", self.key, *FAST, "--taps", late)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(f"tap '{late}' comes after the LoRA target 'conv_head'", p.stderr)
 
     def test_parity_check_fails_on_a_corrupted_lora_file(self):
         tool = load_tool()

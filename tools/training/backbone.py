@@ -30,10 +30,14 @@ def session(model: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:
 
 
 class Backbone:
-    """An int8 QDQ backbone with LoRA targets: full-model features and the tail from the first target."""
+    """An int8 QDQ backbone with LoRA targets: full-model features and the tail from the first target.
 
-    def __init__(self, path: str, targets: list[str]):
+    `taps` are tensors [1, C, H, W] before the first target whose channel means extend the features (the
+    manifest's `backbone.taps`); `tap_channels` is their total width."""
+
+    def __init__(self, path: str, targets: list[str], taps: list[str] | None = None):
         self.path = path
+        self.taps = list(taps or [])
         self.model = onnx.load(path)
         self.inits = {t.name: numpy_helper.to_array(t) for t in self.model.graph.initializer}
         self.nodes = {n.name: n for n in self.model.graph.node}
@@ -58,6 +62,17 @@ class Backbone:
             onnx.save(self.model, f"{tmp}/m.onnx")
             onnx.utils.extract_model(f"{tmp}/m.onnx", f"{tmp}/tail.onnx", [self.start], [FEATURES], check_model=False)
             self.tail = onnx.load(f"{tmp}/tail.onnx")
+        inferred = onnx.shape_inference.infer_shapes(self.model)
+        shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+        tail_tensors = {o for n in self.tail.graph.node for o in n.output}
+        self.tap_channels = 0
+        for t in self.taps:
+            shape = shapes.get(t)
+            if shape is None or len(shape) != 4:
+                raise ValueError(f"backbone {path}: no [1, C, H, W] tensor named '{t}' to tap")
+            if t in tail_tensors:
+                raise ValueError(f"backbone {path}: tap '{t}' comes after the LoRA target '{self.targets[0]}'")
+            self.tap_channels += shape[1]
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features [1280], tail input) of one [1,3,S,S] tensor."""

@@ -51,9 +51,17 @@ def first_undecodable(edge: str, paths: list[str]) -> str | None:
     return None
 
 
+def channel_means(x: np.ndarray) -> np.ndarray:
+    """Per-channel spatial means of a [C, H, W] tensor as aads-edge takes them for `backbone.taps` (summed in
+    double precision, rounded to float32)."""
+    return x.astype(np.float64).reshape(x.shape[0], -1).mean(1).astype(np.float32)
+
+
 def backbone_outputs(edge: str, model: str, paths: list[str], outputs: list[str], prep: dict,
-                     chunk: int = 300, workers: int = 2, progress=None) -> dict[str, np.ndarray]:
-    """Runs the int8 backbone on JPEG files with aads-edge (its decoder, its engine): {output: [N, ...]}."""
+                     chunk: int = 300, workers: int = 2, progress=None, pooled: tuple[str, ...] = ()
+                     ) -> dict[str, np.ndarray]:
+    """Runs the int8 backbone on JPEG files with aads-edge (its decoder, its engine): {output: [N, ...]}.
+    Outputs named in `pooled` come back as their channel means [N, C]."""
     chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
 
     def run(files: list[str]) -> dict[str, list[np.ndarray]]:
@@ -75,6 +83,8 @@ def backbone_outputs(edge: str, model: str, paths: list[str], outputs: list[str]
                 raise DeviceError(bad or f"aads-edge model run: {(p.stderr or p.stdout).strip()[-300:]}")
             res = {o: [np.load(os.path.join(out_dir, f"{i:06d}.{o.replace('/', '_')}.npy"))[0]
                        for i in range(len(files))] for o in outputs}
+            for o in pooled:
+                res[o] = [channel_means(a) for a in res[o]]
         if progress:
             progress(len(files))
         return res

@@ -58,7 +58,8 @@ def fit_router(F: np.ndarray, y: np.ndarray, n_crops: int, negatives: np.ndarray
 
 def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.ndarray, n_classes: int,
                 F0: np.ndarray, rank: int, proj_dim: int, seed: int, epochs: int, use_lora: bool,
-                progress=None, dropout: float = 0.0, lr: float = 2e-3, lora_lr: float | None = None) -> dict:
+                progress=None, dropout: float = 0.0, lr: float = 2e-3, lora_lr: float | None = None,
+                tap_channels: int = 0) -> dict:
     """LoRA deltas on `targets` ({name: (out, k)}), a projection [P, D] and a disease head [C, P], trained end
     to end with cross-entropy through `tail` (the JAX twin of the backbone's tail) on start tensors S.
 
@@ -66,7 +67,8 @@ def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.
     projection and head are trained (the same tail, frozen). `dropout` drops that share of the standardised
     features before the projection during training only (inverted scaling, so inference is unchanged; masks
     drawn from `seed`). The learning rates start at `lr` (`lora_lr` for the LoRA factors, default `lr`) and
-    decay on a cosine. Returns numpy arrays."""
+    decay on a cosine. The last `tap_channels` columns of F0 are the backbone's taps, which come before the
+    adapted layers: they are appended to the tail's output unchanged. Returns numpy arrays."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -94,15 +96,23 @@ def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.
     key = jax.random.PRNGKey(seed)
 
     if use_lora:
-        inputs = S
+        taps = np.asarray(F0[:, F0.shape[1] - tap_channels:], np.float32)
 
         def features(p, batch):
-            return tail(p["lora"], batch)
+            s, t = batch
+            out = tail(p["lora"], s)
+            return jnp.concatenate([out, t], 1) if tap_channels else out
+
+        def take(idx):
+            return jnp.asarray(S[idx]), jnp.asarray(taps[idx])
     else:  # the frozen tail's features never change: they are F0
         inputs = np.asarray(F0, np.float32)
 
         def features(p, batch):
             return batch
+
+        def take(idx):
+            return jnp.asarray(inputs[idx])
 
     def loss(p, batch, yb, k):
         f = (features(p, batch) - mu_j) / sd_j
@@ -121,7 +131,7 @@ def fit_adapter(tail, targets: dict[str, tuple[int, int]], S: np.ndarray, y: np.
     for epoch in range(epochs):
         for idx in _batches(rng, len(S), 64):
             key, k = jax.random.split(key)
-            params, state, value = step(params, state, jnp.asarray(inputs[idx]), jnp.asarray(y[idx]), k)
+            params, state, value = step(params, state, take(idx), jnp.asarray(y[idx]), k)
         if progress:
             progress(epoch + 1, float(value))
     pw = np.asarray(params["proj_w"]) / sd

@@ -55,12 +55,15 @@ class Pipeline:
         a = self.adapters[crop]
         if not a["lora"] or len(S) == 0:
             return F
+        taps = F[:, F.shape[1] - self.bb.tap_channels:]
         if tail is not None:
             import jax.numpy as jnp
 
             lora = {t: (jnp.asarray(x), jnp.asarray(y)) for t, (x, y) in a["lora"].items()}
-            return np.concatenate([np.asarray(tail(lora, jnp.asarray(S[i:i + 128]))) for i in range(0, len(S), 128)])
-        return self.bb.tail_features(self.sessions[crop], S)
+            out = np.concatenate([np.asarray(tail(lora, jnp.asarray(S[i:i + 128]))) for i in range(0, len(S), 128)])
+        else:
+            out = self.bb.tail_features(self.sessions[crop], S)
+        return np.concatenate([out, taps], 1) if self.bb.tap_channels else out
 
     def decide(self, F, S) -> list[dict]:
         probs = fit.softmax(F @ self.router_w.T + self.router_b)
@@ -267,7 +270,8 @@ def write_bundle(root, args, bb, crops, classes, router_w, router_b, threshold, 
         "description": args.description or f"crop router and adapters for {', '.join(crops)}, trained by "
                                           f"tools/train-bundle on real labelled photos",
         "preprocessing": preprocessing,
-        "backbone": {"file": "backbone.onnx", "input": "input", "features": "features"},
+        "backbone": {"file": "backbone.onnx", "input": "input", "features": "features",
+                     **({"taps": bb.taps} if bb.taps else {})},
         "router": {"crops": crops, "head": "router.safetensors", "confidence_threshold": round(threshold, 4)},
         "adapters": manifest_adapters,
         "ood": ood_rule,
@@ -287,6 +291,11 @@ def write_readme(root: str, report: dict, manifest: dict) -> None:
     g, gs, ood = report["golden"], report["golden_shifted"], report["ood"]
     classes = "\n".join(f"| {c} | {', '.join(a['classes'])} |" for c, a in manifest["adapters"].items())
     lora = report["lora"]
+    taps = manifest["backbone"].get("taps", [])
+    width = report["features"]["width"]
+    tapped = (f"; the features are the pooled `features` output followed by the channel means of "
+              f"{', '.join(f'`{t}`' for t in taps)} (`backbone.taps`: mid-level texture that the last layer pools "
+              f"away), {width} values in all" if taps else "")
     text = f"""# AADS Edge model bundle {manifest['model_version']}
 
 {manifest['description']}.
@@ -295,7 +304,7 @@ Trained by `tools/train-bundle` (seed {report['seed']}) on real labelled photos:
 int8 backbone's features, and per crop an adapter: LoRA deltas (rank {lora['rank']}, alpha {lora['alpha']:g}) on
 {', '.join(f'`{t}`' for t in lora['targets']) or 'no layer'}, a projection and a disease head, trained end to end through
 the adapted layers, plus Mahalanobis OOD statistics (threshold factor
-{manifest['ood']['threshold_factor']:g}) from validation features of the predicted class.
+{manifest['ood']['threshold_factor']:g}) from validation features of the predicted class{tapped}.
 
 | crop | classes |
 |---|---|
@@ -341,8 +350,8 @@ The backbone is EfficientNet-Lite0 with ImageNet-1k weights (Apache-2.0), quanti
 manifest.json                      index, figures, changelog, training report; every file with sha256 and size
 manifest.sig                       Ed25519 signature over manifest.json
 backbone.onnx                      int8 QDQ backbone: input "input" [1,3,224,224], output "features" [1,1280]
-router.safetensors                 weight [crops,1280], bias [crops]
-adapters/<crop>.safetensors        proj.weight [P,1280], proj.bias, cls.weight [C,P], cls.bias,
+router.safetensors                 weight [crops,{width}], bias [crops]
+adapters/<crop>.safetensors        proj.weight [P,{width}], proj.bias, cls.weight [C,P], cls.bias,
                                    ood.means [C,P], ood.precision [P,P], ood.val_mean/val_std/val_count [C]
 adapters/<crop>_lora.safetensors   "<node>.lora_A" [r, in*kh*kw], "<node>.lora_B" [out, r] per target
 golden/<crop>/<class>/*.jpg        held-out real photos; golden/ood/*.jpg non-plant photos; golden/labels.csv
@@ -386,6 +395,7 @@ def report(args, counts, crops, classes, lab, evaluation, runtime_rows, sets, ac
     result = {
         "seed": args.seed,
         "lora": {"targets": bb.targets if not args.no_lora else [], "rank": args.rank, "alpha": args.alpha},
+        "features": {"width": int(adapters[crops[0]]["proj_w"].shape[1]), "taps": bb.taps},
         "adapter_training": {"epochs": args.epochs, "clean_weight": args.clean_weight, "augment": args.augment,
                              "proj_dim": args.proj_dim, "dropout": args.dropout, "lr": args.lr,
                              "lora_lr": args.lora_lr if args.lora_lr is not None else args.lr},
@@ -414,6 +424,7 @@ def report(args, counts, crops, classes, lab, evaluation, runtime_rows, sets, ac
         "held_out": held_out, "held_out_field_shifted": shifted,
         "ood": result["ood"], "accuracy_with_lora": acc_lora["golden"], "accuracy_without_lora": acc_no_lora["golden"],
         "parity_agreement": parity_result["agreement"], "seed": args.seed, "lora": result["lora"],
+        "features": result["features"],
     }
     return result
 
