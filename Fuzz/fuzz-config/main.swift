@@ -76,9 +76,9 @@ import Foundation
 
     var argc = CommandLine.argc
     var argv = CommandLine.unsafeArgv
-    let status = runFuzzerDriver(&argc, &argv) { data, size in fuzzConfig(data, size) }
-    try? FileManager.default.removeItem(atPath: Target.directory)
-    exit(status)
+    // libFuzzer ends the process itself at its time or run limit: the directory goes at exit.
+    atexit { try? FileManager.default.removeItem(atPath: Target.directory) }
+    exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzConfig(data, size) })
 #else
     print(
         """
