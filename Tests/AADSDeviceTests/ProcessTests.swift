@@ -75,7 +75,7 @@ enum CLI {
         defer { dir.cleanup() }
         let spool = dir.file("spool")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        // 400 images keep the suite quick; `AADS_KILL_TEST_IMAGES=1000` (or tools/bench_service.py --kill) runs the full size.
+        // 400 images keep the suite quick; `AADS_KILL_TEST_IMAGES=1000` (or tools/bench/service --kill) runs the full size.
         let count = ProcessInfo.processInfo.environment["AADS_KILL_TEST_IMAGES"].flatMap(Int.init) ?? 400
         for i in 0..<count {
             try dropImage(

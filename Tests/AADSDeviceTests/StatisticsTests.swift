@@ -4,7 +4,7 @@ import Testing
 
 @testable import AADSDevice
 
-/// Compares against scipy's values (tools/gen_ab_fixtures.py → Tests/Fixtures/device/ab_stats.json).
+/// Compares against scipy's values (tools/fixtures/ab-stats → Tests/Fixtures/device/ab_stats.json).
 @Suite struct StatisticsTests {
     let fixture: [String: Any]
 

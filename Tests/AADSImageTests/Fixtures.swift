@@ -4,7 +4,7 @@ import Foundation
 
 @testable import AADSImage
 
-/// The committed image fixtures (Tests/Fixtures/images, made by tools/gen_image_fixtures.py).
+/// The committed image fixtures (Tests/Fixtures/images, made by tools/fixtures/images).
 extension Fixtures {
     /// The path of an image fixture, relative to Tests/Fixtures/images.
     static func image(_ relative: String) -> String { path("images/" + relative) }

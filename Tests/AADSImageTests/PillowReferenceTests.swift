@@ -5,7 +5,7 @@ import Testing
 
 @testable import AADSImage
 
-/// Compares the runtime against Pillow. Reference path (tools/gen_image_fixtures.py): Pillow's full decode,
+/// Compares the runtime against Pillow. Reference path (tools/fixtures/images): Pillow's full decode,
 /// `ImageOps.exif_transpose`, `convert("RGB")`, then `Image.resize((S, S), Image.BILINEAR, box=…,
 /// reducing_gap=None)` (anti-aliased triangle when shrinking, bilinear when growing). The runtime decodes at
 /// a DCT scale instead, hence the tolerance: mean absolute difference ≤ 2 levels.

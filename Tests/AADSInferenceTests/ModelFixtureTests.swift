@@ -6,7 +6,7 @@ import Testing
 
 @testable import AADSInference
 
-/// Small MobileNet- and ResNet-style models built and quantized by tools/gen-inference-fixtures.py, against the
+/// Small MobileNet- and ResNet-style models built and quantized by tools/fixtures/inference, against the
 /// outputs ONNX Runtime computed for them.
 @Suite struct ModelFixtureTests {
     static let models = ["mobilenet", "resnet"]

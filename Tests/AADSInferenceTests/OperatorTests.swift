@@ -5,7 +5,7 @@ import Testing
 
 @testable import AADSInference
 
-/// One small model per operator configuration (Tests/Fixtures/inference/ops, made by tools/gen-inference-fixtures.py),
+/// One small model per operator configuration (Tests/Fixtures/inference/ops, made by tools/fixtures/inference),
 /// float and QDQ, against ONNX Runtime.
 @Suite struct OperatorTests {
     struct Case: Sendable, CustomStringConvertible {

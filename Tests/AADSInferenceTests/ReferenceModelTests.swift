@@ -86,7 +86,7 @@ import Testing
 }
 
 /// Each selected layer of the int8 EfficientNet-Lite0, fed with ONNX Runtime's int8 input of that layer, must give
-/// ONNX Runtime's int8 output (tools/gen-inference-fixtures.py, Tests/Fixtures/inference/effnet_layers).
+/// ONNX Runtime's int8 output (tools/fixtures/inference, Tests/Fixtures/inference/effnet_layers).
 @Suite struct EfficientNetLayerTests {
     static let dir = Fixtures.inference("effnet_layers")
 

@@ -17,7 +17,7 @@ func tempDirectory(_ name: String) -> String {
     return dir
 }
 
-/// The slot fixtures (Tests/Fixtures/bundles, made by tools/make-bundle-corpus.py).
+/// The slot fixtures (Tests/Fixtures/bundles, made by tools/fixtures/bundles).
 extension Fixtures {
     static let bundles = path("bundles")
     static let trusted = bundles + "/trusted"

@@ -1,5 +1,5 @@
 // Stand-alone test of the C kernels for cross-compiled targets (run under qemu-aarch64-static by
-// tools/test-neon.sh): every available variant must equal a plain reference convolution bit for bit over
+// tools/test-neon): every available variant must equal a plain reference convolution bit for bit over
 // randomized shapes, for general and depthwise convolutions.
 #include "CKernels.h"
 
