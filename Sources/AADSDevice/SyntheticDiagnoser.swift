@@ -7,7 +7,7 @@ import Foundation
     /// with `CORRUPT` produce an `error` record. It never looks at pixels. Compiled into test builds only
     /// (`AADS_TEST_HOOKS`, debug): a release or device build cannot serve made-up diagnoses. It is a test hook of
     /// the service, not a test-only helper: the test build of `aads-edge run` serves it (`AADS_FAKE_DIAGNOSER`) to
-    /// the process tests and tools/bench_service.py, and a package dependency cannot be limited to debug builds,
+    /// the process tests and tools/bench/service, and a package dependency cannot be limited to debug builds,
     /// so it lives here rather than in AADSTestSupport.
     public final class SyntheticDiagnoser: Diagnoser, @unchecked Sendable {
         public let modelVersion: String
