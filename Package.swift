@@ -87,14 +87,15 @@ let package = Package(
             name: "fuzz-config", dependencies: ["AADSDevice", "AADSHealth", "AADSCore"], path: "Fuzz/fuzz-config"),
         .executableTarget(name: "fuzz-state", dependencies: ["AADSSlots", "AADSCore"], path: "Fuzz/fuzz-state"),
 
-        // Test support: what the test targets share (fixture paths, the aads-edge binary under test, seeded
-        // random inputs). Only test targets depend on it; no product links it.
+        // Test support: what the test targets share (fixture paths, the aads-edge binary under test). Only test
+        // targets depend on it; no product links it.
         .target(name: "AADSTestSupport"),
 
         .testTarget(name: "AADSCoreTests", dependencies: ["AADSCore"]),
         .testTarget(name: "AADSImageTests", dependencies: ["AADSImage", "AADSTestSupport"]),
         .testTarget(
-            name: "AADSInferenceTests", dependencies: ["AADSInference", "AADSImage", "CKernels", "AADSTestSupport"]),
+            name: "AADSInferenceTests",
+            dependencies: ["AADSInference", "AADSImage", "CKernels", "AADSCore", "AADSTestSupport"]),
         .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots", "AADSTestSupport"]),
         .testTarget(
             name: "AADSDiagnosisTests",
@@ -103,7 +104,7 @@ let package = Package(
         .testTarget(
             name: "AADSDeviceTests",
             dependencies: [
-                "AADSDevice", "AADSHealth", "AADSSlots", "AADSTestSupport",
+                "AADSDevice", "AADSHealth", "AADSSlots", "AADSCore", "AADSTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
     ],

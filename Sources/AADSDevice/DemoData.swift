@@ -1,37 +1,12 @@
 import AADSCore
 import Foundation
 
-/// The demo journal's deterministic random generator (SplitMix64): the same seed gives the same season.
-private struct DemoRandom {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) / Double(UInt64(1) << 53) }
-
-    /// Normal(mean, sd) by Box–Muller.
-    mutating func normal(_ mean: Double, _ sd: Double) -> Double {
-        let u1 = max(unit(), 1e-12)
-        let u2 = unit()
-        return mean + sd * (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
-    }
-}
-
 /// Fills a journal with a plausible season of field data (three model versions, a rollback, alerts, A/B
 /// shadow runs) so the report can be looked at without a device (`aads-edge report --demo`). Deterministic for a
 /// seed.
 public enum DemoData {
     public static func populate(journal: ResultsJournal, end: Date = Date(), seed: UInt64 = 7) throws {
-        var rng = DemoRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let start = end.addingTimeInterval(-6 * 86_400)
         struct Phase {
             let version: String

@@ -1,3 +1,4 @@
+import AADSCore
 import AADSTestSupport
 import CKernels
 import Foundation

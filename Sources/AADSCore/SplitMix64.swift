@@ -1,6 +1,7 @@
 import Foundation
 
-/// A small deterministic random generator (SplitMix64), for tests that draw reproducible inputs from a seed.
+/// A small deterministic random generator (SplitMix64): the same seed gives the same sequence (demo journals,
+/// seeded test inputs).
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
