@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(
             name: "AADSDeviceTests",
             dependencies: [
-                "AADSDevice", "AADSHealth", "AADSSlots", "AADSCore", "AADSTestSupport",
+                "AADSDevice", "AADSDiagnosis", "AADSHealth", "AADSSlots", "AADSCore", "AADSTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
     ],

@@ -17,7 +17,7 @@ extension CodedError {
 }
 
 /// Wraps any error as a `CodedError`, keeping the code of errors that already have one.
-public struct AnyCodedError: CodedError {
+public struct AnyCodedError: CodedError, Equatable, Codable {
     public let code: String
     public let message: String
 

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Foundation
 
 /// One image run by both versions while a candidate is in probation.
@@ -6,8 +7,8 @@ public struct ABSample: Sendable, Equatable {
     public var imageSHA256: String
     public var baselineVersion: String
     public var candidateVersion: String
-    public var baselineDecision: DecisionKind
-    public var candidateDecision: DecisionKind
+    public var baselineDecision: Decision
+    public var candidateDecision: Decision
     public var baselineLabel: String
     public var candidateLabel: String
     public var baselineLatencyMs: Double
@@ -15,8 +16,8 @@ public struct ABSample: Sendable, Equatable {
     public var createdAt: Date
 
     public init(
-        imageSHA256: String, baselineVersion: String, candidateVersion: String, baselineDecision: DecisionKind,
-        candidateDecision: DecisionKind, baselineLabel: String, candidateLabel: String, baselineLatencyMs: Double,
+        imageSHA256: String, baselineVersion: String, candidateVersion: String, baselineDecision: Decision,
+        candidateDecision: Decision, baselineLabel: String, candidateLabel: String, baselineLatencyMs: Double,
         candidateLatencyMs: Double, createdAt: Date = Date()
     ) {
         self.imageSHA256 = imageSHA256
@@ -32,12 +33,12 @@ public struct ABSample: Sendable, Equatable {
     }
 
     /// Builds a sample from the two versions' records of the same image.
-    public init(imageSHA256: String, baseline: DiagnosisRecord, candidate: DiagnosisRecord, createdAt: Date = Date()) {
+    public init(imageSHA256: String, baseline: Diagnosis, candidate: Diagnosis, createdAt: Date = Date()) {
         self.init(
             imageSHA256: imageSHA256, baselineVersion: baseline.modelVersion, candidateVersion: candidate.modelVersion,
             baselineDecision: baseline.decision, candidateDecision: candidate.decision,
             baselineLabel: baseline.comparisonLabel, candidateLabel: candidate.comparisonLabel,
-            baselineLatencyMs: baseline.latencyMs.total, candidateLatencyMs: candidate.latencyMs.total,
+            baselineLatencyMs: baseline.latency.total, candidateLatencyMs: candidate.latency.total,
             createdAt: createdAt)
     }
 

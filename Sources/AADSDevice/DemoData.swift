@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Foundation
 
 /// Fills a journal with a plausible season of field data (three model versions, a rollback, alerts, A/B
@@ -44,29 +45,29 @@ public enum DemoData {
                 let disease = diseases[Int(rng.unit() * Double(diseases.count)) % diseases.count]
                 let latency = max(8, rng.normal(phase.latency, phase.latency * 0.15))
                 let u = rng.unit()
-                var record: DiagnosisRecord
-                let l = DiagnosisRecord.Latency(
+                var record: Diagnosis
+                let l = StageLatency(
                     decode: latency * 0.2, backbone: latency * 0.55, adapter: latency * 0.25, total: latency)
                 if u < phase.errors {
-                    record = DiagnosisRecord(
+                    record = Diagnosis(
                         file: "IMG_\(n).jpg", decision: .error, modelVersion: phase.version,
-                        latencyMs: DiagnosisRecord.Latency(total: 2),
+                        latency: StageLatency(total: 2),
                         error: .init(code: "corrupt_jpeg", message: "premature end of JPEG data"))
                 } else if u < phase.errors + phase.ood / 2 {
-                    record = DiagnosisRecord(
+                    record = Diagnosis(
                         file: "IMG_\(n).jpg", decision: .unknownCrop, cropConfidence: 0.4, modelVersion: phase.version,
-                        latencyMs: l)
+                        latency: l)
                 } else if u < phase.errors + phase.ood {
-                    record = DiagnosisRecord(
+                    record = Diagnosis(
                         file: "IMG_\(n).jpg", decision: .ood, crop: crop, cropConfidence: 0.9, disease: disease,
                         confidence: 0.6,
-                        mahalanobis: 41, threshold: 27, modelVersion: phase.version, latencyMs: l)
+                        mahalanobis: 41, threshold: 27, modelVersion: phase.version, latency: l)
                 } else {
-                    record = DiagnosisRecord(
+                    record = Diagnosis(
                         file: "IMG_\(n).jpg", decision: .diagnosis, crop: crop, cropConfidence: 0.97, disease: disease,
                         confidence: 0.8 + 0.19 * rng.unit(), top3: [.init(label: disease, confidence: 0.9)],
                         mahalanobis: 12,
-                        threshold: 27, modelVersion: phase.version, latencyMs: l)
+                        threshold: 27, modelVersion: phase.version, latency: l)
                 }
                 let rss = Int64((phase.rssMB + rng.normal(0, 0.5)) * 1_048_576)
                 try journal.insert(record, imageSHA256: sha, slot: phase.slot, createdAt: date, rssBytes: rss)

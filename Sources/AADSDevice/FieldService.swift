@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Dispatch
 import Foundation
 import Logging
@@ -78,7 +79,7 @@ public final class FieldService: @unchecked Sendable {
     private let latch: RedLatch
     private let sampler: ABSampler
     private var serving: ServingModel?
-    private var lastDecision: DecisionKind?
+    private var lastDecision: Decision?
     private var fault: String?
     private var summary = RunSummary()
     private var trigger: TriggerMonitor?
@@ -317,12 +318,12 @@ public final class FieldService: @unchecked Sendable {
             return
         }
 
-        var record: DiagnosisRecord
+        var record: Diagnosis
         let clock = Stopwatch()
         do {
             record = try model.diagnoser.diagnose(path: path)
         } catch {
-            record = DiagnosisRecord.failure(
+            record = Diagnosis.failure(
                 file: name, modelVersion: model.modelVersion, error: error, totalMs: clock.elapsedMs)
         }
         record.file = name
@@ -363,7 +364,7 @@ public final class FieldService: @unchecked Sendable {
         metrics.record(record)
         lastDecision = record.decision
         let hadLatencyBaseline = alerts.latencyBaselineMs != nil
-        for transition in alerts.observe(latencyMs: record.latencyMs.total, isError: failed) { handle(transition) }
+        for transition in alerts.observe(latencyMs: record.latency.total, isError: failed) { handle(transition) }
         if !hadLatencyBaseline, let baseline = alerts.latencyBaselineMs {
             metrics.setBaselines(latencyMs: baseline, accuracy: model.baseline.accuracy)
             // Measured here, on this board: journaled as the slot's latency baseline.
@@ -383,15 +384,15 @@ public final class FieldService: @unchecked Sendable {
     }
 
     /// Runs the partner version on the same image and records the pair; returns the comparison so far.
-    private func shadow(path: String, name: String, sha: String, record: DiagnosisRecord, partner: ABPartner)
+    private func shadow(path: String, name: String, sha: String, record: Diagnosis, partner: ABPartner)
         -> ABComparison?
     {
-        var other: DiagnosisRecord
+        var other: Diagnosis
         let clock = Stopwatch()
         do {
             other = try partner.diagnoser.diagnose(path: path)
         } catch {
-            other = DiagnosisRecord.failure(
+            other = Diagnosis.failure(
                 file: name, modelVersion: partner.diagnoser.modelVersion, error: error, totalMs: clock.elapsedMs)
         }
         let sample =

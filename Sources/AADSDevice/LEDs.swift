@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Foundation
 
 #if canImport(Glibc)
@@ -30,9 +31,9 @@ public struct LEDInputs: Sendable, Equatable {
     /// A fault or rollback happened and has not been acknowledged.
     public var redLatched: Bool
     /// The decision of the last image (`diagnosis`, `unknown_crop`, `ood`, `error`), nil before the first.
-    public var lastDecision: DecisionKind?
+    public var lastDecision: Decision?
 
-    public init(phase: SlotPhase, fault: Bool = false, redLatched: Bool = false, lastDecision: DecisionKind? = nil) {
+    public init(phase: SlotPhase, fault: Bool = false, redLatched: Bool = false, lastDecision: Decision? = nil) {
         self.phase = phase
         self.fault = fault
         self.redLatched = redLatched

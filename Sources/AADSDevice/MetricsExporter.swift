@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import AADSImage
 import CoreMetrics
 import Foundation
@@ -25,7 +26,7 @@ public final class MetricsExporter: @unchecked Sendable {
     private let lock = NSLock()
 
     private let latency: [String: CoreMetrics.Timer]
-    private var decisions: [DecisionKind: CoreMetrics.Counter] = [:]
+    private var decisions: [Decision: CoreMetrics.Counter] = [:]
     private var errors: [String: CoreMetrics.Counter] = [:]
     private let processed: CoreMetrics.Counter
     private let dropped: CoreMetrics.Counter
@@ -104,7 +105,7 @@ public final class MetricsExporter: @unchecked Sendable {
                         label: "aads_diagnosis_latency_seconds", dimensions: [("stage", $0)], factory: factory)
                 )
             })
-        for kind in DecisionKind.allCases {
+        for kind in Decision.allCases {
             decisions[kind] = CoreMetrics.Counter(
                 label: "aads_decisions_total", dimensions: [("decision", kind.rawValue)], factory: factory)
         }
@@ -145,12 +146,12 @@ public final class MetricsExporter: @unchecked Sendable {
     }
 
     /// Counts one diagnosis: latency per stage, decision, error code, rolling OOD rate.
-    public func record(_ record: DiagnosisRecord) {
+    public func record(_ record: Diagnosis) {
         lock.lock()
         defer { lock.unlock() }
         processed.increment()
         decisions[record.decision]?.increment()
-        let l = record.latencyMs
+        let l = record.latency
         for (stage, ms) in [("decode", l.decode), ("backbone", l.backbone), ("adapter", l.adapter), ("total", l.total)]
         {
             if ms > 0 || stage == "total" { latency[stage]?.recordNanoseconds(Int64(max(0, ms) * 1e6)) }

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import AADSSlots
 import Foundation
 import GRDB
@@ -37,7 +38,7 @@ public struct ReportData: Sendable {
     public var latencyCounts: [String: [Int]]
     /// Decisions per time bucket (`yyyy-MM-dd` or `yyyy-MM-ddTHH`).
     public var decisionBuckets: [String]
-    public var decisionCounts: [String: [DecisionKind: Int]]
+    public var decisionCounts: [String: [Decision: Int]]
     public var alerts: [AlertRecord]
     public var slotEvents: [SlotEventRecord]
     public var abComparisons: [ABComparison]
@@ -101,7 +102,7 @@ public struct ReportData: Sendable {
             let span = (versions.map(\.lastSeen).max() ?? now).timeIntervalSince(versions.map(\.firstSeen).min() ?? now)
             let prefix = span < 2 * 86_400 ? 13 : 10
             var buckets: [String] = []
-            var decisionCounts: [String: [DecisionKind: Int]] = [:]
+            var decisionCounts: [String: [Decision: Int]] = [:]
             for row in try Row.fetchAll(
                 db,
                 sql:
@@ -109,7 +110,7 @@ public struct ReportData: Sendable {
             ) {
                 let bucket: String = row["bucket"]
                 if decisionCounts[bucket] == nil { buckets.append(bucket) }
-                decisionCounts[bucket, default: [:]][DecisionKind(rawValue: row["decision"]) ?? .error] = row["n"]
+                decisionCounts[bucket, default: [:]][Decision(rawValue: row["decision"]) ?? .error] = row["n"]
             }
             return ReportData(
                 generatedAt: now, totalRows: total, unsyncedRows: unsynced, versions: versions, latencyEdgesMs: edges,
@@ -158,7 +159,7 @@ public enum SlotStoreEvents {
 /// Renders the report as one static HTML page: inline CSS and SVG, no scripts, no network.
 public enum HTMLReport {
     static let versionColors = ["#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#b83280", "#4a5568"]
-    static let decisionColors: [DecisionKind: String] = [
+    static let decisionColors: [Decision: String] = [
         .diagnosis: "#38a169", .unknownCrop: "#d69e2e", .ood: "#dd6b20", .error: "#e53e3e",
     ]
 
@@ -296,7 +297,7 @@ public enum HTMLReport {
 
     static func decisionsSection(_ d: ReportData) -> String {
         guard !d.decisionBuckets.isEmpty else { return "" }
-        let kinds = DecisionKind.allCases
+        let kinds = Decision.allCases
         let labels = d.decisionBuckets.map {
             $0.count > 10 ? String($0.suffix(8)).replacingOccurrences(of: "T", with: " ") + ":00" : String($0.suffix(5))
         }

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Foundation
 import GRDB
 
@@ -31,7 +32,7 @@ public struct JournalRow: Sendable, Equatable {
     public var id: Int64
     public var imageSHA256: String
     public var slot: String
-    public var record: DiagnosisRecord
+    public var record: Diagnosis
     public var createdAt: Date
     public var synced: Bool
     /// Resident memory of the service when the row was written, bytes.
@@ -47,8 +48,8 @@ public struct JournalRow: Sendable, Equatable {
             "synced": synced,
             "top3": record.top3.map { ["label": $0.label, "confidence": $0.confidence] as [String: Any] },
             "latency_ms": [
-                "decode": record.latencyMs.decode, "backbone": record.latencyMs.backbone,
-                "adapter": record.latencyMs.adapter, "total": record.latencyMs.total,
+                "decode": record.latency.decode, "backbone": record.latency.backbone,
+                "adapter": record.latency.adapter, "total": record.latency.total,
             ],
         ]
         o["crop"] = record.crop ?? NSNull()
@@ -363,7 +364,7 @@ public final class ResultsJournal: Sendable {
     /// with `duplicate_of` set when an earlier row holds the same bytes and model version (`.duplicate`).
     @discardableResult
     public func insert(
-        _ record: DiagnosisRecord, imageSHA256: String, slot: String, createdAt: Date = Date(), rssBytes: Int64? = nil,
+        _ record: Diagnosis, imageSHA256: String, slot: String, createdAt: Date = Date(), rssBytes: Int64? = nil,
         spoolFileID: String? = nil
     ) throws -> InsertOutcome {
         let top3JSON = Self.top3JSON(record.top3)
@@ -391,8 +392,8 @@ public final class ResultsJournal: Sendable {
                     arguments: [
                         record.file, imageSHA256, record.decision.rawValue, record.crop, record.cropConfidence,
                         record.disease, record.confidence, top3JSON, record.mahalanobis, record.threshold,
-                        record.modelVersion, slot, record.latencyMs.decode, record.latencyMs.backbone,
-                        record.latencyMs.adapter, record.latencyMs.total, record.error?.code, record.error?.message,
+                        record.modelVersion, slot, record.latency.decode, record.latency.backbone,
+                        record.latency.adapter, record.latency.total, record.error?.code, record.error?.message,
                         rssBytes, ISO8601.string(createdAt), spoolFileID, original,
                     ])
                 let id = db.lastInsertedRowID
@@ -406,7 +407,7 @@ public final class ResultsJournal: Sendable {
     /// The row of a spool file already journaled (a crash between the commit and the move leaves the file in the
     /// spool): same name and bytes, and the same spool identity or a row written without one.
     public func journaledRow(file: String, imageSHA256: String, spoolFileID: String?) throws
-        -> (id: Int64, decision: DecisionKind)?
+        -> (id: Int64, decision: Decision)?
     {
         try read("cannot query journal") { db in
             try Self.journaledRow(db, file: file, imageSHA256: imageSHA256, spoolFileID: spoolFileID)
@@ -414,7 +415,7 @@ public final class ResultsJournal: Sendable {
     }
 
     static func journaledRow(_ db: Database, file: String, imageSHA256: String, spoolFileID: String?) throws
-        -> (id: Int64, decision: DecisionKind)?
+        -> (id: Int64, decision: Decision)?
     {
         guard
             let row = try Row.fetchOne(
@@ -425,7 +426,7 @@ public final class ResultsJournal: Sendable {
                     ORDER BY id LIMIT 1
                     """, arguments: [file, imageSHA256, spoolFileID])
         else { return nil }
-        return (row["id"], DecisionKind(rawValue: row["decision"]) ?? .error)
+        return (row["id"], Decision(rawValue: row["decision"]) ?? .error)
     }
 
     /// Rows in id order, optionally only those created at or after `since`, after `afterID`, or unsynced.
@@ -568,8 +569,8 @@ public final class ResultsJournal: Sendable {
                 ABSample(
                     imageSHA256: row["image_sha256"], baselineVersion: row["baseline_version"],
                     candidateVersion: row["candidate_version"],
-                    baselineDecision: DecisionKind(rawValue: row["baseline_decision"]) ?? .error,
-                    candidateDecision: DecisionKind(rawValue: row["candidate_decision"]) ?? .error,
+                    baselineDecision: Decision(rawValue: row["baseline_decision"]) ?? .error,
+                    candidateDecision: Decision(rawValue: row["candidate_decision"]) ?? .error,
                     baselineLabel: row["baseline_label"], candidateLabel: row["candidate_label"],
                     baselineLatencyMs: row["baseline_latency_ms"], candidateLatencyMs: row["candidate_latency_ms"],
                     createdAt: Self.date(row["created_at"]))
@@ -671,7 +672,7 @@ public final class ResultsJournal: Sendable {
         text.flatMap(ISO8601.parse) ?? Date(timeIntervalSince1970: 0)
     }
 
-    static func top3JSON(_ top3: [DiagnosisRecord.Alternative]) -> String {
+    static func top3JSON(_ top3: [ScoredLabel]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]  // stable column text across runs and platforms
         guard let data = try? encoder.encode(top3) else { return "[]" }
@@ -680,17 +681,17 @@ public final class ResultsJournal: Sendable {
 
     static func journalRow(_ row: Row) -> JournalRow {
         let top3Text: String = row["top3"] ?? "[]"
-        let top3 = (try? JSONDecoder().decode([DiagnosisRecord.Alternative].self, from: Data(top3Text.utf8))) ?? []
+        let top3 = (try? JSONDecoder().decode([ScoredLabel].self, from: Data(top3Text.utf8))) ?? []
         let errorCode: String? = row["error_code"]
         let errorMessage: String? = row["error_message"]
-        let record = DiagnosisRecord(
-            file: row["file"], decision: DecisionKind(rawValue: row["decision"]) ?? .error, crop: row["crop"],
+        let record = Diagnosis(
+            file: row["file"], decision: Decision(rawValue: row["decision"]) ?? .error, crop: row["crop"],
             cropConfidence: row["crop_confidence"], disease: row["disease"], confidence: row["confidence"], top3: top3,
             mahalanobis: row["mahalanobis"], threshold: row["threshold"], modelVersion: row["model_version"],
-            latencyMs: DiagnosisRecord.Latency(
+            latency: StageLatency(
                 decode: row["latency_decode_ms"], backbone: row["latency_backbone_ms"],
                 adapter: row["latency_adapter_ms"], total: row["latency_total_ms"]),
-            error: errorCode.map { DiagnosisRecord.Failure(code: $0, message: errorMessage ?? "") })
+            error: errorCode.map { AnyCodedError(code: $0, message: errorMessage ?? "") })
         return JournalRow(
             id: row["id"], imageSHA256: row["image_sha256"], slot: row["slot"], record: record,
             createdAt: date(row["created_at"]), synced: row["synced"], rssBytes: row["rss_bytes"],
@@ -775,8 +776,8 @@ public enum ResultsExport {
             String(row.id), ISO8601.string(row.createdAt), r.file, row.imageSHA256, r.decision.rawValue, r.crop ?? "",
             num(r.cropConfidence), r.disease ?? "", num(r.confidence), ResultsJournal.top3JSON(r.top3),
             num(r.mahalanobis),
-            num(r.threshold), r.modelVersion, row.slot, String(r.latencyMs.decode), String(r.latencyMs.backbone),
-            String(r.latencyMs.adapter), String(r.latencyMs.total), r.error?.code ?? "", r.error?.message ?? "",
+            num(r.threshold), r.modelVersion, row.slot, String(r.latency.decode), String(r.latency.backbone),
+            String(r.latency.adapter), String(r.latency.total), r.error?.code ?? "", r.error?.message ?? "",
             row.rssBytes.map(String.init) ?? "", row.synced ? "1" : "0", row.duplicateOf.map(String.init) ?? "",
         ]
         return fields.map(csvQuote).joined(separator: ",")

@@ -1,3 +1,4 @@
+import AADSDiagnosis
 import Foundation
 
 /// What the slot's bundle says it achieved when it was built (for alerts).
@@ -77,7 +78,7 @@ public protocol SlotLifecycle: AnyObject {
     func start() throws -> SlotUpdate
     /// After each image of the serving model has been journaled: probation accounting (commit or rollback).
     /// `ab` is the current A/B comparison for the serving candidate, when shadow runs exist.
-    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate
+    func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate
     /// About once a second: time-based probation, scheduled health checks.
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate
     /// The version to shadow-run for A/B, nil when no comparison is wanted.
@@ -99,7 +100,7 @@ public final class StaticSlotLifecycle: SlotLifecycle {
     }
 
     public func start() throws -> SlotUpdate { SlotUpdate(serving: model) }
-    public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+    public func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
         .none
     }
     public func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }

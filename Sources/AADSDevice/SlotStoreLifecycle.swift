@@ -167,7 +167,7 @@ public final class SlotStoreLifecycle: SlotLifecycle {
                 detail: "\(rollback.reason) (to \(rollback.to.rawValue), \(JSONLine.rounded(rollback.durationMs)) ms)"))
     }
 
-    public func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+    public func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
         guard serving.phase == .probation else { return .none }
         if abRequired {
             abVerdict = ab?.candidateNotWorse(alpha: config.ab.alpha, minSamples: config.ab.minSamples)
@@ -235,7 +235,7 @@ public final class SlotStoreLifecycle: SlotLifecycle {
     private var commitAllowed: Bool { !abRequired || abVerdict == true }
 
     /// Errors of the input file itself (unreadable, not a JPEG, corrupt, too large, unsupported).
-    static func isInputError(_ record: DiagnosisRecord) -> Bool {
+    static func isInputError(_ record: Diagnosis) -> Bool {
         guard record.decision == .error, let code = record.error?.code else { return false }
         return inputErrorCodes.contains(code)
     }

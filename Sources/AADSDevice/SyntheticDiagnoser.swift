@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Foundation
 
 #if AADS_TEST_HOOKS
@@ -43,7 +44,7 @@ import Foundation
             ("corn", ["healthy", "common_rust", "northern_leaf_blight"]),
         ]
 
-        public func diagnose(path: String) throws -> DiagnosisRecord {
+        public func diagnose(path: String) throws -> Diagnosis {
             lock.lock()
             calls += 1
             lock.unlock()
@@ -53,7 +54,7 @@ import Foundation
                 throw SpoolError(code: "unreadable_image", "cannot read \(path)")
             }
             if data.starts(with: Array("CORRUPT".utf8)) {
-                return DiagnosisRecord.failure(
+                return Diagnosis.failure(
                     file: file, modelVersion: modelVersion,
                     error: AnyCodedError(code: "corrupt_jpeg", message: "not a JPEG (synthetic)"),
                     totalMs: 1 + latencyOffsetMs)
@@ -64,32 +65,32 @@ import Foundation
             let (crop, diseases) = Self.crops[Int(v * 3) % 3]
             let diseaseIndex = Int(u * 1000) % diseases.count
             let disease = diseases[diseaseIndex]
-            let latency = DiagnosisRecord.Latency(
+            let latency = StageLatency(
                 decode: 4 + 2 * v, backbone: 18 + 6 * u, adapter: 5 + 2 * u, total: 27 + 10 * u + latencyOffsetMs)
             let confidence = 0.55 + 0.44 * v
             let top3 = [
-                DiagnosisRecord.Alternative(label: disease, confidence: confidence),
-                DiagnosisRecord.Alternative(
+                ScoredLabel(label: disease, confidence: confidence),
+                ScoredLabel(
                     label: diseases[(diseaseIndex + 1) % diseases.count], confidence: (1 - confidence) * 0.7),
-                DiagnosisRecord.Alternative(label: "healthy", confidence: (1 - confidence) * 0.3),
+                ScoredLabel(label: "healthy", confidence: (1 - confidence) * 0.3),
             ]
             if u < oodFraction {
-                return DiagnosisRecord(
+                return Diagnosis(
                     file: file, decision: .unknownCrop, crop: nil, cropConfidence: 0.3 + 0.2 * v, top3: top3,
                     modelVersion: modelVersion,
-                    latencyMs: DiagnosisRecord.Latency(
+                    latency: StageLatency(
                         decode: latency.decode, backbone: latency.backbone, total: latency.total - latency.adapter))
             }
             if u < 2 * oodFraction {
-                return DiagnosisRecord(
+                return Diagnosis(
                     file: file, decision: .ood, crop: crop, cropConfidence: 0.9, disease: disease,
                     confidence: confidence,
-                    top3: top3, mahalanobis: 40 + 10 * v, threshold: 25, modelVersion: modelVersion, latencyMs: latency)
+                    top3: top3, mahalanobis: 40 + 10 * v, threshold: 25, modelVersion: modelVersion, latency: latency)
             }
-            return DiagnosisRecord(
+            return Diagnosis(
                 file: file, decision: .diagnosis, crop: crop, cropConfidence: 0.9 + 0.09 * v, disease: disease,
                 confidence: confidence, top3: top3, mahalanobis: 5 + 15 * v, threshold: 25, modelVersion: modelVersion,
-                latencyMs: latency)
+                latency: latency)
         }
     }
 #endif

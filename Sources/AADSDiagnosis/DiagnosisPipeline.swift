@@ -183,11 +183,11 @@ public final class DiagnosisPipeline {
         let ranked = topIndices(cropProbabilities, 3)
         let best = ranked[0]
         result.crop = crops[best]
-        result.cropConfidence = cropProbabilities[best]
+        result.cropConfidence = Double(cropProbabilities[best])
         result.latency.backbone = clock.lap()
         if cropProbabilities[best] < manifest.router.confidenceThreshold {
             result.decision = .unknownCrop
-            result.top3 = ranked.map { ScoredLabel(label: crops[$0], score: cropProbabilities[$0]) }
+            result.top3 = ranked.map { ScoredLabel(label: crops[$0], confidence: Double(cropProbabilities[$0])) }
             return
         }
 
@@ -205,11 +205,11 @@ public final class DiagnosisPipeline {
         let top = topIndices(probabilities, 3)
         let predicted = top[0]
         result.disease = adapter.classes[predicted]
-        result.confidence = probabilities[predicted]
-        result.top3 = top.map { ScoredLabel(label: adapter.classes[$0], score: probabilities[$0]) }
+        result.confidence = Double(probabilities[predicted])
+        result.top3 = top.map { ScoredLabel(label: adapter.classes[$0], confidence: Double(probabilities[$0])) }
         let distance = adapter.ood.squaredDistance(z, toClass: predicted)
-        result.mahalanobis = distance
-        result.threshold = adapter.ood.thresholds[predicted]
+        result.mahalanobis = Double(distance)
+        result.threshold = Double(adapter.ood.thresholds[predicted])
         result.decision = distance > adapter.ood.thresholds[predicted] ? .ood : .diagnosis
         result.latency.adapter = clock.lap()
     }

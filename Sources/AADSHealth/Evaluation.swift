@@ -120,7 +120,8 @@ public enum EvaluationScoring {
             guard let distance = diagnosis.mahalanobis, let threshold = diagnosis.threshold, threshold > 0 else {
                 return .infinity
             }
-            return Double(distance / threshold)
+            // The pipeline's figures are Floats widened to Double: the ratio stays the Float one.
+            return Double(Float(distance) / Float(threshold))
         case .error:
             return nil
         }

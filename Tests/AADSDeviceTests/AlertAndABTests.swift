@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import AADSTestSupport
 import Foundation
 import Testing

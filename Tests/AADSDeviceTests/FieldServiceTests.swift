@@ -1,3 +1,4 @@
+import AADSDiagnosis
 import Foundation
 import Testing
 
@@ -304,7 +305,7 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
 
 final class FailingLifecycle: SlotLifecycle {
     func start() throws -> SlotUpdate { throw SpoolError(code: "model_load_failed", "broken model") }
-    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
+    func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
     func abPartner(serving: ServingModel) -> ABPartner? { nil }
 }
@@ -325,7 +326,7 @@ final class ScriptedLifecycle: SlotLifecycle {
             events: [SlotEventRecord(event: "start_trial", slot: "b", modelVersion: "2.0.0")])
     }
 
-    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+    func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
         guard serving.modelVersion == "2.0.0" else { return .none }
         images += 1
         if let ab { seenComparisons.append(ab.samples) }
@@ -353,7 +354,7 @@ final class RecoveredStateLifecycle: SlotLifecycle {
         return update
     }
 
-    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
+    func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
     func abPartner(serving: ServingModel) -> ABPartner? { nil }
 }
@@ -369,7 +370,7 @@ final class GateRunLifecycle: SlotLifecycle {
         SlotUpdate(serving: ServingModel(slot: "a", phase: .committed, diagnoser: model), healthChecks: [run])
     }
 
-    func didProcess(_ record: DiagnosisRecord, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
+    func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate {
         SlotUpdate(healthChecks: [run])
     }
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { SlotUpdate(healthChecks: [run]) }

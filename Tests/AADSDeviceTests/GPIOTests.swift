@@ -1,3 +1,4 @@
+import AADSDiagnosis
 import Foundation
 import Logging
 import Testing

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import Foundation
 import GRDB
 import Testing
@@ -6,12 +7,12 @@ import Testing
 @testable import AADSDevice
 
 @Suite struct JournalTests {
-    static let full = DiagnosisRecord(
+    static let full = Diagnosis(
         file: "IMG_1.jpg", decision: .diagnosis, crop: "tomato", cropConfidence: 0.97, disease: "early_blight",
         confidence: 0.94,
         top3: [.init(label: "early_blight", confidence: 0.94), .init(label: "late_blight", confidence: 0.04)],
         mahalanobis: 12.5, threshold: 27.25, modelVersion: "1.2.0",
-        latencyMs: .init(decode: 4.5, backbone: 20.25, adapter: 6.125, total: 31.0))
+        latency: .init(decode: 4.5, backbone: 20.25, adapter: 6.125, total: 31.0))
 
     @Test func walAndFullSync() throws {
         let dir = TempDir()
@@ -31,10 +32,10 @@ import Testing
             Self.full, imageSHA256: "ab" + String(repeating: "0", count: 62), slot: "b", createdAt: when,
             rssBytes: 42_000_000)
         #expect(outcome == .inserted(id: 1))
-        var failed = DiagnosisRecord.failure(
+        var failed = Diagnosis.failure(
             file: "bad.jpg", modelVersion: "1.2.0", error: AnyCodedError(code: "corrupt_jpeg", message: "premature end")
         )
-        failed.latencyMs.total = 1.5
+        failed.latency.total = 1.5
         try journal.insert(failed, imageSHA256: "cd" + String(repeating: "0", count: 62), slot: "b", createdAt: when)
         let rows = try journal.rows()
         #expect(rows.count == 2)
@@ -112,7 +113,7 @@ import Testing
         #expect(rows.map(\.record.file) == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg", "IMG_3.jpg"])
         #expect(rows.map(\.imageSHA256) == Array(shas.prefix(4)))
         #expect(rows.map(\.synced) == [true, true, false, false])
-        #expect(rows.allSatisfy { $0.duplicateOf == nil && $0.record.latencyMs.total == 12.5 && $0.rssBytes == 1000 })
+        #expect(rows.allSatisfy { $0.duplicateOf == nil && $0.record.latency.total == 12.5 && $0.rssBytes == 1000 })
         // A file the old version journaled but had not moved yet is recognised by name and bytes.
         #expect(try journal.journaledRow(file: "IMG_3.jpg", imageSHA256: shas[3], spoolFileID: "8:9:9.0")?.id == 4)
         // Same bytes in another file: a row now, pointing at the old one; ids continue past the pruned one.

@@ -1,3 +1,4 @@
+import AADSDiagnosis
 import Foundation
 import Testing
 
@@ -73,11 +74,11 @@ extension Array where Element == PromSample {
         let path = dir.file("aads_edge.prom")
         let metrics = MetricsExporter(path: path, oodWindow: 4)
         let latencies = [3.0, 12.0, 40.0, 40.0, 120.0]
-        let decisions: [DecisionKind] = [.diagnosis, .ood, .diagnosis, .unknownCrop, .error]
+        let decisions: [Decision] = [.diagnosis, .ood, .diagnosis, .unknownCrop, .error]
         for (l, d) in zip(latencies, decisions) {
-            var r = DiagnosisRecord(
+            var r = Diagnosis(
                 file: "x.jpg", decision: d, modelVersion: "1.0.0",
-                latencyMs: .init(decode: 1, backbone: 2, adapter: 0, total: l))
+                latency: .init(decode: 1, backbone: 2, adapter: 0, total: l))
             if d == .error { r.error = .init(code: "corrupt_jpeg", message: "bad") }
             metrics.record(r)
         }

@@ -1,4 +1,5 @@
 import AADSCore
+import AADSDiagnosis
 import AADSTestSupport
 import Foundation
 import Testing
@@ -169,7 +170,7 @@ enum CLI {
         defer { dir.cleanup() }
         let path = dir.file("r.sqlite")
         let journal = try ResultsJournal(path: path)
-        let record = DiagnosisRecord(
+        let record = Diagnosis(
             file: "a.jpg", decision: .ood, crop: "corn", cropConfidence: 0.9, modelVersion: "1.0.0")
         for i in 0..<3 { try journal.insert(record, imageSHA256: String(format: "%064x", i), slot: "a") }
         let (s1, csv) = try CLI.run(["results", "export", "--journal", path, "--format", "csv"])

@@ -1,3 +1,4 @@
+import AADSDiagnosis
 import AADSSlots
 import Foundation
 import Testing
@@ -44,7 +45,7 @@ import Testing
             #expect(v.images == mine.count)
             #expect(v.errors == mine.filter { $0.record.decision == .error }.count)
             #expect(v.ood == mine.filter { $0.record.isOutOfDistribution }.count)
-            let latencies = mine.filter { $0.record.decision != .error }.map(\.record.latencyMs.total).sorted()
+            let latencies = mine.filter { $0.record.decision != .error }.map(\.record.latency.total).sorted()
             #expect(abs(v.latencyMeanMs - latencies.reduce(0, +) / Double(latencies.count)) < 1e-6)
             #expect(v.latencyP50Ms == latencies[(latencies.count + 1) / 2 - 1])
             #expect(data.latencyCounts[v.modelVersion]?.reduce(0, +) == latencies.count)

@@ -1,3 +1,5 @@
+import AADSCore
+import AADSDiagnosis
 import AADSHealth
 import AADSSlots
 import AADSTestSupport
@@ -104,7 +106,7 @@ import Testing
         let serving = try #require(try cycle.start().serving)
         var update = SlotUpdate.none
         for _ in 0..<3 {
-            let failed = DiagnosisRecord.failure(
+            let failed = Diagnosis.failure(
                 file: "x.jpg", modelVersion: serving.modelVersion, error: DeviceTestError())
             update = try cycle.didProcess(failed, serving: serving, ab: nil)
             if update.serving != nil { break }
@@ -124,11 +126,11 @@ import Testing
         #expect(try store.loadState()[.b].state == .bad)
     }
 
-    func record(_ serving: ServingModel, decision: DecisionKind = .diagnosis, error: String? = nil) -> DiagnosisRecord {
-        var r = DiagnosisRecord(
+    func record(_ serving: ServingModel, decision: Decision = .diagnosis, error: String? = nil) -> Diagnosis {
+        var r = Diagnosis(
             file: "x.jpg", decision: decision, modelVersion: serving.modelVersion,
-            latencyMs: DiagnosisRecord.Latency(decode: 1, backbone: 1, adapter: 1, total: 3))
-        if let error { r.error = DiagnosisRecord.Failure(code: error, message: error) }
+            latency: StageLatency(decode: 1, backbone: 1, adapter: 1, total: 3))
+        if let error { r.error = AnyCodedError(code: error, message: error) }
         return r
     }
 

@@ -48,8 +48,8 @@ func diagnosis(
     d.cropConfidence = decision == .unknownCrop ? 0.5 : 0.9
     if decision != .unknownCrop {
         d.disease = disease
-        d.mahalanobis = d2
-        d.threshold = t
+        d.mahalanobis = d2.map(Double.init)
+        d.threshold = t.map(Double.init)
     }
     d.latency.total = ms
     return d
