@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(
             name: "AADSInferenceTests",
             dependencies: ["AADSInference", "AADSImage", "CKernels", "AADSCore", "AADSTestSupport"]),
-        .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots", "AADSTestSupport"]),
+        .testTarget(name: "AADSSlotsTests", dependencies: ["AADSSlots", "AADSCore", "AADSTestSupport"]),
         .testTarget(
             name: "AADSDiagnosisTests",
             dependencies: ["AADSDiagnosis", "AADSInference", "AADSImage", "AADSTestSupport"]),

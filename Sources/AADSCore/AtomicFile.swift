@@ -9,19 +9,32 @@ import Foundation
 #endif
 
 /// Errors from durable file operations.
-public struct FileIOError: CodedError {
-    public let code: String
-    public let message: String
+public struct FileIOError: CodedError, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        case ioError = "io_error"
+        /// `ENOSPC`: a refusal of what was to be written (`disk_full` refuses a bundle install the same way).
+        case diskFull = "disk_full"
+        case notFound = "not_found"
+    }
 
-    public init(code: String = "io_error", _ message: String) {
-        self.code = code
+    public let kind: Code
+    public let message: String
+    public var code: String { kind.rawValue }
+
+    public init(_ kind: Code, _ message: String) {
+        self.kind = kind
         self.message = message
     }
+
+    /// An `io_error`.
+    public init(_ message: String) { self.init(.ioError, message) }
+
+    public var failure: FailureKind { kind == .diskFull ? .refused : .couldNotRun }
 
     static func errno(_ what: String, _ path: String) -> FileIOError {
         let err = Glibc.errno
         let reason = String(cString: strerror(err))
-        return FileIOError(code: err == ENOSPC ? "disk_full" : "io_error", "\(what) \(path): \(reason)")
+        return FileIOError(err == ENOSPC ? .diskFull : .ioError, "\(what) \(path): \(reason)")
     }
 }
 
@@ -40,7 +53,7 @@ public enum AtomicFile {
                 !FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory)
                     || !isDirectory.boolValue
             {
-                throw FileIOError(code: "not_found", "cannot write \(path): no such directory \(directory)")
+                throw FileIOError(.notFound, "cannot write \(path): no such directory \(directory)")
             }
             throw FileIOError.errno("cannot create", temp)
         }

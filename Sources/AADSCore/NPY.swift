@@ -20,6 +20,7 @@ public enum NPYDType: String, Sendable {
 
 /// Errors reading or writing `.npy` files.
 public struct NPYError: CodedError {
+    /// Always `bad_npy`, a refused file.
     public let code = "bad_npy"
     public let message: String
     public init(_ message: String) { self.message = message }

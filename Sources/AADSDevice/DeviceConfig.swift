@@ -3,7 +3,9 @@ import Foundation
 
 /// A configuration problem: the key path (`gpio.lines.green`) and why it is wrong.
 public struct ConfigError: CodedError {
+    /// Always `bad_config`: could not run.
     public let code = "bad_config"
+    public var failure: FailureKind { .couldNotRun }
     public let keyPath: String
     public let reason: String
     /// One line: control characters from the file (a key `"a\nb"`, a value) are shown as JSON escapes.

@@ -169,7 +169,7 @@ public final class FieldService: @unchecked Sendable {
             throw error
         }
         guard let first = startUpdate.serving else {
-            throw SpoolError(code: "no_model", "the slot life cycle served no model")
+            throw SpoolError(.noModel, "the slot life cycle served no model")
         }
         serving = first
         if let last = try? journal.healthChecks().last {
@@ -298,8 +298,8 @@ public final class FieldService: @unchecked Sendable {
         do {
             (sha, fileID) = try Spool.fingerprint(path: path, limits: spoolLimits)
         } catch {
+            if (error as? SpoolError)?.kind == .fileVanished { return }
             let coded = AnyCodedError(error)
-            if coded.code == "file_vanished" { return }
             logger.error("\(name): \(coded.message)")
             metrics.recordError(code: coded.code)
             moveOrFault(name, to: spool.failed)

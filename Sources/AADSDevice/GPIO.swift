@@ -6,17 +6,31 @@ import Foundation
 #endif
 
 /// GPIO failures: a missing chip, a line that cannot be requested, a failed read or write.
-public struct GPIOError: CodedError {
-    public let code: String
-    public let message: String
+public struct GPIOError: CodedError, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        case chipNotFound = "gpio_chip_not_found"
+        case closed = "gpio_closed"
+        case badLine = "gpio_bad_line"
+        case lineBusy = "gpio_line_busy"
+        case lineNotRequested = "gpio_line_not_requested"
+        case readFailed = "gpio_read_failed"
+        case writeFailed = "gpio_write_failed"
+    }
 
-    public init(code: String, _ message: String) {
-        self.code = code
+    public let kind: Code
+    public let message: String
+    public var code: String { kind.rawValue }
+
+    public init(_ kind: Code, _ message: String) {
+        self.kind = kind
         self.message = message
     }
 
+    /// The hardware is missing or misbehaves: could not run.
+    public var failure: FailureKind { .couldNotRun }
+
     public static func chipNotFound(_ chip: String, _ reason: String) -> GPIOError {
-        GPIOError(code: "gpio_chip_not_found", "GPIO chip \(chip) not found (\(reason))")
+        GPIOError(.chipNotFound, "GPIO chip \(chip) not found (\(reason))")
     }
 }
 
@@ -75,7 +89,7 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard !inputs.contains(line) else {
-            throw GPIOError(code: "gpio_line_busy", "line \(line) is already an input")
+            throw GPIOError(.lineBusy, "line \(line) is already an input")
         }
         outputs[line] = value
         writes.append((line, value))
@@ -85,7 +99,7 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard outputs[line] != nil else {
-            throw GPIOError(code: "gpio_line_not_requested", "line \(line) is not an output")
+            throw GPIOError(.lineNotRequested, "line \(line) is not an output")
         }
         outputs[line] = value
         writes.append((line, value))
@@ -94,7 +108,7 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
     public func requestEdges(line: UInt32) throws {
         condition.lock()
         defer { condition.unlock() }
-        guard outputs[line] == nil else { throw GPIOError(code: "gpio_line_busy", "line \(line) is already an output") }
+        guard outputs[line] == nil else { throw GPIOError(.lineBusy, "line \(line) is already an output") }
         inputs.insert(line)
     }
 
@@ -103,7 +117,7 @@ public final class SimulatedGPIO: GPIOBackend, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard inputs.contains(line) else {
-            throw GPIOError(code: "gpio_line_not_requested", "line \(line) is not an input")
+            throw GPIOError(.lineNotRequested, "line \(line) is not an input")
         }
         let deadline = Date(timeIntervalSinceNow: Double(timeoutNs) / 1e9)
         while true {

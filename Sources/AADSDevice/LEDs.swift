@@ -138,7 +138,7 @@ public struct RedLatch: Sendable {
         guard isLatched else { return nil }
         let held = reason
         guard unlink(path) == 0 || errno == ENOENT else {
-            throw FileIOError(code: "io_error", "cannot remove \(path): \(String(cString: strerror(errno)))")
+            throw FileIOError(.ioError, "cannot remove \(path): \(String(cString: strerror(errno)))")
         }
         let directory = (path as NSString).deletingLastPathComponent
         try? AtomicFile.syncDirectory(directory.isEmpty ? "." : directory)

@@ -31,9 +31,9 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
 
     private func line(_ offset: UInt32) throws -> OpaquePointer {
         if let existing = lines[offset] { return existing }
-        guard let chip else { throw GPIOError(code: "gpio_closed", "GPIO chip \(chipName) is closed") }
+        guard let chip else { throw GPIOError(.closed, "GPIO chip \(chipName) is closed") }
         guard let handle = gpiod_chip_get_line(chip, offset) else {
-            throw GPIOError(code: "gpio_bad_line", "line \(offset) of \(chipName): \(String(cString: strerror(errno)))")
+            throw GPIOError(.badLine, "line \(offset) of \(chipName): \(String(cString: strerror(errno)))")
         }
         return handle
     }
@@ -44,7 +44,7 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
         let handle = try line(offset)
         guard gpiod_line_request_output(handle, consumer, Int32(value)) == 0 else {
             throw GPIOError(
-                code: "gpio_line_busy",
+                .lineBusy,
                 "cannot request line \(offset) of \(chipName) as output: \(String(cString: strerror(errno)))")
         }
         lines[offset] = handle
@@ -54,10 +54,10 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard let handle = lines[offset] else {
-            throw GPIOError(code: "gpio_line_not_requested", "line \(offset) is not requested")
+            throw GPIOError(.lineNotRequested, "line \(offset) is not requested")
         }
         guard gpiod_line_set_value(handle, Int32(value)) == 0 else {
-            throw GPIOError(code: "gpio_write_failed", "cannot set line \(offset): \(String(cString: strerror(errno)))")
+            throw GPIOError(.writeFailed, "cannot set line \(offset): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -67,7 +67,7 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
         let handle = try line(offset)
         guard gpiod_line_request_both_edges_events(handle, consumer) == 0 else {
             throw GPIOError(
-                code: "gpio_line_busy",
+                .lineBusy,
                 "cannot request edge events on line \(offset) of \(chipName): \(String(cString: strerror(errno)))")
         }
         lines[offset] = handle
@@ -78,17 +78,17 @@ public final class LibGPIODBackend: GPIOBackend, @unchecked Sendable {
         lock.lock()
         let handle = lines[offset]
         lock.unlock()
-        guard let handle else { throw GPIOError(code: "gpio_line_not_requested", "line \(offset) is not requested") }
+        guard let handle else { throw GPIOError(.lineNotRequested, "line \(offset) is not requested") }
         var timeout = timespec(tv_sec: Int(timeoutNs / 1_000_000_000), tv_nsec: Int(timeoutNs % 1_000_000_000))
         let ready = gpiod_line_event_wait(handle, &timeout)
         if ready < 0 {
             if errno == EINTR { return nil }
-            throw GPIOError(code: "gpio_read_failed", "waiting for line \(offset): \(String(cString: strerror(errno)))")
+            throw GPIOError(.readFailed, "waiting for line \(offset): \(String(cString: strerror(errno)))")
         }
         guard ready == 1 else { return nil }
         var event = gpiod_line_event()
         guard gpiod_line_event_read(handle, &event) == 0 else {
-            throw GPIOError(code: "gpio_read_failed", "reading line \(offset): \(String(cString: strerror(errno)))")
+            throw GPIOError(.readFailed, "reading line \(offset): \(String(cString: strerror(errno)))")
         }
         var stamp = UInt64(event.ts.tv_sec) * 1_000_000_000 + UInt64(event.ts.tv_nsec)
         // Kernels before 5.7 stamp v1 events with CLOCK_REALTIME; fall back to our monotonic clock then.

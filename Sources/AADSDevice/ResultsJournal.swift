@@ -8,20 +8,35 @@ import GRDB
 #endif
 
 /// Errors of the results journal.
-public struct JournalError: CodedError {
-    public let code: String
-    public let message: String
+public struct JournalError: CodedError, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        case journalError = "journal_error"
+        case diskFull = "disk_full"
+        case notFound = "journal_not_found"
+        /// A journal is there where a new one was to be made.
+        case exists = "journal_exists"
+    }
 
-    public init(code: String = "journal_error", _ message: String) {
-        self.code = code
+    public let kind: Code
+    public let message: String
+    public var code: String { kind.rawValue }
+
+    public init(_ kind: Code, _ message: String) {
+        self.kind = kind
         self.message = message
     }
+
+    /// A `journal_error`.
+    public init(_ message: String) { self.init(.journalError, message) }
+
+    /// The journal is the service's own storage: when it fails, the work could not be done.
+    public var failure: FailureKind { .couldNotRun }
 
     static func wrap(_ error: any Error, _ what: String) -> JournalError {
         if let journal = error as? JournalError { return journal }
         if let db = error as? DatabaseError {
-            let code = db.resultCode == .SQLITE_FULL ? "disk_full" : "journal_error"
-            return JournalError(code: code, "\(what): \(db.message ?? db.description)")
+            return JournalError(
+                db.resultCode == .SQLITE_FULL ? .diskFull : .journalError, "\(what): \(db.message ?? db.description)")
         }
         return JournalError("\(what): \(error)")
     }
@@ -182,7 +197,7 @@ public final class ResultsJournal: Sendable {
     public init(path: String, create: Bool = true) throws {
         self.path = path
         if !create && !FileManager.default.fileExists(atPath: path) {
-            throw JournalError(code: "journal_not_found", "no results journal at \(path)")
+            throw JournalError(.notFound, "no results journal at \(path)")
         }
         let directory = (path as NSString).deletingLastPathComponent
         if create && !directory.isEmpty {
@@ -748,12 +763,12 @@ public enum ResultsExport {
             }
             try flush()
             if let path {
-                guard fsync(fd) == 0 else { throw FileIOError(code: "io_error", "cannot fsync \(temp)") }
+                guard fsync(fd) == 0 else { throw FileIOError(.ioError, "cannot fsync \(temp)") }
                 close(fd)
                 fd = -1
                 guard rename(temp, path) == 0 else {
                     throw FileIOError(
-                        code: "io_error", "cannot rename onto \(path): \(String(cString: strerror(errno)))")
+                        .ioError, "cannot rename onto \(path): \(String(cString: strerror(errno)))")
                 }
                 let directory = (path as NSString).deletingLastPathComponent
                 try AtomicFile.syncDirectory(directory.isEmpty ? "." : directory)

@@ -7,13 +7,39 @@ import Foundation
 #endif
 
 /// Spool failures.
-public struct SpoolError: CodedError {
-    public let code: String
-    public let message: String
+public struct SpoolError: CodedError, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        case spoolError = "spool_error"
+        case spoolStateDirectory = "spool_state_dir"
+        case noModel = "no_model"
+        case captureFailed = "capture_failed"
+        case captureTimeout = "capture_timeout"
+        /// The image named in the spool went away before it was read.
+        case fileVanished = "file_vanished"
+        case notRegularFile = "not_regular_file"
+        case unreadableImage = "unreadable_image"
+        case tooLarge = "too_large"
+    }
 
-    public init(code: String = "spool_error", _ message: String) {
-        self.code = code
+    public let kind: Code
+    public let message: String
+    public var code: String { kind.rawValue }
+
+    public init(_ kind: Code, _ message: String) {
+        self.kind = kind
         self.message = message
+    }
+
+    /// A `spool_error`.
+    public init(_ message: String) { self.init(.spoolError, message) }
+
+    /// One spooled file refused (gone, not a regular file, unreadable, too large), or the spool, the model or
+    /// the camera could not run.
+    public var failure: FailureKind {
+        switch kind {
+        case .fileVanished, .notRegularFile, .unreadableImage, .tooLarge: .refused
+        case .spoolError, .spoolStateDirectory, .noModel, .captureFailed, .captureTimeout: .couldNotRun
+        }
     }
 }
 
@@ -42,15 +68,15 @@ public struct Spool: Sendable {
             var st = stat()
             guard lstat(d, &st) == 0 else {
                 throw SpoolError(
-                    code: "spool_state_dir", "cannot stat spool directory \(d): \(String(cString: strerror(errno)))")
+                    .spoolStateDirectory, "cannot stat spool directory \(d): \(String(cString: strerror(errno)))")
             }
             switch st.st_mode & S_IFMT {
             case S_IFDIR: continue
             case S_IFLNK:
                 throw SpoolError(
-                    code: "spool_state_dir", "spool directory \(d) is a symbolic link; it must be a real directory")
+                    .spoolStateDirectory, "spool directory \(d) is a symbolic link; it must be a real directory")
             default:
-                throw SpoolError(code: "spool_state_dir", "spool directory \(d) is not a directory")
+                throw SpoolError(.spoolStateDirectory, "spool directory \(d) is not a directory")
             }
         }
     }
@@ -188,29 +214,29 @@ public struct Spool: Sendable {
         guard fd >= 0 else {
             switch errno {
             case ENOENT:
-                throw SpoolError(code: "file_vanished", "cannot open \(path): \(String(cString: strerror(errno)))")
-            case ELOOP: throw SpoolError(code: "not_regular_file", "\(path) is a symbolic link, not a regular file")
+                throw SpoolError(.fileVanished, "cannot open \(path): \(String(cString: strerror(errno)))")
+            case ELOOP: throw SpoolError(.notRegularFile, "\(path) is a symbolic link, not a regular file")
             default:
                 throw SpoolError(
-                    code: "unreadable_image", "cannot open \(path): \(String(cString: strerror(errno)))")
+                    .unreadableImage, "cannot open \(path): \(String(cString: strerror(errno)))")
             }
         }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw SpoolError(code: "unreadable_image", "cannot stat \(path): \(String(cString: strerror(errno)))")
+            throw SpoolError(.unreadableImage, "cannot stat \(path): \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw SpoolError(code: "not_regular_file", "\(path) is a \(fileTypeName(st.st_mode)), not a regular file")
+            throw SpoolError(.notRegularFile, "\(path) is a \(fileTypeName(st.st_mode)), not a regular file")
         }
         let size = Int(st.st_size)
         if size > limits.maxFileBytes {
             throw SpoolError(
-                code: "too_large", "file is \(size) bytes, above the limit of \(limits.maxFileBytes)")
+                .tooLarge, "file is \(size) bytes, above the limit of \(limits.maxFileBytes)")
         }
         if let (width, height) = try frameSize(fd: fd, path: path), width * height > limits.maxPixels {
             throw SpoolError(
-                code: "too_large",
+                .tooLarge,
                 "\(width)x\(height) is \(width * height) pixels, above the limit of \(limits.maxPixels)")
         }
         let fileID = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
@@ -239,7 +265,7 @@ public struct Spool: Sendable {
             let n = prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + count, $0.count - count, off_t(count)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SpoolError(code: "unreadable_image", "cannot read \(path): \(String(cString: strerror(errno)))")
+                throw SpoolError(.unreadableImage, "cannot read \(path): \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
             count += n
@@ -288,7 +314,7 @@ public struct Spool: Sendable {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw SpoolError(code: "unreadable_image", "cannot read \(path): \(String(cString: strerror(errno)))")
+                throw SpoolError(.unreadableImage, "cannot read \(path): \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -412,22 +438,22 @@ public struct CaptureRunner: Sendable {
         do {
             try process.run()
         } catch {
-            throw SpoolError(code: "capture_failed", "cannot run capture command: \(error.localizedDescription)")
+            throw SpoolError(.captureFailed, "cannot run capture command: \(error.localizedDescription)")
         }
         if done.wait(timeout: .now() + timeoutSeconds) == .timedOut {
             process.terminate()
             if done.wait(timeout: .now() + 2) == .timedOut { kill(process.processIdentifier, SIGKILL) }
             unlink(temp)
-            throw SpoolError(code: "capture_timeout", "capture command did not finish in \(timeoutSeconds) s")
+            throw SpoolError(.captureTimeout, "capture command did not finish in \(timeoutSeconds) s")
         }
         guard process.terminationStatus == 0, process.terminationReason == .exit else {
             unlink(temp)
-            throw SpoolError(code: "capture_failed", "capture command exited with status \(process.terminationStatus)")
+            throw SpoolError(.captureFailed, "capture command exited with status \(process.terminationStatus)")
         }
         var st = stat()
         guard stat(temp, &st) == 0, st.st_size > 0 else {
             unlink(temp)
-            throw SpoolError(code: "capture_failed", "capture command wrote no image to \(temp)")
+            throw SpoolError(.captureFailed, "capture command wrote no image to \(temp)")
         }
         // Make the bytes durable before they become visible to the service.
         let fd = open(temp, O_RDONLY | O_CLOEXEC)
@@ -438,7 +464,7 @@ public struct CaptureRunner: Sendable {
         let final = spool.path(of: name)
         guard rename(temp, final) == 0 else {
             throw SpoolError(
-                code: "capture_failed", "cannot move capture into the spool: \(String(cString: strerror(errno)))")
+                .captureFailed, "cannot move capture into the spool: \(String(cString: strerror(errno)))")
         }
         try AtomicFile.syncDirectory(spool.directory)
         return final

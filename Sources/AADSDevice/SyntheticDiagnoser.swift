@@ -51,7 +51,7 @@ import Foundation
             if delayMs > 0 { usleep(UInt32(delayMs * 1000)) }
             let file = (path as NSString).lastPathComponent
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw SpoolError(code: "unreadable_image", "cannot read \(path)")
+                throw SpoolError(.unreadableImage, "cannot read \(path)")
             }
             if data.starts(with: Array("CORRUPT".utf8)) {
                 return Diagnosis.failure(

@@ -7,7 +7,9 @@ import Foundation
 
 /// Errors talking to the service manager.
 public struct NotifyError: CodedError {
+    /// Always `notify_failed`: could not run.
     public let code = "notify_failed"
+    public var failure: FailureKind { .couldNotRun }
     public let message: String
     public init(_ message: String) { self.message = message }
 }

@@ -107,7 +107,7 @@ public struct BundleManifest: Codable, Sendable {
 
     func validate() throws {
         guard schemaVersion == 1 else {
-            throw DiagnosisError("unsupported_bundle", "schema_version \(schemaVersion) is not supported (expected 1)")
+            throw DiagnosisError(.unsupportedBundle, "schema_version \(schemaVersion) is not supported (expected 1)")
         }
         guard (16...1024).contains(preprocessing.size) else {
             throw DiagnosisError.badManifest("preprocessing.size out of range")
@@ -126,13 +126,13 @@ public struct BundleManifest: Codable, Sendable {
             throw DiagnosisError.badManifest("router.confidence_threshold must be within 0...1")
         }
         for crop in router.crops where adapters[crop] == nil {
-            throw DiagnosisError("unknown_crop", "router crop \(crop) has no adapter")
+            throw DiagnosisError(.unknownCrop, "router crop \(crop) has no adapter")
         }
         for crop in adapters.keys where !router.crops.contains(crop) {
-            throw DiagnosisError("unknown_crop", "adapter \(crop) is not a router crop")
+            throw DiagnosisError(.unknownCrop, "adapter \(crop) is not a router crop")
         }
         guard ood.method == "dynamic_mahalanobis" else {
-            throw DiagnosisError("unsupported_bundle", "ood.method \(ood.method) is not supported")
+            throw DiagnosisError(.unsupportedBundle, "ood.method \(ood.method) is not supported")
         }
         guard ood.thresholdFactor >= 0, ood.minValSamplesPerClass >= 1, ood.fallbackThreshold > 0 else {
             throw DiagnosisError.badManifest("ood parameters out of range")

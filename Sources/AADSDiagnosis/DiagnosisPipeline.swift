@@ -94,7 +94,7 @@ public final class DiagnosisPipeline {
         for (crop, adapter) in manifest.adapters {
             guard let first = adapter.lora?.targets.first else { continue }
             guard let start = backbone.inputTensorName(ofNode: first) else {
-                throw DiagnosisError("unknown_layer", "adapter \(crop): backbone has no Conv/Gemm node named \(first)")
+                throw DiagnosisError(.unknownLayer, "adapter \(crop): backbone has no Conv/Gemm node named \(first)")
             }
             let model = backbone
             if let tap = taps.first(where: { model.tensor($0, dependsOn: start) }) {
@@ -125,7 +125,7 @@ public final class DiagnosisPipeline {
             return loaded
         }
         guard let spec = manifest.adapters[crop] else {
-            throw DiagnosisError("unknown_crop", "no adapter for crop \(crop)")
+            throw DiagnosisError(.unknownCrop, "no adapter for crop \(crop)")
         }
         let head = try SafeTensorsFile(path: Self.file(bundleDirectory, spec.head))
         let featureCount = router.inputs

@@ -56,15 +56,15 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
     /// Reads a policy file; a missing one is a `not_found` error, an unreadable or broken one `bad_config`.
     public static func load(path: String) throws -> HealthPolicy {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw HealthError("not_found", "no such policy file: \(path)")
+            throw HealthError(.notFound, "no such policy file: \(path)")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw HealthError("bad_config", "cannot read policy file \(path)")
+            throw HealthError(.badConfig, "cannot read policy file \(path)")
         }
         do {
             return try JSONDecoder().decode(HealthPolicy.self, from: data)
         } catch {
-            throw HealthError("bad_config", "\(path): \(error)")
+            throw HealthError(.badConfig, "\(path): \(error)")
         }
     }
 
@@ -80,7 +80,7 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
         if let env = environment["AADS_CONFIG_DIR"], !env.isEmpty {
             let path = (env as NSString).appendingPathComponent("health.json")
             guard FileManager.default.fileExists(atPath: path) else {
-                throw HealthError("not_found", "no such policy file: \(path) (from AADS_CONFIG_DIR)")
+                throw HealthError(.notFound, "no such policy file: \(path) (from AADS_CONFIG_DIR)")
             }
             return path
         }
@@ -122,13 +122,28 @@ public struct HealthPolicy: Codable, Sendable, Equatable {
 }
 
 /// Errors of the health layer.
-public struct HealthError: CodedError {
-    public let code: String
+public struct HealthError: CodedError, Equatable {
+    public enum Code: String, Sendable, CaseIterable {
+        case notFound = "not_found"
+        case badConfig = "bad_config"
+        case unreadable
+        case noImages = "no_images"
+        case noActiveSlot = "no_active_slot"
+        case badManifest = "bad_manifest"
+    }
+
+    public let kind: Code
     public let message: String
-    public init(_ code: String, _ message: String) {
-        self.code = code
+    public var code: String { kind.rawValue }
+
+    public init(_ kind: Code, _ message: String) {
+        self.kind = kind
         self.message = message
     }
+
+    /// A golden-set manifest that cannot be parsed refuses the bundle; the rest could not run (a missing or
+    /// broken policy file or folder, no photos, no model).
+    public var failure: FailureKind { kind == .badManifest ? .refused : .couldNotRun }
 }
 
 /// What the gate decided, with the reasons.

@@ -244,7 +244,7 @@ public enum Evaluation {
             return try FileManager.default.contentsOfDirectory(atPath: directory).filter { !$0.hasPrefix(".") }
                 .sorted()
         } catch {
-            throw HealthError("unreadable", "cannot read folder \(directory)")
+            throw HealthError(.unreadable, "cannot read folder \(directory)")
         }
     }
 
@@ -262,7 +262,7 @@ public enum Evaluation {
             return oodPaths.contains { path == $0 || path.hasPrefix($0.hasSuffix("/") ? $0 : $0 + "/") }
         }
         for root in roots {
-            guard isDirectory(root) else { throw HealthError("not_found", "no such folder: \(root)") }
+            guard isDirectory(root) else { throw HealthError(.notFound, "no such folder: \(root)") }
             var found = 0
             for crop in try sortedNames(root) {
                 let cropDir = root + "/" + crop
@@ -293,11 +293,11 @@ public enum Evaluation {
                 }
             }
             guard found > 0 else {
-                throw HealthError("no_images", "no photos under \(root) (expected <crop>/<class>/*.jpg)")
+                throw HealthError(.noImages, "no photos under \(root) (expected <crop>/<class>/*.jpg)")
             }
         }
         for directory in oodDirectories {
-            guard isDirectory(directory) else { throw HealthError("not_found", "no such folder: \(directory)") }
+            guard isDirectory(directory) else { throw HealthError(.notFound, "no such folder: \(directory)") }
             var found = 0
             var visited = Set<String>()
             func walk(_ dir: String) throws {
@@ -316,7 +316,7 @@ public enum Evaluation {
                 }
             }
             try walk(directory)
-            guard found > 0 else { throw HealthError("no_images", "no photos under \(directory)") }
+            guard found > 0 else { throw HealthError(.noImages, "no photos under \(directory)") }
         }
         return set
     }

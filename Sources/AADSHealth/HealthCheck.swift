@@ -63,7 +63,7 @@ public struct HealthCheck: Sendable {
     public static func goldenItems(bundleDirectory: String, labels: String) throws -> [GoldenItem] {
         let path = bundleDirectory + "/" + labels
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw DiagnosisError("missing_file", "golden set labels \(labels) missing")
+            throw DiagnosisError(.missingFile, "golden set labels \(labels) missing")
         }
         var items: [GoldenItem] = []
         for (number, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() {
@@ -72,11 +72,11 @@ public struct HealthCheck: Sendable {
             }
             if number == 0 && fields.first == "path" { continue }
             guard fields.count == 3, !fields[0].isEmpty, !fields[0].hasPrefix("/"), !fields[0].contains("..") else {
-                throw DiagnosisError("bad_manifest", "\(labels) line \(number + 1): expected path,crop,class")
+                throw DiagnosisError(.badManifest, "\(labels) line \(number + 1): expected path,crop,class")
             }
             items.append(GoldenItem(path: bundleDirectory + "/" + fields[0], crop: fields[1], label: fields[2]))
         }
-        guard !items.isEmpty else { throw DiagnosisError("bad_manifest", "\(labels) lists no images") }
+        guard !items.isEmpty else { throw DiagnosisError(.badManifest, "\(labels) lists no images") }
         return items
     }
 
@@ -106,7 +106,7 @@ public struct HealthCheck: Sendable {
     /// Measures a loaded pipeline's golden set (the service's timed re-checks use the model it serves).
     public static func measure(pipeline: DiagnosisPipeline) throws -> HealthMetrics {
         guard let golden = pipeline.manifest.goldenSet else {
-            throw DiagnosisError("bad_manifest", "the bundle has no golden_set")
+            throw DiagnosisError(.badManifest, "the bundle has no golden_set")
         }
         let items = try goldenItems(bundleDirectory: pipeline.bundleDirectory, labels: golden.labels)
         var metrics = Evaluation.run(pipeline: pipeline, items: items.map(\.evaluationItem)).healthMetrics

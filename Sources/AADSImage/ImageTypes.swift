@@ -95,6 +95,9 @@ public struct ImageError: CodedError, Equatable {
         // One line, always.
         self.message = message.split(whereSeparator: \.isNewline).joined(separator: " ")
     }
+
+    /// `internal` could not run; every other code refuses the image (or the caller's options).
+    public var failure: FailureKind { kind == .internal ? .couldNotRun : .refused }
 }
 
 /// What was decoded, and how.

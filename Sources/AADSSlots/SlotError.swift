@@ -55,11 +55,20 @@ public struct SlotError: CodedError, Equatable {
         self.message = message
     }
 
+    /// Could not run: the environment (I/O, keys, a missing store, an argument); every other kind refuses a
+    /// bundle or a state transition, `disk_full` included (the install is refused, the active slot serves on).
+    public var failure: FailureKind {
+        switch kind {
+        case .ioError, .noTrustedKeys, .badKey, .badArgument, .notFound: .couldNotRun
+        default: .refused
+        }
+    }
+
     /// Maps a file-system error from AADSCore (or anything else) onto a slot error, keeping `disk_full`.
     static func wrap(_ error: any Error) -> SlotError {
         if let slot = error as? SlotError { return slot }
         if let io = error as? FileIOError {
-            return SlotError(io.code == "disk_full" ? .diskFull : .ioError, io.message)
+            return SlotError(io.kind == .diskFull ? .diskFull : .ioError, io.message)
         }
         let coded = AnyCodedError(error)
         return SlotError(.ioError, coded.message)

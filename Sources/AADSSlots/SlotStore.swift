@@ -653,7 +653,7 @@ public struct SlotStore: Sendable {
             }
             guard fsync(fd) == 0 else {
                 throw SlotError.wrap(
-                    FileIOError(code: errno == ENOSPC ? "disk_full" : "io_error", "cannot fsync \(full)"))
+                    FileIOError(errno == ENOSPC ? .diskFull : .ioError, "cannot fsync \(full)"))
             }
             // A cut with part of the payload on disk: after the first payload file (or the last file).
             if index == min(2, items.count - 1) { CrashPoint.installMidStagingWrite.hit() }

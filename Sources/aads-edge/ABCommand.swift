@@ -7,7 +7,7 @@ struct ABCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ab", abstract: "On-device A/B comparison of model versions.", subcommands: [Report.self])
 
-    struct Report: ParsableCommand {
+    struct Report: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract:
                 "Per candidate, paired on the same images: latency (paired t-test) and OOD calls (McNemar's exact test) "
@@ -15,20 +15,17 @@ struct ABCommand: ParsableCommand {
         @OptionGroup var location: JournalOption
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let (config, journal) = try location.open()
-                let comparisons = try ABReport.comparisons(journal: journal)
-                if output.json {
-                    for c in comparisons {
-                        print(JSONLine.encode(c.jsonObject(alpha: config.ab.alpha, minSamples: config.ab.minSamples)))
-                    }
-                } else {
-                    print(ABReport.text(comparisons, alpha: config.ab.alpha, minSamples: config.ab.minSamples))
+        static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+        func body() throws {
+            let (config, journal) = try location.open()
+            let comparisons = try ABReport.comparisons(journal: journal)
+            if output.json {
+                for c in comparisons {
+                    print(JSONLine.encode(c.jsonObject(alpha: config.ab.alpha, minSamples: config.ab.minSamples)))
                 }
-            } catch {
-                report(error, json: output.json)
-                throw Exit.couldNotRun
+            } else {
+                print(ABReport.text(comparisons, alpha: config.ab.alpha, minSamples: config.ab.minSamples))
             }
         }
     }

@@ -11,7 +11,7 @@ struct BundleCommand: ParsableCommand {
         subcommands: [Keygen.self, Sign.self, Pack.self, Verify.self]
     )
 
-    struct Keygen: ParsableCommand {
+    struct Keygen: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a new Ed25519 key to KEY (mode 0600) and its public half to KEY.pub.")
 
@@ -19,25 +19,23 @@ struct BundleCommand: ParsableCommand {
         @Option(name: .long, help: "Comment stored in KEY.pub.") var comment = ""
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let key = BundleSigningKey()
-                try key.write(to: out, comment: comment)
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "key": out, "public_key": out + ".pub", "fingerprint": key.publicKey.fingerprint,
-                        ]))
-                } else {
-                    print("wrote \(out) and \(out).pub (\(key.publicKey.fingerprint))")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let key = BundleSigningKey()
+            try key.write(to: out, comment: comment)
+            if output.json {
+                print(
+                    JSONLine.encode([
+                        "key": out, "public_key": out + ".pub", "fingerprint": key.publicKey.fingerprint,
+                    ]))
+            } else {
+                print("wrote \(out) and \(out).pub (\(key.publicKey.fingerprint))")
             }
         }
     }
 
-    struct Sign: ParsableCommand {
+    struct Sign: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Sign a bundle directory in place: write manifest.sig for its manifest.json.",
             discussion: """
@@ -51,35 +49,33 @@ struct BundleCommand: ParsableCommand {
         @Option(name: .long, help: "Private key written by `bundle keygen`.") var key: String
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let signing = try BundleSigningKey(path: key)
-                let path = directory + "/" + BundleManifest.manifestName
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw SlotError(.badManifest, "no manifest.json in \(directory)")
-                }
-                let verifier = BundleVerifier(trusted: TrustedKeys(trusted: [signing.publicKey]))
-                try verifier.checkPayload(BundleManifest.parse(data), reader: BundleReader(directory: directory))
-                try BundlePacker.sign(directory: directory, key: signing)
-                let verified = try verifier.verify(path: directory)
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "bundle": directory, "model_version": verified.version.description,
-                            "files": verified.manifest.files.count, "signer": signing.publicKey.fingerprint,
-                        ]))
-                } else {
-                    print(
-                        "signed \(directory)/manifest.json: model_version \(verified.version), "
-                            + "\(verified.manifest.files.count) files, key \(signing.publicKey.fingerprint)")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let signing = try BundleSigningKey(path: key)
+            let path = directory + "/" + BundleManifest.manifestName
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SlotError(.badManifest, "no manifest.json in \(directory)")
+            }
+            let verifier = BundleVerifier(trusted: TrustedKeys(trusted: [signing.publicKey]))
+            try verifier.checkPayload(BundleManifest.parse(data), reader: BundleReader(directory: directory))
+            try BundlePacker.sign(directory: directory, key: signing)
+            let verified = try verifier.verify(path: directory)
+            if output.json {
+                print(
+                    JSONLine.encode([
+                        "bundle": directory, "model_version": verified.version.description,
+                        "files": verified.manifest.files.count, "signer": signing.publicKey.fingerprint,
+                    ]))
+            } else {
+                print(
+                    "signed \(directory)/manifest.json: model_version \(verified.version), "
+                        + "\(verified.manifest.files.count) files, key \(signing.publicKey.fingerprint)")
             }
         }
     }
 
-    struct Pack: ParsableCommand {
+    struct Pack: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Sign a bundle directory's manifest.json and write one deterministic ustar file.")
 
@@ -88,26 +84,24 @@ struct BundleCommand: ParsableCommand {
         @Option(name: .long, help: "Output file.") var out: String
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let signing = try BundleSigningKey(path: key)
-                let manifest = try BundlePacker.pack(directory: directory, key: signing, to: out)
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "bundle": out, "model_version": manifest.modelVersion.description,
-                            "files": manifest.files.count, "signer": signing.publicKey.fingerprint,
-                        ]))
-                } else {
-                    print("packed \(out): model_version \(manifest.modelVersion), \(manifest.files.count) files")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let signing = try BundleSigningKey(path: key)
+            let manifest = try BundlePacker.pack(directory: directory, key: signing, to: out)
+            if output.json {
+                print(
+                    JSONLine.encode([
+                        "bundle": out, "model_version": manifest.modelVersion.description,
+                        "files": manifest.files.count, "signer": signing.publicKey.fingerprint,
+                    ]))
+            } else {
+                print("packed \(out): model_version \(manifest.modelVersion), \(manifest.files.count) files")
             }
         }
     }
 
-    struct Verify: ParsableCommand {
+    struct Verify: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify a bundle file or directory: signature, manifest, every file's size and hash.")
 
@@ -116,39 +110,27 @@ struct BundleCommand: ParsableCommand {
         @Option(name: .long, help: "Refuse a model_version below this version.") var floor: String?
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let verifier = try BundleVerifier(trustedDirectory: trusted ?? TrustedKeys.defaultDirectory())
-                let floorVersion = try floor.map { text -> SemVer in
-                    guard let v = SemVer(text) else { throw SlotError(.badArgument, "--floor is not a version") }
-                    return v
-                }
-                let verified = try verifier.verify(path: bundle, floor: floorVersion)
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "bundle": bundle, "valid": true, "model_version": verified.version.description,
-                            "files": verified.manifest.files.count, "signer": verified.signer.fingerprint,
-                            "manifest_sha256": verified.manifestSHA256,
-                        ]))
-                } else {
-                    print(
-                        "ok: \(bundle) model_version \(verified.version), \(verified.manifest.files.count) files, "
-                            + "signed by \(verified.signer.fingerprint)")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let verifier = try BundleVerifier(trustedDirectory: trusted ?? TrustedKeys.defaultDirectory())
+            let floorVersion = try floor.map { text -> SemVer in
+                guard let v = SemVer(text) else { throw SlotError(.badArgument, "--floor is not a version") }
+                return v
+            }
+            let verified = try verifier.verify(path: bundle, floor: floorVersion)
+            if output.json {
+                print(
+                    JSONLine.encode([
+                        "bundle": bundle, "valid": true, "model_version": verified.version.description,
+                        "files": verified.manifest.files.count, "signer": verified.signer.fingerprint,
+                        "manifest_sha256": verified.manifestSHA256,
+                    ]))
+            } else {
+                print(
+                    "ok: \(bundle) model_version \(verified.version), \(verified.manifest.files.count) files, "
+                        + "signed by \(verified.signer.fingerprint)")
             }
         }
     }
-}
-
-/// Reports an error and picks the exit code: 2 when the command could not run (I/O, keys, arguments,
-/// a missing file or store, a broken configuration),
-/// 1 when a checked condition failed (a refused bundle, a refused state transition).
-func fail(_ error: any Error, json: Bool) -> ExitCode {
-    report(error, json: json)
-    let code = AnyCodedError(error).code
-    let couldNotRun = ["io_error", "no_trusted_keys", "bad_key", "bad_argument", "not_found", "bad_config", "internal"]
-    return couldNotRun.contains(code) ? Exit.couldNotRun : Exit.failure
 }

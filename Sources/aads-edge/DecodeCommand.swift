@@ -4,7 +4,7 @@ import ArgumentParser
 import Foundation
 
 /// `aads-edge decode`: JPEG files → model input tensors, with per-file decode facts and timings.
-struct DecodeCommand: ParsableCommand {
+struct DecodeCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
         abstract: "Decode JPEGs into normalised float32 NCHW tensors and report what was done.",
@@ -48,14 +48,10 @@ struct DecodeCommand: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        let options: PreprocessOptions
-        do {
-            options = try makeOptions()
-        } catch {
-            printError("error: \((error as? any CodedError)?.message ?? "\(error)")")
-            throw Exit.couldNotRun
-        }
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
+        let options = try makeOptions()
         let preprocessor = ImagePreprocessor(options: options)
         let nameWidth = max(4, files.map(\.count).max() ?? 0)
         if !output.json {

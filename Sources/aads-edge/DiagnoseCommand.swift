@@ -4,7 +4,7 @@ import AADSSlots
 import ArgumentParser
 import Foundation
 
-struct DiagnoseCommand: ParsableCommand {
+struct DiagnoseCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "diagnose",
         abstract: "Diagnose leaf photos with a model bundle: crop, disease, confidence, or a rejection.",
@@ -39,22 +39,13 @@ struct DiagnoseCommand: ParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be within 1...64") }
     }
 
-    func run() throws {
-        let directory: String
-        do {
-            directory = try bundleDirectory(bundle: bundle, slots: slots)
-        } catch {
-            report(error, json: output.json)
-            throw Exit.couldNotRun
-        }
-        let pipeline: DiagnosisPipeline
-        do {
-            pipeline = try DiagnosisPipeline(
-                bundleDirectory: directory, options: PipelineOptions(threads: threads, allowDamaged: allowDamaged))
-        } catch {
-            report(error, json: output.json)
-            throw Exit.couldNotRun
-        }
+    /// Image failures are rows of the output (exit 1 at the end); what throws is the bundle not loading.
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
+        let directory = try bundleDirectory(bundle: bundle, slots: slots)
+        let pipeline = try DiagnosisPipeline(
+            bundleDirectory: directory, options: PipelineOptions(threads: threads, allowDamaged: allowDamaged))
         var failed = false
         if !output.json {
             print(DiagnosisTable.header)

@@ -5,7 +5,7 @@ import ArgumentParser
 import Foundation
 
 /// `aads-edge drill`: rollback drills in a temporary root.
-struct DrillCommand: ParsableCommand {
+struct DrillCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "drill",
         abstract: "Run a rollback drill in a temporary root and print pass/fail and the rollback time.",
@@ -16,19 +16,15 @@ struct DrillCommand: ParsableCommand {
     var scenario: String
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
+    static let errorPolicy = ErrorPolicy.byClass
+
+    func body() throws {
         guard let which = DrillScenario(rawValue: scenario) else {
-            throw fail(SlotError(.badArgument, "unknown scenario \(scenario)"), json: output.json)
+            throw SlotError(.badArgument, "unknown scenario \(scenario)")
         }
         let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-        let report: DrillReport
-        do {
-            let gate = GoldenSetGate(
-                check: HealthCheck(policy: try ConfigPaths.healthPolicy(named: nil)))
-            report = try SlotDrill(executable: executable, gate: gate).run(which)
-        } catch {
-            throw fail(error, json: output.json)
-        }
+        let gate = GoldenSetGate(check: HealthCheck(policy: try ConfigPaths.healthPolicy(named: nil)))
+        let report = try SlotDrill(executable: executable, gate: gate).run(which)
         if output.json {
             print(JSONLine.encode(report.jsonObject))
         } else {

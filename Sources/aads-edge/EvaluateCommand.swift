@@ -5,7 +5,7 @@ import AADSSlots
 import ArgumentParser
 import Foundation
 
-struct EvaluateCommand: ParsableCommand {
+struct EvaluateCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "evaluate",
         abstract: "Measure a bundle on labelled photo folders: accuracy, rejections, per-class figures, OOD AUROC.",
@@ -65,18 +65,15 @@ struct EvaluateCommand: ParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be within 1...64") }
     }
 
-    func run() throws {
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
         let pipeline: DiagnosisPipeline
         let photos: Evaluation.PhotoSet
-        do {
-            let directory = try bundleDirectory(bundle: bundle, slots: slots)
-            pipeline = try DiagnosisPipeline(bundleDirectory: directory, options: PipelineOptions(threads: threads))
-            photos = try Evaluation.collect(
-                roots: roots, oodDirectories: oodDirectories, known: Evaluation.knownClasses(pipeline.manifest))
-        } catch {
-            report(error, json: output.json)
-            throw Exit.couldNotRun
-        }
+        let directory = try bundleDirectory(bundle: bundle, slots: slots)
+        pipeline = try DiagnosisPipeline(bundleDirectory: directory, options: PipelineOptions(threads: threads))
+        photos = try Evaluation.collect(
+            roots: roots, oodDirectories: oodDirectories, known: Evaluation.knownClasses(pipeline.manifest))
         let result = Evaluation.run(pipeline: pipeline, items: photos.items)
         if output.json {
             var object = result.jsonObject

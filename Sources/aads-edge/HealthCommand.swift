@@ -4,7 +4,7 @@ import AADSSlots
 import ArgumentParser
 import Foundation
 
-struct HealthCommand: ParsableCommand {
+struct HealthCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "health",
         abstract: "Check a slot (or a bundle directory): integrity, model load, golden set, decision matrix.",
@@ -36,49 +36,46 @@ struct HealthCommand: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
         let result: HealthReport
         var rollback: RollbackResult?
-        do {
-            let check = HealthCheck(policy: try ConfigPaths.healthPolicy(named: policy), threads: threads)
-            if let bundle {
-                var isDirectory: ObjCBool = false
-                guard FileManager.default.fileExists(atPath: bundle, isDirectory: &isDirectory), isDirectory.boolValue
-                else { throw HealthError("not_found", "no such bundle directory: \(bundle)") }
-                if writeBaseline {
-                    let metrics = try check.measure(bundleDirectory: bundle)
-                    try BaselineWriter.write(metrics, bundleDirectory: bundle)
-                    print(
-                        output.json
-                            ? JSONLine.encode(["bundle": bundle, "baseline_metrics": metrics.dictionary])
-                            : "baseline_metrics written to \(bundle)/manifest.json")
-                    return
-                }
-                result = check.run(bundleDirectory: bundle)
-            } else {
-                let store = SlotStore(root: root)
-                try store.requireExisting()
-                let state = try store.loadState()
-                guard let target = try slot.map(parseSlot) ?? state.active else {
-                    throw HealthError("no_active_slot", "the slot store at \(root) holds no model")
-                }
-                let reference = state.fallback.flatMap {
-                    target == state.trial?.slot ? HealthMetrics.numbers(state[$0].metrics) : nil
-                }
-                result = check.run(
-                    bundleDirectory: store.bundlePath(target), store: store, slot: target,
-                    reference: reference?.isEmpty == false ? reference : nil)
-                // A corrupt serving slot must not keep serving: fall back to an intact good slot.
-                if let integrity = result.checks.first(where: { $0.name == "integrity" && !$0.passed }),
-                    target == state.active, let fallback = state.fallback, state[fallback].state == .good,
-                    (try? store.checkIntegrity(fallback, level: .deep)) != nil
-                {
-                    rollback = try store.rollback(reason: "integrity: \(integrity.detail)")
-                }
+        let check = HealthCheck(policy: try ConfigPaths.healthPolicy(named: policy), threads: threads)
+        if let bundle {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: bundle, isDirectory: &isDirectory), isDirectory.boolValue
+            else { throw HealthError(.notFound, "no such bundle directory: \(bundle)") }
+            if writeBaseline {
+                let metrics = try check.measure(bundleDirectory: bundle)
+                try BaselineWriter.write(metrics, bundleDirectory: bundle)
+                print(
+                    output.json
+                        ? JSONLine.encode(["bundle": bundle, "baseline_metrics": metrics.dictionary])
+                        : "baseline_metrics written to \(bundle)/manifest.json")
+                return
             }
-        } catch {
-            report(error, json: output.json)
-            throw Exit.couldNotRun
+            result = check.run(bundleDirectory: bundle)
+        } else {
+            let store = SlotStore(root: root)
+            try store.requireExisting()
+            let state = try store.loadState()
+            guard let target = try slot.map(parseSlot) ?? state.active else {
+                throw HealthError(.noActiveSlot, "the slot store at \(root) holds no model")
+            }
+            let reference = state.fallback.flatMap {
+                target == state.trial?.slot ? HealthMetrics.numbers(state[$0].metrics) : nil
+            }
+            result = check.run(
+                bundleDirectory: store.bundlePath(target), store: store, slot: target,
+                reference: reference?.isEmpty == false ? reference : nil)
+            // A corrupt serving slot must not keep serving: fall back to an intact good slot.
+            if let integrity = result.checks.first(where: { $0.name == "integrity" && !$0.passed }),
+                target == state.active, let fallback = state.fallback, state[fallback].state == .good,
+                (try? store.checkIntegrity(fallback, level: .deep)) != nil
+            {
+                rollback = try store.rollback(reason: "integrity: \(integrity.detail)")
+            }
         }
         if output.json {
             var object = result.jsonObject
@@ -122,7 +119,7 @@ enum BaselineWriter {
         let path = bundleDirectory + "/manifest.json"
         guard let data = FileManager.default.contents(atPath: path),
             var object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw HealthError("bad_manifest", "cannot read \(path)") }
+        else { throw HealthError(.badManifest, "cannot read \(path)") }
         let d = metrics.dictionary
         object["baseline_metrics"] = [
             "crop_routing_accuracy": d["crop_routing_accuracy"], "adapter_accuracy": d["adapter_accuracy"],

@@ -13,50 +13,46 @@ struct ModelCommand: ParsableCommand {
         subcommands: [Info.self, Run.self, Bench.self]
     )
 
-    struct Info: ParsableCommand {
+    /// A model that cannot be read or run fails its check: exit 1.
+    struct Info: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Inputs, outputs, operators, parameters, MACs and whether every node is supported.")
 
         @Argument(help: "The .onnx model.") var model: String
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let info = try InferenceModel.inspect(path: model)
-                if output.json {
-                    var o = info.jsonObject
-                    o["model"] = model
-                    print(JSONLine.encode(o))
-                } else {
+        static let errorPolicy = ErrorPolicy.always(.refused)
+
+        func body() throws {
+            let info = try InferenceModel.inspect(path: model)
+            if output.json {
+                var o = info.jsonObject
+                o["model"] = model
+                print(JSONLine.encode(o))
+            } else {
+                print(
+                    "model: \(model)  opset \(info.opset)  producer \(info.producer.isEmpty ? "-" : info.producer)")
+                for t in info.inputs { print("input  \(describe(t))") }
+                for t in info.outputs { print("output \(describe(t))") }
+                print("parameters: \(info.parameters)  MACs: \(info.macs)")
+                print(
+                    "operators: "
+                        + info.operators.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(
+                            separator: " "))
+                if !info.kernels.isEmpty {
                     print(
-                        "model: \(model)  opset \(info.opset)  producer \(info.producer.isEmpty ? "-" : info.producer)")
-                    for t in info.inputs { print("input  \(describe(t))") }
-                    for t in info.outputs { print("output \(describe(t))") }
-                    print("parameters: \(info.parameters)  MACs: \(info.macs)")
-                    print(
-                        "operators: "
-                            + info.operators.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(
+                        "kernels: "
+                            + info.kernels.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(
                                 separator: " "))
-                    if !info.kernels.isEmpty {
-                        print(
-                            "kernels: "
-                                + info.kernels.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(
-                                    separator: " "))
-                    }
-                    print("supported: \(info.supported ? "yes" : "no")")
-                    for r in info.reasons { print("  - \(r)") }
                 }
-                if !info.supported { throw Exit.failure }
-            } catch let e as ExitCode {
-                throw e
-            } catch {
-                report(error, json: output.json)
-                throw Exit.failure
+                print("supported: \(info.supported ? "yes" : "no")")
+                for r in info.reasons { print("  - \(r)") }
             }
+            if !info.supported { throw Exit.failure }
         }
     }
 
-    struct Run: ParsableCommand {
+    struct Run: AADSCommand {
         static let configuration = CommandConfiguration(abstract: "Run a model on .npy inputs and print top-K scores.")
 
         @Argument(help: "The .onnx model.") var model: String
@@ -69,8 +65,10 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Image preprocessing: resize policy.") var policy: String?
         @Option(name: .long, help: "Image preprocessing: per-channel mean, e.g. 127,127,127.") var mean: String?
         @Option(name: .long, help: "Image preprocessing: per-channel std, e.g. 128,128,128.") var std: String?
-        @Option(name: .long, help: "Tensor to return (graph output or any intermediate). Repeatable.")
-        var output: [String] = []
+        @Option(
+            name: .customLong("output"),
+            help: ArgumentHelp("Tensor to return (graph output or any intermediate). Repeatable.", valueName: "output"))
+        var tensors: [String] = []
         @Option(name: .long, help: "How many top scores to print per classifier output.") var top: Int = 5
         @Option(name: .customLong("save-npy"), help: "Directory to write every output as float32 .npy.")
         var saveNpy: String?
@@ -78,22 +76,18 @@ struct ModelCommand: ParsableCommand {
         @Option(
             name: .long, help: "Rounding of near-half int8 results: onnxruntime (its float QDQ arithmetic) or exact.")
         var rounding: Rounding = .onnxRuntime
-        @OptionGroup var outputOptions: OutputOptions
+        @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            let json = outputOptions.json
-            do {
-                guard input.isEmpty != image.isEmpty else {
-                    throw InferenceError(.badInput, "give --input X.npy or --image JPEG")
-                }
-                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
-                let names = output.isEmpty ? m.outputs.map(\.name) : output
-                for (stem, feeds) in try inputs(for: m) {
-                    try runOnce(m, feeds: feeds, stem: stem, names: names, json: json)
-                }
-            } catch {
-                report(error, json: json)
-                throw Exit.failure
+        static let errorPolicy = ErrorPolicy.always(.refused)
+
+        func body() throws {
+            guard input.isEmpty != image.isEmpty else {
+                throw InferenceError(.badInput, "give --input X.npy or --image JPEG")
+            }
+            let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
+            let names = tensors.isEmpty ? m.outputs.map(\.name) : tensors
+            for (stem, feeds) in try inputs(for: m) {
+                try runOnce(m, feeds: feeds, stem: stem, names: names, json: output.json)
             }
         }
 
@@ -184,7 +178,7 @@ struct ModelCommand: ParsableCommand {
         }
     }
 
-    struct Bench: ParsableCommand {
+    struct Bench: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Latency percentiles, MACs/s and peak RSS of a model.")
 
@@ -198,39 +192,36 @@ struct ModelCommand: ParsableCommand {
         var rounding: Rounding = .onnxRuntime
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
-                if profile && !output.json {
-                    let rows = try m.profile(iterations: iterations)
-                    let total = rows.reduce(0) { $0 + $1.ms }
-                    var byKind: [String: Double] = [:]
-                    for r in rows { byKind[r.kind, default: 0] += r.ms }
-                    print(
-                        String(format: "steps total %.3f ms; by kind: ", total)
-                            + byKind.sorted { $0.value > $1.value }.map { String(format: "%@ %.3f", $0.key, $0.value) }
-                            .joined(separator: ", "))
-                    for r in rows.prefix(15) { print(String(format: "%8.3f ms  %-12@ %@", r.ms, r.kind, r.node)) }
-                }
-                let r = try m.benchmark(warmup: warmup, iterations: iterations)
-                if output.json {
-                    var o = r.jsonObject
-                    o["model"] = model
-                    o["macs"] = m.info.macs
-                    o["model_mb"] = JSONLine.rounded(Double(fileSize(model)) / 1_048_576, 2)
-                    print(JSONLine.encode(o))
-                } else {
-                    print(
-                        String(
-                            format: "p50 %.3f ms  p95 %.3f ms  min %.3f ms  (%d runs, %d thread%@, %@)", r.p50Ms,
-                            r.p95Ms, r.minMs, r.iterations, threads, threads == 1 ? "" : "s", r.kernel))
-                    print(
-                        String(format: "%.2f GMAC/s", r.macsPerSecond / 1e9)
-                            + (r.peakRSSMB.map { String(format: "  peak RSS %.1f MB", $0) } ?? ""))
-                }
-            } catch {
-                report(error, json: output.json)
-                throw Exit.failure
+        static let errorPolicy = ErrorPolicy.always(.refused)
+
+        func body() throws {
+            let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
+            if profile && !output.json {
+                let rows = try m.profile(iterations: iterations)
+                let total = rows.reduce(0) { $0 + $1.ms }
+                var byKind: [String: Double] = [:]
+                for r in rows { byKind[r.kind, default: 0] += r.ms }
+                print(
+                    String(format: "steps total %.3f ms; by kind: ", total)
+                        + byKind.sorted { $0.value > $1.value }.map { String(format: "%@ %.3f", $0.key, $0.value) }
+                        .joined(separator: ", "))
+                for r in rows.prefix(15) { print(String(format: "%8.3f ms  %-12@ %@", r.ms, r.kind, r.node)) }
+            }
+            let r = try m.benchmark(warmup: warmup, iterations: iterations)
+            if output.json {
+                var o = r.jsonObject
+                o["model"] = model
+                o["macs"] = m.info.macs
+                o["model_mb"] = JSONLine.rounded(Double(fileSize(model)) / 1_048_576, 2)
+                print(JSONLine.encode(o))
+            } else {
+                print(
+                    String(
+                        format: "p50 %.3f ms  p95 %.3f ms  min %.3f ms  (%d runs, %d thread%@, %@)", r.p50Ms,
+                        r.p95Ms, r.minMs, r.iterations, threads, threads == 1 ? "" : "s", r.kernel))
+                print(
+                    String(format: "%.2f GMAC/s", r.macsPerSecond / 1e9)
+                        + (r.peakRSSMB.map { String(format: "  peak RSS %.1f MB", $0) } ?? ""))
             }
         }
     }

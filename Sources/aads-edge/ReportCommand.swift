@@ -3,7 +3,7 @@ import AADSDevice
 import ArgumentParser
 import Foundation
 
-struct ReportCommand: ParsableCommand {
+struct ReportCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Write one static HTML page (inline SVG, no scripts, no network) from the results journal.")
@@ -15,28 +15,25 @@ struct ReportCommand: ParsableCommand {
     @Flag(name: .long, help: .hidden) var demo = false
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        do {
-            let (config, path) = try location.resolve()
-            if demo {
-                guard !FileManager.default.fileExists(atPath: path) else {
-                    throw AnyCodedError(code: "journal_exists", message: "--demo fills a new journal; \(path) exists")
-                }
-                try DemoData.populate(journal: ResultsJournal(path: path))
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
+        let (config, path) = try location.resolve()
+        if demo {
+            guard !FileManager.default.fileExists(atPath: path) else {
+                throw JournalError(.exists, "--demo fills a new journal; \(path) exists")
             }
-            let journal = try ResultsJournal(path: path, create: false)
-            let data = try ReportData.load(journal: journal, slotRoot: root ?? config.slotRoot, ab: config.ab)
-            try HTMLReport.write(data, to: out)
-            if output.json {
-                print(JSONLine.encode(["out": out, "results": data.totalRows, "versions": data.versions.count]))
-            } else {
-                print(
-                    "wrote \(out): \(data.totalRows) results, \(data.versions.count) versions, \(data.alerts.count) alerts, \(data.slotEvents.count) slot events"
-                )
-            }
-        } catch {
-            report(error, json: output.json)
-            throw Exit.couldNotRun
+            try DemoData.populate(journal: ResultsJournal(path: path))
+        }
+        let journal = try ResultsJournal(path: path, create: false)
+        let data = try ReportData.load(journal: journal, slotRoot: root ?? config.slotRoot, ab: config.ab)
+        try HTMLReport.write(data, to: out)
+        if output.json {
+            print(JSONLine.encode(["out": out, "results": data.totalRows, "versions": data.versions.count]))
+        } else {
+            print(
+                "wrote \(out): \(data.totalRows) results, \(data.versions.count) versions, \(data.alerts.count) alerts, \(data.slotEvents.count) slot events"
+            )
         }
     }
 }

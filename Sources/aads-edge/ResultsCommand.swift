@@ -35,7 +35,7 @@ struct ResultsCommand: ParsableCommand {
         commandName: "results", abstract: "Read, export and mark the results journal.",
         subcommands: [List.self, Export.self, MarkSynced.self, Prune.self])
 
-    struct List: ParsableCommand {
+    struct List: AADSCommand {
         static let configuration = CommandConfiguration(abstract: "List results (a table, or JSON lines with --json).")
         @OptionGroup var location: JournalOption
         @Option(name: .long, help: "Only results at or after this time (ISO 8601, or an age: 24h, 7d).") var since:
@@ -44,43 +44,38 @@ struct ResultsCommand: ParsableCommand {
         @Flag(name: .long, help: "Only rows not yet synced.") var unsynced = false
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let (_, journal) = try location.open()
-                let from = try parseSince(since)
-                let rows =
-                    try limit.map { try journal.newestRows($0, since: from, unsyncedOnly: unsynced) }
-                    ?? journal.rows(since: from, unsyncedOnly: unsynced)
-                if output.json {
-                    ResultsExport.write(rows, format: .jsonl) { print($0) }
-                } else {
+        static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+        func body() throws {
+            let (_, journal) = try location.open()
+            let from = try parseSince(since)
+            let rows =
+                try limit.map { try journal.newestRows($0, since: from, unsyncedOnly: unsynced) }
+                ?? journal.rows(since: from, unsyncedOnly: unsynced)
+            if output.json {
+                ResultsExport.write(rows, format: .jsonl) { print($0) }
+            } else {
+                print(
+                    "id      created_at                file                            decision      crop/disease                     conf   version       synced"
+                )
+                for row in rows {
+                    let r = row.record
+                    let label =
+                        r.decision == .diagnosis
+                        ? "\(r.crop ?? "")/\(r.disease ?? "")" : (r.error?.code ?? r.crop ?? "")
                     print(
-                        "id      created_at                file                            decision      crop/disease                     conf   version       synced"
-                    )
-                    for row in rows {
-                        let r = row.record
-                        let label =
-                            r.decision == .diagnosis
-                            ? "\(r.crop ?? "")/\(r.disease ?? "")" : (r.error?.code ?? r.crop ?? "")
-                        print(
-                            pad(String(row.id), 8) + pad(ISO8601.string(row.createdAt), 26) + pad(r.file, 32)
-                                + pad(r.decision.rawValue, 14)
-                                + pad(label, 33) + pad(r.confidence.map { String(format: "%.3f", $0) } ?? "-", 7)
-                                + pad(r.modelVersion, 14)
-                                + (row.synced ? "yes" : "no"))
-                    }
-                    print("\(rows.count) rows")
+                        pad(String(row.id), 8) + pad(ISO8601.string(row.createdAt), 26) + pad(r.file, 32)
+                            + pad(r.decision.rawValue, 14)
+                            + pad(label, 33) + pad(r.confidence.map { String(format: "%.3f", $0) } ?? "-", 7)
+                            + pad(r.modelVersion, 14)
+                            + (row.synced ? "yes" : "no"))
                 }
-            } catch let error as ValidationError {
-                throw error
-            } catch {
-                report(error, json: output.json)
-                throw Exit.couldNotRun
+                print("\(rows.count) rows")
             }
         }
     }
 
-    struct Export: ParsableCommand {
+    struct Export: AADSCommand {
         static let configuration = CommandConfiguration(abstract: "Export results as JSON lines or CSV.")
         @OptionGroup var location: JournalOption
         @Option(name: .long, help: "Only results at or after this time (ISO 8601, or an age: 24h, 7d).") var since:
@@ -88,23 +83,20 @@ struct ResultsCommand: ParsableCommand {
         @Option(name: .long, help: "jsonl or csv.") var format: ResultsExport.Format = .jsonl
         @Flag(name: .long, help: "Only rows not yet synced.") var unsynced = false
         @Option(name: .long, help: "Write to this file (atomically) instead of standard output.") var out: String?
+        /// No `--json`: standard output is the export; errors are one line on standard error.
+        var output: OutputOptions { .text }
 
-        func run() throws {
-            do {
-                let (_, journal) = try location.open()
-                let count = try ResultsExport.export(
-                    journal: journal, since: try parseSince(since), unsyncedOnly: unsynced, format: format, to: out)
-                if let out { printError("exported \(count) rows to \(out)") }
-            } catch let error as ValidationError {
-                throw error
-            } catch {
-                report(error, json: false)
-                throw Exit.couldNotRun
-            }
+        static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+        func body() throws {
+            let (_, journal) = try location.open()
+            let count = try ResultsExport.export(
+                journal: journal, since: try parseSince(since), unsyncedOnly: unsynced, format: format, to: out)
+            if let out { printError("exported \(count) rows to \(out)") }
         }
     }
 
-    struct MarkSynced: ParsableCommand {
+    struct MarkSynced: AADSCommand {
         static let configuration = CommandConfiguration(
             commandName: "mark-synced",
             abstract: "Mark rows as synced (uploaded): every row up to an id, or listed ids.")
@@ -120,31 +112,28 @@ struct ResultsCommand: ParsableCommand {
             }
         }
 
-        func run() throws {
-            do {
-                let (_, journal) = try location.open()
-                let changed: Int
-                if let until {
-                    changed = try journal.markSynced(untilID: until)
-                } else {
-                    var list: [Int64] = []
-                    for part in ids.flatMap({ $0.split(separator: ",") }) {
-                        guard let id = Int64(part.trimmingCharacters(in: .whitespaces)) else {
-                            throw AnyCodedError(code: "bad_argument", message: "not a row id: \(part)")
-                        }
-                        list.append(id)
+        static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+        func body() throws {
+            let (_, journal) = try location.open()
+            let changed: Int
+            if let until {
+                changed = try journal.markSynced(untilID: until)
+            } else {
+                var list: [Int64] = []
+                for part in ids.flatMap({ $0.split(separator: ",") }) {
+                    guard let id = Int64(part.trimmingCharacters(in: .whitespaces)) else {
+                        throw AnyCodedError(code: "bad_argument", message: "not a row id: \(part)")
                     }
-                    changed = try journal.markSynced(ids: list)
+                    list.append(id)
                 }
-                print(output.json ? JSONLine.encode(["marked": changed]) : "marked \(changed) rows synced")
-            } catch {
-                report(error, json: output.json)
-                throw Exit.couldNotRun
+                changed = try journal.markSynced(ids: list)
             }
+            print(output.json ? JSONLine.encode(["marked": changed]) : "marked \(changed) rows synced")
         }
     }
 
-    struct Prune: ParsableCommand {
+    struct Prune: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Apply retention now (the service also does it hourly).")
         @OptionGroup var location: JournalOption
@@ -152,19 +141,16 @@ struct ResultsCommand: ParsableCommand {
         @Option(name: .long, help: "Keep at most D days (default: retention.max_days).") var maxDays: Int?
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let (config, journal) = try location.open()
-                let (deleted, unsynced) = try journal.prune(
-                    maxRows: maxRows ?? config.retention.maxRows, maxDays: maxDays ?? config.retention.maxDays)
-                print(
-                    output.json
-                        ? JSONLine.encode(["deleted": deleted, "unsynced_deleted": unsynced])
-                        : "deleted \(deleted) rows (\(unsynced) never synced)")
-            } catch {
-                report(error, json: output.json)
-                throw Exit.couldNotRun
-            }
+        static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+        func body() throws {
+            let (config, journal) = try location.open()
+            let (deleted, unsynced) = try journal.prune(
+                maxRows: maxRows ?? config.retention.maxRows, maxDays: maxDays ?? config.retention.maxDays)
+            print(
+                output.json
+                    ? JSONLine.encode(["deleted": deleted, "unsynced_deleted": unsynced])
+                    : "deleted \(deleted) rows (\(unsynced) never synced)")
         }
     }
 }

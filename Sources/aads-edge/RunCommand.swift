@@ -42,7 +42,7 @@ enum LogSetup {
     }
 }
 
-struct RunCommand: ParsableCommand {
+struct RunCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run the field service: watch the spool, diagnose, journal, drive LEDs and metrics.",
@@ -58,31 +58,24 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: "GPIO backend: libgpiod, simulated or off (overrides gpio.backend).") var gpio:
         GPIOBackendKind?
     @Flag(name: .long, help: "Exit once the spool is empty.") var exitWhenIdle = false
+    /// No `--json`: the service logs; its errors are one line on standard error.
+    var output: OutputOptions { .text }
 
-    func run() throws {
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
         let logger = LogSetup.bootstrap()
-        var config: DeviceConfig
-        do {
-            config = try configOption.load()
-        } catch {
-            report(error, json: false)
-            throw Exit.couldNotRun
-        }
+        var config = try configOption.load()
         if let spool { config.spoolDir = spool }
         if let root { config.slotRoot = root }
         if let journal { config.journalPath = journal }
         if let metricsFile { config.metrics.file = metricsFile }
         if let gpio { config.gpio.backend = gpio }
-        do {
-            let lifecycle = try ServiceWiring.makeLifecycle(config: config, logger: logger)
-            let service = try FieldService.make(
-                config: config, lifecycle: lifecycle, logger: logger, exitWhenIdle: exitWhenIdle)
-            service.installSignalHandlers()
-            _ = try service.run()
-        } catch {
-            report(error, json: false)
-            throw Exit.couldNotRun
-        }
+        let lifecycle = try ServiceWiring.makeLifecycle(config: config, logger: logger)
+        let service = try FieldService.make(
+            config: config, lifecycle: lifecycle, logger: logger, exitWhenIdle: exitWhenIdle)
+        service.installSignalHandlers()
+        _ = try service.run()
     }
 }
 
@@ -108,7 +101,7 @@ enum ServiceWiring {
     }
 }
 
-struct AckCommand: ParsableCommand {
+struct AckCommand: AADSCommand {
     static let configuration = CommandConfiguration(
         commandName: "ack", abstract: "Acknowledge a fault or rollback: clears the latched red LED.")
 
@@ -116,19 +109,16 @@ struct AckCommand: ParsableCommand {
     @Option(name: .long, help: "State directory holding red-latch.json (overrides state_dir).") var stateDir: String?
     @OptionGroup var output: OutputOptions
 
-    func run() throws {
-        do {
-            var config = try configOption.load()
-            if let stateDir { config.stateDir = stateDir }
-            let reason = try RedLatch(path: config.redLatchPath).acknowledge()
-            if output.json {
-                print(JSONLine.encode(["acknowledged": reason != nil, "reason": reason ?? NSNull()]))
-            } else {
-                print(reason.map { "acknowledged: \($0)" } ?? "nothing to acknowledge")
-            }
-        } catch {
-            report(error, json: output.json)
-            throw Exit.couldNotRun
+    static let errorPolicy = ErrorPolicy.always(.couldNotRun)
+
+    func body() throws {
+        var config = try configOption.load()
+        if let stateDir { config.stateDir = stateDir }
+        let reason = try RedLatch(path: config.redLatchPath).acknowledge()
+        if output.json {
+            print(JSONLine.encode(["acknowledged": reason != nil, "reason": reason ?? NSNull()]))
+        } else {
+            print(reason.map { "acknowledged: \($0)" } ?? "nothing to acknowledge")
         }
     }
 }

@@ -26,7 +26,7 @@ struct SlotCommand: ParsableCommand {
         var store: SlotStore { SlotStore(root: root) }
     }
 
-    struct Install: ParsableCommand {
+    struct Install: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify a bundle and install it into the inactive slot.")
 
@@ -36,31 +36,29 @@ struct SlotCommand: ParsableCommand {
         @Flag(name: .long, help: "Accept a model_version below the committed floor.") var allowDowngrade = false
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let verifier = try BundleVerifier(trustedDirectory: trusted ?? TrustedKeys.defaultDirectory())
-                // The same keys verify the slots should a lost state.json have to be rebuilt from them.
-                let store = SlotStore(root: root.root, options: SlotStoreOptions(trustedKeys: verifier.trusted))
-                let result = try store.install(bundle: bundle, verifier: verifier, allowDowngrade: allowDowngrade)
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "slot": result.slot.rawValue, "version": result.version, "signer": result.signer,
-                            "factory": result.factory, "state": result.factory ? "good" : "installed",
-                            "duration_ms": JSONLine.rounded(result.durationMs),
-                        ]))
-                } else {
-                    print(
-                        "installed \(result.version) into slot \(result.slot)"
-                            + (result.factory ? " (factory install: good and active)" : ""))
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let verifier = try BundleVerifier(trustedDirectory: trusted ?? TrustedKeys.defaultDirectory())
+            // The same keys verify the slots should a lost state.json have to be rebuilt from them.
+            let store = SlotStore(root: root.root, options: SlotStoreOptions(trustedKeys: verifier.trusted))
+            let result = try store.install(bundle: bundle, verifier: verifier, allowDowngrade: allowDowngrade)
+            if output.json {
+                print(
+                    JSONLine.encode([
+                        "slot": result.slot.rawValue, "version": result.version, "signer": result.signer,
+                        "factory": result.factory, "state": result.factory ? "good" : "installed",
+                        "duration_ms": JSONLine.rounded(result.durationMs),
+                    ]))
+            } else {
+                print(
+                    "installed \(result.version) into slot \(result.slot)"
+                        + (result.factory ? " (factory install: good and active)" : ""))
             }
         }
     }
 
-    struct Activate: ParsableCommand {
+    struct Activate: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make the installed slot the trial slot with N runtime start attempts, then run its health gate.",
             discussion: """
@@ -83,50 +81,48 @@ struct SlotCommand: ParsableCommand {
         var policy: String?
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
             var object: [String: Any]
             var passed = true
-            do {
-                // The thresholds are read first: a missing or broken policy file changes no slot state.
-                let health = noHealthCheck ? nil : try ConfigPaths.healthPolicy(named: policy)
-                let state = try root.store.activate(attempts: attempts)
-                let slot = state.active?.rawValue ?? "?"
-                object = [
-                    "active": slot, "state": "trial", "attempts": attempts,
-                    "fallback": orNull(state.fallback?.rawValue),
-                ]
-                if !output.json { print("slot \(slot) is on trial with \(attempts) attempts") }
-                if let health {
-                    let gate = GoldenSetGate(check: HealthCheck(policy: health))
-                    switch try root.store.runHealthGate(gate) {
-                    case .passed(let verdict):
-                        object["health"] = ["passed": true, "warnings": verdict.warnings] as [String: Any]
-                        object["state"] = "probation"
-                        if !output.json { print("health gate passed: slot \(slot) is in probation") }
-                        for warning in verdict.warnings where !output.json { print("warn \(warning)") }
-                    case .rolledBack(let verdict, let rollback):
-                        passed = false
-                        object["health"] = ["passed": false, "failures": verdict.failures] as [String: Any]
-                        object["active"] = rollback.to.rawValue
-                        object["state"] = "rolled_back"
-                        object["rollback_ms"] = JSONLine.rounded(rollback.durationMs)
-                        if !output.json {
-                            for failure in verdict.failures { print("FAIL \(failure)") }
-                            print(
-                                "health gate failed: rolled back to slot \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms"
-                            )
-                        }
+            // The thresholds are read first: a missing or broken policy file changes no slot state.
+            let health = noHealthCheck ? nil : try ConfigPaths.healthPolicy(named: policy)
+            let state = try root.store.activate(attempts: attempts)
+            let slot = state.active?.rawValue ?? "?"
+            object = [
+                "active": slot, "state": "trial", "attempts": attempts,
+                "fallback": orNull(state.fallback?.rawValue),
+            ]
+            if !output.json { print("slot \(slot) is on trial with \(attempts) attempts") }
+            if let health {
+                let gate = GoldenSetGate(check: HealthCheck(policy: health))
+                switch try root.store.runHealthGate(gate) {
+                case .passed(let verdict):
+                    object["health"] = ["passed": true, "warnings": verdict.warnings] as [String: Any]
+                    object["state"] = "probation"
+                    if !output.json { print("health gate passed: slot \(slot) is in probation") }
+                    for warning in verdict.warnings where !output.json { print("warn \(warning)") }
+                case .rolledBack(let verdict, let rollback):
+                    passed = false
+                    object["health"] = ["passed": false, "failures": verdict.failures] as [String: Any]
+                    object["active"] = rollback.to.rawValue
+                    object["state"] = "rolled_back"
+                    object["rollback_ms"] = JSONLine.rounded(rollback.durationMs)
+                    if !output.json {
+                        for failure in verdict.failures { print("FAIL \(failure)") }
+                        print(
+                            "health gate failed: rolled back to slot \(rollback.to) in \(JSONLine.rounded(rollback.durationMs)) ms"
+                        )
                     }
                 }
-            } catch {
-                throw fail(error, json: output.json)
             }
             if output.json { print(JSONLine.encode(object)) }
             if !passed { throw Exit.failure }
         }
     }
 
-    struct Start: ParsableCommand {
+    struct Start: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Record a runtime start (before loading the model) and print the slot to load.",
             discussion: """
@@ -139,36 +135,34 @@ struct SlotCommand: ParsableCommand {
         @Flag(name: .long, help: "Check file sizes only instead of re-hashing every file.") var quick = false
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let decision = try root.store.beginRuntimeStart(verify: quick ? .quick : .deep)
-                var object: [String: Any] = [
-                    "slot": orNull(decision.slot?.rawValue), "bundle": orNull(decision.bundlePath),
-                    "version": orNull(decision.version), "trial": decision.trial,
-                    "attempts_left": orNull(decision.attemptsLeft),
-                    "state_recovery": orNull(decision.stateRecovery),
-                ]
-                if let r = decision.rollback {
-                    object["rollback"] = rollbackObject(r)
-                }
-                if output.json {
-                    print(JSONLine.encode(object))
-                } else if let slot = decision.slot {
-                    if let note = decision.stateRecovery { print("state recovered: \(note)") }
-                    if let r = decision.rollback { print("rolled back \(r.from) → \(r.to): \(r.reason)") }
-                    print(
-                        "load slot \(slot) (\(decision.version ?? "?"))"
-                            + (decision.trial ? ", trial, \(decision.attemptsLeft ?? 0) attempts left" : ""))
-                } else {
-                    print("no model installed")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let decision = try root.store.beginRuntimeStart(verify: quick ? .quick : .deep)
+            var object: [String: Any] = [
+                "slot": orNull(decision.slot?.rawValue), "bundle": orNull(decision.bundlePath),
+                "version": orNull(decision.version), "trial": decision.trial,
+                "attempts_left": orNull(decision.attemptsLeft),
+                "state_recovery": orNull(decision.stateRecovery),
+            ]
+            if let r = decision.rollback {
+                object["rollback"] = rollbackObject(r)
+            }
+            if output.json {
+                print(JSONLine.encode(object))
+            } else if let slot = decision.slot {
+                if let note = decision.stateRecovery { print("state recovered: \(note)") }
+                if let r = decision.rollback { print("rolled back \(r.from) → \(r.to): \(r.reason)") }
+                print(
+                    "load slot \(slot) (\(decision.version ?? "?"))"
+                        + (decision.trial ? ", trial, \(decision.attemptsLeft ?? 0) attempts left" : ""))
+            } else {
+                print("no model installed")
             }
         }
     }
 
-    struct MarkHealthy: ParsableCommand {
+    struct MarkHealthy: AADSCommand {
         static let configuration = CommandConfiguration(
             commandName: "mark-healthy",
             abstract: "Record that the trial slot passed an external health check: probation begins.")
@@ -177,30 +171,28 @@ struct SlotCommand: ParsableCommand {
         @Option(name: .long, help: "Measured metrics to store on the slot, as a JSON object.") var metrics: String?
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                var measured: SlotMetrics = [:]
-                if let metrics {
-                    guard let value = try? JSONDecoder().decode(OpaqueJSON.self, from: Data(metrics.utf8)),
-                        case .object(let object) = value
-                    else { throw SlotError(.badArgument, "--metrics is not a JSON object") }
-                    measured = object
-                }
-                let verdict = GateVerdict(passed: true, metrics: measured)
-                _ = try root.store.runHealthGate(ClosureHealthGate { _ in verdict })
-                let slot = try root.store.loadState().trial?.slot.rawValue ?? "?"
-                if output.json {
-                    print(JSONLine.encode(["slot": slot, "probation": true]))
-                } else {
-                    print("slot \(slot) passed its health check; probation begins")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            var measured: SlotMetrics = [:]
+            if let metrics {
+                guard let value = try? JSONDecoder().decode(OpaqueJSON.self, from: Data(metrics.utf8)),
+                    case .object(let object) = value
+                else { throw SlotError(.badArgument, "--metrics is not a JSON object") }
+                measured = object
+            }
+            let verdict = GateVerdict(passed: true, metrics: measured)
+            _ = try root.store.runHealthGate(ClosureHealthGate { _ in verdict })
+            let slot = try root.store.loadState().trial?.slot.rawValue ?? "?"
+            if output.json {
+                print(JSONLine.encode(["slot": slot, "probation": true]))
+            } else {
+                print("slot \(slot) passed its health check; probation begins")
             }
         }
     }
 
-    struct Probation: ParsableCommand {
+    struct Probation: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Count one diagnosis of the trial slot during probation; commits or rolls back at the bounds.")
 
@@ -213,54 +205,50 @@ struct SlotCommand: ParsableCommand {
         @Option(name: .long, help: "Diagnoses needed before the error rate counts.") var minSamples = 20
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                guard !(ok && error) else { throw SlotError(.badArgument, "give --ok or --error, not both") }
-                let policy = ProbationPolicy(
-                    successes: successes, minutes: minutes, maxErrorRate: maxErrorRate, minSamples: minSamples)
-                let outcome = try root.store.recordProbation(success: ok ? true : error ? false : nil, policy: policy)
-                var object: [String: Any]
-                switch outcome {
-                case .continuing(let t):
-                    object = ["outcome": "continuing", "successes": t.probationSuccesses, "errors": t.probationErrors]
-                case .committed(let c):
-                    object = ["outcome": "committed", "slot": c.slot.rawValue, "floor": orNull(c.floor)]
-                case .rolledBack(let r):
-                    object = ["outcome": "rolled_back", "rollback": rollbackObject(r)]
-                }
-                print(output.json ? JSONLine.encode(object) : "probation: \(object["outcome"] ?? "")")
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            guard !(ok && error) else { throw SlotError(.badArgument, "give --ok or --error, not both") }
+            let policy = ProbationPolicy(
+                successes: successes, minutes: minutes, maxErrorRate: maxErrorRate, minSamples: minSamples)
+            let outcome = try root.store.recordProbation(success: ok ? true : error ? false : nil, policy: policy)
+            var object: [String: Any]
+            switch outcome {
+            case .continuing(let t):
+                object = ["outcome": "continuing", "successes": t.probationSuccesses, "errors": t.probationErrors]
+            case .committed(let c):
+                object = ["outcome": "committed", "slot": c.slot.rawValue, "floor": orNull(c.floor)]
+            case .rolledBack(let r):
+                object = ["outcome": "rolled_back", "rollback": rollbackObject(r)]
             }
+            print(output.json ? JSONLine.encode(object) : "probation: \(object["outcome"] ?? "")")
         }
     }
 
-    struct Commit: ParsableCommand {
+    struct Commit: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Commit the trial slot: it becomes good and the version floor rises.")
 
         @OptionGroup var root: RootOptions
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let result = try root.store.commit()
-                if output.json {
-                    print(
-                        JSONLine.encode([
-                            "slot": result.slot.rawValue, "version": orNull(result.version),
-                            "floor": orNull(result.floor),
-                        ]))
-                } else {
-                    print("committed slot \(result.slot) (\(result.version ?? "?")); floor \(result.floor ?? "-")")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let result = try root.store.commit()
+            if output.json {
+                print(
+                    JSONLine.encode([
+                        "slot": result.slot.rawValue, "version": orNull(result.version),
+                        "floor": orNull(result.floor),
+                    ]))
+            } else {
+                print("committed slot \(result.slot) (\(result.version ?? "?")); floor \(result.floor ?? "-")")
             }
         }
     }
 
-    struct Rollback: ParsableCommand {
+    struct Rollback: AADSCommand {
         static let configuration = CommandConfiguration(
             abstract: "Mark the active slot bad and make the fallback slot active again.")
 
@@ -268,72 +256,68 @@ struct SlotCommand: ParsableCommand {
         @Option(name: .long, help: "Why (journaled).") var reason = "manual"
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let result = try root.store.rollback(reason: reason)
-                if output.json {
-                    print(JSONLine.encode(rollbackObject(result)))
-                } else {
-                    print(
-                        "rolled back \(result.from) (\(result.fromVersion ?? "?")) → \(result.to) (\(result.toVersion ?? "?")) "
-                            + "in \(JSONLine.rounded(result.durationMs)) ms")
-                }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let result = try root.store.rollback(reason: reason)
+            if output.json {
+                print(JSONLine.encode(rollbackObject(result)))
+            } else {
+                print(
+                    "rolled back \(result.from) (\(result.fromVersion ?? "?")) → \(result.to) (\(result.toVersion ?? "?")) "
+                        + "in \(JSONLine.rounded(result.durationMs)) ms")
             }
         }
     }
 
-    struct Status: ParsableCommand {
+    struct Status: AADSCommand {
         static let configuration = CommandConfiguration(abstract: "Show the slots, the floor and the last events.")
 
         @OptionGroup var root: RootOptions
         @Option(name: .long, help: "How many journal events to show.") var events = 10
         @OptionGroup var output: OutputOptions
 
-        func run() throws {
-            do {
-                let status = try root.store.status(lastEvents: events)
-                if output.json {
-                    print(JSONLine.encode(status.jsonObject))
-                    return
-                }
-                let s = status.state
-                print(
-                    "active: \(s.active?.rawValue ?? "-")  fallback: \(s.fallback?.rawValue ?? "-")  "
-                        + "floor: \(s.floor ?? "-")  generation: \(s.generation)")
-                for slot in SlotID.allCases {
-                    let r = s[slot]
-                    var line =
-                        "slot \(slot.rawValue): \(r.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
-                    line += " \(r.version ?? "-")"
-                    if let at = r.installedAt { line += "  installed \(at)" }
-                    if let trial = s.trial, trial.slot == slot {
-                        line += "  attempts left \(trial.attemptsLeft)/\(trial.attempts)"
-                        if trial.healthPassedAt != nil {
-                            line += "  probation \(trial.probationSuccesses) ok / \(trial.probationErrors) errors"
-                        }
-                    }
-                    if !r.metrics.isEmpty { line += "  metrics \(JSONLine.encode(r.metrics.mapValues(\.anyValue)))" }
-                    print(line)
-                    if let model = status.models.first(where: { $0.slot == slot }) {
-                        if !model.baselineMetrics.isEmpty {
-                            print("        baseline \(JSONLine.encode(model.baselineMetrics.mapValues(\.anyValue)))")
-                        }
-                        if let changelog = model.changelog {
-                            for (i, text) in changelog.split(separator: "\n").enumerated() {
-                                print((i == 0 ? "        changelog: " : "                   ") + text)
-                            }
-                        }
-                    }
-                }
-                if status.staleState { print("warning: the journal is newer than state.json (stale copy?)") }
-                for v in status.violations { print("warning: \(v)") }
-                if !status.events.isEmpty { print("events:") }
-                for e in status.events { print("  " + JSONLine.encode(e.jsonObject)) }
-            } catch {
-                throw fail(error, json: output.json)
+        static let errorPolicy = ErrorPolicy.byClass
+
+        func body() throws {
+            let status = try root.store.status(lastEvents: events)
+            if output.json {
+                print(JSONLine.encode(status.jsonObject))
+                return
             }
+            let s = status.state
+            print(
+                "active: \(s.active?.rawValue ?? "-")  fallback: \(s.fallback?.rawValue ?? "-")  "
+                    + "floor: \(s.floor ?? "-")  generation: \(s.generation)")
+            for slot in SlotID.allCases {
+                let r = s[slot]
+                var line =
+                    "slot \(slot.rawValue): \(r.state.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0))"
+                line += " \(r.version ?? "-")"
+                if let at = r.installedAt { line += "  installed \(at)" }
+                if let trial = s.trial, trial.slot == slot {
+                    line += "  attempts left \(trial.attemptsLeft)/\(trial.attempts)"
+                    if trial.healthPassedAt != nil {
+                        line += "  probation \(trial.probationSuccesses) ok / \(trial.probationErrors) errors"
+                    }
+                }
+                if !r.metrics.isEmpty { line += "  metrics \(JSONLine.encode(r.metrics.mapValues(\.anyValue)))" }
+                print(line)
+                if let model = status.models.first(where: { $0.slot == slot }) {
+                    if !model.baselineMetrics.isEmpty {
+                        print("        baseline \(JSONLine.encode(model.baselineMetrics.mapValues(\.anyValue)))")
+                    }
+                    if let changelog = model.changelog {
+                        for (i, text) in changelog.split(separator: "\n").enumerated() {
+                            print((i == 0 ? "        changelog: " : "                   ") + text)
+                        }
+                    }
+                }
+            }
+            if status.staleState { print("warning: the journal is newer than state.json (stale copy?)") }
+            for v in status.violations { print("warning: \(v)") }
+            if !status.events.isEmpty { print("events:") }
+            for e in status.events { print("  " + JSONLine.encode(e.jsonObject)) }
         }
     }
 }
