@@ -1,4 +1,3 @@
-import AADSCore
 import AADSDiagnosis
 import Foundation
 import Testing
@@ -305,7 +304,7 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
 }
 
 final class FailingLifecycle: SlotLifecycle {
-    func start() throws -> SlotUpdate { throw AnyCodedError(code: "model_load_failed", message: "broken model") }
+    func start() throws -> SlotUpdate { throw SpoolError(.noModel, "broken model") }
     func didProcess(_ record: Diagnosis, serving: ServingModel, ab: ABComparison?) throws -> SlotUpdate { .none }
     func tick(serving: ServingModel, now: Date) throws -> SlotUpdate { .none }
     func abPartner(serving: ServingModel) -> ABPartner? { nil }
