@@ -441,7 +441,7 @@ public final class ResultsJournal: Sendable {
                     ORDER BY id LIMIT 1
                     """, arguments: [file, imageSHA256, spoolFileID])
         else { return nil }
-        return (row["id"], Decision(rawValue: row["decision"]) ?? .error)
+        return (row["id"], try decision(row["decision"]))
     }
 
     /// Rows in id order, optionally only those created at or after `since`, after `afterID`, or unsynced.
@@ -458,7 +458,7 @@ public final class ResultsJournal: Sendable {
         sql += " ORDER BY id"
         if let limit { sql += " LIMIT \(max(0, limit))" }
         return try read("cannot read results") { db in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.journalRow)
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.journalRow($0) }
         }
     }
 
@@ -486,7 +486,7 @@ public final class ResultsJournal: Sendable {
         if unsyncedOnly { sql += " AND synced = 0" }
         sql += " ORDER BY id DESC LIMIT \(max(0, count))"
         return try read("cannot read results") { db in
-            try Row.fetchAll(db, sql: sql, arguments: arguments).map(Self.journalRow).reversed()
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { try Self.journalRow($0) }.reversed()
         }
     }
 
@@ -580,12 +580,12 @@ public final class ResultsJournal: Sendable {
             } else {
                 rows = try Row.fetchAll(db, sql: "SELECT * FROM ab_samples ORDER BY id")
             }
-            return rows.map { row in
+            return try rows.map { row in
                 ABSample(
                     imageSHA256: row["image_sha256"], baselineVersion: row["baseline_version"],
                     candidateVersion: row["candidate_version"],
-                    baselineDecision: Decision(rawValue: row["baseline_decision"]) ?? .error,
-                    candidateDecision: Decision(rawValue: row["candidate_decision"]) ?? .error,
+                    baselineDecision: try Self.decision(row["baseline_decision"]),
+                    candidateDecision: try Self.decision(row["candidate_decision"]),
                     baselineLabel: row["baseline_label"], candidateLabel: row["candidate_label"],
                     baselineLatencyMs: row["baseline_latency_ms"], candidateLatencyMs: row["candidate_latency_ms"],
                     createdAt: Self.date(row["created_at"]))
@@ -694,13 +694,21 @@ public final class ResultsJournal: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    static func journalRow(_ row: Row) -> JournalRow {
+    /// A stored decision; one this runtime does not know is a damaged journal, never silently an `error` row.
+    static func decision(_ text: String) throws -> Decision {
+        guard let decision = Decision(rawValue: text) else {
+            throw JournalError("unknown decision \"\(text)\" in the journal")
+        }
+        return decision
+    }
+
+    static func journalRow(_ row: Row) throws -> JournalRow {
         let top3Text: String = row["top3"] ?? "[]"
         let top3 = (try? JSONDecoder().decode([ScoredLabel].self, from: Data(top3Text.utf8))) ?? []
         let errorCode: String? = row["error_code"]
         let errorMessage: String? = row["error_message"]
         let record = Diagnosis(
-            file: row["file"], decision: Decision(rawValue: row["decision"]) ?? .error, crop: row["crop"],
+            file: row["file"], decision: try decision(row["decision"]), crop: row["crop"],
             cropConfidence: row["crop_confidence"], disease: row["disease"], confidence: row["confidence"], top3: top3,
             mahalanobis: row["mahalanobis"], threshold: row["threshold"], modelVersion: row["model_version"],
             latency: StageLatency(

@@ -227,6 +227,28 @@ import Testing
         #expect(try journal.newestRows(3).map(\.id) == [1198, 1199, 1200])
     }
 
+    @Test func anUnknownStoredDecisionIsAnErrorNotAnErrorRow() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.file("r.sqlite")
+        let sha = String(repeating: "0", count: 64)
+        do {
+            let journal = try ResultsJournal(path: path)
+            try journal.insert(Self.full, imageSHA256: sha, slot: "a")
+            #expect(try journal.rows().map(\.record) == [Self.full])
+        }
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in try db.execute(sql: "UPDATE results SET decision = 'maybe'") }
+        try queue.close()
+        let journal = try ResultsJournal(path: path)
+        let error = #expect(throws: JournalError.self) { try journal.rows() }
+        #expect(error?.kind == .journalError)
+        #expect(error?.message.contains("unknown decision \"maybe\"") == true)
+        #expect(throws: JournalError.self) {
+            try journal.journaledRow(file: Self.full.file, imageSHA256: sha, spoolFileID: nil)
+        }
+    }
+
     @Test func missingJournalIsAnErrorWhenNotCreating() {
         #expect(throws: JournalError.self) { try ResultsJournal(path: "/nonexistent/x.sqlite", create: false) }
     }
