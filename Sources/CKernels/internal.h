@@ -110,12 +110,13 @@ static inline int aads_dw_inside_taps(const aads_dwconv *p, const int8_t *in, in
 }
 
 /// Depthwise pixels whose every tap lies inside the image: off[t] is tap t's input offset (bytes) from the pixel's
-/// first tap, and output columns [*ow_lo, *ow_hi) are inside horizontally.
+/// first tap, and output columns [*ow_lo, *ow_hi) (within [0, out_w]) are inside horizontally.
 static inline void aads_dw_interior(const aads_dwconv *p, int32_t *off, int32_t *ow_lo, int32_t *ow_hi) {
     for (int32_t ky = 0; ky < p->kh; ky++)
         for (int32_t kx = 0; kx < p->kw; kx++)
             off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * p->channels;
     *ow_lo = (p->pad_l + p->stride_w - 1) / p->stride_w;
+    if (*ow_lo > p->out_w) *ow_lo = p->out_w; // an image narrower than the padding: no interior column
     const int32_t last = p->in_w - 1 - (p->kw - 1) * p->dil_w + p->pad_l;
     int32_t hi = last < 0 ? 0 : last / p->stride_w + 1;
     if (hi > p->out_w) hi = p->out_w;

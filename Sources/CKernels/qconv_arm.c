@@ -2,48 +2,13 @@
 // Both use the signed activations directly (no offset) and remove the zero point through the weight sums.
 #include "internal.h"
 #if AADS_ARM64
-#include <arm_neon.h>
+#include "requant_neon.h"
 
 #if defined(__clang__)
 #define DOT_TARGET __attribute__((target("dotprod")))
 #else
 #define DOT_TARGET __attribute__((target("arch=armv8.2-a+dotprod")))
 #endif
-
-/// float32 requantisation (see aads_requant_f32_prepare) of 4 accumulators into int32 results without the zero
-/// point; returns the lanes (bits 0-3) within `band` of a rounding boundary, which the caller decides in double.
-static inline unsigned requant4_f32_neon(int32x4_t acc, const float *mult, const float *offset, float32x4_t lo,
-                                         float32x4_t hi, float32x4_t band, int32x4_t *q) {
-    float32x4_t v = vfmaq_f32(vld1q_f32(offset), vcvtq_f32_s32(acc), vld1q_f32(mult));
-    v = vminq_f32(vmaxq_f32(v, lo), hi);
-    const float32x4_t r = vrndnq_f32(v); // nearest, ties to even
-    *q = vcvtq_s32_f32(r);                // exact: r is an integer
-    const uint32x4_t lane_bits = {1, 2, 4, 8};
-    return vaddvq_u32(vandq_u32(vcgtq_f32(vabdq_f32(v, r), band), lane_bits));
-}
-
-/// Requantises 8 or 16 channels from `groups` accumulators of 4 in float32 and stores them; returns the lanes that
-/// must be decided in double (see requant4_f32_neon).
-static inline unsigned store_requant_f32_neon(const int32x4_t *acc, int groups, const float *mult, const float *offset,
-                                              int32_t out_zp, int32_t out_min, int32_t out_max, const aads_qref *ref,
-                                              int8_t *dst) {
-    const float32x4_t lo = vdupq_n_f32((float)(out_min - out_zp)), hi = vdupq_n_f32((float)(out_max - out_zp));
-    const float32x4_t band = vdupq_n_f32((float)(0.5 - AADS_F32_SLACK - (ref ? ref->eps : 0.0)));
-    const int16x8_t zp = vdupq_n_s16((int16_t)out_zp);
-    unsigned near = 0;
-    int32x4_t q[4];
-    for (int g = 0; g < groups; g++)
-        near |= requant4_f32_neon(acc[g], mult + 4 * g, offset + 4 * g, lo, hi, band, &q[g]) << (4 * g);
-    // Clamped to [out_min - zp, out_max - zp]: int16 holds them, and with the zero point they fit int8.
-    const int8x8_t b0 = vqmovn_s16(vaddq_s16(vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1])), zp));
-    if (groups == 2) {
-        vst1_s8(dst, b0);
-        return near;
-    }
-    const int8x8_t b1 = vqmovn_s16(vaddq_s16(vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3])), zp));
-    vst1q_s8(dst, vcombine_s8(b0, b1));
-    return near;
-}
 
 static inline void epilogue_neon(const aads_qconv *p, int32x4_t acc[4], int32_t n0, int8_t *o, const int8_t *in,
                                  int32_t row) {
@@ -152,50 +117,5 @@ void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int
 
 void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1) {
     qconv_neon_driver(p, in, out, r0, r1, tile_smlal);
-}
-
-void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
-    const int32_t C = p->channels;
-    const int16x8_t zpin = vdupq_n_s16((int16_t)p->in_zp);
-    const int8_t *xs[AADS_MAX_TAPS];
-    const int16_t *ws[AADS_MAX_TAPS];
-    int32_t res[8];
-    for (int32_t oh = oh0; oh < oh1; oh++) {
-        for (int32_t ow = 0; ow < p->out_w; ow++) {
-            const int nt = aads_dw_inside_taps(p, in, oh, ow, xs, ws);
-            int8_t *o = out + ((size_t)oh * p->out_w + ow) * C;
-            for (int32_t c = 0; c < C; c += 8) {
-                int32x4_t acc0 = vdupq_n_s32(0), acc1 = vdupq_n_s32(0);
-                for (int t = 0; t < nt; t++) {
-                    // |x - zp| <= 255 and |w| <= 128: the int16 difference is exact; products widen to int32
-                    const int16x8_t x = vsubq_s16(vmovl_s8(vld1_s8(xs[t] + c)), zpin);
-                    const int16x8_t w = vld1q_s16(ws[t] + c);
-                    acc0 = vmlal_s16(acc0, vget_low_s16(x), vget_low_s16(w));
-                    acc1 = vmlal_s16(acc1, vget_high_s16(x), vget_high_s16(w));
-                }
-                const int32_t nn = C - c < 8 ? C - c : 8;
-                if (nn == 8 && p->mult_f32 != NULL) {
-                    const int32x4_t s[2] = {acc0, acc1};
-                    unsigned near = store_requant_f32_neon(s, 2, p->mult_f32 + c, p->offset_f32 + c, p->out_zp,
-                                                           p->out_min, p->out_max, p->ref, o + c);
-                    if (near) {
-                        vst1q_s32(res, acc0);
-                        vst1q_s32(res + 4, acc1);
-                        while (near) {
-                            const int l = __builtin_ctz(near);
-                            near &= near - 1;
-                            o[c + l] = aads_dwconv_out(p, in, oh, ow, c + l, res[l]);
-                        }
-                    }
-                    continue;
-                }
-                vst1q_s32(res, acc0);
-                vst1q_s32(res + 4, acc1);
-                for (int32_t j = 0; j < nn; j++) {
-                    o[c + j] = aads_dwconv_out(p, in, oh, ow, c + j, res[j]);
-                }
-            }
-        }
-    }
 }
 #endif

@@ -31,17 +31,27 @@ struct ConvCase: CustomStringConvertible {
     }
 
     /// `extremes`: also draw cases whose values spread over thousands of steps or whose offsets exceed the float32
-    /// requantisation's bound.
-    static func random(_ r: inout SplitMix64, depthwise: Bool, extremes: Bool = false) -> ConvCase {
+    /// requantisation's bound. `dedicated`: a depthwise 3x3 or 5x5 kernel with stride 1 or 2 and no dilation (the
+    /// shapes the depthwise kernels compute in tiles along the row), over more channels and larger images.
+    static func random(
+        _ r: inout SplitMix64, depthwise: Bool, extremes: Bool = false, dedicated: Bool = false
+    ) -> ConvCase {
         var k = ConvCase()
         k.n = r.int(1...2)
-        k.h = r.int(1...11)
-        k.w = r.int(1...11)
-        let kh = r.int(1...7)
-        let kw = r.int(1...7)
-        let dil = r.int(0...4) == 0 ? 2 : 1
-        let sh = r.int(1...3)
-        let sw = r.int(1...3)
+        k.h = r.int(1...(dedicated ? 20 : 11))
+        k.w = r.int(1...(dedicated ? 20 : 11))
+        var kh = r.int(1...7)
+        var kw = r.int(1...7)
+        var dil = r.int(0...4) == 0 ? 2 : 1
+        var sh = r.int(1...3)
+        var sw = r.int(1...3)
+        if dedicated {
+            kh = r.int(0...1) == 0 ? 3 : 5
+            kw = kh
+            dil = 1
+            sh = r.int(1...2)
+            sw = sh
+        }
         let pt = r.int(0...(kh - 1))
         let pl = r.int(0...(kw - 1))
         let pb = r.int(0...(kh - 1))
@@ -56,7 +66,11 @@ struct ConvCase: CustomStringConvertible {
         k.win = Window(
             kh: kh, kw: kw, sh: sh, sw: sw, dh: dil, dw: dil, padTop: pt, padLeft: pl, padBottom: pb, padRight: pr,
             outH: outH, outW: outW)
-        if depthwise {
+        if dedicated {
+            k.c = [1, 5, 16, 17, 47, 144, 330][r.int(0...6)]
+            k.m = k.c
+            k.group = k.c
+        } else if depthwise {
             k.c = [1, 3, 8, 16, 17, 31, 32, 33, 48, 70][r.int(0...9)]
             k.m = k.c
             k.group = k.c
@@ -180,6 +194,29 @@ struct ConvCase: CustomStringConvertible {
                     "case \(i) \(k) variant \(String(cString: aads_variant_name(v))): \(bad) of \(ref.count) differ")
             }
             let threaded = try k.engine(variant: aads_variant_best(), threads: 3, depthwise: depthwise)
+            #expect(threaded == ref, "case \(i) \(k) with 3 threads")
+        }
+    }
+
+    /// Depthwise 3x3 and 5x5, stride 1 and 2: tiles of interior pixels, borders, tiny images, odd channel counts and
+    /// several chunks of channels, with both roundings, on every variant.
+    @Test func dedicatedDepthwiseShapesEqualReference() throws {
+        var r = SplitMix64(seed: 53)
+        for i in 0..<40 {
+            let k = ConvCase.random(&r, depthwise: true, extremes: true, dedicated: true)
+            let ref = k.referenceAsEngine()
+            let band = i % 4 == 0 ? 0.5 : referenceRoundingBand
+            let refOrt = k.referenceOnnxRuntimeRounding(band: band)
+            for v in KernelTests.variants {
+                let name = String(cString: aads_variant_name(v))
+                let got = try k.engine(variant: v, threads: 1, depthwise: true)
+                let bad = zip(got, ref).filter { $0 != $1 }.count
+                #expect(bad == 0, "case \(i) \(k) variant \(name): \(bad) of \(ref.count) differ")
+                let ort = try k.engine(variant: v, threads: 1, depthwise: true, rounding: .onnxRuntime, band: band)
+                let badOrt = zip(ort, refOrt).filter { $0 != $1 }.count
+                #expect(badOrt == 0, "case \(i) \(k) band \(band) variant \(name): \(badOrt) of \(ref.count) differ")
+            }
+            let threaded = try k.engine(variant: aads_variant_best(), threads: 3, depthwise: true)
             #expect(threaded == ref, "case \(i) \(k) with 3 threads")
         }
     }
