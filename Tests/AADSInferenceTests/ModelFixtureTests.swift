@@ -13,7 +13,8 @@ import Testing
 
     @Test(arguments: models)
     func int8MatchesOnnxRuntime(_ name: String) throws {
-        let model = try InferenceModel(path: Fixtures.inference("\(name)_int8.onnx"))
+        let model = try InferenceModel(
+            path: Fixtures.inference("\(name)_int8.onnx"), options: EngineOptions(rounding: .onnxRuntime))
         for i in 0..<3 {
             let x = try Fixtures.tensor(Fixtures.inference("\(name)_in\(i).npy"))
             let out = try model.run(["input": x], outputs: ["logits", "features"])
@@ -45,7 +46,8 @@ import Testing
     }
 
     @Test func mixedGraphMatchesOnnxRuntime() throws {
-        let model = try InferenceModel(path: Fixtures.inference("mixed_int8.onnx"))
+        let model = try InferenceModel(
+            path: Fixtures.inference("mixed_int8.onnx"), options: EngineOptions(rounding: .onnxRuntime))
         #expect(model.info.kernels["fgemm"] == 1)
         for i in 0..<3 {
             let x = try Fixtures.tensor(Fixtures.inference("mobilenet_in\(i).npy"))
@@ -63,7 +65,8 @@ import Testing
 }
 
 @Test func uint8ActivationsMatchOnnxRuntime() throws {
-    let model = try InferenceModel(path: Fixtures.inference("mobilenet_uint8.onnx"))
+    let model = try InferenceModel(
+        path: Fixtures.inference("mobilenet_uint8.onnx"), options: EngineOptions(rounding: .onnxRuntime))
     #expect((model.info.kernels["qconv"] ?? 0) + (model.info.kernels["qdepthwise"] ?? 0) >= 8)
     for i in 0..<3 {
         let x = try Fixtures.tensor(Fixtures.inference("mobilenet_in\(i).npy"))

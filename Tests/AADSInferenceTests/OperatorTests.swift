@@ -30,7 +30,8 @@ import Testing
 
     @Test(arguments: cases)
     func matchesOnnxRuntime(_ c: Case) throws {
-        let model = try InferenceModel(path: Fixtures.inference("ops/" + c.model))
+        let model = try InferenceModel(
+            path: Fixtures.inference("ops/" + c.model), options: EngineOptions(rounding: .onnxRuntime))
         var feeds: [String: Tensor] = [:]
         for (name, file) in c.inputs { feeds[name] = try Fixtures.tensor(Fixtures.inference("ops/" + file)) }
         let got = try #require(try model.run(feeds)["y"])

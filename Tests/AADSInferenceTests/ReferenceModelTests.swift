@@ -48,7 +48,8 @@ import Testing
 
     @Test(arguments: entries)
     func matchesOnnxRuntime(_ entry: ModelEntry) throws {
-        let model = try InferenceModel(path: Fixtures.models(entry.file))
+        let model = try InferenceModel(
+            path: Fixtures.models(entry.file), options: EngineOptions(rounding: .onnxRuntime))
         let inputName = try #require(model.inputs.first?.name)
         let outputNames = entry.cases.first.map { Array($0.outputs.keys).sorted() } ?? []
         for c in entry.cases {
@@ -99,7 +100,10 @@ import Testing
 
     static let layers: [String] = (manifest()["layers"] as? [[String: Any]] ?? []).compactMap { $0["node"] as? String }
 
-    static let model = Result { try InferenceModel(path: Fixtures.models("efficientnet_lite0_int8.onnx")) }
+    static let model = Result {
+        try InferenceModel(
+            path: Fixtures.models("efficientnet_lite0_int8.onnx"), options: EngineOptions(rounding: .onnxRuntime))
+    }
 
     func int8Tensor(_ model: InferenceModel, _ qName: String) throws -> Tensor {
         let files = EfficientNetLayerTests.manifest()["files"] as? [String: String] ?? [:]

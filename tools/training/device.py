@@ -13,6 +13,10 @@ import numpy as np
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CANDIDATES = [".build-device/release/aads-edge", ".build/release/aads-edge", ".build/debug/aads-edge"]
+# The int8 rounding the runtime uses by default (model run, diagnose, the service): ONNX Runtime's float QDQ
+# evaluation, reproduced bit for bit. Features computed here are the device's features bit for bit only with the
+# same rounding, so it is passed explicitly; change it together with the runtime's default (EngineOptions).
+ROUNDING = "onnxruntime"
 
 
 class DeviceError(Exception):
@@ -72,7 +76,8 @@ def backbone_outputs(edge: str, model: str, paths: list[str], outputs: list[str]
                 os.symlink(os.path.abspath(f), link)
                 links.append(link)
             out_dir = os.path.join(tmp, "out")
-            cmd = [edge, "model", "run", model, "--json", "--save-npy", out_dir, "--size", str(prep["size"]),
+            cmd = [edge, "model", "run", model, "--json", "--rounding", ROUNDING, "--save-npy", out_dir,
+                   "--size", str(prep["size"]),
                    "--policy", prep["policy"], "--mean", ",".join(map(str, prep["mean"])),
                    "--std", ",".join(map(str, prep["std"])), "--image", *links]
             for o in outputs:
