@@ -143,6 +143,49 @@ AVX512_TARGET static void dw512_pixel(const dw_chunk *d, const dw512_rq q, int32
     }
 }
 
+/// One output pixel of a KxK kernel (3 or 5, the shapes with row-pair weights), one pointer per tap: rows 2r and
+/// 2r+1 interleaved, two taps per VPDPWSSD, the last row alone.
+AVX512_TARGET static inline __attribute__((always_inline)) void dw512_pixel_k(const dw_chunk *d, const dw512_rq q,
+                                                                             int32_t oh, int32_t ow, const int K) {
+    const aads_dwconv *p = d->p;
+    const int8_t *tp[25];
+    for (int ky = 0; ky < K; ky++) {
+        const int32_t ih = oh * p->stride_h - p->pad_t + ky;
+        for (int kx = 0; kx < K; kx++) {
+            const int32_t iw = ow * p->stride_w - p->pad_l + kx;
+            const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
+            tp[ky * K + kx] = inside ? d->in + ((size_t)ih * p->in_w + iw) * p->channels + d->c0 : d->pad;
+        }
+    }
+    for (int32_t c = 0; c < d->cn; c += 16) {
+        __m512i acc = _mm512_loadu_si512((const void *)(d->nzw + c));
+        for (int r = 0; r < K / 2; r++) {
+            for (int kx = 0; kx < K; kx++) {
+                const __m128i a = _mm_loadu_si128((const __m128i *)(tp[2 * r * K + kx] + c));
+                const __m128i b = _mm_loadu_si128((const __m128i *)(tp[(2 * r + 1) * K + kx] + c));
+                const __m512i x = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_unpacklo_epi8(a, b)), _mm_unpackhi_epi8(a, b), 1));
+                acc = _mm512_dpwssd_epi32(acc, x, _mm512_load_si512((const void *)(d->w32p + (size_t)(r * K + kx) * d->chunk + c)));
+            }
+        }
+        for (int kx = 0; kx < K; kx++) {
+            const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(tp[(K - 1) * K + kx] + c)));
+            acc = _mm512_dpwssd_epi32(acc, x, _mm512_load_si512((const void *)(d->w32 + (size_t)((K - 1) * K + kx) * d->chunk + c)));
+        }
+        __m512 mf, of;
+        dw512_rq_load(d, q, c, &mf, &of);
+        dw512_store(d, q, oh, ow, c, acc, dw512_mask(d, c), mf, of);
+    }
+}
+
+AVX512_TARGET static void dw512_pixel_3(const dw_chunk *d, const dw512_rq q, int32_t oh, int32_t ow) {
+    dw512_pixel_k(d, q, oh, ow, 3);
+}
+
+AVX512_TARGET static void dw512_pixel_5(const dw_chunk *d, const dw512_rq q, int32_t oh, int32_t ow) {
+    dw512_pixel_k(d, q, oh, ow, 5);
+}
+
 /// P interior outputs (oh, ow..ow+P-1) of a KxK kernel with stride S; x0 is the first output's tap (0, 0).
 AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const dw_chunk *d, const int8_t *x0,
                                                                           const dw512_rq q, int32_t oh, int32_t ow,
@@ -240,16 +283,24 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
         }
         for (int32_t oh = oh0; oh < oh1; oh++) {
             const int row_inside = aads_dw_row_inside(p, oh, &ih0);
-            if (!row_inside || !fast) {
+            if (!fast) {
                 for (int32_t ow = 0; ow < p->out_w; ow++) dw512_pixel(&d, q, oh, ow);
                 continue;
             }
-            for (int32_t ow = 0; ow < ow_lo; ow++) dw512_pixel(&d, q, oh, ow);
+            if (!row_inside) {
+                for (int32_t ow = 0; ow < p->out_w; ow++) {
+                    if (K == 3) dw512_pixel_3(&d, q, oh, ow);
+                    else dw512_pixel_5(&d, q, oh, ow);
+                }
+                continue;
+            }
+            void (*border)(const dw_chunk *, const dw512_rq, int32_t, int32_t) = K == 3 ? dw512_pixel_3 : dw512_pixel_5;
+            for (int32_t ow = 0; ow < ow_lo; ow++) border(&d, q, oh, ow);
             if (K == 3 && S == 1) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 3, 1);
             else if (K == 3) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 3, 2);
             else if (S == 1) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 5, 1);
             else dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 5, 2);
-            for (int32_t ow = ow_hi; ow < p->out_w; ow++) dw512_pixel(&d, q, oh, ow);
+            for (int32_t ow = ow_hi; ow < p->out_w; ow++) border(&d, q, oh, ow);
         }
     }
 }
