@@ -68,7 +68,8 @@ public final class DiagnosisPipeline {
         preprocessor = ImagePreprocessor(
             options: PreprocessOptions(
                 size: prep.size, policy: policy, mean: prep.mean, std: prep.std, allowDamaged: options.allowDamaged,
-                limits: options.limits))
+                limits: options.limits,
+                decodeThreads: min(max(options.threads, 1), PreprocessOptions.maxDecodeThreads)))
         input = Tensor(shape: preprocessor.tensorShape, data: [Float](repeating: 0, count: preprocessor.tensorCount))
         backbone = try InferenceModel(
             path: Self.file(bundleDirectory, manifest.backbone.file), options: EngineOptions(threads: options.threads))

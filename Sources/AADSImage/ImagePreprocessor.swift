@@ -25,6 +25,7 @@ public final class ImagePreprocessor {
     public let options: PreprocessOptions
 
     private var decoder: TurboJPEGDecoder?
+    private var bandedDecoder: BandedDecoder?
     private let optionsError: ImageError?
     private let fileBuffer = GrowableBuffer<UInt8>()
     private let decodeBuffer = GrowableBuffer<UInt8>()
@@ -226,14 +227,26 @@ public final class ImagePreprocessor {
         let destination = decodeBuffer.reserve(scaledWidth * scaledHeight * format.channels)
 
         var damaged = false
+        var bands = 1
+        if !useLibJPEG, options.decodeThreads >= 2, let layout = RestartLayout.parse(jpeg) {
+            if bandedDecoder == nil { bandedDecoder = BandedDecoder() }
+            if let count = bandedDecoder?.decode(
+                jpeg, layout: layout, bands: options.decodeThreads, into: destination, width: scaledWidth,
+                height: scaledHeight, factor: factor, format: format)
+            {
+                bands = count
+            }
+        }
         let failure =
-            useLibJPEG
-            ? LibJPEG.decompress(
-                jpeg, into: destination, width: scaledWidth, height: scaledHeight, factor: factor, format: format,
-                stopOnWarning: !options.allowDamaged)
-            : decoder.decompress(
-                jpeg, into: destination, width: scaledWidth, height: scaledHeight, format: format,
-                stopOnWarning: !options.allowDamaged)
+            bands > 1
+            ? nil
+            : useLibJPEG
+                ? LibJPEG.decompress(
+                    jpeg, into: destination, width: scaledWidth, height: scaledHeight, factor: factor, format: format,
+                    stopOnWarning: !options.allowDamaged)
+                : decoder.decompress(
+                    jpeg, into: destination, width: scaledWidth, height: scaledHeight, format: format,
+                    stopOnWarning: !options.allowDamaged)
         if let failure {
             if case .fatal = failure { self.decoder = nil }
             switch failure {
@@ -256,7 +269,7 @@ public final class ImagePreprocessor {
             sourceHeight: transposed ? header.width : header.height,
             orientation: markers.orientation, dctScale: factor.text,
             width: transposed ? scaledHeight : scaledWidth, height: transposed ? scaledWidth : scaledHeight,
-            damaged: damaged)
+            damaged: damaged, decodeBands: bands)
         return Decoded(
             image: image, sourceWidth: header.width, sourceHeight: header.height, scaledWidth: scaledWidth,
             scaledHeight: scaledHeight, factor: factor, channels: channels)

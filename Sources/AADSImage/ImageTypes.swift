@@ -33,11 +33,16 @@ public struct PreprocessOptions: Sendable, Equatable {
     /// Accept images whose entropy-coded data libjpeg reported as damaged (the result is flagged).
     public var allowDamaged: Bool
     public var limits: DecodeLimits
+    /// Threads for decoding a JPEG with restart markers: with 2 or more, a baseline file whose restart
+    /// intervals start on MCU rows is decoded as that many bands at once (the same pixels as the
+    /// sequential decode); other files are decoded sequentially whatever this says.
+    public var decodeThreads: Int
 
-    /// Defaults: 224×224 centre crop, EfficientNet-Lite normalisation (x − 127) / 128.
+    /// Defaults: 224×224 centre crop, EfficientNet-Lite normalisation (x − 127) / 128, one decode thread.
     public init(
         size: Int = 224, policy: ResizePolicy = .centerCrop, mean: [Float] = [127, 127, 127],
-        std: [Float] = [128, 128, 128], allowDamaged: Bool = false, limits: DecodeLimits = DecodeLimits()
+        std: [Float] = [128, 128, 128], allowDamaged: Bool = false, limits: DecodeLimits = DecodeLimits(),
+        decodeThreads: Int = 1
     ) {
         self.size = size
         self.policy = policy
@@ -45,7 +50,11 @@ public struct PreprocessOptions: Sendable, Equatable {
         self.std = std
         self.allowDamaged = allowDamaged
         self.limits = limits
+        self.decodeThreads = decodeThreads
     }
+
+    /// Largest accepted `decodeThreads`.
+    public static let maxDecodeThreads = 16
 
     /// Largest accepted output side.
     public static let maxSize = 4096
@@ -60,6 +69,10 @@ public struct PreprocessOptions: Sendable, Equatable {
         }
         guard std.count == 1 || std.count == 3, std.allSatisfy({ $0.isFinite && $0 != 0 }) else {
             throw ImageError(.invalidOptions, "std needs 1 or 3 finite non-zero values")
+        }
+        guard (1...Self.maxDecodeThreads).contains(decodeThreads) else {
+            throw ImageError(
+                .invalidOptions, "decode threads must be 1...\(Self.maxDecodeThreads), got \(decodeThreads)")
         }
         guard limits.maxPixels > 0, limits.maxFileBytes > 0 else {
             throw ImageError(.invalidOptions, "limits must be positive")
@@ -114,11 +127,14 @@ public struct ImageInfo: Sendable, Equatable {
     public var height: Int
     /// libjpeg reported damaged data and `allowDamaged` accepted it.
     public var damaged: Bool
+    /// Bands decoded at once from restart intervals; 1 for a sequential decode.
+    public var decodeBands: Int
 
     public init(
         sourceWidth: Int, sourceHeight: Int, orientation: Int, dctScale: String, width: Int, height: Int,
-        damaged: Bool
+        damaged: Bool, decodeBands: Int = 1
     ) {
+        self.decodeBands = decodeBands
         self.sourceWidth = sourceWidth
         self.sourceHeight = sourceHeight
         self.orientation = orientation

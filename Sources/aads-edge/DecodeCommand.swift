@@ -43,6 +43,9 @@ struct DecodeCommand: AADSCommand {
     @Option(help: "Write each resized S×S RGB image as DIR/<name>.ppm.")
     var savePpm: String?
 
+    @Option(help: "Decode threads: a JPEG with restart markers is decoded in bands at once (same pixels).")
+    var threads = 1
+
     @Option(help: "Decode each file N times and report the median timings.")
     var `repeat` = 1
 
@@ -82,7 +85,7 @@ struct DecodeCommand: AADSCommand {
                             "file": file, "source_width": info.sourceWidth, "source_height": info.sourceHeight,
                             "orientation": info.orientation, "dct_scale": info.dctScale, "width": info.width,
                             "height": info.height, "damaged": info.damaged, "decode_ms": JSONLine.rounded(decode),
-                            "preprocess_ms": JSONLine.rounded(prep),
+                            "preprocess_ms": JSONLine.rounded(prep), "decode_bands": info.decodeBands,
                         ]))
                 } else {
                     print(
@@ -115,7 +118,8 @@ struct DecodeCommand: AADSCommand {
         }
         let options = PreprocessOptions(
             size: size, policy: policy, mean: try floats(mean, "--mean"), std: try floats(std, "--std"),
-            allowDamaged: allowDamaged, limits: DecodeLimits(maxPixels: maxPixels, maxFileBytes: maxFileMb << 20))
+            allowDamaged: allowDamaged, limits: DecodeLimits(maxPixels: maxPixels, maxFileBytes: maxFileMb << 20),
+            decodeThreads: threads)
         try options.validate()
         return options
     }
