@@ -59,14 +59,7 @@ static void dwn_pixel(const dwn_chunk *d, int32_t oh, int32_t ow) {
     const aads_dwconv *p = d->p;
     const int32_t taps = p->kh * p->kw;
     const int8_t *tp[AADS_MAX_TAPS];
-    for (int32_t ky = 0; ky < p->kh; ky++) {
-        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-        for (int32_t kx = 0; kx < p->kw; kx++) {
-            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-            const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
-            tp[ky * p->kw + kx] = inside ? d->in + ((size_t)ih * p->in_w + iw) * p->channels + d->c0 : d->pad;
-        }
-    }
+    aads_dw_tap_pointers(p, d->in, d->c0, d->pad, oh, ow, tp);
     for (int32_t c = 0; c < d->cn; c += 16) {
         int32x4_t acc[4];
         for (int g = 0; g < 4; g++) acc[g] = vld1q_s32(d->nzw + c + 4 * g);

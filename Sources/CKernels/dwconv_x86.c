@@ -123,14 +123,7 @@ AVX512_TARGET static void dw512_pixel(const dw_chunk *d, const dw512_rq q, int32
     const aads_dwconv *p = d->p;
     const int32_t taps = p->kh * p->kw;
     const int8_t *tp[AADS_MAX_TAPS];
-    for (int32_t ky = 0; ky < p->kh; ky++) {
-        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-        for (int32_t kx = 0; kx < p->kw; kx++) {
-            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
-            const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
-            tp[ky * p->kw + kx] = inside ? d->in + ((size_t)ih * p->in_w + iw) * p->channels + d->c0 : d->pad;
-        }
-    }
+    aads_dw_tap_pointers(p, d->in, d->c0, d->pad, oh, ow, tp);
     for (int32_t c = 0; c < d->cn; c += 16) {
         __m512i acc = _mm512_loadu_si512((const void *)(d->nzw + c));
         for (int32_t t = 0; t < taps; t++) {

@@ -109,6 +109,20 @@ static inline int aads_dw_inside_taps(const aads_dwconv *p, const int8_t *in, in
     return nt;
 }
 
+/// Every tap of depthwise output pixel (oh, ow), in kernel order: the input pixel at channel c0, or `pad` (a zero-point
+/// row) for taps outside the image, so that kernels run one loop for border and interior pixels alike.
+static inline void aads_dw_tap_pointers(const aads_dwconv *p, const int8_t *in, int32_t c0, const int8_t *pad,
+                                        int32_t oh, int32_t ow, const int8_t **tp) {
+    for (int32_t ky = 0; ky < p->kh; ky++) {
+        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+        for (int32_t kx = 0; kx < p->kw; kx++) {
+            const int32_t iw = ow * p->stride_w - p->pad_l + kx * p->dil_w;
+            const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
+            tp[ky * p->kw + kx] = inside ? in + ((size_t)ih * p->in_w + iw) * p->channels + c0 : pad;
+        }
+    }
+}
+
 /// Depthwise pixels whose every tap lies inside the image: off[t] is tap t's input offset (bytes) from the pixel's
 /// first tap, and output columns [*ow_lo, *ow_hi) (within [0, out_w]) are inside horizontally.
 static inline void aads_dw_interior(const aads_dwconv *p, int32_t *off, int32_t *ow_lo, int32_t *ow_hi) {
