@@ -133,6 +133,8 @@ public struct DeviceConfig: Sendable, Equatable {
     public var probation: Probation
     public var ab: AB
     public var alerts: Alerts
+    /// Threads for each image: the backbone's layers, and the bands of a JPEG with restart markers.
+    public var threads: Int
 
     /// The red-LED latch: present while a fault or rollback waits to be acknowledged (`aads-edge ack`).
     public var redLatchPath: String { (stateDir as NSString).appendingPathComponent("red-latch.json") }
@@ -154,7 +156,8 @@ public struct DeviceConfig: Sendable, Equatable {
         ab: AB(fraction: 0.25, alpha: 0.05, minSamples: 30),
         alerts: Alerts(
             window: 200, latencyIncrease: 0.10, errorRate: 0.01, memoryGrowth: 0.20, memoryWindowSeconds: 600,
-            accuracyDrop: 0.05, goldenRecheckHours: 24)
+            accuracyDrop: 0.05, goldenRecheckHours: 24),
+        threads: 1
     )
 
     /// Loads and validates a config file. Every key is optional (defaults above); unknown keys are errors.
@@ -183,6 +186,7 @@ public struct DeviceConfig: Sendable, Equatable {
         c.journalPath = try r.string("journal_path", c.journalPath)
         c.slotRoot = try r.string("slot_root", c.slotRoot)
         c.stateDir = try r.string("state_dir", c.stateDir)
+        c.threads = try r.int("threads", c.threads, min: 1, max: 64)
         if let m = try r.object("metrics") {
             c.metrics.file = try m.string("file", c.metrics.file, allowEmpty: true)
             c.metrics.intervalSeconds = try m.double("interval_s", c.metrics.intervalSeconds, min: 0.1)

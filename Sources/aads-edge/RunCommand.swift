@@ -1,5 +1,6 @@
 import AADSCore
 import AADSDevice
+import AADSDiagnosis
 import AADSHealth
 import ArgumentParser
 import Foundation
@@ -97,7 +98,8 @@ enum ServiceWiring {
             }
         #endif
         let health = try ConfigPaths.healthPolicy(named: nil) { logger.warning("\($0)") }
-        return SlotStoreLifecycle(config: config, health: health, logger: logger)
+        return SlotStoreLifecycle(
+            config: config, health: health, options: PipelineOptions(threads: config.threads), logger: logger)
     }
 }
 

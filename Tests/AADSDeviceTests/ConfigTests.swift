@@ -27,6 +27,7 @@ import Testing
         #expect(config.alerts.memoryGrowth == 0.20)
         #expect(config.retention.maxRows == 500_000)
         #expect(config.ab.fraction == 0.25 && config.probation.maxErrorRate == nil)
+        #expect(config.threads == 2)
         // The shipped defaults can reach an A/B verdict within probation.
         #expect(Double(config.probation.images) * config.ab.fraction >= Double(config.ab.minSamples))
     }
@@ -58,6 +59,8 @@ import Testing
         #expect(c.queue.capacity == 3)
         #expect(c.queue.drop == .newest)
         #expect(c.journalPath == DeviceConfig.defaults.journalPath)
+        #expect(c.threads == DeviceConfig.defaults.threads)
+        #expect(try DeviceConfig.decode(Data(#"{"threads": 4}"#.utf8)).threads == 4)
     }
 
     @Test func errorsNameTheKeyPathAndReason() {
@@ -76,6 +79,8 @@ import Testing
         #expect(decodeError(#"{"metrics": {"interval_s": 0}}"#) == "metrics.interval_s: must be at least 0.1, got 0.0")
         #expect(decodeError(#"{"ab": {"fraction": 1.5}}"#) == "ab.fraction: must be between 0.0 and 1.0, got 1.5")
         #expect(decodeError(#"{"spool_dir": 3}"#) == "spool_dir: expected a string")
+        #expect(decodeError(#"{"threads": 0}"#) == "threads: must be between 1 and 64, got 0")
+        #expect(decodeError(#"{"threads": 2.5}"#) == "threads: expected an integer")
         #expect(decodeError(#"{"spool_dir": ""}"#) == "spool_dir: must not be empty")
         #expect(
             decodeError(#"{"capture": {"command": "libcamera-still -o out.jpg"}}"#)
