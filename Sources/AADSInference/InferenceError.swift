@@ -29,6 +29,9 @@ public struct InferenceError: CodedError, Equatable {
     public let message: String
     public var code: String { kind.rawValue }
 
+    /// A model file that cannot be read could not run; every other failure refuses the model.
+    public var failure: FailureKind { kind == .ioError ? .couldNotRun : .refused }
+
     /// Messages quote names from the model file: they are kept on one line and at most 400 characters.
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind

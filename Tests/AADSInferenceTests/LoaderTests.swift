@@ -149,6 +149,15 @@ enum TinyModel {
         #expect(code { _ = try InferenceModel(data: Data()) } == "bad_model")
     }
 
+    @Test func anUnreadableFileCouldNotRunABadModelIsRefused() {
+        let missing = #expect(throws: InferenceError.self) { _ = try InferenceModel(path: "/nonexistent/model.onnx") }
+        #expect(missing?.code == "io_error")
+        #expect(missing.map { FailureKind.of($0) } == .couldNotRun)
+        let garbage = #expect(throws: InferenceError.self) { _ = try InferenceModel(data: Data("not a model".utf8)) }
+        #expect(garbage?.code == "bad_model")
+        #expect(garbage?.failure == .refused)
+    }
+
     @Test func missingInitializer() {
         var m = TinyModel.valid()
         m.graph.initializer.removeFirst()
