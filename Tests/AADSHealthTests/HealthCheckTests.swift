@@ -11,10 +11,16 @@ import Testing
 /// Latency is the one figure that differs from run to run, so its sides lie a factor of ten away. The runs use
 /// the factory bundle with a golden set of two photos per crop and four OOD photos, so that each stays quick.
 @Suite(.serialized) struct HealthCheckTests {
+    /// Where the suite's bundle is made; removed when the test process exits.
+    static let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "aads-health-check-\(UUID())"
+    ).path
+
     /// The factory bundle (linked, not copied) with a smaller golden/labels.csv.
     static let bundle: Result<String, any Error> = Result {
         let factory = Fixtures.factoryBundle
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aads-health-check-\(UUID())").path
+        let dir = directory
+        atexit { try? FileManager.default.removeItem(atPath: HealthCheckTests.directory) }
         let files = FileManager.default
         try files.createDirectory(atPath: dir + "/golden", withIntermediateDirectories: true)
         for name in try files.contentsOfDirectory(atPath: factory) where name != "golden" {
