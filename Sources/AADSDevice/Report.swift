@@ -110,7 +110,7 @@ public struct ReportData: Sendable {
             ) {
                 let bucket: String = row["bucket"]
                 if decisionCounts[bucket] == nil { buckets.append(bucket) }
-                decisionCounts[bucket, default: [:]][Decision(rawValue: row["decision"]) ?? .error] = row["n"]
+                decisionCounts[bucket, default: [:]][try ResultsJournal.decision(row["decision"])] = row["n"]
             }
             return ReportData(
                 generatedAt: now, totalRows: total, unsyncedRows: unsynced, versions: versions, latencyEdgesMs: edges,
