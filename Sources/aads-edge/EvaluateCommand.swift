@@ -68,11 +68,9 @@ struct EvaluateCommand: AADSCommand {
     static let errorPolicy = ErrorPolicy.always(.couldNotRun)
 
     func body() throws {
-        let pipeline: DiagnosisPipeline
-        let photos: Evaluation.PhotoSet
         let directory = try bundleDirectory(bundle: bundle, slots: slots)
-        pipeline = try DiagnosisPipeline(bundleDirectory: directory, options: PipelineOptions(threads: threads))
-        photos = try Evaluation.collect(
+        let pipeline = try DiagnosisPipeline(bundleDirectory: directory, options: PipelineOptions(threads: threads))
+        let photos = try Evaluation.collect(
             roots: roots, oodDirectories: oodDirectories, known: Evaluation.knownClasses(pipeline.manifest))
         let result = Evaluation.run(pipeline: pipeline, items: photos.items)
         if output.json {

@@ -24,13 +24,6 @@ enum Exit {
     static let failure = ExitCode(1)
     static let couldNotRun = ExitCode(2)
 
-    /// The exit code of a failure class.
-    static func code(for kind: FailureKind) -> ExitCode {
-        switch kind {
-        case .refused: failure
-        case .couldNotRun: couldNotRun
-        }
-    }
 }
 
 /// What an error thrown out of a command's `body()` means for its exit status.
@@ -53,7 +46,7 @@ enum ErrorPolicy {
 /// A subcommand whose errors are reported and mapped to an exit status in one place, `run()`: the command
 /// does its work in `body()` and throws; `ExitCode`s and the argument parser's own errors pass through
 /// unchanged (as `ParsableCommand.main` handles them), every other error is reported (`report`) and becomes
-/// the exit code of its class under the command's `errorPolicy`.
+/// the exit status of its class (`FailureKind.exitStatus`) under the command's `errorPolicy`.
 protocol AADSCommand: ParsableCommand {
     static var errorPolicy: ErrorPolicy { get }
     var output: OutputOptions { get }
@@ -64,19 +57,13 @@ extension AADSCommand {
     func run() throws {
         do {
             try body()
+        } catch let error where error is ExitCode || error is ValidationError || error is CleanExit {
+            throw error
         } catch {
-            throw exitError(for: error, policy: Self.errorPolicy, json: output.json)
+            report(error, json: output.json)
+            throw ExitCode(Self.errorPolicy.failure(of: error).exitStatus)
         }
     }
-}
-
-/// The one mapping of a command's error to its output and exit status: the parser's own errors
-/// (`ExitCode`, `ValidationError`, `CleanExit`) as they are, else the report and the exit code of the
-/// error's class under `policy`.
-func exitError(for error: any Error, policy: ErrorPolicy, json: Bool) -> any Error {
-    if error is ExitCode || error is ValidationError || error is CleanExit { return error }
-    report(error, json: json)
-    return Exit.code(for: policy.failure(of: error))
 }
 
 /// Writes a line to standard error.
