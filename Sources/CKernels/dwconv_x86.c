@@ -140,16 +140,8 @@ AVX512_TARGET static void dw512_pixel(const dw_chunk *d, const dw512_rq q, int32
 /// 2r+1 interleaved, two taps per VPDPWSSD, the last row alone.
 AVX512_TARGET static inline __attribute__((always_inline)) void dw512_pixel_k(const dw_chunk *d, const dw512_rq q,
                                                                              int32_t oh, int32_t ow, const int K) {
-    const aads_dwconv *p = d->p;
     const int8_t *tp[25];
-    for (int ky = 0; ky < K; ky++) {
-        const int32_t ih = oh * p->stride_h - p->pad_t + ky;
-        for (int kx = 0; kx < K; kx++) {
-            const int32_t iw = ow * p->stride_w - p->pad_l + kx;
-            const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
-            tp[ky * K + kx] = inside ? d->in + ((size_t)ih * p->in_w + iw) * p->channels + d->c0 : d->pad;
-        }
-    }
+    aads_dw_tap_pointers(d->p, d->in, d->c0, d->pad, oh, ow, tp);
     for (int32_t c = 0; c < d->cn; c += 16) {
         __m512i acc = _mm512_loadu_si512((const void *)(d->nzw + c));
         for (int r = 0; r < K / 2; r++) {
@@ -274,20 +266,14 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 }
             }
         }
+        // Pixels not in a tile: one pointer per tap, the row-pair weights for the fast shapes.
+        void (*border)(const dw_chunk *, const dw512_rq, int32_t, int32_t) =
+            !fast ? dw512_pixel : K == 3 ? dw512_pixel_3 : dw512_pixel_5;
         for (int32_t oh = oh0; oh < oh1; oh++) {
-            const int row_inside = aads_dw_row_inside(p, oh, &ih0);
-            if (!fast) {
-                for (int32_t ow = 0; ow < p->out_w; ow++) dw512_pixel(&d, q, oh, ow);
+            if (!aads_dw_row_inside(p, oh, &ih0) || !fast) {
+                for (int32_t ow = 0; ow < p->out_w; ow++) border(&d, q, oh, ow);
                 continue;
             }
-            if (!row_inside) {
-                for (int32_t ow = 0; ow < p->out_w; ow++) {
-                    if (K == 3) dw512_pixel_3(&d, q, oh, ow);
-                    else dw512_pixel_5(&d, q, oh, ow);
-                }
-                continue;
-            }
-            void (*border)(const dw_chunk *, const dw512_rq, int32_t, int32_t) = K == 3 ? dw512_pixel_3 : dw512_pixel_5;
             for (int32_t ow = 0; ow < ow_lo; ow++) border(&d, q, oh, ow);
             if (K == 3 && S == 1) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 3, 1);
             else if (K == 3) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 3, 2);
