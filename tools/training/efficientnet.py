@@ -1,8 +1,7 @@
 """EfficientNet-Lite0 in JAX, read from and written back into the float ONNX model (batch norm folded), for
 fine-tuning the whole backbone: `load` gives the convolutions' weights and the block structure, `features` is
-the forward pass (NHWC) up to the pooled 1280-d features, `export` writes trained weights into a copy of the
-float model (same graph, same node names) and `quantize` makes the int8 QDQ model the runtime runs, with the
-settings of the committed fixture (tools/fixtures/models).
+the forward pass (NHWC) up to the pooled 1280-d features, and `export` writes trained weights into a copy of
+the float model (same graph, same node names), ready for modelkit.quantize_int8.
 """
 
 from __future__ import annotations
