@@ -286,7 +286,7 @@ def _pct(x) -> str:
     return f"{100 * x:.1f} %" if isinstance(x, float) and x == x else "n/a"
 
 
-def write_readme(root: str, report: dict, manifest: dict) -> None:
+def write_readme(root: str, report: dict, manifest: dict, backbone_doc: str) -> None:
     """The bundle's README: what it holds, how it was trained, its held-out figures and its sources."""
     g, gs, ood = report["golden"], report["golden_shifted"], report["ood"]
     classes = "\n".join(f"| {c} | {', '.join(a['classes'])} |" for c, a in manifest["adapters"].items())
@@ -342,7 +342,7 @@ provenance. The non-plant photos in `golden/ood/` carry their own licences (`gol
 - Hughes, D. P., & Salathé, M. (2015). An open access repository of images on plant health to enable
   the development of mobile disease diagnostics. arXiv:1511.08060.
 
-The backbone is EfficientNet-Lite0 with ImageNet-1k weights (Apache-2.0), quantized to int8 QDQ.
+Backbone, quantized to int8 QDQ: {backbone_doc or 'no description in the model'}
 
 ## Layout
 
@@ -365,7 +365,7 @@ def finish_manifest(root: str, report: dict, args) -> None:
     """Adds the runtime's figures, the changelog and the training report, and rehashes every file."""
     with open(os.path.join(root, "manifest.json")) as f:
         manifest = json.load(f)
-    write_readme(root, report, manifest)
+    write_readme(root, report, manifest, onnx.load(os.path.join(root, "backbone.onnx")).doc_string)
     manifest["baseline_metrics"] = report["baseline_metrics"]
     if args.changelog:
         manifest["changelog"] = args.changelog
