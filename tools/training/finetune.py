@@ -3,8 +3,7 @@
 Training images are random crops of the training split's photos (35–100 % of the area, aspect 3/4–4/3,
 resized to `res`), flipped, turned by multiples of 90°, colour-jittered, and with probability `p_shift`
 field-shifted first (augment.field_shift: the leaf cut out and put on soil or foliage, rotated, rescaled,
-relit, blurred, re-encoded). Each epoch draws new augmentations from the seed, so a run is deterministic
-for a seed and package versions.
+relit, blurred, re-encoded). Each epoch draws new augmentations; the seed fixes them and the batch order.
 """
 
 from __future__ import annotations
