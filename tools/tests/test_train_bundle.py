@@ -57,6 +57,37 @@ class FitAdapterTests(unittest.TestCase):
         self.assertGreater(np.mean(logits.argmax(1) == y), 0.9)
 
 
+    def test_principal_components_leave_the_head_alone_and_widen_the_distance(self):
+        import numpy as np
+
+        rng = np.random.default_rng(1)
+        F = rng.standard_normal((300, 16)).astype(np.float32) * np.linspace(3, 0.1, 16, dtype=np.float32)
+        y = (F[:, 0] > 0).astype(np.int64)
+        a = fit.fit_adapter(tail=None, targets={}, S=F, y=y, n_classes=2, F0=F, rank=4, proj_dim=2, seed=3,
+                            epochs=20, use_lora=False, lr=1e-2)
+        b = fit.with_principal_components(a, F, 4)
+        self.assertEqual(b["proj_w"].shape, (6, 16))
+        logits = {k: (F @ m["proj_w"].T + m["proj_b"]) @ m["cls_w"].T + m["cls_b"] for k, m in (("a", a), ("b", b))}
+        np.testing.assert_allclose(logits["a"], logits["b"], rtol=1e-5, atol=1e-5)
+        # a point far out along a high-variance direction the learned projection cannot see: the learned
+        # distance misses it, the one with principal components does not
+        e1 = np.eye(16, dtype=np.float32)[1]
+        q, _ = np.linalg.qr(a["proj_w"].T)
+        blind = e1 - q @ (q.T @ e1)
+        far = F.mean(0, keepdims=True) + 40 * blind / np.linalg.norm(blind)
+
+        def distances(m):
+            Z = F @ m["proj_w"].T + m["proj_b"]
+            stats = fit.ood_statistics(Z, y, Z, m["cls_w"], m["cls_b"], 0.1)
+            return (fit.mahalanobis(far @ m["proj_w"].T + m["proj_b"], stats, m["cls_w"], m["cls_b"])[1][0],
+                    np.quantile(fit.mahalanobis(Z, stats, m["cls_w"], m["cls_b"])[1], 0.99))
+
+        d2_far, d2_in = distances(a)
+        self.assertLess(d2_far, d2_in)
+        d2_far, d2_in = distances(b)
+        self.assertGreater(d2_far, d2_in)
+
+
 @unittest.skipUnless(os.path.isdir(LEAVES), "the real-leaves photos are not beside the repository")
 class TrainBundleTests(unittest.TestCase):
     @classmethod

@@ -150,6 +150,22 @@ def softmax(L: np.ndarray) -> np.ndarray:
     return P / P.sum(-1, keepdims=True)
 
 
+def with_principal_components(adapter: dict, F_clean: np.ndarray, k: int) -> dict:
+    """The adapter with its projection extended by the top `k` principal components of its crop's training
+    features (the disease head gives them zero weight, so its decisions do not change). The learned
+    projection keeps what tells the crop's classes apart and drops what tells a leaf from anything else; the
+    components give the Mahalanobis distance that view of the training data."""
+    mu = F_clean.mean(0)
+    _, _, vt = np.linalg.svd(F_clean - mu, full_matrices=False)
+    pcs = vt[:k].astype(np.float32)
+    return {
+        **adapter,
+        "proj_w": np.concatenate([adapter["proj_w"], pcs]),
+        "proj_b": np.concatenate([adapter["proj_b"], -pcs @ mu]).astype(np.float32),
+        "cls_w": np.concatenate([adapter["cls_w"], np.zeros((adapter["cls_w"].shape[0], len(pcs)), np.float32)], 1),
+    }
+
+
 def ood_statistics(Z_train: np.ndarray, y_train: np.ndarray, Z_val: np.ndarray, cls_w: np.ndarray,
                    cls_b: np.ndarray, shrinkage: float) -> dict:
     """Class means and a shared, shrunk covariance of the projected training features; the validation
