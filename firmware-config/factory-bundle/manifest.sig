@@ -1,2 +1,2 @@
-qVdl7jHQDY+oBZxEjuDgRNqUu6rF5YdbvdcgDx3xrOojqeWxpZPzXKD1nyL2dtSBVHC3BTO9PFqOSo+sgkTPCQ==
+c7sBbFx7lIZORKE4JGvIpkNmo4TZolCzMMX6ttICwfpS4dDuryB6xx8xsH2FBu6adJS+/p4EBtj3dDh+AvL8Bg==
 key sha256:516b5b661a38e973bbd1aa0a66d8ce8bcadbd1874ee2f5d34ca86e6f6be845c2
