@@ -56,7 +56,6 @@ class FitAdapterTests(unittest.TestCase):
         logits = (F @ a["proj_w"].T + a["proj_b"]) @ a["cls_w"].T + a["cls_b"]  # inference keeps every feature
         self.assertGreater(np.mean(logits.argmax(1) == y), 0.9)
 
-
     def test_principal_components_leave_the_head_alone_and_widen_the_distance(self):
         import numpy as np
 
