@@ -21,9 +21,8 @@ struct OutputOptions: ParsableArguments {
 /// Standard exit codes: 0 success, 1 a checked condition failed (a bad file, a refused bundle, a failed check),
 /// 2 could not run (usage errors included).
 enum Exit {
-    static let failure = ExitCode(1)
-    static let couldNotRun = ExitCode(2)
-
+    static let failure = ExitCode(FailureKind.refused.exitStatus)
+    static let couldNotRun = ExitCode(FailureKind.couldNotRun.exitStatus)
 }
 
 /// What an error thrown out of a command's `body()` means for its exit status.
