@@ -8,6 +8,7 @@ that fill the frame) are rotated, rescaled and cropped instead of cut out.
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -116,6 +117,11 @@ def field_shift(img: Image.Image, rng: np.random.Generator) -> bytes:
     buf = io.BytesIO()
     out.save(buf, "JPEG", quality=int(rng.integers(45, 92)))
     return buf.getvalue()
+
+
+def shift_key(seed: int, split: str, path: str, copy: int) -> int:
+    """The seed of field-shifted copy `copy` of a photo in a split: the same copy for the same photo path."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{split}:{path}:{copy}".encode()).digest()[:8], "little")
 
 
 def shift_job(job: tuple[str, str, int]) -> str:
