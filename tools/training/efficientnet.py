@@ -6,7 +6,6 @@ the float model (same graph, same node names), ready for modelkit.quantize_int8.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +109,7 @@ def features(params, blocks: list[Block], x):
 
 def export(float_path: str, params: dict[str, dict[str, np.ndarray]], out_path: str, doc: str) -> None:
     """A copy of the float model with the given (OIHW) convolution weights in place of its own."""
-    m = onnx.load(float_path)
-    q = copy.deepcopy(m)
+    q = onnx.load(float_path)
     by_name = {t.name: i for i, t in enumerate(q.graph.initializer)}
     for node in q.graph.node:
         if node.op_type != "Conv":

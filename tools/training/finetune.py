@@ -63,13 +63,13 @@ class Trainer:
     """AdamW on the backbone and the head (each its own peak rate), warm-up then cosine decay to 1 %,
     label smoothing 0.1."""
 
-    def __init__(self, float_model: str, n_classes: int, steps: int, warmup: int, lr: float, head_lr: float,
-                 wd: float):
+    def __init__(self, params: dict, blocks: list[efficientnet.Block], n_classes: int, steps: int, warmup: int,
+                 lr: float, head_lr: float, wd: float):
         import jax
         import jax.numpy as jnp
         import optax
 
-        params, self.blocks = efficientnet.load(float_model)
+        self.blocks = blocks
         width = params["conv_head"]["w"].shape[0]
         self.params = {"bb": efficientnet.to_hwio(params), "head": {"w": jnp.zeros((width, n_classes)),
                                                                       "b": jnp.zeros(n_classes)}}
