@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -21,6 +20,8 @@ TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 sys.path.insert(0, os.path.join(TOOLS, "fixtures"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import support  # noqa: E402
 from modelkit import SHARED_DATA, load_rgb, preprocess  # noqa: E402
 from training import dataset, efficientnet  # noqa: E402
 from training.backbone import Backbone, session  # noqa: E402
@@ -84,18 +85,14 @@ class FinetuneToolTests(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="finetune-test-")
         cls.data = os.path.join(cls.tmp, "photos")
-        for c in ("bacterial_spot", "healthy"):
-            os.makedirs(os.path.join(cls.data, "pepper", c))
-            for name in sorted(os.listdir(os.path.join(LEAVES, "pepper", c)))[:40]:
-                shutil.copyfile(os.path.join(LEAVES, "pepper", c, name), os.path.join(cls.data, "pepper", c, name))
+        support.copy_photos(LEAVES, cls.data, {"pepper": ["bacterial_spot", "healthy"]}, 40)
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def run_tool(self, *args):
-        return subprocess.run([sys.executable, os.path.join(TOOLS, "finetune-backbone"), *args], capture_output=True,
-                              text=True)
+        return support.run_tool("finetune-backbone", *args)
 
     def test_fine_tunes_and_quantizes_a_backbone_train_bundle_accepts(self):
         out = os.path.join(self.tmp, "out")

@@ -21,6 +21,8 @@ from contextlib import redirect_stderr, redirect_stdout
 TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import support  # noqa: E402
 from training import device, fit, metrics  # noqa: E402
 
 LEAVES = os.environ.get("AADS_REAL_LEAVES", os.path.join(REPO, "..", "shared", "data", "real-leaves"))
@@ -94,11 +96,7 @@ class TrainBundleTests(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="train-bundle-test-")
         cls.edge = device.find_binary(None)
         cls.data = os.path.join(cls.tmp, "photos")
-        for crop, classes in TINY.items():
-            for c in classes:
-                os.makedirs(os.path.join(cls.data, crop, c))
-                for name in sorted(os.listdir(os.path.join(LEAVES, crop, c)))[:PER_CLASS]:
-                    shutil.copyfile(os.path.join(LEAVES, crop, c, name), os.path.join(cls.data, crop, c, name))
+        support.copy_photos(LEAVES, cls.data, TINY, PER_CLASS)
         cls.key = os.path.join(cls.tmp, "keys", "dev.key")
         os.makedirs(os.path.dirname(cls.key))
         subprocess.run([cls.edge, "bundle", "keygen", "--out", cls.key], check=True, capture_output=True)
@@ -111,8 +109,7 @@ class TrainBundleTests(unittest.TestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def run_tool(self, *args):
-        return subprocess.run([sys.executable, os.path.join(TOOLS, "train-bundle"), *args], capture_output=True,
-                              text=True)
+        return support.run_tool("train-bundle", *args)
 
     def common(self, out):
         return ["--data", self.data, "--backbone", BACKBONE, "--out", out, "--key", self.key, *FAST]
