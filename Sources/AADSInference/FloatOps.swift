@@ -74,12 +74,13 @@ final class FConvStep: Step, @unchecked Sendable {
     /// input channels, or for a depthwise convolution input channels `c..<c + n` alone.
     @inline(__always)
     static func runChannels(
-        _ p: aads_fconv, _ c: Int, _ n: Int, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>
+        _ variant: Int32, _ p: aads_fconv, _ c: Int, _ n: Int, _ x: UnsafePointer<Float>,
+        _ out: UnsafeMutablePointer<Float>
     ) {
         var part = channels(Int32(n), of: p)
         part.weights = p.weights + c * Int(p.cin / p.group) * Int(p.kh) * Int(p.kw)
         part.bias = p.bias.map { $0 + c }
-        aads_fconv_run(&part, x, out, 0, Int32(n))
+        aads_fconv_run(variant, &part, x, out, 0, Int32(n))
     }
 
     func run(_ ctx: ExecContext) {
@@ -91,7 +92,7 @@ final class FConvStep: Step, @unchecked Sendable {
             for b in 0..<batch {
                 parallelFor(Int(p.cout), threads: ctx.threads) { lo, hi in
                     var pp = p
-                    aads_fconv_run(&pp, x + b * inImage, y + b * outImage, Int32(lo), Int32(hi))
+                    aads_fconv_run(ctx.variant, &pp, x + b * inImage, y + b * outImage, Int32(lo), Int32(hi))
                 }
             }
         }
@@ -156,9 +157,9 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
                         let end = channels * (i + 1) / chunks
                         for c in stride(from: channels * i / chunks, to: end, by: FConvDepthwiseStep.block) {
                             let n = min(FConvDepthwiseStep.block, end - c)
-                            FConvStep.runChannels(pf, c, n, xb, tmp)
+                            FConvStep.runChannels(ctx.variant, pf, c, n, xb, tmp)
                             for a in self.activations { FUnaryStep.apply(a.f, tmp, tmp, count: n * plane) }
-                            FConvStep.runChannels(pd, c, n, tmp, yb + c * outPlane)
+                            FConvStep.runChannels(ctx.variant, pd, c, n, tmp, yb + c * outPlane)
                         }
                     }
                     if chunks == 1 {
@@ -354,6 +355,8 @@ final class FUnaryStep: Step {
         switch f {
         case .identity: if y != x { y.update(from: x, count: count) }
         case .relu: for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
+        // ReLU6 and other clips: the bounds outside the loop, so that it vectorises.
+        case .clip(let lo, let hi): for i in 0..<count { y[i] = min(max(x[i], lo), hi) }
         default: for i in 0..<count { y[i] = f.apply(x[i]) }
         }
     }

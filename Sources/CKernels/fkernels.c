@@ -1,96 +1,113 @@
+// Float32 kernels: convolution (NCHW) and matrix products. Every output is a sum in a fixed order (bias first,
+// then the terms by input channel and tap). The optimised variants add each term with one fused multiply-add,
+// so they are bit-equal to each other and to a scalar fmaf chain; the portable variant multiplies and adds
+// separately (a fused multiply-add is a library call on x86-64 CPUs without FMA) and is the fallback.
 #include "cpu.h"
 #include "internal.h"
 
-// Pointwise (1x1, stride 1, no padding, one group) convolution as a matrix product: 4 output channels x 256
-// pixels per block, so each input row segment is read once per 4 channels.
-#define POINTWISE_BODY                                                                                            \
-    const size_t plane = (size_t)p->in_h * p->in_w;                                                               \
-    float acc[4][256];                                                                                           \
-    for (size_t p0 = 0; p0 < plane; p0 += 256) {                                                                 \
-        const int32_t np = plane - p0 < 256 ? (int32_t)(plane - p0) : 256;                                       \
-        for (int32_t oc = oc_begin; oc < oc_end; oc += 4) {                                                       \
-            const int32_t nc = oc_end - oc < 4 ? oc_end - oc : 4;                                                 \
-            for (int32_t j = 0; j < nc; j++) {                                                                    \
-                const float b = p->bias ? p->bias[oc + j] : 0.0f;                                                 \
-                for (int32_t i = 0; i < np; i++) acc[j][i] = b;                                                   \
-            }                                                                                                     \
-            for (int32_t ic = 0; ic < p->cin; ic++) {                                                             \
-                const float *x = in + (size_t)ic * plane + p0;                                                    \
-                for (int32_t j = 0; j < nc; j++) {                                                                \
-                    const float w = p->weights[(size_t)(oc + j) * p->cin + ic];                                   \
-                    float *a = acc[j];                                                                            \
-                    for (int32_t i = 0; i < np; i++) a[i] += w * x[i];                                            \
-                }                                                                                                 \
-            }                                                                                                     \
-            for (int32_t j = 0; j < nc; j++) {                                                                    \
-                float *o = out + (size_t)(oc + j) * plane + p0;                                                   \
-                for (int32_t i = 0; i < np; i++) o[i] = acc[j][i];                                                \
-            }                                                                                                     \
-        }                                                                                                         \
-    }
-
-static void pointwise_portable(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
-    POINTWISE_BODY
-}
-
-#if AADS_X86
-__attribute__((target("avx2,fma"))) static void pointwise_avx2(const aads_fconv *p, const float *in, float *out,
-                                                                int32_t oc_begin, int32_t oc_end) {
-    POINTWISE_BODY
-}
-#endif
-
-static void fconv_direct(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
-
-void aads_fconv_run(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
-    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 &&
-        p->group == 1 && p->out_h == p->in_h && p->out_w == p->in_w) {
-#if AADS_X86
-        if (aads_x86_has_avx2()) {
-            pointwise_avx2(p, in, out, oc_begin, oc_end);
-            return;
+// Portable rows: 4 output rows x 256 columns per block, so each input row segment is read once per 4 rows.
+static void rows_portable(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
+                          const float *x, size_t ldx, float *out, size_t ldo) {
+    float acc[4][256];
+    for (int32_t p0 = 0; p0 < n; p0 += 256) {
+        const int32_t np = n - p0 < 256 ? n - p0 : 256;
+        for (int32_t r0 = 0; r0 < m; r0 += 4) {
+            const int32_t nr = m - r0 < 4 ? m - r0 : 4;
+            for (int32_t r = 0; r < nr; r++) {
+                const float b = bias ? bias[r0 + r] : 0.0f;
+                for (int32_t i = 0; i < np; i++) acc[r][i] = b;
+            }
+            for (int32_t kk = 0; kk < k; kk++) {
+                const float *xr = x + (size_t)kk * ldx + p0;
+                for (int32_t r = 0; r < nr; r++) {
+                    const float wv = w[(size_t)(r0 + r) * ldw + kk];
+                    float *a = acc[r];
+                    for (int32_t i = 0; i < np; i++) a[i] += wv * xr[i];
+                }
+            }
+            for (int32_t r = 0; r < nr; r++) memcpy(out + (size_t)(r0 + r) * ldo + p0, acc[r], (size_t)np * sizeof(float));
         }
-#endif
-        pointwise_portable(p, in, out, oc_begin, oc_end);
-        return;
     }
-    fconv_direct(p, in, out, oc_begin, oc_end);
 }
 
-static void fconv_direct(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
-    const int32_t cin_g = p->cin / p->group, cout_g = p->cout / p->group;
-    const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
-    for (int32_t oc = oc_begin; oc < oc_end; oc++) {
-        const int32_t g = oc / cout_g;
-        float *o = out + (size_t)oc * out_plane;
-        const float b = p->bias ? p->bias[oc] : 0.0f;
-        for (size_t i = 0; i < out_plane; i++) o[i] = b;
-        for (int32_t ic = 0; ic < cin_g; ic++) {
-            const float *x = in + (size_t)(g * cin_g + ic) * in_plane;
-            const float *w = p->weights + ((size_t)oc * cin_g + ic) * p->kh * p->kw;
-            for (int32_t ky = 0; ky < p->kh; ky++) {
-                for (int32_t kx = 0; kx < p->kw; kx++) {
-                    const float wv = w[ky * p->kw + kx];
-                    // output columns whose input column is inside the image
-                    const int32_t off = kx * p->dil_w - p->pad_l;
-                    int32_t ow0 = 0, ow1 = p->out_w;
-                    while (ow0 < ow1 && ow0 * p->stride_w + off < 0) ow0++;
-                    while (ow1 > ow0 && (ow1 - 1) * p->stride_w + off >= p->in_w) ow1--;
-                    for (int32_t oh = 0; oh < p->out_h; oh++) {
-                        const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
-                        if (ih < 0 || ih >= p->in_h) continue;
-                        const float *xr = x + (size_t)ih * p->in_w + off;
-                        float *orow = o + (size_t)oh * p->out_w;
-                        if (p->stride_w == 1) {
-                            for (int32_t ow = ow0; ow < ow1; ow++) orow[ow] += wv * xr[ow];
-                        } else {
-                            for (int32_t ow = ow0; ow < ow1; ow++) orow[ow] += wv * xr[ow * p->stride_w];
-                        }
-                    }
+#define FMA_PLAIN(acc, w, x) ((acc) + (w) * (x))
+AADS_FCONV_DIRECT(direct_portable, static, FMA_PLAIN)
+
+typedef struct {
+    aads_frows_fn rows;
+    aads_fdirect_fn direct;
+    /// Any group, stride 1 or 2 along rows, at most 8 tap columns, row by row; NULL where there is none.
+    aads_fdirect_fn rowwise;
+} fkernels;
+
+static fkernels kernels_for(int variant) {
+    if (!aads_variant_available(variant)) variant = AADS_VARIANT_PORTABLE;
+    switch (variant) {
+#if AADS_X86
+    case AADS_VARIANT_AVX2: return (fkernels){aads_frows_avx2, aads_fdirect_avx2, NULL};
+    case AADS_VARIANT_AVX512VNNI: return (fkernels){aads_frows_avx512, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
+#endif
+#if AADS_ARM64
+    case AADS_VARIANT_NEON:
+    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, aads_fdirect_neon, NULL};
+#endif
+    default: return (fkernels){rows_portable, direct_portable, NULL};
+    }
+}
+
+/// Input columns per im2col block, and the largest kh*kw*cin unfolded (the block lives on the stack: 64 KB).
+#define IM2COL_COLS 64
+#define IM2COL_MAX_K 256
+
+/// Output row `oh`, columns [ow0, ow0 + nw), of a one-group convolution as a matrix product over unfolded input:
+/// cols[(ic * kh + ky) * kw + kx][j] is the input under tap (ky, kx) of output column ow0 + j, or 0 in the padding.
+static void conv_row_im2col(aads_frows_fn rows, const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
+                            int32_t oc_end, int32_t oh, int32_t ow0, int32_t nw) {
+    float cols[IM2COL_MAX_K * IM2COL_COLS];
+    const size_t in_plane = (size_t)p->in_h * p->in_w;
+    int32_t row = 0;
+    for (int32_t ic = 0; ic < p->cin; ic++) {
+        for (int32_t ky = 0; ky < p->kh; ky++) {
+            const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;
+            for (int32_t kx = 0; kx < p->kw; kx++, row++) {
+                float *c = cols + (size_t)row * IM2COL_COLS;
+                for (int32_t j = 0; j < nw; j++) {
+                    const int32_t iw = (ow0 + j) * p->stride_w - p->pad_l + kx * p->dil_w;
+                    const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
+                    c[j] = inside ? in[(size_t)ic * in_plane + (size_t)ih * p->in_w + iw] : 0.0f;
                 }
             }
         }
     }
+    const int32_t k = p->cin * p->kh * p->kw;
+    const size_t out_plane = (size_t)p->out_h * p->out_w;
+    rows(oc_end - oc_begin, nw, k, p->weights + (size_t)oc_begin * k, k, p->bias ? p->bias + oc_begin : NULL, cols,
+         IM2COL_COLS, out + (size_t)oc_begin * out_plane + (size_t)oh * p->out_w + ow0, out_plane);
+}
+
+void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
+    const fkernels k = kernels_for(variant);
+    const size_t plane = (size_t)p->in_h * p->in_w;
+    if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 &&
+        p->group == 1 && p->out_h == p->in_h && p->out_w == p->in_w) {
+        k.rows(oc_end - oc_begin, (int32_t)plane, p->cin, p->weights + (size_t)oc_begin * p->cin, p->cin,
+               p->bias ? p->bias + oc_begin : NULL, in, plane, out + (size_t)oc_begin * plane, plane);
+        return;
+    }
+    if (k.rowwise && (p->stride_w == 1 || p->stride_w == 2) && p->kw <= 8) {
+        k.rowwise(p, in, out, oc_begin, oc_end);
+        return;
+    }
+    if (p->group == 1 && p->cin * p->kh * p->kw <= IM2COL_MAX_K) {
+        for (int32_t oh = 0; oh < p->out_h; oh++) {
+            for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += IM2COL_COLS) {
+                const int32_t nw = p->out_w - ow0 < IM2COL_COLS ? p->out_w - ow0 : IM2COL_COLS;
+                conv_row_im2col(k.rows, p, in, out, oc_begin, oc_end, oh, ow0, nw);
+            }
+        }
+        return;
+    }
+    k.direct(p, in, out, oc_begin, oc_end);
 }
 
 void aads_fgemm(int32_t m, int32_t n, int32_t k, const float *a, int32_t trans_a, const float *b, int32_t trans_b,

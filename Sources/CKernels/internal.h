@@ -143,6 +143,55 @@ static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *
     return *ih0 >= 0 && *ih0 + (p->kh - 1) * p->dil_h < p->in_h;
 }
 
+/// Float rows: out[r * ldo + j] = bias[r] (0 without bias) + sum over kk of w[r * ldw + kk] * x[kk * ldx + j], for
+/// r < m and j < n, the terms added in order of kk.
+typedef void (*aads_frows_fn)(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
+                              const float *x, size_t ldx, float *out, size_t ldo);
+/// Float convolution of output channels [oc_begin, oc_end) tap by tap (any group, stride, padding, dilation).
+typedef void (*aads_fdirect_fn)(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+
+/// Defines `name`, an aads_fdirect_fn compiled with `attr`, whose terms are added by MAC(acc, w, x): each output
+/// starts at its bias and adds the taps inside the image in order of input channel, tap row and tap column.
+#define AADS_FCONV_DIRECT(name, attr, MAC)                                                                         \
+    attr void name(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {          \
+        const int32_t cin_g = p->cin / p->group, cout_g = p->cout / p->group;                                     \
+        const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;             \
+        for (int32_t oc = oc_begin; oc < oc_end; oc++) {                                                          \
+            const int32_t g = oc / cout_g;                                                                        \
+            float *o = out + (size_t)oc * out_plane;                                                              \
+            const float b = p->bias ? p->bias[oc] : 0.0f;                                                         \
+            for (size_t i = 0; i < out_plane; i++) o[i] = b;                                                      \
+            for (int32_t ic = 0; ic < cin_g; ic++) {                                                              \
+                const float *x = in + (size_t)(g * cin_g + ic) * in_plane;                                        \
+                const float *w = p->weights + ((size_t)oc * cin_g + ic) * p->kh * p->kw;                          \
+                for (int32_t ky = 0; ky < p->kh; ky++) {                                                          \
+                    for (int32_t kx = 0; kx < p->kw; kx++) {                                                      \
+                        const float wv = w[ky * p->kw + kx];                                                      \
+                        /* output columns whose input column is inside the image */                               \
+                        const int32_t off = kx * p->dil_w - p->pad_l;                                             \
+                        int32_t ow0 = 0, ow1 = p->out_w;                                                          \
+                        while (ow0 < ow1 && ow0 * p->stride_w + off < 0) ow0++;                                   \
+                        while (ow1 > ow0 && (ow1 - 1) * p->stride_w + off >= p->in_w) ow1--;                      \
+                        for (int32_t oh = 0; oh < p->out_h; oh++) {                                               \
+                            const int32_t ih = oh * p->stride_h - p->pad_t + ky * p->dil_h;                       \
+                            if (ih < 0 || ih >= p->in_h) continue;                                                \
+                            const float *xr = x + (size_t)ih * p->in_w + off;                                     \
+                            float *orow = o + (size_t)oh * p->out_w;                                              \
+                            if (p->stride_w == 1) {                                                               \
+                                for (int32_t ow = ow0; ow < ow1; ow++) orow[ow] = MAC(orow[ow], wv, xr[ow]);      \
+                            } else if (p->stride_w == 2) {                                                        \
+                                for (int32_t ow = ow0; ow < ow1; ow++) orow[ow] = MAC(orow[ow], wv, xr[2 * ow]);  \
+                            } else {                                                                              \
+                                for (int32_t ow = ow0; ow < ow1; ow++)                                            \
+                                    orow[ow] = MAC(orow[ow], wv, xr[ow * p->stride_w]);                           \
+                            }                                                                                     \
+                        }                                                                                         \
+                    }                                                                                             \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
 void aads_qconv_portable(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_portable(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 #if AADS_X86
@@ -150,10 +199,20 @@ void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t
 void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
+void aads_frows_avx2(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
+                     size_t ldx, float *out, size_t ldo);
+void aads_frows_avx512(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
+                       size_t ldx, float *out, size_t ldo);
+void aads_fdirect_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+void aads_fdirect_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 #endif
 #if AADS_ARM64
 void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
+void aads_frows_neon(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
+                     size_t ldx, float *out, size_t ldo);
+void aads_fdirect_neon(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 #endif
 #endif

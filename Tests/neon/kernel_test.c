@@ -2,6 +2,7 @@
 // tools/test-neon; natively on x86-64 the same file checks the AVX2 and AVX-512 variants): every available variant
 // must equal a plain reference convolution bit for bit over randomized shapes, for general and depthwise convolutions.
 #include "CKernels.h"
+#include <math.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,6 +208,85 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
     return failures;
 }
 
+/// One float convolution case: every variant but the portable one must equal a chain of fmaf (bias, then the taps
+/// inside the image by input channel, tap row and tap column) bit for bit; any range of output channels computes
+/// exactly those. Shapes as in Tests/AADSInferenceTests/FloatKernelTests.swift.
+static int run_float_case(int index, const int *variants, int nvariants) {
+    aads_fconv p;
+    do { // a shape with at least one output pixel
+        memset(&p, 0, sizeof p);
+        p.group = 1, p.kh = 1, p.kw = 1, p.stride_h = 1, p.dil_h = 1;
+        switch (index % 4) {
+        case 0: p.cin = rnd(1, 70), p.cout = rnd(1, 13), p.in_h = rnd(1, 12), p.in_w = rnd(1, 40); break;
+        case 1:
+            p.cin = rnd(1, 8), p.cout = rnd(1, 11), p.kh = rnd(0, 1) ? 3 : 5, p.kw = rnd(0, 1) ? 1 : 3;
+            p.stride_h = rnd(1, 2), p.pad_t = rnd(0, 2), p.dil_h = rnd(1, 2), p.in_h = rnd(5, 20), p.in_w = rnd(5, 90);
+            break;
+        case 2:
+            p.cin = p.cout = p.group = rnd(1, 9), p.kh = p.kw = rnd(0, 1) ? 3 : 5, p.stride_h = rnd(1, 2);
+            p.pad_t = p.kh / 2, p.dil_h = rnd(0, 3) ? 1 : 2, p.in_h = rnd(1, 9), p.in_w = rnd(1, 150);
+            break;
+        default:
+            p.cin = rnd(29, 40), p.cout = rnd(1, 6), p.kh = p.kw = 3, p.pad_t = 1, p.stride_h = rnd(1, 2);
+            p.in_h = rnd(3, 9), p.in_w = rnd(3, 12);
+            break;
+        }
+        p.stride_w = p.stride_h, p.pad_l = p.pad_t, p.dil_w = p.dil_h;
+        p.out_h = (p.in_h + 2 * p.pad_t - p.dil_h * (p.kh - 1) - 1) / p.stride_h + 1;
+        p.out_w = (p.in_w + 2 * p.pad_l - p.dil_w * (p.kw - 1) - 1) / p.stride_w + 1;
+    } while (p.out_h < 1 || p.out_w < 1);
+    const int cin_g = p.cin / p.group, cout_g = p.cout / p.group, taps = p.kh * p.kw;
+    const size_t nx = (size_t)p.cin * p.in_h * p.in_w, nw = (size_t)p.cout * cin_g * taps;
+    const size_t plane = (size_t)p.out_h * p.out_w, ny = (size_t)p.cout * plane;
+    float *x = malloc(nx * sizeof(float)), *w = malloc(nw * sizeof(float)), *b = malloc((size_t)p.cout * sizeof(float));
+    float *ref = malloc(ny * sizeof(float)), *got = malloc(ny * sizeof(float));
+    for (size_t i = 0; i < nx; i++) x[i] = (float)rndd(-2, 2);
+    for (size_t i = 0; i < nw; i++) w[i] = (float)rndd(-1, 1);
+    for (int i = 0; i < p.cout; i++) b[i] = (float)rndd(-1, 1);
+    p.weights = w, p.bias = rnd(0, 3) ? b : NULL;
+    for (int oc = 0; oc < p.cout; oc++) {
+        for (int oh = 0; oh < p.out_h; oh++) {
+            for (int ow = 0; ow < p.out_w; ow++) {
+                float acc = p.bias ? b[oc] : 0.0f;
+                for (int ic = 0; ic < cin_g; ic++) {
+                    for (int t = 0; t < taps; t++) {
+                        const int ih = oh * p.stride_h - p.pad_t + (t / p.kw) * p.dil_h;
+                        const int iw = ow * p.stride_w - p.pad_l + (t % p.kw) * p.dil_w;
+                        if (ih < 0 || ih >= p.in_h || iw < 0 || iw >= p.in_w) continue;
+                        const float xv = x[((size_t)(oc / cout_g * cin_g + ic) * p.in_h + ih) * p.in_w + iw];
+                        acc = fmaf(w[((size_t)oc * cin_g + ic) * taps + t], xv, acc);
+                    }
+                }
+                ref[(size_t)oc * plane + (size_t)oh * p.out_w + ow] = acc;
+            }
+        }
+    }
+    int failures = 0;
+    for (int vi = 0; vi < nvariants; vi++) {
+        if (variants[vi] == AADS_VARIANT_PORTABLE) continue;
+        const int lo = rnd(0, p.cout - 1), hi = rnd(lo + 1, p.cout);
+        for (size_t i = 0; i < ny; i++) got[i] = NAN;
+        aads_fconv_run(variants[vi], &p, x, got, lo, hi);
+        int bad = 0;
+        for (size_t i = 0; i < ny; i++) {
+            const int inside = i >= (size_t)lo * plane && i < (size_t)hi * plane;
+            bad += inside ? got[i] != ref[i] : !isnan(got[i]);
+        }
+        if (bad) {
+            printf("float case %d (cin %d cout %d %dx%d group %d %dx%d stride %d) variant %s: %d of %zu wrong\n", index,
+                   p.cin, p.cout, p.in_h, p.in_w, p.group, p.kh, p.kw, p.stride_h, aads_variant_name(variants[vi]), bad,
+                   ny);
+            failures++;
+        }
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(ref);
+    free(got);
+    return failures;
+}
+
 int main(int argc, char **argv) {
     const int cases = argc > 1 ? atoi(argv[1]) : 300;
     int variants[AADS_VARIANT_COUNT], nvariants = 0;
@@ -231,5 +311,10 @@ int main(int argc, char **argv) {
     printf("%d depthwise 3x3/5x5 cases x %d variants (one in four with the float reference): %s\n", cases, nvariants,
            dw_failures ? "FAILED" : "all equal");
     failures += dw_failures;
+    int float_failures = 0;
+    for (int i = 0; i < cases; i++) float_failures += run_float_case(i, variants, nvariants);
+    printf("%d float convolution cases x %d optimised variants: %s\n", cases, nvariants - 1,
+           float_failures ? "FAILED" : "all equal to the fused chain");
+    failures += float_failures;
     return failures ? 1 : 0;
 }

@@ -1,8 +1,9 @@
 #ifndef AADS_CKERNELS_H
 #define AADS_CKERNELS_H
 // Integer dot-product kernels for the inference engine, in C because Swift cannot express the int8 dot-product
-// instructions (VPDPBUSD, VPMADDWD, SDOT, SMLAL). Every optimised variant computes exactly what the portable
-// variant computes; the Swift reference kernels in AADSInference are the specification they are tested against.
+// instructions (VPDPBUSD, VPMADDWD, SDOT, SMLAL), and the float kernels beside them (same variants, same
+// per-architecture files). Every optimised int8 variant computes exactly what the portable variant computes; the
+// Swift reference kernels in AADSInference are the specification they are tested against.
 //
 // Activations are int8 NHWC. Buffers handed to the kernels must stay readable for AADS_KERNEL_SLACK bytes past
 // their last element (dot products read whole groups of 4 channels and mask the extra ones with zero weights).
@@ -122,13 +123,15 @@ int8_t aads_qconv_reference_output(const aads_qconv *p, const int8_t *in, int32_
 int8_t aads_dwconv_reference_output(const aads_dwconv *p, const int8_t *in, int32_t oh, int32_t ow, int32_t c);
 
 /// Float convolution, NCHW, one image, output channels [oc_begin, oc_end). Weights w[cout][cin/group][kh][kw].
+/// Each output is its bias plus the terms in order of input channel and tap; every variant but the portable one
+/// adds each term with one fused multiply-add, so those variants give identical results.
 typedef struct aads_fconv {
     int32_t cin, in_h, in_w, cout, out_h, out_w, group;
     int32_t kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w;
     const float *weights;
     const float *bias; // may be NULL
 } aads_fconv;
-void aads_fconv_run(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 
 /// C[m][n] = alpha * sum_k A[m][k] B[k][n] + beta * bias (bias broadcast by the caller into C beforehand when beta != 0);
 /// A is M x K (or K x M when trans_a), B is K x N (or N x K when trans_b). Rows [m_begin, m_end).

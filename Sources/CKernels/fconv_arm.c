@@ -1,0 +1,70 @@
+// Float32 rows (pointwise convolutions and unfolded convolutions) and direct convolutions for AArch64 NEON. A tile
+// of 4 output rows by 16 columns stays in registers while the terms are added in order, one fused multiply-add
+// (FMLA) each; the last columns of a row go 4 and then 1 at a time, through the same chain of fused operations.
+#include "internal.h"
+#if AADS_ARM64
+#include <arm_neon.h>
+
+#define INLINE static inline __attribute__((always_inline))
+#define FMA_FUSED(acc, w, x) fmaf((w), (x), (acc))
+
+AADS_FCONV_DIRECT(aads_fdirect_neon, , FMA_FUSED)
+
+/// `mr` rows (at most 4) by 4 * `nv` columns (nv at most 4).
+INLINE void tile_neon(const int mr, const int nv, int32_t k, const float *w, int32_t ldw, const float *bias,
+                      const float *x, size_t ldx, float *out, size_t ldo) {
+    float32x4_t acc[4][4];
+    for (int r = 0; r < mr; r++) {
+        const float32x4_t b = vdupq_n_f32(bias ? bias[r] : 0.0f);
+        for (int v = 0; v < nv; v++) acc[r][v] = b;
+    }
+    for (int32_t kk = 0; kk < k; kk++) {
+        const float *xr = x + (size_t)kk * ldx;
+        float32x4_t xv[4];
+        for (int v = 0; v < nv; v++) xv[v] = vld1q_f32(xr + 4 * v);
+        for (int r = 0; r < mr; r++) {
+            const float wv = w[(size_t)r * ldw + kk];
+            for (int v = 0; v < nv; v++) acc[r][v] = vfmaq_n_f32(acc[r][v], xv[v], wv);
+        }
+    }
+    for (int r = 0; r < mr; r++) {
+        for (int v = 0; v < nv; v++) vst1q_f32(out + (size_t)r * ldo + 4 * v, acc[r][v]);
+    }
+}
+
+/// One column of `mr` rows.
+INLINE void column(int mr, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x, size_t ldx,
+                   float *out, size_t ldo) {
+    for (int r = 0; r < mr; r++) {
+        float acc = bias ? bias[r] : 0.0f;
+        for (int32_t kk = 0; kk < k; kk++) acc = fmaf(w[(size_t)r * ldw + kk], x[(size_t)kk * ldx], acc);
+        out[(size_t)r * ldo] = acc;
+    }
+}
+
+INLINE void rows_of(const int mr, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
+                    const float *x, size_t ldx, float *out, size_t ldo) {
+    int32_t j = 0;
+    for (; j + 16 <= n; j += 16) tile_neon(mr, 4, k, w, ldw, bias, x + j, ldx, out + j, ldo);
+    for (; j + 4 <= n; j += 4) tile_neon(mr, 1, k, w, ldw, bias, x + j, ldx, out + j, ldo);
+    for (; j < n; j++) column(mr, k, w, ldw, bias, x + j, ldx, out + j, ldo);
+}
+
+void aads_frows_neon(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
+                     size_t ldx, float *out, size_t ldo) {
+    // Columns in blocks of 64, so a block's input rows stay in cache while every output row passes over them.
+    for (int32_t j0 = 0; j0 < n; j0 += 64) {
+        const int32_t nj = n - j0 < 64 ? n - j0 : 64;
+        for (int32_t r = 0; r < m; r += 4) {
+            const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;
+            float *o = out + (size_t)r * ldo + j0;
+            switch (m - r < 4 ? m - r : 4) {
+            case 4: rows_of(4, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
+            case 3: rows_of(3, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
+            case 2: rows_of(2, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
+            default: rows_of(1, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
+            }
+        }
+    }
+}
+#endif
