@@ -110,12 +110,15 @@ extension aads_fconv {
 /// A convolution of one group, its elementwise activations and the depthwise convolution reading them, run a few
 /// channels at a time: channels `c..<c + 4` of the first convolution go to planes of scratch memory (four, as
 /// its pointwise kernel computes four channels per pass over the input), the activations run over them there,
-/// and the depthwise convolution's channels `c..<c + 4` read them from there. The first convolution's output (in
+/// and the depthwise convolution's channels `c..<c + 4` read them from there (its own activations then run on those
+/// output channels while they are in cache). The first convolution's output (in
 /// an inverted residual block, the expansion: the largest tensor of the network) never exists whole. Each
 /// channel is computed by the same kernels as the separate steps, so the results are identical.
 final class FConvDepthwiseStep: Step, @unchecked Sendable {
     let inputs: [Int], outputs: [Int], node: String
     let first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep
+    /// Activations of the depthwise convolution's output, applied to each block of channels in place.
+    let after: [FUnaryStep]
     /// Threads that may run channels, each with its own scratch planes.
     let planes: Int
     /// Channels computed together.
@@ -123,9 +126,10 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
     var kind: String { "fconv+dwconv" }
     var scratchBytes: Int { planes * FConvDepthwiseStep.block * first.outPlane * MemoryLayout<Float>.stride }
 
-    init(first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, threads: Int) {
-        (inputs, outputs, node) = (first.inputs, depthwise.outputs, first.node)
+    init(first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, after: [FUnaryStep] = [], threads: Int) {
+        (inputs, outputs, node) = (first.inputs, after.last?.outputs ?? depthwise.outputs, first.node)
         (self.first, self.activations, self.depthwise, planes) = (first, activations, depthwise, max(1, threads))
+        self.after = after
     }
 
     /// Whether `first`, then `activations` in order, then `depthwise` can run as one such step (the values between
@@ -160,6 +164,9 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
                             FConvStep.runChannels(ctx.variant, pf, c, n, xb, tmp)
                             for a in self.activations { FUnaryStep.apply(a.f, tmp, tmp, count: n * plane) }
                             FConvStep.runChannels(ctx.variant, pd, c, n, tmp, yb + c * outPlane)
+                            for a in self.after {
+                                FUnaryStep.apply(a.f, yb + c * outPlane, yb + c * outPlane, count: n * outPlane)
+                            }
                         }
                     }
                     if chunks == 1 {

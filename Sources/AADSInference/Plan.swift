@@ -100,8 +100,9 @@ final class ExecutionPlan {
     deinit { pointers.deallocate() }
 
     /// `steps` with each float convolution of one group that is followed by elementwise activations and a depthwise
-    /// convolution (an inverted residual block's expansion) replaced by one `FConvDepthwiseStep`, when the values
-    /// in between are read by nothing else and are not among `keeping` (the plan's seeds and outputs).
+    /// convolution (an inverted residual block's expansion), and the activations after that, replaced by one
+    /// `FConvDepthwiseStep`, when the values in between are read by nothing else and are not among `keeping` (the
+    /// plan's seeds and outputs).
     static func fused(_ steps: [any Step], keeping: Set<Int>, threads: Int) -> [any Step] {
         var readers: [Int: Int] = [:]
         for step in steps { for v in step.inputs { readers[v, default: 0] += 1 } }
@@ -126,9 +127,18 @@ final class ExecutionPlan {
                 result.append(steps[i])
                 continue
             }
+            // Activations of the depthwise output run on each block of channels as soon as it is written.
+            var (k, out, after) = (j + 1, depthwise.outputs[0], [FUnaryStep]())
+            while k < steps.count, let a = steps[k] as? FUnaryStep, a.inputs[0] == out, internalValue(out),
+                a.count == depthwise.batch * Int(depthwise.param.cout) * depthwise.outPlane
+            {
+                after.append(a)
+                (out, k) = (a.outputs[0], k + 1)
+            }
             result.append(
-                FConvDepthwiseStep(first: first, activations: activations, depthwise: depthwise, threads: threads))
-            i = j
+                FConvDepthwiseStep(
+                    first: first, activations: activations, depthwise: depthwise, after: after, threads: threads))
+            i = k - 1
         }
         return result
     }

@@ -173,6 +173,9 @@ import Testing
         // activations need 2.4 MB instead of 6.0 MB.
         #expect(full.steps.filter { $0 is FConvDepthwiseStep }.count == 16)
         #expect(full.arena.byteCount < 2_500_000)
+        // The ReLU6 after each depthwise convolution runs inside the same step.
+        let fusedOutputs = Set(full.steps.filter { $0 is FConvDepthwiseStep }.flatMap(\.outputs))
+        #expect(!full.steps.contains { $0 is FUnaryStep && fusedOutputs.contains($0.inputs[0]) })
 
         // Asking for every tensor keeps each in its own buffer, step by step: the same outputs, bit for bit.
         let x = try EngineTests.photo("skimage-chelsea")
