@@ -326,7 +326,7 @@ public final class InferenceModel: @unchecked Sendable {
                         DequantizeStep.applyRaw(tb.baseAddress!, out, shape: v.shape)
                     }
                 } else {
-                    QuantizeStep.apply(base, out, shape: v.shape, q: q)
+                    QuantizeStep.apply(base, out, shape: v.shape, q: q, variant: variant)
                 }
             } else {
                 dst.assumingMemoryBound(to: Float.self).update(from: base, count: src.count)

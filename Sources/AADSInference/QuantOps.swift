@@ -15,17 +15,20 @@ final class QuantizeStep: Step {
     func run(_ ctx: ExecContext) {
         let x = ctx.f32(inputs[0])
         let y = ctx.i8(outputs[0])
-        QuantizeStep.apply(x, y, shape: shape, q: q)
+        QuantizeStep.apply(x, y, shape: shape, q: q, variant: ctx.variant)
     }
 
-    static func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Int8>, shape: [Int], q: QParams) {
+    static func apply(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Int8>, shape: [Int], q: QParams, variant: Int32
+    ) {
         if shape.count == 4 {
             let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3])
             for b in 0..<n {
-                aads_quantize_nchw_to_nhwc(x + b * c * hw, y + b * c * hw, Int32(c), Int32(hw), q.scale, q.zeroPoint)
+                aads_quantize_nchw_to_nhwc(
+                    variant, x + b * c * hw, y + b * c * hw, Int32(c), Int32(hw), q.scale, q.zeroPoint)
             }
         } else {
-            aads_quantize_nchw_to_nhwc(x, y, 1, Int32(shape.reduce(1, *)), q.scale, q.zeroPoint)
+            aads_quantize_nchw_to_nhwc(variant, x, y, 1, Int32(shape.reduce(1, *)), q.scale, q.zeroPoint)
         }
     }
 

@@ -65,17 +65,43 @@ void aads_qbinary_run(int variant, const aads_qbinary *p, const int8_t *a, const
     qbinary_portable(p, a, b, y, n);
 }
 
-void aads_quantize_nchw_to_nhwc(const float *x, int8_t *y, int32_t c, int32_t hw, float scale, int32_t zp) {
+/// Quantises n floats of one channel into `out` (a loop the compiler vectorises for the target it is compiled for).
+#define QUANTIZE_BLOCK_BODY                                                                                            \
+    for (int32_t i = 0; i < n; i++) {                                                                                  \
+        float v = src[i] / scale;                                                                                      \
+        v = v != v ? 0 : v;                                                                                            \
+        v = v < lo ? lo : v;                                                                                           \
+        v = v > hi ? hi : v;                                                                                           \
+        out[i] = (int8_t)((int32_t)round_even_f(v) + zp);                                                              \
+    }
+
+static void quantize_block(const float *src, int8_t *out, int32_t n, float scale, float lo, float hi, int32_t zp) {
+    QUANTIZE_BLOCK_BODY
+}
+
+#if AADS_X86
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void quantize_block_avx512(const float *src, int8_t *out,
+                                                                                        int32_t n, float scale, float lo,
+                                                                                        float hi, int32_t zp) {
+    QUANTIZE_BLOCK_BODY
+}
+#endif
+
+void aads_quantize_nchw_to_nhwc(int variant, const float *x, int8_t *y, int32_t c, int32_t hw, float scale, int32_t zp) {
     const float lo = (float)(-128 - zp), hi = (float)(127 - zp);
-    for (int32_t ch = 0; ch < c; ch++) {
-        const float *src = x + (size_t)ch * hw;
-        int8_t *dst = y + ch;
-        for (int32_t i = 0; i < hw; i++) {
-            float v = src[i] / scale;
-            if (v != v) v = 0;
-            v = v < lo ? lo : v;
-            v = v > hi ? hi : v;
-            dst[(size_t)i * c] = (int8_t)((int32_t)round_even_f(v) + zp);
+    void (*block_fn)(const float *, int8_t *, int32_t, float, float, float, int32_t) = quantize_block;
+#if AADS_X86
+    if (variant == AADS_VARIANT_AVX512VNNI && aads_variant_available(variant)) block_fn = quantize_block_avx512;
+#endif
+    (void)variant;
+    // A block of one channel at a time is quantised, then scattered to every c-th byte.
+    int8_t block[256];
+    for (int32_t i0 = 0; i0 < hw; i0 += 256) {
+        const int32_t n = hw - i0 < 256 ? hw - i0 : 256;
+        for (int32_t ch = 0; ch < c; ch++) {
+            block_fn(x + (size_t)ch * hw + i0, block, n, scale, lo, hi, zp);
+            int8_t *dst = y + (size_t)i0 * c + ch;
+            for (int32_t i = 0; i < n; i++) dst[(size_t)i * c] = block[i];
         }
     }
 }

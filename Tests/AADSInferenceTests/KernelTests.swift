@@ -356,7 +356,7 @@ struct ConvCase: CustomStringConvertible {
         }
         // QuantizeLinear with the NCHW → NHWC transpose, including NaN and infinities.
         for i in 0..<50 {
-            let (c, hw) = (r.int(1...9), r.int(1...40))
+            let (c, hw) = (r.int(1...9), r.int(1...600))
             var x = (0..<c * hw).map { _ in Float(r.double(-20, 20)) }
             x[0] = .nan
             if x.count > 2 { (x[1], x[2]) = (.infinity, -.infinity) }
@@ -364,8 +364,11 @@ struct ConvCase: CustomStringConvertible {
             var ref = [Int8](repeating: 0, count: x.count)
             var got = ref
             QuantizeStep.reference(x, &ref, shape: [1, c, hw, 1], q: q)
-            QuantizeStep.apply(x, &got, shape: [1, c, hw, 1], q: q)
-            #expect(got == ref, "quantize case \(i)")
+            for v in KernelTests.variants {
+                got = [Int8](repeating: 0, count: x.count)
+                QuantizeStep.apply(x, &got, shape: [1, c, hw, 1], q: q, variant: v)
+                #expect(got == ref, "quantize case \(i) variant \(String(cString: aads_variant_name(v)))")
+            }
         }
     }
 }

@@ -152,6 +152,6 @@ void aads_qbinary_run(int variant, const aads_qbinary *p, const int8_t *a, const
 
 /// QuantizeLinear of one float NCHW image into int8 NHWC (channels innermost): y = sat(round_half_even(x / scale) + zp),
 /// NaN → zp. `c` = 1 quantizes a flat array.
-void aads_quantize_nchw_to_nhwc(const float *x, int8_t *y, int32_t c, int32_t hw, float scale, int32_t zp);
+void aads_quantize_nchw_to_nhwc(int variant, const float *x, int8_t *y, int32_t c, int32_t hw, float scale, int32_t zp);
 
 #endif
