@@ -36,6 +36,21 @@ AVX512_TARGET static inline __mmask16 store_requant_512(__m512i acc, const doubl
     return near & mask;
 }
 
+/// float32 requantisation (see aads_requant_f32_prepare) of the `mask` lanes of `acc`: stores them and returns the
+/// lanes within AADS_F32_SLACK (plus the reference band when `ref` is set) of a rounding boundary, whose stored value
+/// the caller replaces with the double-precision decision.
+AVX512_TARGET static inline __mmask16 store_requant_512_f32(__m512i acc, const float *mult, const float *offset,
+                                                             __m512 lo, __m512 hi, __m512 band, __m512i zp,
+                                                             int8_t *dst, __mmask16 mask) {
+    __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_maskz_loadu_ps(mask, mult),
+                               _mm512_maskz_loadu_ps(mask, offset));
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    const __m512 r = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __mmask16 near = _mm512_mask_cmp_ps_mask(mask, _mm512_abs_ps(_mm512_sub_ps(v, r)), band, _CMP_GT_OQ);
+    _mm512_mask_cvtsepi32_storeu_epi8(dst, mask, _mm512_add_epi32(_mm512_cvtps_epi32(r), zp));
+    return near;
+}
+
 AVX512_TARGET static inline __attribute__((always_inline)) void
 tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int32_t taps, int32_t kq, int32_t nb0,
          const int NB, int8_t *const *outrows, int32_t nrows, const int8_t *in, const int32_t *rows) {
@@ -73,6 +88,29 @@ tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int
         const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
         const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
         const __m512i comp = _mm512_mullo_epi32(offs, _mm512_maskz_loadu_epi32(mask, p->wsum + n0));
+        if (p->mult_f32) {
+            const __m512 lo32 = _mm512_set1_ps((float)(p->out_min - p->out_zp));
+            const __m512 hi32 = _mm512_set1_ps((float)(p->out_max - p->out_zp));
+            const __m512 band = _mm512_set1_ps((float)(0.5 - AADS_F32_SLACK - (p->ref ? p->ref->eps : 0.0)));
+            for (int r = 0; r < nrows; r++) {
+                const __m512i sums = _mm512_sub_epi32(acc[r][j], comp);
+                __mmask16 near = store_requant_512_f32(sums, p->mult_f32 + n0, p->offset_f32 + n0, lo32, hi32, band,
+                                                       zp, outrows[r] + n0, mask);
+                if (!near) continue;
+                int32_t s32[16];
+                _mm512_storeu_si512((void *)s32, sums);
+                while (near) {
+                    const int l = __builtin_ctz(near);
+                    near &= (__mmask16)(near - 1);
+                    const int32_t n = n0 + l;
+                    int is_near;
+                    outrows[r][n] = aads_requant_or_near(s32[l], p->mult[n], p->offset[n], p->out_zp, p->out_min,
+                                                         p->out_max, p->ref, &is_near);
+                    if (is_near) outrows[r][n] = aads_qconv_reference_output(p, in, rows[r], n);
+                }
+            }
+            continue;
+        }
         for (int r = 0; r < nrows; r++) {
             __mmask16 near = store_requant_512(_mm512_sub_epi32(acc[r][j], comp), p->mult + n0, p->offset + n0, lo, hi,
                                                zp, outrows[r] + n0, mask, p->ref);
