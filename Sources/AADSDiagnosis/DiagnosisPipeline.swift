@@ -10,12 +10,15 @@ public struct PipelineOptions: Sendable {
     public var maxResidentAdapters: Int
     public var allowDamaged: Bool
     public var limits: DecodeLimits
+    /// Rounding of the backbone's near-half int8 results.
+    public var rounding: Rounding
 
     public init(
         threads: Int = 1, maxResidentAdapters: Int = 3, allowDamaged: Bool = false,
-        limits: DecodeLimits = DecodeLimits()
+        limits: DecodeLimits = DecodeLimits(), rounding: Rounding = EngineOptions().rounding
     ) {
         self.threads = threads
+        self.rounding = rounding
         self.maxResidentAdapters = max(1, maxResidentAdapters)
         self.allowDamaged = allowDamaged
         self.limits = limits
@@ -72,7 +75,8 @@ public final class DiagnosisPipeline {
                 decodeThreads: min(max(options.threads, 1), PreprocessOptions.maxDecodeThreads)))
         input = Tensor(shape: preprocessor.tensorShape, data: [Float](repeating: 0, count: preprocessor.tensorCount))
         backbone = try InferenceModel(
-            path: Self.file(bundleDirectory, manifest.backbone.file), options: EngineOptions(threads: options.threads))
+            path: Self.file(bundleDirectory, manifest.backbone.file),
+            options: EngineOptions(threads: options.threads, rounding: options.rounding))
         guard backbone.inputs.contains(where: { $0.name == manifest.backbone.input }) else {
             throw DiagnosisError.shapeMismatch("backbone has no input \(manifest.backbone.input)")
         }

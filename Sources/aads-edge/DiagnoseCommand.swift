@@ -1,5 +1,6 @@
 import AADSCore
 import AADSDiagnosis
+import AADSInference
 import AADSSlots
 import ArgumentParser
 import Foundation
@@ -27,6 +28,9 @@ struct DiagnoseCommand: AADSCommand {
     @Option(help: "Worker threads for the backbone.")
     var threads = 1
 
+    @Option(help: "Rounding of the backbone's near-half int8 results: exact or onnxruntime (its float QDQ arithmetic).")
+    var rounding = EngineOptions().rounding
+
     @Flag(help: "Diagnose images whose scan is damaged instead of refusing them.")
     var allowDamaged = false
 
@@ -45,7 +49,8 @@ struct DiagnoseCommand: AADSCommand {
     func body() throws {
         let directory = try bundleDirectory(bundle: bundle, slots: slots)
         let pipeline = try DiagnosisPipeline(
-            bundleDirectory: directory, options: PipelineOptions(threads: threads, allowDamaged: allowDamaged))
+            bundleDirectory: directory,
+            options: PipelineOptions(threads: threads, allowDamaged: allowDamaged, rounding: rounding))
         var failed = false
         if !output.json {
             print(DiagnosisTable.header)
