@@ -74,8 +74,11 @@ struct ModelCommand: ParsableCommand {
         var saveNpy: String?
         @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
         @Option(
-            name: .long, help: "Rounding of near-half int8 results: onnxruntime (its float QDQ arithmetic) or exact.")
-        var rounding: Rounding = .onnxRuntime
+            name: .long,
+            help:
+                "Rounding of near-half int8 results: exact, or onnxruntime (its float QDQ arithmetic, to verify against it)."
+        )
+        var rounding: Rounding = .exact
         @OptionGroup var output: OutputOptions
 
         static let errorPolicy = ErrorPolicy.always(.refused)
@@ -188,8 +191,11 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
         @Flag(name: .long, help: "Also print the time of the slowest layers.") var profile = false
         @Option(
-            name: .long, help: "Rounding of near-half int8 results: onnxruntime (its float QDQ arithmetic) or exact.")
-        var rounding: Rounding = .onnxRuntime
+            name: .long,
+            help:
+                "Rounding of near-half int8 results: exact, or onnxruntime (its float QDQ arithmetic, to verify against it)."
+        )
+        var rounding: Rounding = .exact
         @OptionGroup var output: OutputOptions
 
         static let errorPolicy = ErrorPolicy.always(.refused)

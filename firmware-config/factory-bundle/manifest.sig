@@ -1,2 +1,2 @@
-c7sBbFx7lIZORKE4JGvIpkNmo4TZolCzMMX6ttICwfpS4dDuryB6xx8xsH2FBu6adJS+/p4EBtj3dDh+AvL8Bg==
+4vwFtbvsjvfn8CiqaShPvtqi2X822Y68zEvi3HwdX83kOo9jolFl+JQWElf+3LPeBCxvVHNSLsZABq/UKihICw==
 key sha256:516b5b661a38e973bbd1aa0a66d8ce8bcadbd1874ee2f5d34ca86e6f6be845c2

@@ -2,10 +2,10 @@
 and the runtime's own LoRA merge (W' = dequant(W) + alpha/r·B·A, requantized per output channel).
 
 ONNX Runtime runs with graph optimisations off, which is the plain QDQ semantics aads-edge reproduces bit
-for bit with `--rounding onnxruntime`, the runtime's default and the rounding the training passes to aads-edge
-(device.ROUNDING), so features computed here are the device's features. With `--rounding exact` they would
-differ from the device's in the rare outputs whose exact value lies within float32 noise of a half step (and in
-what later layers make of those); tools/bench/inference reports by how much.
+for bit with `--rounding onnxruntime`, the rounding the training passes to aads-edge (device.ROUNDING). The
+device's default, `--rounding exact`, differs in the rare outputs whose exact value lies within float32 noise of
+a half step (and in what later layers make of those); tools/bench/inference reports by how much in features and
+tools/bench/rounding in a bundle's decisions.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ import numpy as np
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CANDIDATES = [".build-device/release/aads-edge", ".build/release/aads-edge", ".build/debug/aads-edge"]
-# The int8 rounding the runtime uses by default (model run, diagnose, the service): ONNX Runtime's float QDQ
-# evaluation, reproduced bit for bit. Features computed here are the device's features bit for bit only with the
-# same rounding, so it is passed explicitly; change it together with the runtime's default (EngineOptions).
+# The int8 rounding the training asks aads-edge for: its verification mode, ONNX Runtime's float QDQ evaluation
+# reproduced bit for bit, so that aads-edge's features equal the ONNX Runtime features the training fits on and the
+# parity check compares like with like. The device itself rounds exactly (the runtime's default), which differs
+# only in outputs within float noise of a half step; tools/bench/rounding measures what that changes in decisions.
 ROUNDING = "onnxruntime"
 
 
@@ -100,11 +101,11 @@ def backbone_outputs(edge: str, model: str, paths: list[str], outputs: list[str]
 
 
 def diagnose(edge: str, bundle: str, paths: list[str], chunk: int = 400) -> list[dict]:
-    """aads-edge diagnose --json on every file: one row each, in order."""
+    """aads-edge diagnose --json (with the training's ROUNDING) on every file: one row each, in order."""
     rows = []
     for i in range(0, len(paths), chunk):
         part = paths[i:i + chunk]
-        p = subprocess.run([edge, "diagnose", "--bundle", bundle, "--json", *part], capture_output=True, text=True)
+        p = subprocess.run([edge, "diagnose", "--bundle", bundle, "--rounding", ROUNDING, "--json", *part], capture_output=True, text=True)
         if p.returncode not in (0, 1):
             raise DeviceError(f"aads-edge diagnose: {(p.stderr or p.stdout).strip()[-300:]}")
         got = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]

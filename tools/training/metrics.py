@@ -314,7 +314,9 @@ the adapted layers, plus Mahalanobis OOD statistics (threshold factor
 
 Photos of leaf groups that training never saw (no leaf straddles two splits); "field-shifted" are the
 same photos with the leaf cut out, rotated, rescaled, put on soil or foliage, colour-jittered, blurred and
-re-encoded.
+re-encoded. Decided with `--rounding onnxruntime`, the int8 arithmetic the training matches bit for bit; a
+device rounds exactly (the default), which decides a few photos near a decision boundary the other way
+(`tools/bench/rounding`; `aads-edge evaluate` measures a bundle as the device runs it).
 
 | set | images | correct crop + disease | correct of accepted | rejected (ood / unknown_crop) | crop routing |
 |---|---:|---:|---:|---:|---:|
@@ -434,7 +436,7 @@ def print_summary(r: dict) -> None:
     def pct(x):
         return f"{100 * x:5.1f} %" if x == x else "  n/a"
 
-    print("\nFigures on held-out photos, as aads-edge decides them:")
+    print("\nFigures on held-out photos, as aads-edge decides them (--rounding onnxruntime):")
     print(f"  {'':34}{'accuracy':>10}{'of accepted':>13}{'rejected':>10}{'routing':>10}")
     for key, name in (("validation", "validation"), ("validation_shifted", "validation, field-shifted"),
                       ("golden", "golden"), ("golden_shifted", "golden, field-shifted")):
