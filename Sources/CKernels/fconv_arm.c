@@ -50,21 +50,6 @@ INLINE void rows_of(const int mr, int32_t n, int32_t k, const float *w, int32_t 
     for (; j < n; j++) column(mr, k, w, ldw, bias, x + j, ldx, out + j, ldo);
 }
 
-void aads_frows_neon(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
-                     size_t ldx, float *out, size_t ldo) {
-    // Columns in blocks of 64, so a block's input rows stay in cache while every output row passes over them.
-    for (int32_t j0 = 0; j0 < n; j0 += 64) {
-        const int32_t nj = n - j0 < 64 ? n - j0 : 64;
-        for (int32_t r = 0; r < m; r += 4) {
-            const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;
-            float *o = out + (size_t)r * ldo + j0;
-            switch (m - r < 4 ? m - r : 4) {
-            case 4: rows_of(4, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
-            case 3: rows_of(3, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
-            case 2: rows_of(2, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
-            default: rows_of(1, nj, k, wr, ldw, br, x + j0, ldx, o, ldo); break;
-            }
-        }
-    }
-}
+// Columns in blocks of 64, so that a block's input rows stay in cache while every output row passes over them.
+AADS_FROWS_DRIVER(aads_frows_neon, , rows_of, 64)
 #endif

@@ -149,25 +149,7 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
     }
 }
 
-AVX512_TARGET void aads_frows_avx512(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
-                                     const float *x, size_t ldx, float *out, size_t ldo) {
-    for (int32_t j = 0; j < n; j += 64) {
-        const int32_t nj = n - j < 64 ? n - j : 64;
-        for (int32_t r = 0; r < m; r += 4) {
-            const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;
-            float *o = out + (size_t)r * ldo + j;
-            switch (m - r < 4 ? m - r : 4) {
-            case 4:
-                if (nj == 64) tile_avx512(4, 64, k, wr, ldw, br, x + j, ldx, o, ldo);
-                else tile_avx512(4, nj, k, wr, ldw, br, x + j, ldx, o, ldo);
-                break;
-            case 3: tile_avx512(3, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;
-            case 2: tile_avx512(2, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;
-            default: tile_avx512(1, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;
-            }
-        }
-    }
-}
+AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64)
 
 /// `mr` rows (at most 4) by `n` columns (at most 24).
 AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
@@ -200,23 +182,5 @@ AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, cons
     }
 }
 
-AVX2_TARGET void aads_frows_avx2(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
-                                 const float *x, size_t ldx, float *out, size_t ldo) {
-    for (int32_t j = 0; j < n; j += 24) {
-        const int32_t nj = n - j < 24 ? n - j : 24;
-        for (int32_t r = 0; r < m; r += 4) {
-            const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;
-            float *o = out + (size_t)r * ldo + j;
-            switch (m - r < 4 ? m - r : 4) {
-            case 4:
-                if (nj == 24) tile_avx2(4, 24, k, wr, ldw, br, x + j, ldx, o, ldo);
-                else tile_avx2(4, nj, k, wr, ldw, br, x + j, ldx, o, ldo);
-                break;
-            case 3: tile_avx2(3, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;
-            case 2: tile_avx2(2, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;
-            default: tile_avx2(1, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;
-            }
-        }
-    }
-}
+AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, 24)
 #endif
