@@ -105,7 +105,8 @@ def diagnose(edge: str, bundle: str, paths: list[str], chunk: int = 400) -> list
     rows = []
     for i in range(0, len(paths), chunk):
         part = paths[i:i + chunk]
-        p = subprocess.run([edge, "diagnose", "--bundle", bundle, "--rounding", ROUNDING, "--json", *part], capture_output=True, text=True)
+        p = subprocess.run([edge, "diagnose", "--bundle", bundle, "--rounding", ROUNDING, "--json", *part],
+                           capture_output=True, text=True)
         if p.returncode not in (0, 1):
             raise DeviceError(f"aads-edge diagnose: {(p.stderr or p.stdout).strip()[-300:]}")
         got = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
