@@ -100,12 +100,12 @@ def backbone_outputs(edge: str, model: str, paths: list[str], outputs: list[str]
     return {o: np.stack([a for part in parts for a in part[o]]) for o in outputs}
 
 
-def diagnose(edge: str, bundle: str, paths: list[str], chunk: int = 400) -> list[dict]:
-    """aads-edge diagnose --json (with the training's ROUNDING) on every file: one row each, in order."""
+def diagnose(edge: str, bundle: str, paths: list[str], chunk: int = 400, rounding: str = ROUNDING) -> list[dict]:
+    """aads-edge diagnose --json (with the training's ROUNDING unless told) on every file: one row each, in order."""
     rows = []
     for i in range(0, len(paths), chunk):
         part = paths[i:i + chunk]
-        p = subprocess.run([edge, "diagnose", "--bundle", bundle, "--rounding", ROUNDING, "--json", *part],
+        p = subprocess.run([edge, "diagnose", "--bundle", bundle, "--rounding", rounding, "--json", *part],
                            capture_output=True, text=True)
         if p.returncode not in (0, 1):
             raise DeviceError(f"aads-edge diagnose: {(p.stderr or p.stdout).strip()[-300:]}")
