@@ -1,6 +1,5 @@
 import AADSCore
 import AADSDiagnosis
-import AADSInference
 import AADSSlots
 import ArgumentParser
 import Foundation
@@ -28,8 +27,7 @@ struct DiagnoseCommand: AADSCommand {
     @Option(help: "Worker threads for the backbone.")
     var threads = 1
 
-    @Option(help: "Rounding of the backbone's near-half int8 results: exact or onnxruntime (its float QDQ arithmetic).")
-    var rounding = EngineOptions().rounding
+    @OptionGroup var int8: RoundingOption
 
     @Flag(help: "Diagnose images whose scan is damaged instead of refusing them.")
     var allowDamaged = false
@@ -50,7 +48,7 @@ struct DiagnoseCommand: AADSCommand {
         let directory = try bundleDirectory(bundle: bundle, slots: slots)
         let pipeline = try DiagnosisPipeline(
             bundleDirectory: directory,
-            options: PipelineOptions(threads: threads, allowDamaged: allowDamaged, rounding: rounding))
+            options: PipelineOptions(threads: threads, allowDamaged: allowDamaged, rounding: int8.rounding))
         var failed = false
         if !output.json {
             print(DiagnosisTable.header)

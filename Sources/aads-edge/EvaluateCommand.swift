@@ -1,7 +1,6 @@
 import AADSCore
 import AADSDiagnosis
 import AADSHealth
-import AADSInference
 import AADSSlots
 import ArgumentParser
 import Foundation
@@ -56,8 +55,7 @@ struct EvaluateCommand: AADSCommand {
     @Option(help: "Worker threads for the backbone.")
     var threads = 1
 
-    @Option(help: "Rounding of the backbone's near-half int8 results: exact or onnxruntime (its float QDQ arithmetic).")
-    var rounding = EngineOptions().rounding
+    @OptionGroup var int8: RoundingOption
 
     @OptionGroup var output: OutputOptions
 
@@ -74,7 +72,7 @@ struct EvaluateCommand: AADSCommand {
     func body() throws {
         let directory = try bundleDirectory(bundle: bundle, slots: slots)
         let pipeline = try DiagnosisPipeline(
-            bundleDirectory: directory, options: PipelineOptions(threads: threads, rounding: rounding))
+            bundleDirectory: directory, options: PipelineOptions(threads: threads, rounding: int8.rounding))
         let photos = try Evaluation.collect(
             roots: roots, oodDirectories: oodDirectories, known: Evaluation.knownClasses(pipeline.manifest))
         let result = Evaluation.run(pipeline: pipeline, items: photos.items)

@@ -6,6 +6,15 @@ import Foundation
 
 extension Rounding: ExpressibleByArgument {}
 
+/// `--rounding`, shared by the commands that run an int8 model.
+struct RoundingOption: ParsableArguments {
+    @Option(
+        help:
+            "Rounding of near-half int8 results: exact, or onnxruntime (its float QDQ arithmetic, to verify against it)."
+    )
+    var rounding = EngineOptions().rounding
+}
+
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
@@ -73,12 +82,7 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .customLong("save-npy"), help: "Directory to write every output as float32 .npy.")
         var saveNpy: String?
         @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
-        @Option(
-            name: .long,
-            help:
-                "Rounding of near-half int8 results: exact, or onnxruntime (its float QDQ arithmetic, to verify against it)."
-        )
-        var rounding: Rounding = .exact
+        @OptionGroup var int8: RoundingOption
         @OptionGroup var output: OutputOptions
 
         static let errorPolicy = ErrorPolicy.always(.refused)
@@ -87,7 +91,7 @@ struct ModelCommand: ParsableCommand {
             guard input.isEmpty != image.isEmpty else {
                 throw InferenceError(.badInput, "give --input X.npy or --image JPEG")
             }
-            let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
+            let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: int8.rounding))
             let names = tensors.isEmpty ? m.outputs.map(\.name) : tensors
             for (stem, feeds) in try inputs(for: m) {
                 try runOnce(m, feeds: feeds, stem: stem, names: names, json: output.json)
@@ -190,18 +194,13 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Untimed runs first.") var warmup: Int = 5
         @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
         @Flag(name: .long, help: "Also print the time of the slowest layers.") var profile = false
-        @Option(
-            name: .long,
-            help:
-                "Rounding of near-half int8 results: exact, or onnxruntime (its float QDQ arithmetic, to verify against it)."
-        )
-        var rounding: Rounding = .exact
+        @OptionGroup var int8: RoundingOption
         @OptionGroup var output: OutputOptions
 
         static let errorPolicy = ErrorPolicy.always(.refused)
 
         func body() throws {
-            let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: rounding))
+            let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: int8.rounding))
             if profile && !output.json {
                 let rows = try m.profile(iterations: iterations)
                 let total = rows.reduce(0) { $0 + $1.ms }
