@@ -6,9 +6,8 @@
 #include <arm_neon.h>
 
 #define INLINE static inline __attribute__((always_inline))
-#define FMA_FUSED(acc, w, x) fmaf((w), (x), (acc))
 
-AADS_FCONV_DIRECT(aads_fdirect_neon, , FMA_FUSED)
+AADS_FCONV_DIRECT(aads_fdirect_neon, , AADS_MAC_FUSED)
 
 /// `mr` rows (at most 4) by 4 * `nv` columns (nv at most 4).
 INLINE void tile_neon(const int mr, const int nv, int32_t k, const float *w, int32_t ldw, const float *bias,

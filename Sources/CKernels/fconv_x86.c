@@ -9,10 +9,9 @@
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 #define AVX512_TARGET __attribute__((target("avx512f")))
 #define INLINE static inline __attribute__((always_inline))
-#define FMA_FUSED(acc, w, x) fmaf((w), (x), (acc))
 
-AADS_FCONV_DIRECT(aads_fdirect_avx2, AVX2_TARGET, FMA_FUSED)
-AADS_FCONV_DIRECT(aads_fdirect_avx512, AVX512_TARGET, FMA_FUSED)
+AADS_FCONV_DIRECT(aads_fdirect_avx2, AVX2_TARGET, AADS_MAC_FUSED)
+AADS_FCONV_DIRECT(aads_fdirect_avx512, AVX512_TARGET, AADS_MAC_FUSED)
 
 /// Column masks of one block of up to 64 output columns for aads_fconv_rowwise_avx512: per tap column and register,
 /// the input lanes inside the image (two halves for stride 2) and the input column of lane 0; per register, the

@@ -30,8 +30,7 @@ static void rows_portable(int32_t m, int32_t n, int32_t k, const float *w, int32
     }
 }
 
-#define FMA_PLAIN(acc, w, x) ((acc) + (w) * (x))
-AADS_FCONV_DIRECT(direct_portable, static, FMA_PLAIN)
+AADS_FCONV_DIRECT(direct_portable, static, AADS_MAC_PLAIN)
 
 typedef struct {
     aads_frows_fn rows;

@@ -174,6 +174,11 @@ typedef void (*aads_fdirect_fn)(const aads_fconv *p, const float *in, float *out
         }                                                                                                           \
     }
 
+/// The two ways a float kernel adds a term w·x to acc: one fused multiply-add (the optimised variants), or a
+/// multiply and an add (the portable variant).
+#define AADS_MAC_FUSED(acc, w, x) fmaf((w), (x), (acc))
+#define AADS_MAC_PLAIN(acc, w, x) ((acc) + (w) * (x))
+
 /// Defines `name`, an aads_fdirect_fn compiled with `attr`, whose terms are added by MAC(acc, w, x): each output
 /// starts at its bias and adds the taps inside the image in order of input channel, tap row and tap column.
 #define AADS_FCONV_DIRECT(name, attr, MAC)                                                                         \
