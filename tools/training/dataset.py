@@ -120,3 +120,12 @@ def split(photos: list[Photo], seed: int, val: float = 0.15, golden: float = 0.1
 def class_counts(splits: dict[str, list[Photo]]) -> dict[str, dict[str, int]]:
     labels = sorted({p.label for s in splits.values() for p in s})
     return {label: {s: sum(p.label == label for p in splits[s]) for s in SPLITS} for label in labels}
+
+
+def link_photos(root: str, rel_paths: list[str], dest: str) -> None:
+    """A folder `dest` of symbolic links to `root`/rel for each rel path, laid out as in `root` (the held-out photos
+    of a report as a folder that `aads-edge evaluate` reads)."""
+    for rel in rel_paths:
+        link = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.join(root, rel), link)
