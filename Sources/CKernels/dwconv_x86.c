@@ -1,11 +1,13 @@
 // Depthwise convolution for AVX-512 VNNI. Channels are processed in chunks whose int32 weights stay in L1; within a
-// chunk, 16 channels per vector. Products are VPDPWSSD: a single tap pairs the activation sign-extended to int32
-// (its low int16 is x, exact) with the weight zero-extended to int32 (its high int16 is 0, so the activation's sign
-// bits are multiplied by zero); in the tiles below two kernel rows are interleaved as int16 pairs, two taps per
-// VPDPWSSD. The input zero point is removed once per output through the channel's weight sum, so padding taps read
-// a row of in_zp bytes and contribute nothing. Interior pixels of 3x3 and 5x5 kernels (stride 1 or 2, no dilation)
-// are computed DW_TILE at a time along the row: each input column is loaded and widened once and used by every
-// output of the tile it falls under. Everything else (borders, other shapes) takes one pointer per tap.
+// chunk, 16 channels per vector. The input zero point is removed once per output through the channel's weight sum,
+// so padding taps read a row of in_zp bytes and contribute nothing.
+//
+// 3x3 and 5x5 kernels with stride 1 or 2 (no dilation) are computed DW_TILE outputs of a row at a time, every pixel
+// (borders too) by the same loop: each input column is loaded once for all the outputs of the tile it falls under.
+// Tap rows 0-3 of a column go through one VPDPBUSD, their bytes interleaved per channel and offset by +128 to
+// unsigned (the offset removed through the weight sums); the fifth row of a 5x5 kernel goes through VPDPWSSD, the
+// activation sign-extended to int32 (its low int16 is x, exact) against the weight zero-extended (its high int16 is
+// 0, so the activation's sign bits are multiplied by zero). Other shapes take one pointer per tap.
 #include "internal.h"
 #if AADS_X86
 #include <immintrin.h>
@@ -14,7 +16,7 @@
 
 #define DW_WEIGHTS 8192  // int32 weights of one chunk (32 KB)
 #define DW_CHUNK_MAX 1024 // channels per chunk at most
-#define DW_TILE 4         // interior outputs per tile
+#define DW_TILE 4         // outputs per tile
 
 /// One chunk of channels [c0, c0 + cn): int32 weights w32[tap][chunk] and -in_zp * weight sum per channel.
 typedef struct {
@@ -23,7 +25,7 @@ typedef struct {
     int8_t *out;
     int32_t c0, cn, chunk;
     int32_t channels, out_w, in_w; // copies of p's
-    const int32_t *w32, *w32p, *nzw; // w32p: [K/2][K][chunk] pairs of rows 2r, 2r+1 (fast shapes)
+    const int32_t *w32, *w32p, *nzw; // w32p: [K][chunk] 4-row quads of kernel column kx (fast shapes)
     const int8_t *pad; // DW_CHUNK_MAX + 64 bytes equal to in_zp
 } dw_chunk;
 
@@ -136,72 +138,71 @@ AVX512_TARGET static void dw512_pixel(const dw_chunk *d, const dw512_rq q, int32
     }
 }
 
-/// One output pixel of a KxK kernel (3 or 5, the shapes with row-pair weights), one pointer per tap: rows 2r and
-/// 2r+1 interleaved, two taps per VPDPWSSD, the last row alone.
-AVX512_TARGET static inline __attribute__((always_inline)) void dw512_pixel_k(const dw_chunk *d, const dw512_rq q,
-                                                                             int32_t oh, int32_t ow, const int K) {
-    const int8_t *tp[25];
-    aads_dw_tap_pointers(d->p, d->in, d->c0, d->pad, oh, ow, tp);
-    for (int32_t c = 0; c < d->cn; c += 16) {
-        __m512i acc = _mm512_loadu_si512((const void *)(d->nzw + c));
-        for (int r = 0; r < K / 2; r++) {
-            for (int kx = 0; kx < K; kx++) {
-                const __m128i a = _mm_loadu_si128((const __m128i *)(tp[2 * r * K + kx] + c));
-                const __m128i b = _mm_loadu_si128((const __m128i *)(tp[(2 * r + 1) * K + kx] + c));
-                const __m512i x = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
-                    _mm256_castsi128_si256(_mm_unpacklo_epi8(a, b)), _mm_unpackhi_epi8(a, b), 1));
-                acc = _mm512_dpwssd_epi32(acc, x, _mm512_load_si512((const void *)(d->w32p + (size_t)(r * K + kx) * d->chunk + c)));
-            }
-        }
-        for (int kx = 0; kx < K; kx++) {
-            const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(tp[(K - 1) * K + kx] + c)));
-            acc = _mm512_dpwssd_epi32(acc, x, _mm512_load_si512((const void *)(d->w32 + (size_t)((K - 1) * K + kx) * d->chunk + c)));
-        }
-        __m512 mf, of;
-        dw512_rq_load(d, q, c, &mf, &of);
-        dw512_store(d, q, oh, ow, c, acc, dw512_mask(d, c), mf, of);
-    }
+/// Byte interleave of up to four tap rows for VPDPBUSD: a vector holding 16 channels of rows a, b, c, d (one
+/// 128-bit lane each) becomes 16 lanes of [a, b, c, d] per channel, offset to unsigned.
+typedef struct {
+    __m512i lanes, bytes, flip;
+} dw512_quad;
+
+AVX512_TARGET static inline dw512_quad dw512_quad_make(void) {
+    dw512_quad t;
+    // lane k, dword L <- lane L, dword k: then lane k holds channels 4k..4k+3 of each row as four dwords
+    t.lanes = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    // within a lane, byte 4j + r <- byte 4r + j: channel 4k+j's four rows side by side
+    t.bytes = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    t.flip = _mm512_set1_epi8((char)0x80);
+    return t;
 }
 
-AVX512_TARGET static void dw512_pixel_3(const dw_chunk *d, const dw512_rq q, int32_t oh, int32_t ow) {
-    dw512_pixel_k(d, q, oh, ow, 3);
+/// Rows a..d (d may repeat c: the weights of a fourth row are zero for 3x3 kernels) of 16 channels as VPDPBUSD's
+/// unsigned operand.
+AVX512_TARGET static inline __attribute__((always_inline)) __m512i dw512_quad_load(const dw512_quad t, const int8_t *a,
+                                                                                 const int8_t *b, const int8_t *c,
+                                                                                 const int8_t *d) {
+    __m512i v = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)a));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)b), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)c), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)d), 3);
+    return _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_permutexvar_epi32(t.lanes, v), t.bytes), t.flip);
 }
 
-AVX512_TARGET static void dw512_pixel_5(const dw_chunk *d, const dw512_rq q, int32_t oh, int32_t ow) {
-    dw512_pixel_k(d, q, oh, ow, 5);
-}
+#define DW_SPAN_MAX ((DW_TILE - 1) * 2 + 5)
 
-/// P interior outputs (oh, ow..ow+P-1) of a KxK kernel with stride S; x0 is the first output's tap (0, 0).
-AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const dw_chunk *d, const int8_t *x0,
-                                                                          const dw512_rq q, int32_t oh, int32_t ow,
-                                                                          const int K, const int S, const int P) {
-    const int32_t C = d->p->channels;
-    const size_t rs = (size_t)d->p->in_w * (size_t)C;
+/// The input pixels of one tile: cp[ky][i] is tap row ky, input column col0 + i, at the chunk's first channel, or the
+/// padding row where that pixel lies outside the image.
+typedef struct {
+    const int8_t *cp[5][DW_SPAN_MAX];
+} dw_columns;
+
+/// P outputs (oh, ow..ow+P-1) of a KxK kernel (3 or 5) with stride S, every pixel through the same loop: borders read
+/// the padding row. Tap rows 0-3 go four at a time through VPDPBUSD (rows 0-2 for K = 3), row 4 of a 5x5 kernel a
+/// tap at a time through VPDPWSSD; each input column is interleaved once for all the outputs of the tile.
+AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const dw_chunk *d, const dw_columns *t,
+                                                                          const int8_t *const *base,
+                                                                          const dw512_rq q, const dw512_quad qt,
+                                                                          int32_t oh, int32_t ow, const int K,
+                                                                          const int S, const int P, const int border) {
+    const int span = (P - 1) * S + K;
+    const size_t C = (size_t)d->channels;
+#define DW_PX(ky, i) (border ? t->cp[ky][i] : base[ky] + (size_t)(i) * C)
     for (int32_t c = 0; c < d->cn; c += 16) {
         __m512i acc[DW_TILE];
-        const __m512i nzw = _mm512_loadu_si512((const void *)(d->nzw + c));
+        const __m512i nzw = _mm512_load_si512((const void *)(d->nzw + c));
         for (int j = 0; j < P; j++) acc[j] = nzw;
-        for (int r = 0; r < K / 2; r++) { // rows 2r and 2r+1 interleaved: one VPDPWSSD per pair of taps
-            const int8_t *xa = x0 + 2 * r * rs + c, *xb = xa + rs;
-            const int32_t *wp = d->w32p + (size_t)r * K * d->chunk + c;
-            for (int i = 0; i < (P - 1) * S + K; i++) {
-                const __m128i a = _mm_loadu_si128((const __m128i *)(xa + (size_t)i * C));
-                const __m128i b = _mm_loadu_si128((const __m128i *)(xb + (size_t)i * C));
-                const __m512i x = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(
-                    _mm256_castsi128_si256(_mm_unpacklo_epi8(a, b)), _mm_unpackhi_epi8(a, b), 1));
-                for (int j = 0; j < P; j++) {
-                    const int kx = i - j * S;
-                    if (kx < 0 || kx >= K) continue;
-                    acc[j] = _mm512_dpwssd_epi32(acc[j], x, _mm512_load_si512((const void *)(wp + (size_t)kx * d->chunk)));
-                }
+        const int32_t *wq = d->w32p + c;
+        for (int i = 0; i < span; i++) {
+            const __m512i x = dw512_quad_load(qt, DW_PX(0, i) + c, DW_PX(1, i) + c, DW_PX(2, i) + c,
+                                              DW_PX(K == 3 ? 2 : 3, i) + c);
+            for (int j = 0; j < P; j++) {
+                const int kx = i - j * S;
+                if (kx < 0 || kx >= K) continue;
+                acc[j] = _mm512_dpbusd_epi32(acc[j], x, _mm512_load_si512((const void *)(wq + (size_t)kx * d->chunk)));
             }
         }
-        { // the last row alone
-            const int ky = K - 1;
-            const int8_t *xr = x0 + ky * rs + c;
-            const int32_t *wr = d->w32 + (size_t)ky * K * d->chunk + c;
-            for (int i = 0; i < (P - 1) * S + K; i++) {
-                const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(xr + (size_t)i * C)));
+        if (K == 5) {
+            const int32_t *wr = d->w32 + (size_t)4 * K * d->chunk + c;
+            for (int i = 0; i < span; i++) {
+                const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(DW_PX(4, i) + c)));
                 for (int j = 0; j < P; j++) {
                     const int kx = i - j * S;
                     if (kx < 0 || kx >= K) continue;
@@ -214,19 +215,43 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const
         dw512_rq_load(d, q, c, &mf, &of);
         for (int j = 0; j < P; j++) dw512_store(d, q, oh, ow + j, c, acc[j], mask, mf, of);
     }
+#undef DW_PX
 }
 
-/// Interior outputs [ow, ow_hi) of row oh (whose input rows are all inside) for one (K, S).
+/// Output row oh of a KxK kernel with stride S: tiles of DW_TILE outputs, the last one moved left to end at the row's
+/// end (recomputing a few outputs) rather than narrowed.
 AVX512_TARGET static inline __attribute__((always_inline)) void dw512_row(const dw_chunk *d, const dw512_rq q,
-                                                                         int32_t oh, int32_t ih0,
-                                                                         int32_t ow, int32_t ow_hi, const int K,
+                                                                         const dw512_quad qt, int32_t oh, const int K,
                                                                          const int S) {
     const aads_dwconv *p = d->p;
-    const int8_t *row = d->in + (size_t)ih0 * p->in_w * p->channels + d->c0;
-    for (; ow + DW_TILE <= ow_hi; ow += DW_TILE) {
-        dw512_tile(d, row + (size_t)(ow * S - p->pad_l) * p->channels, q, oh, ow, K, S, DW_TILE);
+    const int8_t *rows[5];
+    for (int ky = 0; ky < K; ky++) {
+        const int32_t ih = oh * S - p->pad_t + ky;
+        rows[ky] = ih >= 0 && ih < p->in_h ? d->in + (size_t)ih * p->in_w * p->channels + d->c0 : NULL;
     }
-    for (; ow < ow_hi; ow++) dw512_tile(d, row + (size_t)(ow * S - p->pad_l) * p->channels, q, oh, ow, K, S, 1);
+    const int rows_inside = rows[0] != NULL && rows[K - 1] != NULL;
+    const int P = p->out_w < DW_TILE ? 1 : DW_TILE;
+    const int span = (P - 1) * S + K;
+    dw_columns t;
+    const int8_t *base[5];
+    for (int32_t ow = 0; ow < p->out_w; ow += P) {
+        if (ow + P > p->out_w) ow = p->out_w - P;
+        const int32_t col0 = ow * S - p->pad_l;
+        if (rows_inside && col0 >= 0 && col0 + span <= p->in_w) {
+            for (int ky = 0; ky < K; ky++) base[ky] = rows[ky] + (size_t)col0 * p->channels;
+            if (P == DW_TILE) dw512_tile(d, &t, base, q, qt, oh, ow, K, S, DW_TILE, 0);
+            else dw512_tile(d, &t, base, q, qt, oh, ow, K, S, 1, 0);
+            continue;
+        }
+        for (int ky = 0; ky < K; ky++) {
+            for (int i = 0; i < span; i++) {
+                const int32_t col = col0 + i;
+                t.cp[ky][i] = rows[ky] != NULL && col >= 0 && col < p->in_w ? rows[ky] + (size_t)col * p->channels : d->pad;
+            }
+        }
+        if (P == DW_TILE) dw512_tile(d, &t, base, q, qt, oh, ow, K, S, DW_TILE, 1);
+        else dw512_tile(d, &t, base, q, qt, oh, ow, K, S, 1, 1);
+    }
 }
 
 AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
@@ -234,17 +259,17 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
     const int K = p->kh == p->kw && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == p->stride_w ? p->kh : 0;
     const int S = p->stride_w;
     const int fast = (K == 3 || K == 5) && (S == 1 || S == 2);
-    const int32_t ptaps = fast ? K / 2 * K : 0;
-    int32_t chunk = DW_WEIGHTS / (taps + ptaps) / 16 * 16;
+    const int32_t qtaps = fast ? K : 0; // one 4-row weight quad per kernel column
+    int32_t chunk = DW_WEIGHTS / (taps + qtaps) / 16 * 16;
     if (chunk > DW_CHUNK_MAX) chunk = DW_CHUNK_MAX;
     if (chunk > cpad) chunk = cpad;
     int32_t w32[DW_WEIGHTS] __attribute__((aligned(64)));
     int32_t nzw[DW_CHUNK_MAX] __attribute__((aligned(64)));
     int8_t pad[DW_CHUNK_MAX + 64];
     const dw512_rq q = dw512_rq_make(p);
+    const dw512_quad qt = dw512_quad_make();
     memset(pad, p->in_zp, sizeof pad);
-    int32_t off[AADS_MAX_TAPS], ow_lo, ow_hi, ih0;
-    aads_dw_interior(p, off, &ow_lo, &ow_hi);
+    const int quad_rows = K == 3 ? 3 : 4;
     for (int32_t c0 = 0; c0 < C; c0 += chunk) {
         dw_chunk d = {p, in, out, c0, C - c0 < chunk ? C - c0 : chunk, chunk, C, p->out_w, p->in_w, w32,
                       w32 + (size_t)taps * chunk, nzw, pad};
@@ -256,30 +281,36 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 // zero-extended: the high int16 of each lane is 0
                 _mm512_store_si512((void *)(w32 + (size_t)t * chunk + c), _mm512_and_si512(w, _mm512_set1_epi32(0xFFFF)));
             }
-            _mm512_store_si512((void *)(nzw + c), _mm512_mullo_epi32(s, _mm512_set1_epi32(-p->in_zp)));
-            for (int32_t r = 0; r < ptaps / (K ? K : 1); r++) {
+            __m512i zs = _mm512_mullo_epi32(s, _mm512_set1_epi32(-p->in_zp));
+            if (fast) {
+                // rows 0..quad_rows-1 of column kx as the bytes of one int32 (a fourth row of zeros for 3x3); their
+                // activations are offset by +128, removed here through their weight sum
+                __m512i qs = _mm512_setzero_si512();
                 for (int32_t kx = 0; kx < K; kx++) {
-                    const __m512i a = _mm512_load_si512((const void *)(w32 + (size_t)(2 * r * K + kx) * chunk + c));
-                    const __m512i b = _mm512_load_si512((const void *)(w32 + (size_t)((2 * r + 1) * K + kx) * chunk + c));
-                    _mm512_store_si512((void *)(w32 + (size_t)(taps + r * K + kx) * chunk + c),
-                                       _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
+                    __m512i quad = _mm512_setzero_si512();
+                    for (int r = 0; r < quad_rows; r++) {
+                        const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(r * K + kx) * cpad + c0 + c)));
+                        qs = _mm512_add_epi32(qs, w);
+                        quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0xFF)), 8 * r));
+                    }
+                    _mm512_store_si512((void *)(w32 + (size_t)(taps + kx) * chunk + c), quad);
                 }
+                zs = _mm512_sub_epi32(zs, _mm512_slli_epi32(qs, 7));
             }
+            _mm512_store_si512((void *)(nzw + c), zs);
         }
-        // Pixels not in a tile: one pointer per tap, the row-pair weights for the fast shapes.
-        void (*border)(const dw_chunk *, const dw512_rq, int32_t, int32_t) =
-            !fast ? dw512_pixel : K == 3 ? dw512_pixel_3 : dw512_pixel_5;
         for (int32_t oh = oh0; oh < oh1; oh++) {
-            if (!aads_dw_row_inside(p, oh, &ih0) || !fast) {
-                for (int32_t ow = 0; ow < p->out_w; ow++) border(&d, q, oh, ow);
-                continue;
+            if (!fast) {
+                for (int32_t ow = 0; ow < p->out_w; ow++) dw512_pixel(&d, q, oh, ow);
+            } else if (K == 3 && S == 1) {
+                dw512_row(&d, q, qt, oh, 3, 1);
+            } else if (K == 3) {
+                dw512_row(&d, q, qt, oh, 3, 2);
+            } else if (S == 1) {
+                dw512_row(&d, q, qt, oh, 5, 1);
+            } else {
+                dw512_row(&d, q, qt, oh, 5, 2);
             }
-            for (int32_t ow = 0; ow < ow_lo; ow++) border(&d, q, oh, ow);
-            if (K == 3 && S == 1) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 3, 1);
-            else if (K == 3) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 3, 2);
-            else if (S == 1) dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 5, 1);
-            else dw512_row(&d, q, oh, ih0, ow_lo, ow_hi, 5, 2);
-            for (int32_t ow = ow_hi; ow < p->out_w; ow++) border(&d, q, oh, ow);
         }
     }
 }
