@@ -109,6 +109,43 @@ static inline int aads_dw_inside_taps(const aads_dwconv *p, const int8_t *in, in
     return nt;
 }
 
+/// Each tap's input offset (bytes) from the pixel of tap (0, 0), for aads_tile_rows.
+static inline void aads_qconv_tap_offsets(const aads_qconv *p, int32_t *off) {
+    for (int32_t ky = 0; ky < p->kh; ky++)
+        for (int32_t kx = 0; kx < p->kw; kx++)
+            off[ky * p->kw + kx] = (ky * p->dil_h * p->in_w + kx * p->dil_w) * p->in_stride;
+}
+
+/// The `mr` output rows of one tile from `row`, of which `nrows` are real (the last one repeated to fill the tile):
+/// each one's tap pointers ptrs[r * taps + t] (as aads_row_taps), output pixel and row index. A pixel whose taps all
+/// lie inside the image takes its first tap's address plus `off` (aads_qconv_tap_offsets) instead of checking each.
+static inline void aads_tile_rows(const aads_qconv *p, const int8_t *in, int8_t *out, const int32_t *off, int32_t row,
+                                  int32_t nrows, int mr, const int8_t **ptrs, int8_t **outrows, int32_t *rows) {
+    const int32_t taps = p->kh * p->kw;
+    int32_t oh = row / p->out_w, ow = row - oh * p->out_w;
+    for (int r = 0; r < nrows; r++) {
+        const int32_t ih = oh * p->stride_h - p->pad_t, iw = ow * p->stride_w - p->pad_l;
+        const int8_t **tp = ptrs + r * taps;
+        if (ih >= 0 && ih + (p->kh - 1) * p->dil_h < p->in_h && iw >= 0 && iw + (p->kw - 1) * p->dil_w < p->in_w) {
+            const int8_t *base = in + ((size_t)ih * (size_t)p->in_w + (size_t)iw) * (size_t)p->in_stride;
+            for (int32_t t = 0; t < taps; t++) tp[t] = base + off[t];
+        } else {
+            aads_row_taps(p, in, row + r, tp);
+        }
+        outrows[r] = out + (size_t)(row + r) * (size_t)p->out_stride;
+        rows[r] = row + r;
+        if (++ow == p->out_w) {
+            ow = 0;
+            oh++;
+        }
+    }
+    for (int r = nrows; r < mr; r++) {
+        for (int32_t t = 0; t < taps; t++) ptrs[r * taps + t] = ptrs[(nrows - 1) * taps + t];
+        outrows[r] = outrows[nrows - 1];
+        rows[r] = rows[nrows - 1];
+    }
+}
+
 /// Every tap of depthwise output pixel (oh, ow), in kernel order: the input pixel at channel c0, or `pad` (a zero-point
 /// row) for taps outside the image, so that kernels run one loop for border and interior pixels alike.
 static inline void aads_dw_tap_pointers(const aads_dwconv *p, const int8_t *in, int32_t c0, const int8_t *pad,

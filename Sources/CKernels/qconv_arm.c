@@ -98,15 +98,11 @@ static void qconv_neon_driver(const aads_qconv *p, const int8_t *in, int8_t *out
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MRN * AADS_MAX_TAPS];
     int8_t *outrows[MRN];
-    int32_t rows[MRN];
+    int32_t rows[MRN], off[AADS_MAX_TAPS];
+    aads_qconv_tap_offsets(p, off);
     for (int32_t row = r0; row < r1; row += MRN) {
         const int32_t nrows = r1 - row < MRN ? r1 - row : MRN;
-        for (int r = 0; r < MRN; r++) {
-            const int32_t rr = row + (r < nrows ? r : nrows - 1);
-            aads_row_taps(p, in, rr, ptrs + r * taps);
-            outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
-            rows[r] = rr;
-        }
+        aads_tile_rows(p, in, out, off, row, nrows, MRN, ptrs, outrows, rows);
         for (int32_t nb = 0; nb < nblocks; nb++) tile(p, ptrs, taps, kq, nb, outrows, nrows, in, rows);
     }
 }

@@ -36,19 +36,63 @@ AVX512_TARGET static inline __mmask16 store_requant_512(__m512i acc, const doubl
     return near & mask;
 }
 
-/// float32 requantisation (see aads_requant_f32_prepare) of the `mask` lanes of `acc`: stores them and returns the
-/// lanes within AADS_F32_SLACK (plus the reference band when `ref` is set) of a rounding boundary, whose stored value
-/// the caller replaces with the double-precision decision.
-AVX512_TARGET static inline __mmask16 store_requant_512_f32(__m512i acc, const float *mult, const float *offset,
-                                                             __m512 lo, __m512 hi, __m512 band, __m512i zp,
-                                                             int8_t *dst, __mmask16 mask) {
-    __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_maskz_loadu_ps(mask, mult),
-                               _mm512_maskz_loadu_ps(mask, offset));
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    const __m512 r = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __mmask16 near = _mm512_mask_cmp_ps_mask(mask, _mm512_abs_ps(_mm512_sub_ps(v, r)), band, _CMP_GT_OQ);
-    _mm512_mask_cvtsepi32_storeu_epi8(dst, mask, _mm512_add_epi32(_mm512_cvtps_epi32(r), zp));
-    return near;
+/// The float32 requantisation (see aads_requant_f32_prepare) of a tile's accumulators acc[r][j] (rows r < nrows, blocks of
+/// 16 channels j < NB from nb0), the +128 activation offset removed through the weight sums: outputs within
+/// AADS_F32_SLACK (plus the reference band when p->ref is set) of a rounding boundary are then decided in double
+/// precision (and by the float reference). Everything it reads from
+/// *p is copied to locals first: the int8 stores may alias any memory, so the compiler would otherwise reload it after
+/// every store. Outputs that float32 cannot decide are redone afterwards, away from the loop.
+AVX512_TARGET static inline __attribute__((always_inline)) void
+tile_512_f32_epilogue(const aads_qconv *p, __m512i acc[MR][4], int32_t nb0, const int NB, int8_t *const *outrows,
+                      int32_t nrows, const int8_t *in, const int32_t *rows) {
+    const float *mult = p->mult_f32, *offset = p->offset_f32;
+    const int32_t *wsum = p->wsum;
+    const int32_t cout = p->cout;
+    const __m512 lo = _mm512_set1_ps((float)(p->out_min - p->out_zp));
+    const __m512 hi = _mm512_set1_ps((float)(p->out_max - p->out_zp));
+    const __m512 band = _mm512_set1_ps((float)(0.5 - AADS_F32_SLACK - (p->ref ? p->ref->eps : 0.0)));
+    const __m512i zp = _mm512_set1_epi32(p->out_zp);
+    const __m512i offs = _mm512_set1_epi32(p->in_zp + 128);
+    int8_t *o[MR];
+    for (int r = 0; r < MR; r++) o[r] = outrows[r];
+    __mmask16 near[MR][4];
+    __mmask16 any = 0;
+    for (int j = 0; j < NB; j++) {
+        const int32_t n0 = (nb0 + j) * 16;
+        const int32_t nn = cout - n0 < 16 ? cout - n0 : 16;
+        const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
+        const __m512i comp = _mm512_mullo_epi32(offs, _mm512_maskz_loadu_epi32(mask, wsum + n0));
+        const __m512 m = _mm512_maskz_loadu_ps(mask, mult + n0), of = _mm512_maskz_loadu_ps(mask, offset + n0);
+        for (int r = 0; r < MR; r++) {
+            if (r >= nrows) break;
+            acc[r][j] = _mm512_sub_epi32(acc[r][j], comp);
+            __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][j]), m, of);
+            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+            const __m512 rv = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            near[r][j] = _mm512_mask_cmp_ps_mask(mask, _mm512_abs_ps(_mm512_sub_ps(v, rv)), band, _CMP_GT_OQ);
+            any |= near[r][j];
+            _mm512_mask_cvtsepi32_storeu_epi8(o[r] + n0, mask, _mm512_add_epi32(_mm512_cvtps_epi32(rv), zp));
+        }
+    }
+    if (__builtin_expect(any == 0, 1)) return;
+    for (int j = 0; j < NB; j++) {
+        const int32_t n0 = (nb0 + j) * 16;
+        for (int r = 0; r < nrows; r++) {
+            __mmask16 lanes = near[r][j];
+            if (!lanes) continue;
+            int32_t s32[16];
+            _mm512_storeu_si512((void *)s32, acc[r][j]);
+            while (lanes) {
+                const int l = __builtin_ctz(lanes);
+                lanes &= (__mmask16)(lanes - 1);
+                const int32_t n = n0 + l;
+                int is_near;
+                outrows[r][n] = aads_requant_or_near(s32[l], p->mult[n], p->offset[n], p->out_zp, p->out_min,
+                                                     p->out_max, p->ref, &is_near);
+                if (is_near) outrows[r][n] = aads_qconv_reference_output(p, in, rows[r], n);
+            }
+        }
+    }
 }
 
 AVX512_TARGET static inline __attribute__((always_inline)) void
@@ -83,34 +127,15 @@ tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int
     const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
     const __m512i zp = _mm512_set1_epi32(p->out_zp);
     const __m512i offs = _mm512_set1_epi32(p->in_zp + 128);
+    if (p->mult_f32) {
+        tile_512_f32_epilogue(p, acc, nb0, NB, outrows, nrows, in, rows);
+        return;
+    }
     for (int j = 0; j < NB; j++) {
         const int32_t n0 = (nb0 + j) * 16;
         const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
         const __mmask16 mask = (__mmask16)((1u << nn) - 1u);
         const __m512i comp = _mm512_mullo_epi32(offs, _mm512_maskz_loadu_epi32(mask, p->wsum + n0));
-        if (p->mult_f32) {
-            const __m512 lo32 = _mm512_set1_ps((float)(p->out_min - p->out_zp));
-            const __m512 hi32 = _mm512_set1_ps((float)(p->out_max - p->out_zp));
-            const __m512 band = _mm512_set1_ps((float)(0.5 - AADS_F32_SLACK - (p->ref ? p->ref->eps : 0.0)));
-            for (int r = 0; r < nrows; r++) {
-                const __m512i sums = _mm512_sub_epi32(acc[r][j], comp);
-                __mmask16 near = store_requant_512_f32(sums, p->mult_f32 + n0, p->offset_f32 + n0, lo32, hi32, band,
-                                                       zp, outrows[r] + n0, mask);
-                if (!near) continue;
-                int32_t s32[16];
-                _mm512_storeu_si512((void *)s32, sums);
-                while (near) {
-                    const int l = __builtin_ctz(near);
-                    near &= (__mmask16)(near - 1);
-                    const int32_t n = n0 + l;
-                    int is_near;
-                    outrows[r][n] = aads_requant_or_near(s32[l], p->mult[n], p->offset[n], p->out_zp, p->out_min,
-                                                         p->out_max, p->ref, &is_near);
-                    if (is_near) outrows[r][n] = aads_qconv_reference_output(p, in, rows[r], n);
-                }
-            }
-            continue;
-        }
         for (int r = 0; r < nrows; r++) {
             __mmask16 near = store_requant_512(_mm512_sub_epi32(acc[r][j], comp), p->mult + n0, p->offset + n0, lo, hi,
                                                zp, outrows[r] + n0, mask, p->ref);
@@ -127,15 +152,11 @@ AVX512_TARGET void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, 
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MR * AADS_MAX_TAPS];
     int8_t *outrows[MR];
-    int32_t rows[MR];
+    int32_t rows[MR], off[AADS_MAX_TAPS];
+    aads_qconv_tap_offsets(p, off);
     for (int32_t row = r0; row < r1; row += MR) {
         const int32_t nrows = r1 - row < MR ? r1 - row : MR;
-        for (int r = 0; r < MR; r++) {
-            const int32_t rr = row + (r < nrows ? r : nrows - 1);
-            aads_row_taps(p, in, rr, ptrs + r * taps);
-            outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
-            rows[r] = rr;
-        }
+        aads_tile_rows(p, in, out, off, row, nrows, MR, ptrs, outrows, rows);
         int32_t nb = 0;
         for (; nb + 4 <= nblocks; nb += 4) tile_512(p, ptrs, taps, kq, nb, 4, outrows, nrows, in, rows);
         switch (nblocks - nb) {
@@ -347,7 +368,8 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
     const int32_t taps = p->kh * p->kw, kq = (p->cin + 3) / 4, nblocks = (p->cout + 15) / 16;
     const int8_t *ptrs[MR2 * AADS_MAX_TAPS];
     int8_t *outrows[MR2];
-    int32_t rows[MR2];
+    int32_t rows[MR2], off[AADS_MAX_TAPS];
+    aads_qconv_tap_offsets(p, off);
     const size_t per_row = (size_t)taps * (size_t)kq * 4;
     if (per_row * MR2 > AVX2_WIDE_MAX) { // very deep reductions: the portable kernel
         aads_qconv_portable(p, in, out, r0, r1);
@@ -358,13 +380,9 @@ AVX2_TARGET void aads_qconv_avx2(const aads_qconv *p, const int8_t *in, int8_t *
     pending.count = 0;
     for (int32_t row = r0; row < r1; row += MR2) {
         const int32_t nrows = r1 - row < MR2 ? r1 - row : MR2;
-        for (int r = 0; r < MR2; r++) {
-            const int32_t rr = row + (r < nrows ? r : nrows - 1);
-            aads_row_taps(p, in, rr, ptrs + r * taps);
-            outrows[r] = out + (size_t)rr * (size_t)p->out_stride;
-            rows[r] = rr;
+        aads_tile_rows(p, in, out, off, row, nrows, MR2, ptrs, outrows, rows);
+        for (int r = 0; r < MR2; r++)
             for (int32_t t = 0; t < taps; t++) widen_tap(ptrs[r * taps + t], kq, xw + r * per_row + (size_t)t * kq * 4);
-        }
         for (int32_t nb = 0; nb < nblocks; nb++) tile_avx2(p, xw, taps, kq, nb, outrows, nrows, in, rows, out, &pending);
     }
     aads_qconv_reference_flush(p, in, out, pending.items, pending.count);
