@@ -193,7 +193,10 @@ struct ModelCommand: ParsableCommand {
         @Option(name: .long, help: "Threads per inference.") var threads: Int = 1
         @Option(name: .long, help: "Untimed runs first.") var warmup: Int = 5
         @Option(name: .long, help: "Timed runs.") var iterations: Int = 50
-        @Flag(name: .long, help: "Also print the time of the slowest layers.") var profile = false
+        @Flag(
+            name: .long,
+            help: "Also print the time of the slowest layers (with --json: of each kind of layer, as profile_ms).")
+        var profile = false
         @OptionGroup var int8: RoundingOption
         @OptionGroup var output: OutputOptions
 
@@ -201,16 +204,18 @@ struct ModelCommand: ParsableCommand {
 
         func body() throws {
             let m = try InferenceModel(path: model, options: EngineOptions(threads: threads, rounding: int8.rounding))
-            if profile && !output.json {
+            var byKind: [String: Double] = [:]
+            if profile {
                 let rows = try m.profile(iterations: iterations)
-                let total = rows.reduce(0) { $0 + $1.ms }
-                var byKind: [String: Double] = [:]
                 for r in rows { byKind[r.kind, default: 0] += r.ms }
-                print(
-                    String(format: "steps total %.3f ms; by kind: ", total)
-                        + byKind.sorted { $0.value > $1.value }.map { String(format: "%@ %.3f", $0.key, $0.value) }
-                        .joined(separator: ", "))
-                for r in rows.prefix(15) { print(String(format: "%8.3f ms  %-12@ %@", r.ms, r.kind, r.node)) }
+                if !output.json {
+                    let total = rows.reduce(0) { $0 + $1.ms }
+                    print(
+                        String(format: "steps total %.3f ms; by kind: ", total)
+                            + byKind.sorted { $0.value > $1.value }.map { String(format: "%@ %.3f", $0.key, $0.value) }
+                            .joined(separator: ", "))
+                    for r in rows.prefix(15) { print(String(format: "%8.3f ms  %-12@ %@", r.ms, r.kind, r.node)) }
+                }
             }
             let r = try m.benchmark(warmup: warmup, iterations: iterations)
             if output.json {
@@ -218,6 +223,7 @@ struct ModelCommand: ParsableCommand {
                 o["model"] = model
                 o["macs"] = m.info.macs
                 o["model_mb"] = JSONLine.rounded(Double(fileSize(model)) / 1_048_576, 2)
+                if profile { o["profile_ms"] = byKind.mapValues { JSONLine.rounded($0, 4) } }
                 print(JSONLine.encode(o))
             } else {
                 print(
