@@ -15,4 +15,19 @@ public enum TestBinary {
 
     /// Whether `aadsEdge` has been built.
     public static var isBuilt: Bool { FileManager.default.isExecutableFile(atPath: aadsEdge) }
+
+    /// Runs `aadsEdge` with `arguments` to the end; returns its exit status and standard output (standard error is
+    /// discarded).
+    public static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: aadsEdge)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
 }

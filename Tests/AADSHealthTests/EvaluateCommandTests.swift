@@ -8,18 +8,7 @@ import Testing
 /// `aads-edge evaluate` as a process, checked against `aads-edge diagnose` on the same photos.
 @Suite(.serialized) struct EvaluateCommandTests {
     /// Runs the CLI; returns its exit status and standard output.
-    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) { try TestBinary.run(arguments) }
 
     func object(_ line: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])

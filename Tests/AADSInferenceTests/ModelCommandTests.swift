@@ -6,19 +6,13 @@ import Testing
 @Suite struct ModelCommandTests {
     /// With --profile and --json the one JSON line also carries the time of each kind of layer.
     @Test func benchProfileJSONTimesEachKindOfLayer() throws {
-        guard TestBinary.isBuilt else { return }
+        try #require(TestBinary.isBuilt, "aads-edge not built")
         let model = Fixtures.repositoryPath("Tests/Fixtures/models/mobilenet_style_int8.onnx")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestBinary.aadsEdge)
-        process.arguments = ["model", "bench", model, "--profile", "--json", "--warmup", "1", "--iterations", "3"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        let (status, stdout) = try TestBinary.run([
+            "model", "bench", model, "--profile", "--json", "--warmup", "1", "--iterations", "3",
+        ])
+        #expect(status == 0)
+        let lines = stdout.split(separator: "\n")
         #expect(lines.count == 1, "one JSON line, no text table")
         let line = Data((lines.last ?? "").utf8)
         let object = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
