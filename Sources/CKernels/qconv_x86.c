@@ -36,12 +36,11 @@ AVX512_TARGET static inline __mmask16 store_requant_512(__m512i acc, const doubl
     return near & mask;
 }
 
-/// The float32 requantisation (see aads_requant_f32_prepare) of a tile's accumulators acc[r][j] (rows r < nrows, blocks of
-/// 16 channels j < NB from nb0), the +128 activation offset removed through the weight sums: outputs within
-/// AADS_F32_SLACK (plus the reference band when p->ref is set) of a rounding boundary are then decided in double
-/// precision (and by the float reference). Everything it reads from
-/// *p is copied to locals first: the int8 stores may alias any memory, so the compiler would otherwise reload it after
-/// every store. Outputs that float32 cannot decide are redone afterwards, away from the loop.
+/// The float32 requantisation (see aads_requant_f32_prepare) of a tile's accumulators acc[r][j] (rows r < nrows,
+/// blocks of 16 channels j < NB from nb0), the +128 activation offset removed through the weight sums. Outputs
+/// within AADS_F32_SLACK (plus the reference band when p->ref is set) of a rounding boundary are redone afterwards,
+/// away from the loop, in double precision (and by the float reference). What the loop needs of *p is copied to
+/// locals first: the int8 stores may alias any memory, so the compiler would otherwise reload it after every store.
 AVX512_TARGET static inline __attribute__((always_inline)) void
 tile_512_f32_epilogue(const aads_qconv *p, __m512i acc[MR][4], int32_t nb0, const int NB, int8_t *const *outrows,
                       int32_t nrows, const int8_t *in, const int32_t *rows) {
