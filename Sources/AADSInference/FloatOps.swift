@@ -173,8 +173,7 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
                         chunk(0)
                     } else {
                         // The chunks write disjoint channels of the output, each through its own scratch plane.
-                        let box = UncheckedSendable(chunk)
-                        DispatchQueue.concurrentPerform(iterations: chunks) { box.value($0) }
+                        parallelChunks(chunks, threads: ctx.threads, chunk)
                     }
                 }
             }

@@ -94,9 +94,9 @@ extension Step {
 }
 
 /// Splits `0..<count` into at most `threads` contiguous chunks of at least `minChunk` and runs them in parallel.
+/// `work`: the operations of the whole range; chunks get at least `minWorkPerChunk` of it, because handing a chunk
+/// to another thread costs about as much as some tens of thousands of multiply-accumulates.
 @inline(__always)
-/// `work`: the operations of the whole range; chunks get at least `minWorkPerChunk` of it, because waking a
-/// thread costs about as much as a few hundred thousand multiply-accumulates.
 func parallelFor(
     _ count: Int, threads: Int, minChunk: Int = 1, work: Int = .max, minWorkPerChunk: Int = 150_000,
     _ body: (Int, Int) -> Void
@@ -107,14 +107,21 @@ func parallelFor(
         body(0, count)
         return
     }
+    // The chunks write disjoint parts of the output; the body only reads shared state.
+    parallelChunks(chunks, threads: threads) { i in
+        let lo = count * i / chunks
+        let hi = count * (i + 1) / chunks
+        if lo < hi { body(lo, hi) }
+    }
+}
+
+/// Runs `body(i)` for i in 0..<chunks on up to `threads` threads: the worker pool's, or Dispatch's when another
+/// job holds the pool.
+func parallelChunks(_ chunks: Int, threads: Int, _ body: (Int) -> Void) {
+    if WorkerPool.shared.run(chunks: chunks, threads: min(threads, chunks), body) { return }
     withoutActuallyEscaping(body) { body in
-        // The chunks write disjoint parts of the output; the body only reads shared state.
         let box = UncheckedSendable(body)
-        DispatchQueue.concurrentPerform(iterations: chunks) { i in
-            let lo = count * i / chunks
-            let hi = count * (i + 1) / chunks
-            if lo < hi { box.value(lo, hi) }
-        }
+        DispatchQueue.concurrentPerform(iterations: chunks) { box.value($0) }
     }
 }
 

@@ -33,6 +33,15 @@ enum {
     AADS_VARIANT_COUNT = 5
 };
 
+/// A hint to the CPU inside a polling loop (x86 PAUSE, Arm YIELD).
+static inline void aads_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// 1 when `variant` is compiled in and the CPU supports it.
 int aads_variant_available(int variant);
 /// The fastest available variant.
