@@ -60,6 +60,7 @@ public final class InferenceModel: @unchecked Sendable {
     public let extraWeightBytes: Int
 
     private let lock = NSLock()
+    private var threadLimit = Int.max
     private var plans: [PlanKey: ExecutionPlan] = [:]
     private var planOrder: [PlanKey] = []
 
@@ -163,7 +164,7 @@ public final class InferenceModel: @unchecked Sendable {
             let input = program.inputs.first { program.valueIds[$0.name] == id }
             write(t, to: id, plan: plan, rawIntegers: input?.dtype != .float32, unsigned: input?.dtype == .uint8)
         }
-        plan.execute(threads: options.threads, variant: variant, rounding: options.rounding)
+        plan.execute(threads: min(options.threads, threadLimit), variant: variant, rounding: options.rounding)
         return collect(outIds, plan: plan, given: [:])
     }
 
@@ -204,7 +205,7 @@ public final class InferenceModel: @unchecked Sendable {
         let outIds = try resolveOutputs(remaining)
         let plan = try plan(seeds: seeds.map(\.0), outputs: outIds.map(\.1))
         for (id, t) in seeds { write(t, to: id, plan: plan, rawIntegers: false, unsigned: false) }
-        plan.execute(threads: options.threads, variant: variant, rounding: options.rounding)
+        plan.execute(threads: min(options.threads, threadLimit), variant: variant, rounding: options.rounding)
         return collect(outIds, plan: plan, given: given)
     }
 
@@ -243,7 +244,7 @@ public final class InferenceModel: @unchecked Sendable {
                 for i in 0..<src.count { dst[i] = src[i] }
             }
         }
-        plan.execute(threads: options.threads, variant: variant, rounding: options.rounding)
+        plan.execute(threads: min(options.threads, threadLimit), variant: variant, rounding: options.rounding)
         return collect(outIds, plan: plan, given: [:])
     }
 
@@ -301,6 +302,21 @@ public final class InferenceModel: @unchecked Sendable {
         plans[key] = p
         planOrder.append(key)
         return p
+    }
+
+    /// Threads the next runs use: `options.threads` unless lowered, for a caller that keeps one of them busy with
+    /// other work (decoding the next image) meanwhile.
+    public var threads: Int {
+        get {
+            lock.lock()
+            defer { lock.unlock() }
+            return min(options.threads, threadLimit)
+        }
+        set {
+            lock.lock()
+            defer { lock.unlock() }
+            threadLimit = max(1, newValue)
+        }
     }
 
     /// Memory of the activation arenas of the plans made so far.
