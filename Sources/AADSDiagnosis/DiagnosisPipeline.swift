@@ -39,6 +39,31 @@ struct LoadedAdapter {
     let bytes: Int
 }
 
+/// A JPEG decoded and preprocessed into a pipeline's input ahead of its model, or the error that stopped it.
+public struct PreparedImage: @unchecked Sendable {
+    public let path: String
+    let tensor: Result<Tensor, any Error>
+    let decodeMs: Double
+}
+
+/// Decodes JPEGs into a pipeline's input on a thread other than the pipeline's (`DiagnosisPipeline.makeDecoder`),
+/// so that the next image is decoded while the current one runs through the model. One thread at a time.
+public final class ImageDecoder: @unchecked Sendable {
+    private let preprocessor: ImagePreprocessor
+
+    init(options: PreprocessOptions) { preprocessor = ImagePreprocessor(options: options) }
+
+    public func prepare(path: String) -> PreparedImage {
+        var clock = Stopwatch()
+        do {
+            let image = try preprocessor.process(path: path)
+            return PreparedImage(path: path, tensor: .success(image.tensor), decodeMs: clock.lap())
+        } catch {
+            return PreparedImage(path: path, tensor: .failure(error), decodeMs: clock.lap())
+        }
+    }
+}
+
 /// JPEG → tensor → backbone features → router → crop adapter → Mahalanobis OOD → `Diagnosis`.
 ///
 /// An instance is used from one thread at a time (it reuses its decode and activation buffers).
@@ -173,9 +198,53 @@ public final class DiagnosisPipeline {
         }
     }
 
-    /// Runs the model part of the pipeline on a preprocessed [1,3,S,S] tensor.
-    public func classify(_ tensor: Tensor, into result: inout Diagnosis) throws {
+    /// A decoder for `diagnose(_:)`, with this pipeline's preprocessing and one decode thread.
+    public func makeDecoder() -> ImageDecoder {
+        var options = preprocessor.options
+        options.decodeThreads = 1
+        return ImageDecoder(options: options)
+    }
+
+    /// Diagnoses an image prepared by a decoder of `makeDecoder`: the same result as `diagnose(path:)`. The decoder
+    /// is taken to be busy with the next image meanwhile, so the model runs on one thread fewer (at least one).
+    public func diagnose(_ image: PreparedImage) -> Diagnosis {
+        do {
+            var result = Diagnosis(file: image.path, decision: .diagnosis, modelVersion: manifest.modelVersion)
+            let tensor = try image.tensor.get()
+            result.latency.decode = image.decodeMs
+            try classify(tensor, into: &result, threads: max(1, options.threads - 1))
+            result.latency.total = result.latency.decode + result.latency.backbone + result.latency.adapter
+            return result
+        } catch {
+            return .failure(file: image.path, modelVersion: manifest.modelVersion, error: error)
+        }
+    }
+
+    /// Diagnoses `paths` in order, handing each result to `each`. With two or more threads one of them decodes the
+    /// next image while the others run the current one through the model.
+    public func diagnose(paths: [String], _ each: (Diagnosis) -> Void) {
+        guard options.threads > 1, paths.count > 1 else {
+            for path in paths { each(diagnose(path: path)) }
+            return
+        }
+        let decoder = makeDecoder()
+        let decoding = DispatchQueue(label: "aads.decode")
+        var next = Pending(on: decoding) { decoder.prepare(path: paths[0]) }
+        for i in paths.indices {
+            let image = next.wait()
+            if i + 1 < paths.count {
+                let path = paths[i + 1]
+                next = Pending(on: decoding) { decoder.prepare(path: path) }
+            }
+            each(diagnose(image))
+        }
+    }
+
+    /// Runs the model part of the pipeline on a preprocessed [1,3,S,S] tensor, on `threads` threads (at most
+    /// `options.threads`; all of them by default).
+    public func classify(_ tensor: Tensor, into result: inout Diagnosis, threads: Int? = nil) throws {
         var clock = Stopwatch()
+        backbone.threads = threads ?? options.threads
         let wanted = [manifest.backbone.features] + Array(Set(startTensors.values).union(taps))
         let outputs = try backbone.run([manifest.backbone.input: tensor], outputs: wanted)
         guard let pooled = outputs[manifest.backbone.features]?.data else {
@@ -199,6 +268,7 @@ public final class DiagnosisPipeline {
         let adapter = try adapter(for: crops[best])
         var adapterFeatures = features
         if let model = adapter.model, let start = adapter.startTensor, let intermediate = outputs[start] {
+            model.threads = threads ?? options.threads
             let rerun = try model.run(from: start, value: intermediate, outputs: [manifest.backbone.features])
             guard let adapted = rerun[manifest.backbone.features]?.data else {
                 throw DiagnosisError.shapeMismatch("adapter pass produced no \(manifest.backbone.features)")
@@ -234,5 +304,25 @@ public final class DiagnosisPipeline {
             }
         }
         return means
+    }
+}
+
+/// A value computed on a queue while the caller does something else, waited for once.
+public final class Pending<Value: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var value: Value?
+
+    /// Starts `work` on `queue`.
+    public init(on queue: DispatchQueue, _ work: @escaping @Sendable () -> Value) {
+        queue.async {
+            self.value = work()
+            self.done.signal()
+        }
+    }
+
+    /// Blocks until the value is there.
+    public func wait() -> Value {
+        done.wait()
+        return value.unsafelyUnwrapped
     }
 }

@@ -24,7 +24,7 @@ struct DiagnoseCommand: AADSCommand {
     @Option(help: "A slot store root: use its active slot.")
     var slots: String?
 
-    @Option(help: "Worker threads for the backbone.")
+    @Option(help: "Worker threads for the backbone; with two or more, the next image is also decoded meanwhile.")
     var threads = 1
 
     @OptionGroup var int8: RoundingOption
@@ -53,8 +53,7 @@ struct DiagnoseCommand: AADSCommand {
         if !output.json {
             print(DiagnosisTable.header)
         }
-        for image in images {
-            let result = pipeline.diagnose(path: image)
+        pipeline.diagnose(paths: images) { result in
             if result.decision == .error { failed = true }
             print(output.json ? JSONLine.encode(result.jsonObject) : DiagnosisTable.row(result))
         }

@@ -148,6 +148,30 @@ func code(of body: () throws -> Void) -> String? {
         #expect(adapter.bytes < 2 << 20)
     }
 
+    /// With two threads `diagnose(paths:)` decodes each next image while the model runs: the same decisions, in
+    /// the same order, as diagnosing each file alone; a missing file is an error row in its place.
+    @Test func decodingAheadGivesTheSameResultsInOrder() throws {
+        let copy = try BundleCopy()
+        defer { copy.remove() }
+        let paths = [
+            try copy.golden("tomato", "early_blight"), try copy.golden("corn", "common_rust"), copy.path + "/none.jpg",
+            try copy.golden("pepper", "healthy"), try copy.golden("potato", "late_blight"),
+        ]
+        let alone = try DiagnosisPipeline(bundleDirectory: copy.path)
+        let ahead = try DiagnosisPipeline(bundleDirectory: copy.path, options: PipelineOptions(threads: 2))
+        var results: [Diagnosis] = []
+        ahead.diagnose(paths: paths) { results.append($0) }
+        #expect(results.map(\.file) == paths)
+        for (path, got) in zip(paths, results) {
+            let expected = alone.diagnose(path: path)
+            #expect(got.decision == expected.decision, "\(path)")
+            #expect(got.disease == expected.disease, "\(path)")
+            #expect(got.mahalanobis == expected.mahalanobis, "\(path)")
+            #expect(got.error?.code == expected.error?.code, "\(path)")
+        }
+        #expect(results[2].decision == .error)
+    }
+
     @Test func adaptersAreBoundedLeastRecentlyUsed() throws {
         let copy = try BundleCopy()
         defer { copy.remove() }
