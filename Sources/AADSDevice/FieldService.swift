@@ -52,6 +52,8 @@ public struct RunSummary: Sendable, Equatable {
     public var dropped = 0
     /// Shadow A/B comparisons recorded.
     public var abSamples = 0
+    /// Images diagnosed from a decode that ran while the image before them was diagnosed.
+    public var decodedAhead = 0
     /// `idle` (`--exit-when-idle`) or `signal`/`requested`.
     public var stopReason = ""
 }
@@ -84,6 +86,12 @@ public final class FieldService: @unchecked Sendable {
     private var summary = RunSummary()
     private var trigger: TriggerMonitor?
     private let captureQueue = DispatchQueue(label: "aads-edge.capture")
+    /// Decodes the next waiting image while the current one is diagnosed (when the diagnoser can).
+    private let decodeQueue = DispatchQueue(label: "aads-edge.decode-ahead")
+    private var decoder: (diagnoser: ObjectIdentifier, decoder: ImageDecoder)?
+    /// The image being decoded ahead: its spool name, its file's identity when the decode began, and the diagnoser
+    /// it is for.
+    private var ahead: (name: String, fileID: String, diagnoser: ObjectIdentifier, image: Pending<PreparedImage>)?
     private var signalSources: [any DispatchSourceSignal] = []
     private var announcedReady = false
 
@@ -221,7 +229,7 @@ public final class FieldService: @unchecked Sendable {
             if let name = queue.first {
                 queue.removeFirst()
                 metrics.setQueueDepth(queue.count)
-                process(name)
+                process(name, next: queue.first)
                 continue
             }
             if exitWhenIdle && !captureInProgress {
@@ -237,6 +245,8 @@ public final class FieldService: @unchecked Sendable {
         summary.stopReason = stop.reason
         trigger?.stop()
         captureQueue.sync {}
+        decodeQueue.sync {}
+        ahead = nil
         try? notifier.stopping(status: "stopping (\(stop.reason)) after \(summary.processed) images")
         writeMetrics()
         logger.info(
@@ -289,8 +299,8 @@ public final class FieldService: @unchecked Sendable {
     /// One image: hash → (already journaled? move) → diagnose → shadow → journal row (committed) → move.
     /// The row is committed before the move and names the spool file (name, bytes, identity), so a crash at any
     /// point re-processes the file on restart without a second row; another file with the same bytes gets its own
-    /// row, marked as a duplicate of the first.
-    private func process(_ name: String) {
+    /// row, marked as a duplicate of the first. While it is diagnosed, `next` is decoded ahead.
+    private func process(_ name: String, next: String? = nil) {
         guard let model = serving else { return }
         let path = spool.path(of: name)
         let sha: String
@@ -320,8 +330,15 @@ public final class FieldService: @unchecked Sendable {
 
         var record: Diagnosis
         let clock = Stopwatch()
+        let prepared = takeDecodedAhead(name, fileID: fileID, for: model.diagnoser)
+        if let next { decodeAhead(next, for: model.diagnoser) }
         do {
-            record = try model.diagnoser.diagnose(path: path)
+            if let prepared {
+                summary.decodedAhead += 1
+                record = try model.diagnoser.diagnose(prepared: prepared)
+            } else {
+                record = try model.diagnoser.diagnose(path: path)
+            }
         } catch {
             record = Diagnosis.failure(
                 file: name, modelVersion: model.modelVersion, error: error, totalMs: clock.elapsedMs)
@@ -381,6 +398,29 @@ public final class FieldService: @unchecked Sendable {
             setFault("slot life cycle: \(AnyCodedError(error).message)")
         }
         updateLEDs()
+    }
+
+    /// Starts decoding spool image `name` for `diagnoser` on the decode-ahead queue, if the diagnoser has a decoder.
+    func decodeAhead(_ name: String, for diagnoser: any Diagnoser) {
+        let id = ObjectIdentifier(diagnoser)
+        if decoder?.diagnoser != id { decoder = diagnoser.makeDecoder().map { (id, $0) } }
+        guard let decoder = decoder?.decoder, let fileID = Spool.fileID(path: spool.path(of: name)) else {
+            ahead = nil
+            return
+        }
+        let path = spool.path(of: name)
+        ahead = (name, fileID, id, Pending(on: decodeQueue) { decoder.prepare(path: path) })
+    }
+
+    /// The image `name` decoded ahead for `diagnoser`, if that is what the queue holds and the file is still the
+    /// one `fileID` names (the identity `process` fingerprinted); waits for the decode to finish.
+    func takeDecodedAhead(_ name: String, fileID: String, for diagnoser: any Diagnoser) -> PreparedImage? {
+        defer { ahead = nil }
+        guard let ahead, ahead.name == name, ahead.fileID == fileID, ahead.diagnoser == ObjectIdentifier(diagnoser)
+        else { return nil }
+        let image = ahead.image.wait()
+        // Replaced or rewritten while it was being decoded: decode it again.
+        return Spool.fileID(path: spool.path(of: name)) == fileID ? image : nil
     }
 
     /// Runs the partner version on the same image and records the pair; returns the comparison so far.

@@ -15,6 +15,11 @@ public final class PipelineDiagnoser: Diagnoser {
         pipeline.diagnose(path: path)
     }
 
+    /// With two or more threads, one decodes the next image while the others run the model.
+    public func makeDecoder() -> ImageDecoder? { pipeline.options.threads > 1 ? pipeline.makeDecoder() : nil }
+
+    public func diagnose(prepared: PreparedImage) throws -> Diagnosis { pipeline.diagnose(prepared) }
+
     /// The bundle's own figures, for the latency and accuracy alerts.
     public var baseline: BaselineMetrics {
         let metrics = pipeline.manifest.baselineMetrics ?? [:]

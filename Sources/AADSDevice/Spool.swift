@@ -239,8 +239,19 @@ public struct Spool: Sendable {
                 .tooLarge,
                 "\(width)x\(height) is \(width * height) pixels, above the limit of \(limits.maxPixels)")
         }
-        let fileID = "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
-        return (try sha256(fd: fd, path: path), fileID)
+        return (try sha256(fd: fd, path: path), fileID(st))
+    }
+
+    /// A file's identity as `fingerprint` gives it: device, inode and modification time.
+    static func fileID(_ st: stat) -> String {
+        "\(st.st_dev):\(st.st_ino):\(st.st_mtim.tv_sec).\(String(format: "%09ld", st.st_mtim.tv_nsec))"
+    }
+
+    /// The identity of the regular file at `path` (not following a symbolic link), or nil.
+    static func fileID(path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return fileID(st)
     }
 
     /// A file type's name for messages.

@@ -35,8 +35,14 @@ extension Fixtures {
 /// Writes a spool image by rename, as a camera would: unique bytes per index.
 @discardableResult
 func dropImage(into spool: String, name: String, content: String) throws -> String {
+    try dropImage(into: spool, name: name, bytes: Data(content.utf8))
+}
+
+/// The same with the image's bytes.
+@discardableResult
+func dropImage(into spool: String, name: String, bytes: Data) throws -> String {
     let temp = spool + "/.tmp-" + name
-    try Data(content.utf8).write(to: URL(fileURLWithPath: temp))
+    try bytes.write(to: URL(fileURLWithPath: temp))
     let final = spool + "/" + name
     guard rename(temp, final) == 0 else { throw SpoolError("rename failed") }
     return final
