@@ -1,15 +1,14 @@
 // Depthwise convolution for AArch64 NEON (both NEON variants): 16 channels per step, the signed activations widened to
 // int16 and multiplied into int32 with SMLAL against the packed int16 weights (exact: |x| <= 128, |w| <= 128). The
 // input zero point is removed once per output through the channel's weight sum, so padding taps read a row of in_zp
-// bytes and contribute nothing. Interior pixels of 3x3 and 5x5 kernels (stride 1 or 2, no dilation) are computed
-// DWN_TILE at a time along the row: each input column is loaded and widened once and used by every output of the tile
-// it falls under. Everything else (borders, other shapes) takes one pointer per tap.
+// bytes and contribute nothing. 3x3 and 5x5 kernels (stride 1 or 2, no dilation) are computed AADS_DW_TILE outputs of
+// a row at a time, borders included: each input column is loaded and widened once and used by every output of the
+// tile it falls under. Other shapes take one pointer per tap.
 #include "internal.h"
 #if AADS_ARM64
 #include "requant_neon.h"
 
 #define DWN_CHUNK 256 // channels per chunk: their weights (up to 25 taps x 256 x 2 bytes) stay in L1
-#define DWN_TILE 4    // interior outputs per tile
 
 /// One chunk of channels [c0, c0 + cn) and -in_zp * weight sum per channel of it.
 typedef struct {
@@ -70,21 +69,22 @@ static void dwn_pixel(const dwn_chunk *d, int32_t oh, int32_t ow) {
     }
 }
 
-/// P interior outputs (oh, ow..ow+P-1) of a KxK kernel with stride S; x0 is the first output's tap (0, 0).
-static inline __attribute__((always_inline)) void dwn_tile(const dwn_chunk *d, const int8_t *x0, int32_t oh,
-                                                           int32_t ow, const int K, const int S, const int P) {
+/// P outputs (oh, ow..ow+P-1) of a KxK kernel with stride S, every pixel through the same loop (borders read the
+/// padding row): each input column is loaded and widened once for all the outputs of the tile.
+static inline __attribute__((always_inline)) void dwn_tile(const dwn_chunk *d, const aads_dw_tile_pixels *t,
+                                                           int32_t oh, int32_t ow, const int K, const int S,
+                                                           const int P, const int border) {
     const aads_dwconv *p = d->p;
-    const int32_t C = p->channels;
-    const size_t rs = (size_t)p->in_w * (size_t)C;
+    const size_t C = (size_t)p->channels;
     for (int32_t c = 0; c < d->cn; c += 16) {
-        int32x4_t acc[DWN_TILE][4];
+        int32x4_t acc[AADS_DW_TILE][4];
         for (int j = 0; j < P; j++)
             for (int g = 0; g < 4; g++) acc[j][g] = vld1q_s32(d->nzw + c + 4 * g);
         for (int ky = 0; ky < K; ky++) {
-            const int8_t *xr = x0 + ky * rs + c;
             const int16_t *wr = p->weights + (size_t)ky * K * d->cpad + d->c0 + c;
             for (int i = 0; i < (P - 1) * S + K; i++) {
-                const int8x16_t x = vld1q_s8(xr + (size_t)i * C);
+                const int8_t *px = border ? t->cp[ky][i] : t->base[ky] + (size_t)i * C;
+                const int8x16_t x = vld1q_s8(px + c);
                 for (int j = 0; j < P; j++) {
                     const int kx = i - j * S;
                     if (kx < 0 || kx >= K) continue;
@@ -96,15 +96,14 @@ static inline __attribute__((always_inline)) void dwn_tile(const dwn_chunk *d, c
     }
 }
 
-/// Interior outputs [ow, ow_hi) of row oh (whose input rows are all inside) for one (K, S).
-static inline __attribute__((always_inline)) void dwn_row(const dwn_chunk *d, int32_t oh, int32_t ih0, int32_t ow,
-                                                          int32_t ow_hi, const int K, const int S) {
-    const aads_dwconv *p = d->p;
-    const int8_t *row = d->in + (size_t)ih0 * p->in_w * p->channels + d->c0;
-    for (; ow + DWN_TILE <= ow_hi; ow += DWN_TILE) {
-        dwn_tile(d, row + (size_t)(ow * S - p->pad_l) * p->channels, oh, ow, K, S, DWN_TILE);
-    }
-    for (; ow < ow_hi; ow++) dwn_tile(d, row + (size_t)(ow * S - p->pad_l) * p->channels, oh, ow, K, S, 1);
+/// Output row oh of a KxK kernel with stride S, every pixel through the tiles.
+static inline __attribute__((always_inline)) void dwn_row(const dwn_chunk *d, int32_t oh, const int K, const int S) {
+    const int8_t *rows[5];
+    aads_dw_tap_rows(d->p, d->in, d->c0, oh, K, S, rows);
+#define DWN_TILE_AT(oh, ow, P, t)                                                                                    \
+    ((t)->border ? dwn_tile(d, t, oh, ow, K, S, P, 1) : dwn_tile(d, t, oh, ow, K, S, P, 0))
+    AADS_DW_ROW_TILES(d->p, rows, d->pad, K, S, oh, DWN_TILE_AT);
+#undef DWN_TILE_AT
 }
 
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
@@ -112,8 +111,6 @@ void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32
     int32_t nzw[DWN_CHUNK];
     int8_t pad[DWN_CHUNK + 16];
     memset(pad, p->in_zp, sizeof pad);
-    int32_t off[AADS_MAX_TAPS], ow_lo, ow_hi, ih0;
-    aads_dw_interior(p, off, &ow_lo, &ow_hi);
     const int K = p->kh == p->kw && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == p->stride_w ? p->kh : 0;
     const int S = p->stride_w;
     const int fast = (K == 3 || K == 5) && (S == 1 || S == 2);
@@ -125,16 +122,17 @@ void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32
             vst1q_s32(nzw + c, vmulq_n_s32(s, -p->in_zp));
         }
         for (int32_t oh = oh0; oh < oh1; oh++) {
-            if (!aads_dw_row_inside(p, oh, &ih0) || !fast) {
+            if (!fast) {
                 for (int32_t ow = 0; ow < p->out_w; ow++) dwn_pixel(&d, oh, ow);
-                continue;
+            } else if (K == 3 && S == 1) {
+                dwn_row(&d, oh, 3, 1);
+            } else if (K == 3) {
+                dwn_row(&d, oh, 3, 2);
+            } else if (S == 1) {
+                dwn_row(&d, oh, 5, 1);
+            } else {
+                dwn_row(&d, oh, 5, 2);
             }
-            for (int32_t ow = 0; ow < ow_lo; ow++) dwn_pixel(&d, oh, ow);
-            if (K == 3 && S == 1) dwn_row(&d, oh, ih0, ow_lo, ow_hi, 3, 1);
-            else if (K == 3) dwn_row(&d, oh, ih0, ow_lo, ow_hi, 3, 2);
-            else if (S == 1) dwn_row(&d, oh, ih0, ow_lo, ow_hi, 5, 1);
-            else dwn_row(&d, oh, ih0, ow_lo, ow_hi, 5, 2);
-            for (int32_t ow = ow_hi; ow < p->out_w; ow++) dwn_pixel(&d, oh, ow);
         }
     }
 }

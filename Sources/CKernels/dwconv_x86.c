@@ -2,8 +2,9 @@
 // chunk, 16 channels per vector. The input zero point is removed once per output through the channel's weight sum,
 // so padding taps read a row of in_zp bytes and contribute nothing.
 //
-// 3x3 and 5x5 kernels with stride 1 or 2 (no dilation) are computed DW_TILE outputs of a row at a time, every pixel
-// (borders too) by the same loop: each input column is loaded once for all the outputs of the tile it falls under.
+// 3x3 and 5x5 kernels with stride 1 or 2 (no dilation) are computed AADS_DW_TILE outputs of a row at a time, every
+// pixel (borders too) by the same loop: each input column is loaded once for all the outputs of the tile it falls
+// under.
 // Tap rows 0-3 of a column go through one VPDPBUSD, their bytes interleaved per channel and offset by +128 to
 // unsigned (the offset removed through the weight sums); the fifth row of a 5x5 kernel goes through VPDPWSSD, the
 // activation sign-extended to int32 (its low int16 is x, exact) against the weight zero-extended (its high int16 is
@@ -16,7 +17,6 @@
 
 #define DW_WEIGHTS 8192  // int32 weights of one chunk (32 KB)
 #define DW_CHUNK_MAX 1024 // channels per chunk at most
-#define DW_TILE 4         // outputs per tile
 
 /// One chunk of channels [c0, c0 + cn): int32 weights w32[tap][chunk] and -in_zp * weight sum per channel.
 typedef struct {
@@ -166,27 +166,19 @@ AVX512_TARGET static inline __attribute__((always_inline)) __m512i dw512_quad_lo
     return _mm512_xor_si512(_mm512_shuffle_epi8(_mm512_permutexvar_epi32(t.lanes, v), t.bytes), t.flip);
 }
 
-#define DW_SPAN_MAX ((DW_TILE - 1) * 2 + 5)
-
-/// The input pixels of one tile: cp[ky][i] is tap row ky, input column col0 + i, at the chunk's first channel, or the
-/// padding row where that pixel lies outside the image.
-typedef struct {
-    const int8_t *cp[5][DW_SPAN_MAX];
-} dw_columns;
-
 /// P outputs (oh, ow..ow+P-1) of a KxK kernel (3 or 5) with stride S, every pixel through the same loop: borders read
 /// the padding row. Tap rows 0-3 go four at a time through VPDPBUSD (rows 0-2 for K = 3), row 4 of a 5x5 kernel a
 /// tap at a time through VPDPWSSD; each input column is interleaved once for all the outputs of the tile.
-AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const dw_chunk *d, const dw_columns *t,
-                                                                          const int8_t *const *base,
+AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const dw_chunk *d,
+                                                                          const aads_dw_tile_pixels *t,
                                                                           const dw512_rq q, const dw512_quad qt,
                                                                           int32_t oh, int32_t ow, const int K,
                                                                           const int S, const int P, const int border) {
     const int span = (P - 1) * S + K;
     const size_t C = (size_t)d->channels;
-#define DW_PX(ky, i) (border ? t->cp[ky][i] : base[ky] + (size_t)(i) * C)
+#define DW_PX(ky, i) (border ? t->cp[ky][i] : t->base[ky] + (size_t)(i) * C)
     for (int32_t c = 0; c < d->cn; c += 16) {
-        __m512i acc[DW_TILE];
+        __m512i acc[AADS_DW_TILE];
         const __m512i nzw = _mm512_load_si512((const void *)(d->nzw + c));
         for (int j = 0; j < P; j++) acc[j] = nzw;
         const int32_t *wq = d->w32p + c;
@@ -206,7 +198,8 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const
                 for (int j = 0; j < P; j++) {
                     const int kx = i - j * S;
                     if (kx < 0 || kx >= K) continue;
-                    acc[j] = _mm512_dpwssd_epi32(acc[j], x, _mm512_load_si512((const void *)(wr + (size_t)kx * d->chunk)));
+                    const __m512i w = _mm512_load_si512((const void *)(wr + (size_t)kx * d->chunk));
+                    acc[j] = _mm512_dpwssd_epi32(acc[j], x, w);
                 }
             }
         }
@@ -218,40 +211,16 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const
 #undef DW_PX
 }
 
-/// Output row oh of a KxK kernel with stride S: tiles of DW_TILE outputs, the last one moved left to end at the row's
-/// end (recomputing a few outputs) rather than narrowed.
+/// Output row oh of a KxK kernel with stride S, every pixel through the tiles.
 AVX512_TARGET static inline __attribute__((always_inline)) void dw512_row(const dw_chunk *d, const dw512_rq q,
                                                                          const dw512_quad qt, int32_t oh, const int K,
                                                                          const int S) {
-    const aads_dwconv *p = d->p;
     const int8_t *rows[5];
-    for (int ky = 0; ky < K; ky++) {
-        const int32_t ih = oh * S - p->pad_t + ky;
-        rows[ky] = ih >= 0 && ih < p->in_h ? d->in + (size_t)ih * p->in_w * p->channels + d->c0 : NULL;
-    }
-    const int rows_inside = rows[0] != NULL && rows[K - 1] != NULL;
-    const int P = p->out_w < DW_TILE ? 1 : DW_TILE;
-    const int span = (P - 1) * S + K;
-    dw_columns t;
-    const int8_t *base[5];
-    for (int32_t ow = 0; ow < p->out_w; ow += P) {
-        if (ow + P > p->out_w) ow = p->out_w - P;
-        const int32_t col0 = ow * S - p->pad_l;
-        if (rows_inside && col0 >= 0 && col0 + span <= p->in_w) {
-            for (int ky = 0; ky < K; ky++) base[ky] = rows[ky] + (size_t)col0 * p->channels;
-            if (P == DW_TILE) dw512_tile(d, &t, base, q, qt, oh, ow, K, S, DW_TILE, 0);
-            else dw512_tile(d, &t, base, q, qt, oh, ow, K, S, 1, 0);
-            continue;
-        }
-        for (int ky = 0; ky < K; ky++) {
-            for (int i = 0; i < span; i++) {
-                const int32_t col = col0 + i;
-                t.cp[ky][i] = rows[ky] != NULL && col >= 0 && col < p->in_w ? rows[ky] + (size_t)col * p->channels : d->pad;
-            }
-        }
-        if (P == DW_TILE) dw512_tile(d, &t, base, q, qt, oh, ow, K, S, DW_TILE, 1);
-        else dw512_tile(d, &t, base, q, qt, oh, ow, K, S, 1, 1);
-    }
+    aads_dw_tap_rows(d->p, d->in, d->c0, oh, K, S, rows);
+#define DW512_TILE(oh, ow, P, t)                                                                                     \
+    ((t)->border ? dw512_tile(d, t, q, qt, oh, ow, K, S, P, 1) : dw512_tile(d, t, q, qt, oh, ow, K, S, P, 0))
+    AADS_DW_ROW_TILES(d->p, rows, d->pad, K, S, oh, DW512_TILE);
+#undef DW512_TILE
 }
 
 AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1) {
@@ -289,7 +258,8 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 for (int32_t kx = 0; kx < K; kx++) {
                     __m512i quad = _mm512_setzero_si512();
                     for (int r = 0; r < quad_rows; r++) {
-                        const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p->weights + (size_t)(r * K + kx) * cpad + c0 + c)));
+                        const int16_t *wt = p->weights + (size_t)(r * K + kx) * cpad + c0 + c;
+                        const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)wt));
                         qs = _mm512_add_epi32(qs, w);
                         quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0xFF)), 8 * r));
                     }

@@ -160,6 +160,62 @@ static inline void aads_dw_tap_pointers(const aads_dwconv *p, const int8_t *in, 
     }
 }
 
+/// Output pixels per row tile of the 3x3 and 5x5 depthwise kernels (stride 1 or 2), and the input columns a tile spans
+/// at most.
+#define AADS_DW_TILE 4
+#define AADS_DW_SPAN_MAX ((AADS_DW_TILE - 1) * 2 + 5)
+
+/// The input pixels of one row tile of a KxK depthwise kernel. An interior tile reads tap row ky, column i at
+/// base[ky] + i * channels; a tile at a border reads it at cp[ky][i], which is the padding row where that pixel lies
+/// outside the image, so that borders run the same loop as the interior.
+typedef struct {
+    int border;
+    const int8_t *base[5];
+    const int8_t *cp[5][AADS_DW_SPAN_MAX];
+} aads_dw_tile_pixels;
+
+/// The input row of each of the K tap rows of output row oh (stride S, no dilation) at channel c0, or NULL outside the
+/// image.
+static inline void aads_dw_tap_rows(const aads_dwconv *p, const int8_t *in, int32_t c0, int32_t oh, int K, int S,
+                                    const int8_t **rows) {
+    for (int ky = 0; ky < K; ky++) {
+        const int32_t ih = oh * S - p->pad_t + ky;
+        rows[ky] = ih >= 0 && ih < p->in_h ? in + (size_t)ih * p->in_w * p->channels + c0 : NULL;
+    }
+}
+
+/// Fills *t for the tile whose `span` input columns start at col0 (negative at the left border), given the rows of
+/// aads_dw_tap_rows.
+static inline void aads_dw_tile_fill(const aads_dwconv *p, const int8_t *const *rows, const int8_t *pad, int K,
+                                     int32_t col0, int span, aads_dw_tile_pixels *t) {
+    t->border = rows[0] == NULL || rows[K - 1] == NULL || col0 < 0 || col0 + span > p->in_w;
+    if (!t->border) {
+        for (int ky = 0; ky < K; ky++) t->base[ky] = rows[ky] + (size_t)col0 * p->channels;
+        return;
+    }
+    for (int ky = 0; ky < K; ky++) {
+        for (int i = 0; i < span; i++) {
+            const int32_t col = col0 + i;
+            t->cp[ky][i] = rows[ky] != NULL && col >= 0 && col < p->in_w ? rows[ky] + (size_t)col * p->channels : pad;
+        }
+    }
+}
+
+/// Runs TILE(oh, ow, P, t) over output row oh of a KxK kernel with stride S (`rows` from aads_dw_tap_rows): tiles of
+/// AADS_DW_TILE outputs (P a constant in each call), the last one moved left to end at the row's end (recomputing a
+/// few outputs) rather than narrowed; rows narrower than a tile one output at a time.
+#define AADS_DW_ROW_TILES(p, rows, pad, K, S, oh, TILE)                                                              \
+    do {                                                                                                             \
+        const int P_ = (p)->out_w < AADS_DW_TILE ? 1 : AADS_DW_TILE;                                                 \
+        aads_dw_tile_pixels t_;                                                                                      \
+        for (int32_t ow_ = 0; ow_ < (p)->out_w; ow_ += P_) {                                                         \
+            if (ow_ + P_ > (p)->out_w) ow_ = (p)->out_w - P_;                                                        \
+            aads_dw_tile_fill((p), (rows), (pad), (K), ow_ * (S) - (p)->pad_l, (P_ - 1) * (S) + (K), &t_);           \
+            if (P_ == AADS_DW_TILE) TILE((oh), ow_, AADS_DW_TILE, &t_);                                              \
+            else TILE((oh), ow_, 1, &t_);                                                                            \
+        }                                                                                                            \
+    } while (0)
+
 /// Depthwise pixels whose every tap lies inside the image: off[t] is tap t's input offset (bytes) from the pixel's
 /// first tap, and output columns [*ow_lo, *ow_hi) (within [0, out_w]) are inside horizontally.
 static inline void aads_dw_interior(const aads_dwconv *p, int32_t *off, int32_t *ow_lo, int32_t *ow_hi) {
