@@ -71,6 +71,67 @@ AVX512_TARGET INLINE void rowwise_tile(const int R, const int NV, const aads_fco
     }
 }
 
+/// The same for four output channels oc..oc+3 of a one-group convolution (w0: the first one's weights), each loaded
+/// and shifted input register feeding the four channels' sums: R * NV registers of columns per channel.
+AVX512_TARGET INLINE void rowwise_tile4(const int R, const int NV, const aads_fconv *p, const rowwise_masks *m,
+                                        const float *x0, const float *w0, const float *bias, int32_t oh0, float *o,
+                                        size_t out_plane) {
+    const int32_t cin = p->cin, kw = p->kw;
+    const size_t in_plane = (size_t)p->in_h * p->in_w, wstride = (size_t)cin * p->kh * kw;
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512 acc[4][2][4];
+    #pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        #pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[k][r][v] = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+        }
+    }
+    for (int32_t ic = 0; ic < cin; ic++) {
+        const float *x = x0 + (size_t)ic * in_plane;
+        const float *w = w0 + (size_t)ic * p->kh * kw;
+        for (int32_t ky = 0; ky < p->kh; ky++) {
+            const float *row[2];
+            #pragma GCC unroll 2
+            for (int r = 0; r < R; r++) {
+                const int32_t ih = (oh0 + r) * p->stride_h - p->pad_t + ky * p->dil_h;
+                const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
+                row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
+            }
+            for (int32_t kx = 0; kx < kw; kx++) {
+                __m512 wv[4];
+                #pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) wv[k] = _mm512_set1_ps(w[(size_t)k * wstride + ky * kw + kx]);
+                #pragma GCC unroll 2
+                for (int r = 0; r < R; r++) {
+                    if (!row[r]) continue; // a tap row outside the image adds nothing
+                    #pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++) {
+                        const float *src = (const float *)((uintptr_t)row[r] + (intptr_t)m->first[kx][v] * 4);
+                        __m512 xv = _mm512_maskz_loadu_ps(m->lo[kx][v], src);
+                        if (p->stride_w == 2) {
+                            xv = _mm512_permutex2var_ps(xv, evens, _mm512_maskz_loadu_ps(m->hi[kx][v], src + 16));
+                        }
+                        #pragma GCC unroll 4
+                        for (int k = 0; k < 4; k++) acc[k][r][v] = _mm512_fmadd_ps(wv[k], xv, acc[k][r][v]);
+                    }
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        #pragma GCC unroll 2
+        for (int r = 0; r < R && oh0 + r < p->out_h; r++) {
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                _mm512_mask_storeu_ps(o + k * out_plane + (size_t)r * p->out_w + 16 * v, m->store[v], acc[k][r][v]);
+            }
+        }
+    }
+}
+
 /// Convolution (any group, stride 1 or 2 along rows, at most 8 tap columns) of output channels [oc_begin, oc_end)
 /// with AVX-512, by tiles of output rows and up to 64 columns held in registers. Each term adds a masked load of
 /// its input columns (a stride-2 term loads 32 columns and keeps the even ones). Tap rows outside the image are
@@ -98,7 +159,26 @@ AVX512_TARGET void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *i
             }
         }
         const int nv = p->out_w - ow0 >= 64 ? 4 : (p->out_w - ow0 + 15) / 16;
-        for (int32_t c = oc_begin; c < oc_end; c++) {
+        int32_t c = oc_begin;
+        for (; p->group == 1 && c + 4 <= oc_end; c += 4) { // four channels share each input register
+            const float *w0 = p->weights + (size_t)c * cin_g * p->kh * p->kw;
+            const float *b = p->bias ? p->bias + c : NULL;
+            float *o = out + (size_t)c * out_plane + ow0;
+            if (nv == 4) {
+                for (int32_t oh = 0; oh < p->out_h; oh++)
+                    rowwise_tile4(1, 4, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
+            } else if (nv == 3) {
+                for (int32_t oh = 0; oh < p->out_h; oh += 2)
+                    rowwise_tile4(2, 3, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
+            } else if (nv == 2) {
+                for (int32_t oh = 0; oh < p->out_h; oh += 2)
+                    rowwise_tile4(2, 2, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
+            } else {
+                for (int32_t oh = 0; oh < p->out_h; oh += 2)
+                    rowwise_tile4(2, 1, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
+            }
+        }
+        for (; c < oc_end; c++) {
             const float *x0 = in + (size_t)(c / cout_g * cin_g) * in_plane;
             const float *w0 = p->weights + (size_t)c * cin_g * p->kh * p->kw;
             const float b = p->bias ? p->bias[c] : 0.0f;
