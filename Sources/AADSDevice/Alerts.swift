@@ -38,7 +38,7 @@ public final class AlertEngine {
     public private(set) var latencyBaselineMs: Double?
     public private(set) var active: [String: Alert] = [:]
 
-    private var latencies: [Double] = []
+    private var latencies: [Double?] = []
     private var errorFlags: [Bool] = []
     private var cursor = 0
     private var memoryWindowStart: Double?
@@ -61,8 +61,9 @@ public final class AlertEngine {
         return cleared.map { AlertTransition(alert: $0, raised: false) }
     }
 
-    /// Feeds one processed image.
-    public func observe(latencyMs: Double, isError: Bool) -> [AlertTransition] {
+    /// Feeds one processed image; `latencyMs` nil when its time is not comparable with images diagnosed one at a
+    /// time (it shared the processor with the decode of the next image): it then counts for the error rate only.
+    public func observe(latencyMs: Double?, isError: Bool) -> [AlertTransition] {
         let window = config.window
         if latencies.count < window {
             latencies.append(latencyMs)
@@ -75,7 +76,7 @@ public final class AlertEngine {
         guard latencies.count == window else { return [] }
         var transitions: [AlertTransition] = []
         // Latency over successful images only: an error's time says nothing about the model's speed.
-        let okLatencies = zip(latencies, errorFlags).filter { !$0.1 }.map(\.0)
+        let okLatencies = zip(latencies, errorFlags).compactMap { $0.1 ? nil : $0.0 }
         if !okLatencies.isEmpty {
             let mean = okLatencies.reduce(0, +) / Double(okLatencies.count)
             if latencyBaselineMs == nil { latencyBaselineMs = mean }

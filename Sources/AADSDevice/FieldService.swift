@@ -331,7 +331,10 @@ public final class FieldService: @unchecked Sendable {
         var record: Diagnosis
         let clock = Stopwatch()
         let prepared = takeDecodedAhead(name, fileID: fileID, for: model.diagnoser)
-        if let next { decodeAhead(next, for: model.diagnoser) }
+        // Only for a committed model: on trial and probation every image is diagnosed alone, so that its latency
+        // compares with the A/B partner's and with the slot's latency baseline.
+        if let next, model.phase == .committed || model.phase == .unknown { decodeAhead(next, for: model.diagnoser) }
+        let overlapped = prepared != nil || ahead != nil
         do {
             if let prepared {
                 summary.decodedAhead += 1
@@ -381,7 +384,9 @@ public final class FieldService: @unchecked Sendable {
         metrics.record(record)
         lastDecision = record.decision
         let hadLatencyBaseline = alerts.latencyBaselineMs != nil
-        for transition in alerts.observe(latencyMs: record.latency.total, isError: failed) { handle(transition) }
+        for transition in alerts.observe(latencyMs: overlapped ? nil : record.latency.total, isError: failed) {
+            handle(transition)
+        }
         if !hadLatencyBaseline, let baseline = alerts.latencyBaselineMs {
             metrics.setBaselines(latencyMs: baseline, accuracy: model.baseline.accuracy)
             // Measured here, on this board: journaled as the slot's latency baseline.

@@ -40,6 +40,22 @@ import Testing
         #expect(t.map(\.alert.rule) == ["latency_increase"])
     }
 
+    /// Images timed while the next one was decoded beside them count for the error rate, not for the latency.
+    @Test func untimedImagesCountForErrorsOnly() {
+        let engine = AlertEngine(config: config, latencyBaselineMs: 40)
+        var t: [AlertTransition] = []
+        for i in 0..<10 { t += engine.observe(latencyMs: i % 2 == 0 ? 40 : nil, isError: false) }
+        #expect(t.isEmpty)
+        // Slow untimed images raise nothing; the timed ones alone are above the baseline.
+        for i in 0..<10 { t += engine.observe(latencyMs: i % 2 == 0 ? 46 : nil, isError: false) }
+        #expect(t.map(\.alert.rule) == ["latency_increase"])
+        // The mean of the timed images only (40 and 46 ms), never pulled down or up by the untimed ones.
+        let mean = t.first?.alert.value ?? 0
+        #expect(mean > 44 && mean <= 46)
+        let errors = engine.observe(latencyMs: nil, isError: true)
+        #expect(errors.map(\.alert.rule) == ["error_rate"])
+    }
+
     @Test func errorRateAboveOnePercentIsCritical() {
         var c = config
         c.window = 200
