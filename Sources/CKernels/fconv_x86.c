@@ -21,18 +21,24 @@ typedef struct {
     int32_t first[8][4];
 } rowwise_masks;
 
-/// Output rows [oh0, oh0 + R) (those below out_h), `NV` registers of columns, of one output channel: R * NV
-/// independent sums, enough to hide the latency of the fused multiply-adds each of them is a chain of.
-AVX512_TARGET INLINE void rowwise_tile(const int R, const int NV, const aads_fconv *p, const rowwise_masks *m,
-                                       const float *x0, const float *w0, float bias, int32_t oh0, float *o) {
+/// Output rows [oh0, oh0 + R) (those below out_h), `NV` registers of columns, of OC output channels (1, or 4 of a
+/// one-group convolution) whose weights are `wstride` apart from w0 and whose planes are `out_plane` apart from o:
+/// R * NV independent sums per channel, enough to hide the latency of the fused multiply-adds each of them is a
+/// chain of, and each loaded (and, for stride 2, shifted) input register feeds all OC channels.
+AVX512_TARGET INLINE void rowwise_tile(const int OC, const int R, const int NV, const aads_fconv *p,
+                                       const rowwise_masks *m, const float *x0, const float *w0, size_t wstride,
+                                       const float *bias, int32_t oh0, float *o, size_t out_plane) {
     const int32_t cin_g = p->cin / p->group, kw = p->kw;
     const size_t in_plane = (size_t)p->in_h * p->in_w;
     const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    __m512 acc[8][4];
-    #pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
+    __m512 acc[4][8][4];
+    #pragma GCC unroll 4
+    for (int k = 0; k < OC; k++) {
         #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_set1_ps(bias);
+        for (int r = 0; r < R; r++) {
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[k][r][v] = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+        }
     }
     for (int32_t ic = 0; ic < cin_g; ic++) {
         const float *x = x0 + (size_t)ic * in_plane;
@@ -46,11 +52,13 @@ AVX512_TARGET INLINE void rowwise_tile(const int R, const int NV, const aads_fco
                 row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
             }
             for (int32_t kx = 0; kx < kw; kx++) {
-                const __m512 wv = _mm512_set1_ps(w[ky * kw + kx]);
+                __m512 wv[4];
+                #pragma GCC unroll 4
+                for (int k = 0; k < OC; k++) wv[k] = _mm512_set1_ps(w[(size_t)k * wstride + ky * kw + kx]);
                 #pragma GCC unroll 8
                 for (int r = 0; r < R; r++) {
                     if (!row[r]) continue; // a tap row outside the image adds nothing
-                    #pragma GCC unroll 8
+                    #pragma GCC unroll 4
                     for (int v = 0; v < NV; v++) {
                         // Masked lanes are neither read nor faulted: the address may lie outside the row.
                         const float *src = (const float *)((uintptr_t)row[r] + (intptr_t)m->first[kx][v] * 4);
@@ -58,71 +66,16 @@ AVX512_TARGET INLINE void rowwise_tile(const int R, const int NV, const aads_fco
                         if (p->stride_w == 2) {
                             xv = _mm512_permutex2var_ps(xv, evens, _mm512_maskz_loadu_ps(m->hi[kx][v], src + 16));
                         }
-                        acc[r][v] = _mm512_fmadd_ps(wv, xv, acc[r][v]);
-                    }
-                }
-            }
-        }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < R && oh0 + r < p->out_h; r++) {
-        #pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) _mm512_mask_storeu_ps(o + (size_t)r * p->out_w + 16 * v, m->store[v], acc[r][v]);
-    }
-}
-
-/// The same for four output channels oc..oc+3 of a one-group convolution (w0: the first one's weights), each loaded
-/// and shifted input register feeding the four channels' sums: R * NV registers of columns per channel.
-AVX512_TARGET INLINE void rowwise_tile4(const int R, const int NV, const aads_fconv *p, const rowwise_masks *m,
-                                        const float *x0, const float *w0, const float *bias, int32_t oh0, float *o,
-                                        size_t out_plane) {
-    const int32_t cin = p->cin, kw = p->kw;
-    const size_t in_plane = (size_t)p->in_h * p->in_w, wstride = (size_t)cin * p->kh * kw;
-    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    __m512 acc[4][2][4];
-    #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        #pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[k][r][v] = _mm512_set1_ps(bias ? bias[k] : 0.0f);
-        }
-    }
-    for (int32_t ic = 0; ic < cin; ic++) {
-        const float *x = x0 + (size_t)ic * in_plane;
-        const float *w = w0 + (size_t)ic * p->kh * kw;
-        for (int32_t ky = 0; ky < p->kh; ky++) {
-            const float *row[2];
-            #pragma GCC unroll 2
-            for (int r = 0; r < R; r++) {
-                const int32_t ih = (oh0 + r) * p->stride_h - p->pad_t + ky * p->dil_h;
-                const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
-                row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
-            }
-            for (int32_t kx = 0; kx < kw; kx++) {
-                __m512 wv[4];
-                #pragma GCC unroll 4
-                for (int k = 0; k < 4; k++) wv[k] = _mm512_set1_ps(w[(size_t)k * wstride + ky * kw + kx]);
-                #pragma GCC unroll 2
-                for (int r = 0; r < R; r++) {
-                    if (!row[r]) continue; // a tap row outside the image adds nothing
-                    #pragma GCC unroll 4
-                    for (int v = 0; v < NV; v++) {
-                        const float *src = (const float *)((uintptr_t)row[r] + (intptr_t)m->first[kx][v] * 4);
-                        __m512 xv = _mm512_maskz_loadu_ps(m->lo[kx][v], src);
-                        if (p->stride_w == 2) {
-                            xv = _mm512_permutex2var_ps(xv, evens, _mm512_maskz_loadu_ps(m->hi[kx][v], src + 16));
-                        }
                         #pragma GCC unroll 4
-                        for (int k = 0; k < 4; k++) acc[k][r][v] = _mm512_fmadd_ps(wv[k], xv, acc[k][r][v]);
+                        for (int k = 0; k < OC; k++) acc[k][r][v] = _mm512_fmadd_ps(wv[k], xv, acc[k][r][v]);
                     }
                 }
             }
         }
     }
     #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        #pragma GCC unroll 2
+    for (int k = 0; k < OC; k++) {
+        #pragma GCC unroll 8
         for (int r = 0; r < R && oh0 + r < p->out_h; r++) {
             #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
@@ -131,6 +84,22 @@ AVX512_TARGET INLINE void rowwise_tile4(const int R, const int NV, const aads_fc
         }
     }
 }
+
+/// Rows of OC channels from w0/o (see rowwise_tile) over the whole output height, `nv` column registers: tiles of
+/// 4 rows by 4 or 3 registers or 8 rows by 2 or 1 for one channel, 1 row by 4 or 2 rows by up to 3 for four.
+#define ROWWISE_RUN(OC, nv, x0, w0, wstride, bias, o)                                                               \
+    do {                                                                                                             \
+        const int R4_ = (OC) == 1 ? 4 : 1, R3_ = (OC) == 1 ? 4 : 2, R2_ = (OC) == 1 ? 8 : 2;                        \
+        for (int32_t oh = 0; oh < p->out_h;) {                                                                       \
+            float *o_ = (o) + (size_t)oh * p->out_w;                                                                 \
+            switch (nv) {                                                                                            \
+            case 4: rowwise_tile(OC, R4_, 4, p, &m, x0, w0, wstride, bias, oh, o_, out_plane), oh += R4_; break;    \
+            case 3: rowwise_tile(OC, R3_, 3, p, &m, x0, w0, wstride, bias, oh, o_, out_plane), oh += R3_; break;    \
+            case 2: rowwise_tile(OC, R2_, 2, p, &m, x0, w0, wstride, bias, oh, o_, out_plane), oh += R2_; break;    \
+            default: rowwise_tile(OC, R2_, 1, p, &m, x0, w0, wstride, bias, oh, o_, out_plane), oh += R2_; break;   \
+            }                                                                                                        \
+        }                                                                                                            \
+    } while (0)
 
 /// Convolution (any group, stride 1 or 2 along rows, at most 8 tap columns) of output channels [oc_begin, oc_end)
 /// with AVX-512, by tiles of output rows and up to 64 columns held in registers. Each term adds a masked load of
@@ -159,44 +128,16 @@ AVX512_TARGET void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *i
             }
         }
         const int nv = p->out_w - ow0 >= 64 ? 4 : (p->out_w - ow0 + 15) / 16;
+        const size_t wstride = (size_t)cin_g * p->kh * p->kw;
         int32_t c = oc_begin;
         for (; p->group == 1 && c + 4 <= oc_end; c += 4) { // four channels share each input register
-            const float *w0 = p->weights + (size_t)c * cin_g * p->kh * p->kw;
-            const float *b = p->bias ? p->bias + c : NULL;
-            float *o = out + (size_t)c * out_plane + ow0;
-            if (nv == 4) {
-                for (int32_t oh = 0; oh < p->out_h; oh++)
-                    rowwise_tile4(1, 4, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
-            } else if (nv == 3) {
-                for (int32_t oh = 0; oh < p->out_h; oh += 2)
-                    rowwise_tile4(2, 3, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
-            } else if (nv == 2) {
-                for (int32_t oh = 0; oh < p->out_h; oh += 2)
-                    rowwise_tile4(2, 2, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
-            } else {
-                for (int32_t oh = 0; oh < p->out_h; oh += 2)
-                    rowwise_tile4(2, 1, p, &m, in, w0, b, oh, o + (size_t)oh * p->out_w, out_plane);
-            }
+            ROWWISE_RUN(4, nv, in, p->weights + c * wstride, wstride, p->bias ? p->bias + c : NULL,
+                        out + (size_t)c * out_plane + ow0);
         }
         for (; c < oc_end; c++) {
             const float *x0 = in + (size_t)(c / cout_g * cin_g) * in_plane;
-            const float *w0 = p->weights + (size_t)c * cin_g * p->kh * p->kw;
-            const float b = p->bias ? p->bias[c] : 0.0f;
-            float *o = out + (size_t)c * out_plane + ow0;
-            switch (nv) {
-            case 4:
-                for (int32_t oh = 0; oh < p->out_h; oh += 4) rowwise_tile(4, 4, p, &m, x0, w0, b, oh, o + (size_t)oh * p->out_w);
-                break;
-            case 3:
-                for (int32_t oh = 0; oh < p->out_h; oh += 4) rowwise_tile(4, 3, p, &m, x0, w0, b, oh, o + (size_t)oh * p->out_w);
-                break;
-            case 2:
-                for (int32_t oh = 0; oh < p->out_h; oh += 8) rowwise_tile(8, 2, p, &m, x0, w0, b, oh, o + (size_t)oh * p->out_w);
-                break;
-            default:
-                for (int32_t oh = 0; oh < p->out_h; oh += 8) rowwise_tile(8, 1, p, &m, x0, w0, b, oh, o + (size_t)oh * p->out_w);
-                break;
-            }
+            ROWWISE_RUN(1, nv, x0, p->weights + c * wstride, wstride, p->bias ? p->bias + c : NULL,
+                        out + (size_t)c * out_plane + ow0);
         }
     }
 }
