@@ -16,18 +16,25 @@ public enum TestBinary {
     /// Whether `aadsEdge` has been built.
     public static var isBuilt: Bool { FileManager.default.isExecutableFile(atPath: aadsEdge) }
 
-    /// Runs `aadsEdge` with `arguments` to the end; returns its exit status and standard output (standard error is
-    /// discarded).
-    public static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
+    /// Runs `aadsEdge` with `arguments` (and `env` added to this process's environment) to the end; returns its exit
+    /// status, whether SIGKILL ended it, and its standard output (standard error is discarded).
+    @discardableResult
+    public static func run(_ arguments: [String], env: [String: String] = [:]) throws -> (
+        status: Int32, killed: Bool, stdout: String
+    ) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: aadsEdge)
         process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         try process.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let killed = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
+        return (process.terminationStatus, killed, String(decoding: data, as: UTF8.self))
     }
 }

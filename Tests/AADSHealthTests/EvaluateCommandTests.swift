@@ -8,7 +8,10 @@ import Testing
 /// `aads-edge evaluate` as a process, checked against `aads-edge diagnose` on the same photos.
 @Suite(.serialized) struct EvaluateCommandTests {
     /// Runs the CLI; returns its exit status and standard output.
-    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) { try TestBinary.run(arguments) }
+    func run(_ arguments: [String]) throws -> (status: Int32, stdout: String) {
+        let result = try TestBinary.run(arguments)
+        return (result.status, result.stdout)
+    }
 
     func object(_ line: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])

@@ -8,7 +8,7 @@ import Testing
     @Test func benchProfileJSONTimesEachKindOfLayer() throws {
         try #require(TestBinary.isBuilt, "aads-edge not built")
         let model = Fixtures.repositoryPath("Tests/Fixtures/models/mobilenet_style_int8.onnx")
-        let (status, stdout) = try TestBinary.run([
+        let (status, _, stdout) = try TestBinary.run([
             "model", "bench", model, "--profile", "--json", "--warmup", "1", "--iterations", "3",
         ])
         #expect(status == 0)

@@ -42,12 +42,10 @@ import Testing
     @Test func healthRollsBackACorruptServingSlot() throws {
         guard TestBinary.isBuilt else { return }
         let bench = try corruptedCommittedPair("health")
-        let result = try run(
-            TestBinary.aadsEdge,
-            [
-                "health", "--root", bench.store.root, "--policy",
-                Fixtures.repositoryPath("firmware-config/health.json"), "--json",
-            ])
+        let result = try TestBinary.run([
+            "health", "--root", bench.store.root, "--policy",
+            Fixtures.repositoryPath("firmware-config/health.json"), "--json",
+        ])
         #expect(result.status == 1)
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
@@ -56,12 +54,10 @@ import Testing
         let state = try bench.state
         #expect(state.active == .a && state.b.state == .bad)
         // The intact slot now serves; checking it again rolls nothing back.
-        let again = try run(
-            TestBinary.aadsEdge,
-            [
-                "health", "--root", bench.store.root, "--policy",
-                Fixtures.repositoryPath("firmware-config/health.json"), "--json",
-            ])
+        let again = try TestBinary.run([
+            "health", "--root", bench.store.root, "--policy",
+            Fixtures.repositoryPath("firmware-config/health.json"), "--json",
+        ])
         #expect(!again.stdout.contains("\"rollback\""))
         #expect(try bench.state.active == .a)
     }

@@ -57,7 +57,7 @@ import Testing
             (["decode", "--size", "0", dir + "/a.jpg"], 2, ""),
         ]
         for row in table {
-            let result = try run(TestBinary.aadsEdge, row.args + ["--json"])
+            let result = try TestBinary.run(row.args + ["--json"])
             let name = row.args.prefix(2).joined(separator: " ")
             #expect(result.status == row.status, "\(name): \(result.stdout)")
             guard !row.code.isEmpty else { continue }

@@ -69,8 +69,8 @@ struct FaultInjectionTests {
         var cycle = PowerCutCycle(store: bench.store, scratch: bench.scratch, executable: TestBinary.aadsEdge)
         try cycle.prepare(point)
         let before = try rawState(bench.store.root)
-        let result = try run(
-            TestBinary.aadsEdge, cycle.command(for: point), env: [CrashPoint.environmentVariable: point.rawValue])
+        let result = try TestBinary.run(
+            cycle.command(for: point), env: [CrashPoint.environmentVariable: point.rawValue])
         #expect(result.killed, "\(point.rawValue) was not reached")
         let after = try rawState(bench.store.root)
         // The committed version to keep: the floor (versions only increase in this test).
@@ -84,21 +84,21 @@ struct FaultInjectionTests {
 
         // The store keeps working through the CLI after the cut.
         let root = ["--root", bench.store.root]
-        #expect(try run(TestBinary.aadsEdge, ["slot", "status", "--json"] + root).status == 0)
+        #expect(try TestBinary.run(["slot", "status", "--json"] + root).status == 0)
         var state = try bench.store.loadState()
         if state.trial == nil {
             if state[state.active?.other ?? .b].state != .installed {
                 let next = try bench.scratch.makeArchive(version: "9.0.0")
-                let install = try run(
-                    TestBinary.aadsEdge, ["slot", "install", next, "--trusted", bench.scratch.trustedDirectory] + root)
+                let install = try TestBinary.run(
+                    ["slot", "install", next, "--trusted", bench.scratch.trustedDirectory] + root)
                 #expect(install.status == 0, "\(point.rawValue): install after the cut")
             }
             #expect(
-                try run(TestBinary.aadsEdge, ["slot", "activate", "--no-health-check"] + root).status == 0,
+                try TestBinary.run(["slot", "activate", "--no-health-check"] + root).status == 0,
                 "\(point.rawValue)")
         }
-        #expect(try run(TestBinary.aadsEdge, ["slot", "start"] + root).status == 0, "\(point.rawValue)")
-        #expect(try run(TestBinary.aadsEdge, ["slot", "commit"] + root).status == 0, "\(point.rawValue)")
+        #expect(try TestBinary.run(["slot", "start"] + root).status == 0, "\(point.rawValue)")
+        #expect(try TestBinary.run(["slot", "commit"] + root).status == 0, "\(point.rawValue)")
         state = try bench.store.loadState()
         #expect(state.trial == nil && state.active.map { state[$0].state } == .good)
         let final = independentProblems(root: bench.store.root, sources: bench.scratch.directory, kept: state.floor)

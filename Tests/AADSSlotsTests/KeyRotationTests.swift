@@ -80,7 +80,7 @@ import Testing
         let scratch = try ScratchBundles(directory: dir)
         let bundle = try scratch.makeDirectory(version: "2.0.0")
         try FileManager.default.removeItem(atPath: bundle + "/manifest.sig")
-        let signed = try run(TestBinary.aadsEdge, ["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
+        let signed = try TestBinary.run(["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
         #expect(signed.status == 0)
         #expect(signed.stdout.contains(Self.devFingerprint))
         let verified = try BundleVerifier(trustedDirectory: Self.keys).verify(path: bundle)
@@ -88,7 +88,7 @@ import Testing
         // A directory whose files do not match its manifest is not signed.
         try Data("changed".utf8).write(to: URL(fileURLWithPath: bundle + "/notes/readme.txt"))
         let sigBefore = try Data(contentsOf: URL(fileURLWithPath: bundle + "/manifest.sig"))
-        let refused = try run(TestBinary.aadsEdge, ["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
+        let refused = try TestBinary.run(["bundle", "sign", bundle, "--key", Self.devKey, "--json"])
         #expect(refused.status == 1)
         #expect(refused.stdout.contains("size_mismatch") || refused.stdout.contains("hash_mismatch"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: bundle + "/manifest.sig")) == sigBefore)

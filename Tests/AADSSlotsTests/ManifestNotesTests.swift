@@ -85,14 +85,14 @@ import Testing
             Issue.record("aads-edge not built at \(TestBinary.aadsEdge)")
             return
         }
-        let json = try run(TestBinary.aadsEdge, ["slot", "status", "--root", store.root, "--json"])
+        let json = try TestBinary.run(["slot", "status", "--root", store.root, "--json"])
         #expect(json.status == 0)
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let b = try #require((object["slots"] as? [String: Any])?["b"] as? [String: Any])
         #expect(b["changelog"] as? String == Self.changelog)
         #expect((b["training_report"] as? [String: Any])?["split"] as? [String: Double] == ["train": 0.8, "val": 0.2])
-        let text = try run(TestBinary.aadsEdge, ["slot", "status", "--root", store.root])
+        let text = try TestBinary.run(["slot", "status", "--root", store.root])
         #expect(text.status == 0)
         #expect(text.stdout.contains("changelog: Router retrained on 4,812 field photos."))
         #expect(text.stdout.contains("New class: tomato/leaf_mold."))

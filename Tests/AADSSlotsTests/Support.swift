@@ -37,27 +37,6 @@ func sha256Hex(_ data: Data) -> String {
     SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
 }
 
-/// Runs a process; returns its exit status, whether it was killed by SIGKILL, and its stdout.
-@discardableResult
-func run(_ executable: String, _ args: [String], env: [String: String] = [:]) throws -> (
-    status: Int32, killed: Bool, stdout: String
-) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = args
-    var environment = ProcessInfo.processInfo.environment
-    for (k, v) in env { environment[k] = v }
-    process.environment = environment
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let out = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let killed = process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
-    return (process.terminationStatus, killed, String(decoding: out, as: UTF8.self))
-}
-
 /// Reads state.json with JSONSerialization only (independent of the store's Codable types).
 func rawState(_ root: String) throws -> [String: Any] {
     let data = try Data(contentsOf: URL(fileURLWithPath: root + "/state.json"))
