@@ -84,11 +84,7 @@ tile_512_f32_epilogue(const aads_qconv *p, __m512i acc[MR][4], int32_t nb0, cons
             while (lanes) {
                 const int l = __builtin_ctz(lanes);
                 lanes &= (__mmask16)(lanes - 1);
-                const int32_t n = n0 + l;
-                int is_near;
-                outrows[r][n] = aads_requant_or_near(s32[l], p->mult[n], p->offset[n], p->out_zp, p->out_min,
-                                                     p->out_max, p->ref, &is_near);
-                if (is_near) outrows[r][n] = aads_qconv_reference_output(p, in, rows[r], n);
+                outrows[r][n0 + l] = aads_qconv_out(p, in, rows[r], n0 + l, s32[l]);
             }
         }
     }
@@ -122,14 +118,14 @@ tile_512(const aads_qconv *p, const int8_t *const *rowptrs /* [MR][taps] */, int
             }
         }
     }
-    const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
-    const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
-    const __m512i zp = _mm512_set1_epi32(p->out_zp);
-    const __m512i offs = _mm512_set1_epi32(p->in_zp + 128);
     if (p->mult_f32) {
         tile_512_f32_epilogue(p, acc, nb0, NB, outrows, nrows, in, rows);
         return;
     }
+    const __m512d lo = _mm512_set1_pd((double)(p->out_min - p->out_zp));
+    const __m512d hi = _mm512_set1_pd((double)(p->out_max - p->out_zp));
+    const __m512i zp = _mm512_set1_epi32(p->out_zp);
+    const __m512i offs = _mm512_set1_epi32(p->in_zp + 128);
     for (int j = 0; j < NB; j++) {
         const int32_t n0 = (nb0 + j) * 16;
         const int32_t nn = p->cout - n0 < 16 ? p->cout - n0 : 16;
