@@ -185,16 +185,27 @@ public final class DiagnosisPipeline {
 
     /// Diagnoses one JPEG file. Never throws: failures come back as an `error` decision.
     public func diagnose(path: String) -> Diagnosis {
-        do {
+        diagnose(file: path, threads: options.threads) {
             var clock = Stopwatch()
             _ = try input.data.withUnsafeMutableBufferPointer { try preprocessor.process(path: path, into: $0) }
-            var result = Diagnosis(file: path, decision: .diagnosis, modelVersion: manifest.modelVersion)
-            result.latency.decode = clock.lap()
-            try classify(input, into: &result)
+            return (input, clock.lap())
+        }
+    }
+
+    /// `decode` (the tensor and its time), then the model on `threads` threads, as one result: whatever fails
+    /// becomes an `error` decision.
+    private func diagnose(file: String, threads: Int, _ decode: () throws -> (tensor: Tensor, ms: Double))
+        -> Diagnosis
+    {
+        do {
+            let (tensor, decodeMs) = try decode()
+            var result = Diagnosis(file: file, decision: .diagnosis, modelVersion: manifest.modelVersion)
+            result.latency.decode = decodeMs
+            try classify(tensor, into: &result, threads: threads)
             result.latency.total = result.latency.decode + result.latency.backbone + result.latency.adapter
             return result
         } catch {
-            return .failure(file: path, modelVersion: manifest.modelVersion, error: error)
+            return .failure(file: file, modelVersion: manifest.modelVersion, error: error)
         }
     }
 
@@ -208,16 +219,7 @@ public final class DiagnosisPipeline {
     /// Diagnoses an image prepared by a decoder of `makeDecoder`: the same result as `diagnose(path:)`. The decoder
     /// is taken to be busy with the next image meanwhile, so the model runs on one thread fewer (at least one).
     public func diagnose(_ image: PreparedImage) -> Diagnosis {
-        do {
-            var result = Diagnosis(file: image.path, decision: .diagnosis, modelVersion: manifest.modelVersion)
-            let tensor = try image.tensor.get()
-            result.latency.decode = image.decodeMs
-            try classify(tensor, into: &result, threads: max(1, options.threads - 1))
-            result.latency.total = result.latency.decode + result.latency.backbone + result.latency.adapter
-            return result
-        } catch {
-            return .failure(file: image.path, modelVersion: manifest.modelVersion, error: error)
-        }
+        diagnose(file: image.path, threads: max(1, options.threads - 1)) { (try image.tensor.get(), image.decodeMs) }
     }
 
     /// Diagnoses `paths` in order, handing each result to `each`. With two or more threads one of them decodes the
