@@ -409,11 +409,11 @@ public final class FieldService: @unchecked Sendable {
     func decodeAhead(_ name: String, for diagnoser: any Diagnoser) {
         let id = ObjectIdentifier(diagnoser)
         if decoder?.diagnoser != id { decoder = diagnoser.makeDecoder().map { (id, $0) } }
-        guard let decoder = decoder?.decoder, let fileID = Spool.fileID(path: spool.path(of: name)) else {
+        let path = spool.path(of: name)
+        guard let decoder = decoder?.decoder, let fileID = Spool.fileID(path: path) else {
             ahead = nil
             return
         }
-        let path = spool.path(of: name)
         ahead = (name, fileID, id, Pending(on: decodeQueue) { decoder.prepare(path: path) })
     }
 
