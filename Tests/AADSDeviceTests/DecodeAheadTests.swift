@@ -14,20 +14,19 @@ import Testing
         return all.filter { $0.lowercased().hasSuffix(".jpg") }.sorted().prefix(n).map { golden + "/" + $0 }
     }
 
-    func makeService(_ dir: TempDir, _ diagnoser: any Diagnoser) throws -> FieldService {
-        let config = testConfig(dir)
-        return try FieldService(
-            config: config, lifecycle: StaticSlotLifecycle(diagnoser: diagnoser),
-            journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
-            gpio: nil, notifier: SystemdNotifier(environment: [:]), exitWhenIdle: true)
+    /// A service that diagnoses with the factory bundle on two threads, and that diagnoser.
+    func makeService(_ dir: TempDir) throws -> (FieldService, PipelineDiagnoser) {
+        let diagnoser = try PipelineDiagnoser(
+            bundleDirectory: Fixtures.factoryBundle, options: PipelineOptions(threads: 2))
+        let service = try AADSDeviceTests.makeService(
+            dir, lifecycle: StaticSlotLifecycle(diagnoser: diagnoser), exitWhenIdle: true)
+        return (service, diagnoser)
     }
 
     @Test func resultsEqualDiagnosingEachFileOnItsOwn() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
-        let diagnoser = try PipelineDiagnoser(
-            bundleDirectory: Fixtures.factoryBundle, options: PipelineOptions(threads: 2))
-        let service = try makeService(dir, diagnoser)
+        let (service, _) = try makeService(dir)
         let photos = Self.photos(12)
         try #require(photos.count == 12)
         var sources: [String: String] = [:]
@@ -62,9 +61,7 @@ import Testing
     @Test func aFileReplacedAfterItsDecodeBeganIsDecodedAgain() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
-        let diagnoser = try PipelineDiagnoser(
-            bundleDirectory: Fixtures.factoryBundle, options: PipelineOptions(threads: 2))
-        let service = try makeService(dir, diagnoser)
+        let (service, diagnoser) = try makeService(dir)
         let photos = Self.photos(2)
         try #require(photos.count == 2)
         let spool = service.spool.directory

@@ -42,19 +42,6 @@ func eventually(_ seconds: Double = 30, _ condition: () throws -> Bool) rethrows
 }
 
 @Suite struct FieldServiceTests {
-    func makeService(
-        _ dir: TempDir, config: DeviceConfig? = nil, lifecycle: (any SlotLifecycle)? = nil,
-        gpio: (any GPIOBackend)? = nil,
-        exitWhenIdle: Bool = false
-    ) throws -> FieldService {
-        let config = config ?? testConfig(dir)
-        return try FieldService(
-            config: config,
-            lifecycle: lifecycle ?? StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
-            journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
-            gpio: gpio, notifier: SystemdNotifier(environment: [:]), exitWhenIdle: exitWhenIdle)
-    }
-
     @Test func thousandImagesAsFastAsTheyComeNoneLostNoneDuplicated() throws {
         let dir = TempDir()
         defer { dir.cleanup() }

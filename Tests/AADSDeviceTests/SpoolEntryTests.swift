@@ -9,14 +9,6 @@ import Testing
 
 /// Spool entries that are not plain files: never followed, never read, never left behind.
 @Suite struct SpoolEntryTests {
-    func makeService(_ dir: TempDir) throws -> FieldService {
-        let config = testConfig(dir)
-        return try FieldService(
-            config: config, lifecycle: StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
-            journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
-            gpio: nil, notifier: SystemdNotifier(environment: [:]))
-    }
-
     @Test func aSymlinkIsNeverFollowedAndItsTargetNeverRead() throws {
         let dir = TempDir()
         defer { dir.cleanup() }

@@ -56,11 +56,7 @@ import Testing
     @Test func theServiceMovesAHugeFileToFailedPromptlyAndGoesOn() throws {
         let dir = TempDir()
         defer { dir.cleanup() }
-        let config = testConfig(dir)
-        let service = try FieldService(
-            config: config, lifecycle: StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
-            journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
-            gpio: nil, notifier: SystemdNotifier(environment: [:]))
+        let service = try makeService(dir)
         let runner = ServiceRunner(service)
         let spool = service.spool
         let clock = Date()

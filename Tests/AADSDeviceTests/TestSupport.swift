@@ -48,6 +48,20 @@ func dropImage(into spool: String, name: String, bytes: Data) throws -> String {
     return final
 }
 
+/// A service on `testConfig(dir)` (or `config`), serving the synthetic diagnoser unless another life cycle is given.
+func makeService(
+    _ dir: TempDir, config: DeviceConfig? = nil, lifecycle: (any SlotLifecycle)? = nil,
+    gpio: (any GPIOBackend)? = nil,
+    exitWhenIdle: Bool = false
+) throws -> FieldService {
+    let config = config ?? testConfig(dir)
+    return try FieldService(
+        config: config,
+        lifecycle: lifecycle ?? StaticSlotLifecycle(diagnoser: SyntheticDiagnoser(modelVersion: "1.0.0")),
+        journal: ResultsJournal(path: config.journalPath), metrics: MetricsExporter(path: config.metrics.file),
+        gpio: gpio, notifier: SystemdNotifier(environment: [:]), exitWhenIdle: exitWhenIdle)
+}
+
 /// A config pointing every path into `dir`, no GPIO hardware, fast polling.
 func testConfig(_ dir: TempDir) -> DeviceConfig {
     var c = DeviceConfig.defaults
