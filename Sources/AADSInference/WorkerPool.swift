@@ -4,8 +4,8 @@ import Synchronization
 
 /// The threads that run the chunks of `parallelFor` beside the calling thread. They are started once and, after
 /// each job, keep polling for the next one for a short while before they sleep, so that the next layer of the
-/// same inference starts within a microsecond instead of waking a sleeping thread (about as long as a small layer
-/// takes). ONNX Runtime's and XNNPACK's thread pools work the same way.
+/// same inference starts without waking a sleeping thread (which takes about as long as a small layer).
+/// ONNX Runtime's and XNNPACK's thread pools work the same way.
 ///
 /// One job runs at a time. A caller that finds the pool busy (another model running on another thread, or a
 /// chunk asking for threads of its own) gets `false` from `run` and splits its work some other way.

@@ -4,8 +4,7 @@
 //
 // 3x3 and 5x5 kernels with stride 1 or 2 (no dilation) are computed AADS_DW_TILE outputs of a row at a time, every
 // pixel (borders too) by the same loop: each input column is loaded once for all the outputs of the tile it falls
-// under.
-// Tap rows 0-3 of a column go through one VPDPBUSD, their bytes interleaved per channel and offset by +128 to
+// under. Tap rows 0-3 of a column go through one VPDPBUSD, their bytes interleaved per channel and offset by +128 to
 // unsigned (the offset removed through the weight sums); the fifth row of a 5x5 kernel goes through VPDPWSSD, the
 // activation sign-extended to int32 (its low int16 is x, exact) against the weight zero-extended (its high int16 is
 // 0, so the activation's sign bits are multiplied by zero). Other shapes take one pointer per tap.
