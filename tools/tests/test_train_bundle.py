@@ -117,7 +117,7 @@ class TrainBundleTests(unittest.TestCase):
     def test_trains_a_signed_bundle_that_the_runtime_agrees_with(self):
         out = os.path.join(self.tmp, "out", "bundle")
         p = self.run_tool(*self.common(out), "--version", "2.1.0", "--changelog", "first real-photo adapters",
-                          "--taps", TAP)
+                          "--taps", TAP, "--threshold-factor", "3")
         self.assertEqual(p.returncode, 0, p.stderr[-2000:])
         report = json.load(open(out + ".report.json"))
         self.assertGreaterEqual(report["parity"]["agreement"], 0.99)
@@ -127,6 +127,8 @@ class TrainBundleTests(unittest.TestCase):
         manifest = json.load(open(os.path.join(out, "manifest.json")))
         self.assertEqual(manifest["changelog"], "first real-photo adapters")
         self.assertEqual(manifest["router"]["crops"], sorted(TINY))
+        # the runtime's thresholds come from the manifest's factor, so parity above also covers it
+        self.assertEqual(manifest["ood"]["threshold_factor"], 3.0)
         self.assertIn("lora", manifest["adapters"]["pepper"])
         # the tap's channel means, pooled by the runtime itself, widen the features the heads take: the parity
         # check above is what proves the runtime pools them as the tool does

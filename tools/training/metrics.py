@@ -400,6 +400,7 @@ def report(args, counts, crops, classes, lab, evaluation, runtime_rows, sets, ac
         "features": {"width": int(adapters[crops[0]]["proj_w"].shape[1]), "taps": bb.taps},
         "adapter_training": {"epochs": args.epochs, "clean_weight": args.clean_weight, "augment": args.augment,
                              "proj_dim": args.proj_dim, "ood_components": args.ood_components,
+                             "shrinkage": args.shrinkage, "threshold_factor": args.threshold_factor,
                              "dropout": args.dropout, "lr": args.lr,
                              "lora_lr": args.lora_lr if args.lora_lr is not None else args.lr},
         "router_threshold": threshold,
