@@ -1,2 +1,2 @@
-4vwFtbvsjvfn8CiqaShPvtqi2X822Y68zEvi3HwdX83kOo9jolFl+JQWElf+3LPeBCxvVHNSLsZABq/UKihICw==
+soWh6yLpK2OWVsbNWYX87FlXs81fkGtclS4jU/f2zbR5iYZtHcCD+LWau/Td+eemxJIzz+EgjCmoddK/5c/UBw==
 key sha256:516b5b661a38e973bbd1aa0a66d8ce8bcadbd1874ee2f5d34ca86e6f6be845c2
