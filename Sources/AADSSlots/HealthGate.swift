@@ -185,9 +185,7 @@ extension SlotStore {
                         reason: "probation: error rate \(JSONLine.rounded(rate, 4)) over \(total) diagnoses",
                         started: started))
             }
-            let parser = ISO8601DateFormatter()
-            parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            let elapsed = parser.date(from: passedAt).map { now.timeIntervalSince($0) / 60 } ?? 0
+            let elapsed = ISO8601.parseTime(passedAt).map { now.timeIntervalSince($0) / 60 } ?? 0
             if commitAllowed,
                 trial.probationSuccesses >= policy.successes
                     || (elapsed >= policy.minutes && rate <= policy.maxErrorRate)

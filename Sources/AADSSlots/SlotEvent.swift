@@ -1,3 +1,4 @@
+import AADSCore
 import Foundation
 
 /// One line of the slot store's event journal (`events.jsonl`). The store writes it and every reader
@@ -204,18 +205,8 @@ public struct SlotEvent: Codable, Sendable, Equatable {
     }
 
     /// `2025-06-01T10:20:30.456Z`, the form the store uses for every time it records.
-    public static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
-    }
+    public static func timestamp(_ date: Date) -> String { ISO8601.string(date) }
 
     /// Parses an ISO 8601 time with or without fractional seconds.
-    static func parseTimestamp(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
-    }
+    static func parseTimestamp(_ text: String) -> Date? { ISO8601.parseTime(text) }
 }

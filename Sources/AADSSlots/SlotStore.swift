@@ -739,11 +739,7 @@ public struct SlotStore: Sendable {
         return hex(hasher.finalize())
     }
 
-    func timestamp() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
-    }
+    func timestamp() -> String { ISO8601.string(Date()) }
 }
 
 /// What `slot status` reports.

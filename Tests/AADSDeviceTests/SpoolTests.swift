@@ -1,3 +1,4 @@
+import AADSCore
 import Foundation
 import Testing
 
