@@ -171,6 +171,264 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
 
 AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64)
 
+/// Floats of padded input rows that aads_fdw_avx2 keeps on the stack (96 KB), and the widest padded row it takes.
+#define FDW_BUF 24576
+#define FDW_MAX_WP 2048
+
+/// R output rows by NV registers of 8 columns from ow0 of a depthwise convolution over padded input rows `buf` (row
+/// pitch `wp`; output row r reads band rows r * s + ky; tap kx of column ow is at ow + toff[kx]), stored where the
+/// row is below `rows` and the column below out_w.
+AVX2_TARGET INLINE void fdw_tile(const int R, const int NV, const aads_fconv *p, const float *buf, int32_t wp,
+                                 const int32_t *toff, int32_t r0, int32_t rows, int32_t ow0, const float *w, float b,
+                                 float *o, __m256i tail) {
+    const int32_t s = p->stride_h;
+    __m256 acc[8][4];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm256_set1_ps(b);
+    }
+    for (int32_t ky = 0; ky < p->kh; ky++) {
+        for (int32_t kx = 0; kx < p->kw; kx++) {
+            const __m256 wv = _mm256_set1_ps(w[ky * p->kw + kx]);
+            #pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const float *x = buf + (size_t)((r0 + r) * s + ky) * wp + toff[kx] + ow0;
+                #pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + 8 * v), acc[r][v]);
+            }
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        if (r0 + r >= rows) break;
+        #pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            float *dst = o + (size_t)(r0 + r) * p->out_w + ow0 + 8 * v;
+            if (ow0 + 8 * (v + 1) <= p->out_w) _mm256_storeu_ps(dst, acc[r][v]);
+            else _mm256_maskstore_ps(dst, tail, acc[r][v]);
+        }
+    }
+}
+
+/// Whether aads_fdw_avx2 takes this convolution: depthwise (one input channel per output channel), stride 1 or 2
+/// in both directions, no dilation, rows narrow enough for its buffer.
+static int fdw_fits(const aads_fconv *p, int32_t *wp, int32_t *half) {
+    const int32_t s = p->stride_h, w8 = (p->out_w + 7) / 8 * 8;
+    if (p->group != p->cin || p->cout != p->cin || s != p->stride_w || (s != 1 && s != 2) || p->dil_h != 1 ||
+        p->dil_w != 1 || p->kw > 8)
+        return 0;
+    *half = s == 2 ? w8 + 8 : 0; // a multiple of 8 past the last column a tap reads (kw / 2 <= 4)
+    *wp = s == 2 ? 2 * *half : (w8 + p->kw + 7 + 7) / 8 * 8;
+    return *wp <= FDW_MAX_WP && (8 + 1) * s + p->kh <= FDW_BUF / *wp;
+}
+
+/// Depthwise convolution (see fdw_fits) of output channels [oc_begin, oc_end) with AVX2 and FMA, by bands of output
+/// rows: the band's input rows are copied into a zero-padded buffer (for stride 2 split into even and odd columns),
+/// so that every tap of 8 output columns is one unaligned load and one fused multiply-add, borders included. A tap
+/// in the padding adds w·0, which leaves the sum as the direct kernel's (which skips it) compares equal.
+AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
+                                      int32_t oc_end, int32_t wp, int32_t half) {
+    float buf[FDW_BUF];
+    float row[FDW_MAX_WP];
+    const int32_t s = p->stride_h, kh = p->kh, kw = p->kw;
+    int32_t toff[8];
+    for (int32_t kx = 0; kx < kw; kx++) toff[kx] = s == 1 ? kx : (kx & 1) * half + kx / 2;
+    const int32_t band = (FDW_BUF / wp - kh) / s + 1 - 8; // output rows per band; a tile reads up to 7 rows more
+    const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
+    const int32_t nv_all = (p->out_w + 7) / 8, copy = p->in_w < wp - p->pad_l ? p->in_w : wp - p->pad_l;
+    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(p->out_w % 8 ? p->out_w % 8 : 8),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int32_t c = oc_begin; c < oc_end; c++) {
+        const float *x = in + (size_t)c * in_plane, *w = p->weights + (size_t)c * kh * kw;
+        const float b = p->bias ? p->bias[c] : 0.0f;
+        float *o = out + (size_t)c * out_plane;
+        for (int32_t a = 0; a < p->out_h; a += band) {
+            const int32_t rows = p->out_h - a < band ? p->out_h - a : band;
+            const int32_t nrows = (rows + 7) * s + kh; // the band's input rows and what its last tile may read
+            for (int32_t i = 0; i < nrows; i++) {
+                const int32_t ih = a * s - p->pad_t + i;
+                float *dst = buf + (size_t)i * wp;
+                if (ih < 0 || ih >= p->in_h) {
+                    memset(dst, 0, (size_t)wp * sizeof(float));
+                    continue;
+                }
+                float *padded = s == 1 ? dst : row;
+                memset(padded, 0, (size_t)p->pad_l * sizeof(float));
+                memcpy(padded + p->pad_l, x + (size_t)ih * p->in_w, (size_t)copy * sizeof(float));
+                memset(padded + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
+                if (s == 2) {
+                    for (int32_t j = 0; j < half; j += 8) { // [x0 x2 x8 x10 | x4 x6 x12 x14] -> evens, odds
+                        const __m256 lo = _mm256_loadu_ps(row + 2 * j), hi = _mm256_loadu_ps(row + 2 * j + 8);
+                        const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+                        const __m256 od = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+                        _mm256_storeu_ps(dst + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
+                        _mm256_storeu_ps(dst + half + j,
+                                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+                    }
+                }
+            }
+            float *ob = o + (size_t)a * p->out_w;
+            for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += 32) {
+                const int32_t nv = nv_all - ow0 / 8 < 4 ? nv_all - ow0 / 8 : 4;
+                for (int32_t r0 = 0; r0 < rows;) {
+                    switch (nv) {
+                    case 4: fdw_tile(3, 4, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 3; break;
+                    case 3: fdw_tile(4, 3, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 4; break;
+                    case 2: fdw_tile(6, 2, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 6; break;
+                    default: fdw_tile(8, 1, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 8; break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Column masks of one block of up to 32 output columns for aads_fconv_rowwise_avx2, as rowwise_masks: all-ones
+/// lanes are inside (AVX2 masked loads neither read nor fault the other lanes).
+typedef struct {
+    __m256i lo[8][4], hi[8][4], store[4];
+    int32_t first[8][4];
+    int full[4]; // all 8 lanes of the register are stored
+} rowwise_masks_avx2;
+
+/// rowwise_tile with 8-column registers [V0, V0 + NV) of the block.
+AVX2_TARGET INLINE void rowwise_tile_avx2(const int OC, const int R, const int V0, const int NV, const aads_fconv *p,
+                                          const rowwise_masks_avx2 *m, const float *x0, const float *w0,
+                                          size_t wstride, const float *bias, int32_t oh0, float *o, size_t out_plane) {
+    const int32_t cin_g = p->cin / p->group, kw = p->kw;
+    const size_t in_plane = (size_t)p->in_h * p->in_w;
+    __m256 acc[4][8][4];
+    #pragma GCC unroll 4
+    for (int k = 0; k < OC; k++) {
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[k][r][v] = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+        }
+    }
+    for (int32_t ic = 0; ic < cin_g; ic++) {
+        const float *x = x0 + (size_t)ic * in_plane;
+        const float *w = w0 + (size_t)ic * p->kh * kw;
+        for (int32_t ky = 0; ky < p->kh; ky++) {
+            const float *row[8];
+            #pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const int32_t ih = (oh0 + r) * p->stride_h - p->pad_t + ky * p->dil_h;
+                const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
+                row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
+            }
+            for (int32_t kx = 0; kx < kw; kx++) {
+                __m256 wv[4];
+                #pragma GCC unroll 4
+                for (int k = 0; k < OC; k++) wv[k] = _mm256_set1_ps(w[(size_t)k * wstride + ky * kw + kx]);
+                #pragma GCC unroll 8
+                for (int r = 0; r < R; r++) {
+                    if (!row[r]) continue; // a tap row outside the image adds nothing
+                    #pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++) {
+                        const float *src = (const float *)((uintptr_t)row[r] + (intptr_t)m->first[kx][V0 + v] * 4);
+                        __m256 xv = _mm256_maskload_ps(src, m->lo[kx][V0 + v]);
+                        if (p->stride_w == 2) {
+                            // the even columns of 16: [x0 x2 x8 x10 | x4 x6 x12 x14], then the 64-bit pairs in order
+                            const __m256 hv = _mm256_maskload_ps(src + 8, m->hi[kx][V0 + v]);
+                            xv = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                                _mm256_castps_pd(_mm256_shuffle_ps(xv, hv, _MM_SHUFFLE(2, 0, 2, 0))),
+                                _MM_SHUFFLE(3, 1, 2, 0)));
+                        }
+                        #pragma GCC unroll 4
+                        for (int k = 0; k < OC; k++) acc[k][r][v] = _mm256_fmadd_ps(wv[k], xv, acc[k][r][v]);
+                    }
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int k = 0; k < OC; k++) {
+        #pragma GCC unroll 8
+        for (int r = 0; r < R && oh0 + r < p->out_h; r++) {
+            #pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                float *dst = o + k * out_plane + (size_t)r * p->out_w + 8 * (V0 + v);
+                if (m->full[V0 + v]) _mm256_storeu_ps(dst, acc[k][r][v]);
+                else _mm256_maskstore_ps(dst, m->store[V0 + v], acc[k][r][v]); // slow on AMD Zen: edges only
+            }
+        }
+    }
+}
+
+/// Rows of one channel over the whole output height, `nv` column registers: up to 12 sums in registers.
+AVX2_TARGET static void rowwise_run1_avx2(int nv, const aads_fconv *p, const rowwise_masks_avx2 *m, const float *x0,
+                                          const float *w0, const float *bias, float *o, size_t out_plane) {
+    for (int32_t oh = 0; oh < p->out_h;) {
+        float *o_ = o + (size_t)oh * p->out_w;
+        switch (nv) {
+        case 4: rowwise_tile_avx2(1, 3, 0, 4, p, m, x0, w0, 0, bias, oh, o_, out_plane), oh += 3; break;
+        case 3: rowwise_tile_avx2(1, 4, 0, 3, p, m, x0, w0, 0, bias, oh, o_, out_plane), oh += 4; break;
+        case 2: rowwise_tile_avx2(1, 6, 0, 2, p, m, x0, w0, 0, bias, oh, o_, out_plane), oh += 6; break;
+        default: rowwise_tile_avx2(1, 8, 0, 1, p, m, x0, w0, 0, bias, oh, o_, out_plane), oh += 8; break;
+        }
+    }
+}
+
+/// Rows of four channels (a one-group convolution) over the whole output height: 2 column registers at a time.
+AVX2_TARGET static void rowwise_run4_avx2(int nv, const aads_fconv *p, const rowwise_masks_avx2 *m, const float *x0,
+                                          const float *w0, size_t wstride, const float *bias, float *o,
+                                          size_t out_plane) {
+    for (int32_t oh = 0; oh < p->out_h; oh++) {
+        float *o_ = o + (size_t)oh * p->out_w;
+        for (int v0 = 0; v0 < nv; v0 += 2) {
+            if (nv - v0 >= 2) rowwise_tile_avx2(4, 1, v0, 2, p, m, x0, w0, wstride, bias, oh, o_, out_plane);
+            else rowwise_tile_avx2(4, 1, v0, 1, p, m, x0, w0, wstride, bias, oh, o_, out_plane);
+        }
+    }
+}
+
+/// aads_fconv_rowwise_avx512 with AVX2 and FMA: blocks of up to 32 output columns, 8 per register; a stride-2
+/// term loads 16 columns and keeps the even ones.
+AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
+                                         int32_t oc_end) {
+    int32_t wp, half;
+    if (fdw_fits(p, &wp, &half)) {
+        aads_fdw_avx2(p, in, out, oc_begin, oc_end, wp, half);
+        return;
+    }
+    const int32_t s = p->stride_w, cin_g = p->cin / p->group, cout_g = p->cout / p->group;
+    const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i minus1 = _mm256_set1_epi32(-1), width = _mm256_set1_epi32(p->in_w);
+    const __m256i out_width = _mm256_set1_epi32(p->out_w);
+    for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += 32) {
+        rowwise_masks_avx2 m;
+        for (int v = 0; v < 4; v++) {
+            const int32_t ow = ow0 + 8 * v;
+            m.store[v] = _mm256_cmpgt_epi32(out_width, _mm256_add_epi32(iota, _mm256_set1_epi32(ow)));
+            m.full[v] = ow + 8 <= p->out_w;
+            for (int32_t kx = 0; kx < p->kw; kx++) {
+                const int32_t c0 = ow * s + kx * p->dil_w - p->pad_l;
+                const __m256i lo = _mm256_add_epi32(iota, _mm256_set1_epi32(c0));
+                const __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(8));
+                m.first[kx][v] = c0;
+                m.lo[kx][v] = _mm256_and_si256(_mm256_cmpgt_epi32(lo, minus1), _mm256_cmpgt_epi32(width, lo));
+                m.hi[kx][v] = _mm256_and_si256(_mm256_cmpgt_epi32(hi, minus1), _mm256_cmpgt_epi32(width, hi));
+                if (s == 1) m.lo[kx][v] = _mm256_and_si256(m.lo[kx][v], m.store[v]);
+            }
+        }
+        const int nv = p->out_w - ow0 >= 32 ? 4 : (p->out_w - ow0 + 7) / 8;
+        const size_t wstride = (size_t)cin_g * p->kh * p->kw;
+        int32_t c = oc_begin;
+        for (; p->group == 1 && c + 4 <= oc_end; c += 4) { // four channels share each input register
+            rowwise_run4_avx2(nv, p, &m, in, p->weights + c * wstride, wstride, p->bias ? p->bias + c : NULL,
+                              out + (size_t)c * out_plane + ow0, out_plane);
+        }
+        for (; c < oc_end; c++) {
+            const float *x0 = in + (size_t)(c / cout_g * cin_g) * in_plane;
+            rowwise_run1_avx2(nv, p, &m, x0, p->weights + c * wstride, p->bias ? p->bias + c : NULL,
+                              out + (size_t)c * out_plane + ow0, out_plane);
+        }
+    }
+}
+
 /// `mr` rows (at most 4) by `n` columns (at most 24).
 AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
                                   const float *bias, const float *x, size_t ldx, float *out, size_t ldo) {
@@ -196,8 +454,9 @@ AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, cons
     for (int r = 0; r < mr; r++) {
         for (int v = 0; v < 3; v++) {
             float *o = out + (size_t)r * ldo + 8 * v;
-            if (n == 24) _mm256_storeu_ps(o, acc[r][v]);
-            else _mm256_maskstore_ps(o, mask[v], acc[r][v]);
+            // A masked store is slow on some CPUs (AMD Zen): only the register that holds the last columns uses it.
+            if (n >= 8 * (v + 1)) _mm256_storeu_ps(o, acc[r][v]);
+            else if (n > 8 * v) _mm256_maskstore_ps(o, mask[v], acc[r][v]);
         }
     }
 }

@@ -43,7 +43,7 @@ static fkernels kernels_for(int variant) {
     if (!aads_variant_available(variant)) variant = AADS_VARIANT_PORTABLE;
     switch (variant) {
 #if AADS_X86
-    case AADS_VARIANT_AVX2: return (fkernels){aads_frows_avx2, aads_fdirect_avx2, NULL};
+    case AADS_VARIANT_AVX2: return (fkernels){aads_frows_avx2, aads_fdirect_avx2, aads_fconv_rowwise_avx2};
     case AADS_VARIANT_AVX512VNNI: return (fkernels){aads_frows_avx512, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
 #endif
 #if AADS_ARM64

@@ -327,6 +327,7 @@ void aads_frows_avx512(int32_t m, int32_t n, int32_t k, const float *w, int32_t 
                        size_t ldx, float *out, size_t ldo);
 void aads_fdirect_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fdirect_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 #endif
 #if AADS_ARM64

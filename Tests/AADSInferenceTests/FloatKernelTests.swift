@@ -96,6 +96,8 @@ import Testing
             (c.cin, c.cout, c.group, c.kh, c.stride) = (ch, ch, ch, [3, 5][r.int(0...1)], r.int(1...2))
             (c.kw, c.pad, c.dil) = (c.kh, c.kh / 2, r.int(0...3) == 0 ? 2 : 1)
             (c.h, c.w) = (r.int(1...9), r.int(1...150))
+            // Now and then a plane taller than one band of a kernel's row buffer.
+            if r.int(0...3) == 0 { (c.cin, c.cout, c.group, c.h, c.w) = (2, 2, 2, r.int(140...300), r.int(100...150)) }
         case 3:  // one group, too deep to unfold: taps one by one
             (c.cin, c.cout, c.kh, c.kw, c.pad) = (r.int(29...40), r.int(1...6), 3, 3, 1)
             (c.h, c.w, c.stride) = (r.int(3...9), r.int(3...12), r.int(1...2))
