@@ -243,22 +243,27 @@ typedef void (*aads_frows_fn)(int32_t m, int32_t n, int32_t k, const float *w, i
 /// Float convolution of output channels [oc_begin, oc_end) tap by tap (any group, stride, padding, dilation).
 typedef void (*aads_fdirect_fn)(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 
-/// Defines `name`, an aads_frows_fn compiled with `attr`, that covers the output in blocks of `NR` columns by 4
-/// rows, each computed by TILE(mr, n, k, w, ldw, bias, x, ldx, out, ldo): `mr` (at most 4) is a constant in each
-/// call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll.
-#define AADS_FROWS_DRIVER(name, attr, TILE, NR)                                                                     \
+/// Defines `name`, an aads_frows_fn compiled with `attr`, that covers the output in blocks of `NR` columns by `MR`
+/// (at most 6) rows, each computed by TILE(mr, n, k, w, ldw, bias, x, ldx, out, ldo): `mr` (at most MR) is a constant
+/// in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll.
+#define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define AADS_FROWS_DRIVER(name, attr, TILE, NR, MR)                                                                 \
     attr void name(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,  \
                    size_t ldx, float *out, size_t ldo) {                                                            \
         for (int32_t j = 0; j < n; j += (NR)) {                                                                     \
             const int32_t nj = n - j < (NR) ? n - j : (NR);                                                         \
-            for (int32_t r = 0; r < m; r += 4) {                                                                    \
+            for (int32_t r = 0; r < m; r += (MR)) {                                                                 \
                 const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;                                \
                 float *o = out + (size_t)r * ldo + j;                                                               \
-                switch (m - r < 4 ? m - r : 4) {                                                                    \
-                case 4:                                                                                             \
-                    if (nj == (NR)) TILE(4, (NR), k, wr, ldw, br, x + j, ldx, o, ldo);                              \
-                    else TILE(4, nj, k, wr, ldw, br, x + j, ldx, o, ldo);                                           \
-                    break;                                                                                          \
+                const int32_t mr = m - r < (MR) ? m - r : (MR);                                                     \
+                if (mr == (MR) && nj == (NR)) {                                                                     \
+                    TILE((MR), (NR), k, wr, ldw, br, x + j, ldx, o, ldo);                                           \
+                    continue;                                                                                       \
+                }                                                                                                   \
+                switch (mr) {                                                                                       \
+                case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                 \
+                case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                 \
+                case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                 \
                 case 3: TILE(3, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                                     \
                 case 2: TILE(2, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                                     \
                 default: TILE(1, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                                    \
