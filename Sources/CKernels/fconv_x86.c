@@ -171,9 +171,9 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
 
 AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64, 4)
 
-/// Floats of padded input rows that aads_fdw_avx2 keeps on the stack (96 KB), and the widest padded row it takes.
-#define FDW_BUF 24576
-#define FDW_MAX_WP 2048
+/// Floats of padded input rows that aads_fdw_avx2 keeps on the stack (64 KB), and the widest padded row it takes.
+#define FDW_BUF 16384
+#define FDW_MAX_WP 1024
 
 /// R output rows by NV registers of 8 columns from ow0 of a depthwise convolution over padded input rows `buf` (row
 /// pitch `wp`; output row r reads band rows r * s + ky; tap kx of column ow is at ow + toff[kx]), stored where the
