@@ -13,6 +13,18 @@
 AADS_FCONV_DIRECT(aads_fdirect_avx2, AVX2_TARGET, AADS_MAC_FUSED)
 AADS_FCONV_DIRECT(aads_fdirect_avx512, AVX512_TARGET, AADS_MAC_FUSED)
 
+/// The input row of plane `x` under tap row `ky` for output rows oh0..oh0 + R - 1, NULL where it lies outside the
+/// image or the output row below the output.
+INLINE void rowwise_tap_rows(const aads_fconv *p, const float *x, const int R, int32_t oh0, int32_t ky,
+                             const float **row) {
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        const int32_t ih = (oh0 + r) * p->stride_h - p->pad_t + ky * p->dil_h;
+        const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
+        row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
+    }
+}
+
 /// Column masks of one block of up to 64 output columns for aads_fconv_rowwise_avx512: per tap column and register,
 /// the input lanes inside the image (two halves for stride 2) and the input column of lane 0; per register, the
 /// output lanes to store.
@@ -45,12 +57,7 @@ AVX512_TARGET INLINE void rowwise_tile(const int OC, const int R, const int NV, 
         const float *w = w0 + (size_t)ic * p->kh * kw;
         for (int32_t ky = 0; ky < p->kh; ky++) {
             const float *row[8];
-            #pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                const int32_t ih = (oh0 + r) * p->stride_h - p->pad_t + ky * p->dil_h;
-                const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
-                row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
-            }
+            rowwise_tap_rows(p, x, R, oh0, ky, row);
             for (int32_t kx = 0; kx < kw; kx++) {
                 __m512 wv[4];
                 #pragma GCC unroll 4
@@ -312,12 +319,7 @@ AVX2_TARGET INLINE void rowwise_tile_avx2(const int OC, const int R, const int V
         const float *w = w0 + (size_t)ic * p->kh * kw;
         for (int32_t ky = 0; ky < p->kh; ky++) {
             const float *row[8];
-            #pragma GCC unroll 8
-            for (int r = 0; r < R; r++) {
-                const int32_t ih = (oh0 + r) * p->stride_h - p->pad_t + ky * p->dil_h;
-                const int inside = ih >= 0 && ih < p->in_h && oh0 + r < p->out_h;
-                row[r] = inside ? x + (size_t)ih * p->in_w : NULL;
-            }
+            rowwise_tap_rows(p, x, R, oh0, ky, row);
             for (int32_t kx = 0; kx < kw; kx++) {
                 __m256 wv[4];
                 #pragma GCC unroll 4
