@@ -29,7 +29,8 @@ let package = Package(
         // Layer 0: C shims and shared plumbing.
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
-        .target(name: "CKernels"),
+        // Optimised in debug builds too: the tests run whole models and golden sets through these kernels.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(name: "CLibJPEG", linkerSettings: [.linkedLibrary("jpeg")]),
         .systemLibrary(name: "CMalloc"),
         .target(name: "AADSCore", dependencies: ["CMalloc"], swiftSettings: testHooks),
