@@ -178,6 +178,14 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
 
 AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64, 4)
 
+/// The even (`odd` = 0) or odd (`odd` = 1) lanes of the 16 floats lo, hi, in order: per 128-bit half the shuffle
+/// gives [x0 x2 x8 x10 | x4 x6 x12 x14], and the permute puts the 64-bit pairs in order.
+AVX2_TARGET INLINE __m256 alternate_lanes_avx2(__m256 lo, __m256 hi, const int odd) {
+    const __m256 mixed = odd ? _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1))
+                             : _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(mixed), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
 /// Floats of padded input rows that aads_fdw_avx2 keeps on the stack (64 KB), and the widest padded row it takes.
 #define FDW_BUF 16384
 #define FDW_MAX_WP 1024
@@ -265,13 +273,10 @@ AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, floa
                 memcpy(padded + p->pad_l, x + (size_t)ih * p->in_w, (size_t)copy * sizeof(float));
                 memset(padded + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
                 if (s == 2) {
-                    for (int32_t j = 0; j < half; j += 8) { // [x0 x2 x8 x10 | x4 x6 x12 x14] -> evens, odds
+                    for (int32_t j = 0; j < half; j += 8) {
                         const __m256 lo = _mm256_loadu_ps(row + 2 * j), hi = _mm256_loadu_ps(row + 2 * j + 8);
-                        const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-                        const __m256 od = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
-                        _mm256_storeu_ps(dst + j, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), 0xD8)));
-                        _mm256_storeu_ps(dst + half + j,
-                                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(od), 0xD8)));
+                        _mm256_storeu_ps(dst + j, alternate_lanes_avx2(lo, hi, 0));
+                        _mm256_storeu_ps(dst + half + j, alternate_lanes_avx2(lo, hi, 1));
                     }
                 }
             }
@@ -332,11 +337,7 @@ AVX2_TARGET INLINE void rowwise_tile_avx2(const int OC, const int R, const int V
                         const float *src = (const float *)((uintptr_t)row[r] + (intptr_t)m->first[kx][V0 + v] * 4);
                         __m256 xv = _mm256_maskload_ps(src, m->lo[kx][V0 + v]);
                         if (p->stride_w == 2) {
-                            // the even columns of 16: [x0 x2 x8 x10 | x4 x6 x12 x14], then the 64-bit pairs in order
-                            const __m256 hv = _mm256_maskload_ps(src + 8, m->hi[kx][V0 + v]);
-                            xv = _mm256_castpd_ps(_mm256_permute4x64_pd(
-                                _mm256_castps_pd(_mm256_shuffle_ps(xv, hv, _MM_SHUFFLE(2, 0, 2, 0))),
-                                _MM_SHUFFLE(3, 1, 2, 0)));
+                            xv = alternate_lanes_avx2(xv, _mm256_maskload_ps(src + 8, m->hi[kx][V0 + v]), 0);
                         }
                         #pragma GCC unroll 4
                         for (int k = 0; k < OC; k++) acc[k][r][v] = _mm256_fmadd_ps(wv[k], xv, acc[k][r][v]);
@@ -387,7 +388,7 @@ AVX2_TARGET static void rowwise_run4_avx2(int nv, const aads_fconv *p, const row
 }
 
 /// aads_fconv_rowwise_avx512 with AVX2 and FMA: blocks of up to 32 output columns, 8 per register; a stride-2
-/// term loads 16 columns and keeps the even ones.
+/// term loads 16 columns and keeps the even ones. Depthwise convolutions that aads_fdw_avx2 takes go there.
 AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
                                          int32_t oc_end) {
     int32_t wp, half;
