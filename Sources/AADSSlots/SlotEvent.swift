@@ -116,7 +116,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         event = try c.decode(Kind.self, forKey: .event)
         let ts = try c.decode(String.self, forKey: .at)
-        guard let date = Self.parseTimestamp(ts) else {
+        guard let date = ISO8601.parseTime(ts) else {
             throw DecodingError.dataCorruptedError(forKey: .at, in: c, debugDescription: "not an ISO 8601 time: \(ts)")
         }
         at = date
@@ -151,7 +151,7 @@ public struct SlotEvent: Codable, Sendable, Equatable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(event, forKey: .event)
-        try c.encode(Self.timestamp(at), forKey: .at)
+        try c.encode(ISO8601.string(at), forKey: .at)
         try c.encode(generation, forKey: .generation)
         try c.encode(active, forKey: .active)  // null when the store is empty
         try c.encodeIfPresent(slot, forKey: .slot)
@@ -203,10 +203,4 @@ public struct SlotEvent: Codable, Sendable, Equatable {
         else { return ["event": event.rawValue] }
         return object
     }
-
-    /// `2025-06-01T10:20:30.456Z`, the form the store uses for every time it records.
-    public static func timestamp(_ date: Date) -> String { ISO8601.string(date) }
-
-    /// Parses an ISO 8601 time with or without fractional seconds.
-    static func parseTimestamp(_ text: String) -> Date? { ISO8601.parseTime(text) }
 }

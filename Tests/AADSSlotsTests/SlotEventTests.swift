@@ -50,7 +50,7 @@ import Testing
         let event = try #require(SlotEvent.decode(line: text), "\(text)")
         #expect(event.event.rawValue == Self.legacy[index]["event"] as? String)
         #expect(event.generation == 7 && event.active == .a)
-        #expect(SlotEvent.timestamp(event.at) == Self.ts)
+        #expect(ISO8601.string(event.at) == Self.ts)
         let original = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? NSDictionary)
         let rewritten = try event.line()
         let written = try #require(try JSONSerialization.jsonObject(with: Data(rewritten.utf8)) as? NSDictionary)
