@@ -348,13 +348,19 @@ AVX2_TARGET static inline void tile_avx2(const aads_qconv *p, const int16_t *xw,
     if (nrows > 1) epilogue_avx2(p, r1g0, r1g1, r1g2, r1g3, nb * 16, outrows[1], in, rows[1], out, pending);
 }
 
-/// Widens `kq * 4` int8 values of one tap to int16 (the values past `cin` meet zero weights).
+/// Widens `kq * 4` int8 values of one tap to int16 (the values past `cin` meet zero weights): 16 at a time, then a
+/// last 8 and 4 without a scalar loop (a 3-channel stem's tap is 4 values).
 AVX2_TARGET static inline void widen_tap(const int8_t *src, int32_t kq, int16_t *dst) {
+    const int32_t n = kq * 4;
     int32_t i = 0;
-    for (; i + 16 <= kq * 4; i += 16) {
+    for (; i + 16 <= n; i += 16) {
         _mm256_storeu_si256((__m256i *)(dst + i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(src + i))));
     }
-    for (; i < kq * 4; i++) dst[i] = src[i];
+    if (i + 8 <= n) {
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(src + i))));
+        i += 8;
+    }
+    if (i < n) _mm_storel_epi64((__m128i *)(dst + i), _mm_cvtepi8_epi16(_mm_cvtsi32_si128(aads_load32(src + i))));
 }
 
 #define AVX2_WIDE_MAX 16384 // int16 values of both rows' taps kept on the stack
