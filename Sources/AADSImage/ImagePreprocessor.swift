@@ -295,7 +295,8 @@ public final class ImagePreprocessor {
         let resized = resizedBuffer.reserve(size * size * decoded.channels)
         resampler.resample(
             source: decodeBuffer.pointer, width: decoded.scaledWidth, height: decoded.scaledHeight,
-            channels: decoded.channels, box: box, outWidth: size, outHeight: size, into: resized)
+            channels: decoded.channels, box: box, outWidth: size, outHeight: size, into: resized,
+            parts: options.decodeThreads)
         let rgb = rgbBuffer.reserve(size * size * 3)
         PixelOps.orient(
             resized, side: size, channels: decoded.channels, orientation: decoded.image.orientation, into: rgb)

@@ -35,7 +35,8 @@ public struct PreprocessOptions: Sendable, Equatable {
     public var limits: DecodeLimits
     /// Threads for decoding a JPEG with restart markers: with 2 or more, a baseline file whose restart
     /// intervals start on MCU rows is decoded as that many bands at once (the same pixels as the
-    /// sequential decode); other files are decoded sequentially whatever this says.
+    /// sequential decode); other files are decoded sequentially whatever this says. The resize is cut
+    /// into as many bands of output rows, whatever the file (the same pixels as one band).
     public var decodeThreads: Int
 
     /// Defaults: 224×224 centre crop, EfficientNet-Lite normalisation (x − 127) / 128, one decode thread.

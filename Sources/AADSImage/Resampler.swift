@@ -1,3 +1,5 @@
+import Foundation
+
 /// Separable resampling of packed 8-bit images, computed the way Pillow's `Image.resize` does
 /// (libImaging/Resample.c): per-axis convolution coefficients from `precompute_coeffs`, converted to
 /// 22-bit fixed point, a horizontal pass into an 8-bit intermediate, then a vertical pass.
@@ -85,30 +87,76 @@ private func clip8(_ value: Int32) -> UInt8 {
 final class Resampler {
     private let horizontal = AxisCoefficients()
     private let vertical = AxisCoefficients()
-    private let intermediate = GrowableBuffer<UInt8>()
-    private let accumulator = GrowableBuffer<Int32>()
+    /// The buffers of each part of the output run at once (see `resample`'s `parts`).
+    private var scratch: [ResampleScratch] = [ResampleScratch()]
 
     var allocations: Int {
-        intermediate.allocations + accumulator.allocations + horizontal.bounds.allocations
-            + horizontal.weights.allocations
+        scratch.reduce(0) { $0 + $1.intermediate.allocations + $1.accumulator.allocations }
+            + horizontal.bounds.allocations + horizontal.weights.allocations
             + vertical.bounds.allocations + vertical.weights.allocations
     }
 
     /// Resamples `box` of `source` (`width × height × channels`) to `outWidth × outHeight` into
-    /// `destination`. The box must lie within the image.
+    /// `destination`. The box must lie within the image. With `parts` > 1 the output rows are cut into
+    /// that many bands computed on as many threads, each through its own horizontal pass over the source
+    /// rows it needs; every output row is computed exactly as in one part.
     func resample(
         source: UnsafePointer<UInt8>, width: Int, height: Int, channels: Int, box: ResampleBox,
-        outWidth: Int, outHeight: Int, into destination: UnsafeMutablePointer<UInt8>
+        outWidth: Int, outHeight: Int, into destination: UnsafeMutablePointer<UInt8>, parts: Int = 1
     ) {
         horizontal.compute(inSize: width, in0: box.x0, in1: box.x1, outSize: outWidth)
         vertical.compute(inSize: height, in0: box.y0, in1: box.y1, outSize: outHeight)
+        let count = max(1, min(parts, outHeight))
+        while scratch.count < count { scratch.append(ResampleScratch()) }
+        let job = ResampleJob(
+            horizontal: horizontal, vertical: vertical, scratch: Array(scratch.prefix(count)), source: source,
+            width: width, channels: channels, outWidth: outWidth, outHeight: outHeight, destination: destination)
+        if count == 1 {
+            job.run(0)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: count) { job.run($0) }
+        }
+    }
+}
 
+/// One part's buffers: the horizontal pass's rows and the vertical pass's sums.
+private final class ResampleScratch {
+    let intermediate = GrowableBuffer<UInt8>()
+    let accumulator = GrowableBuffer<Int32>()
+}
+
+/// The parts of one resize handed to `concurrentPerform`. Unchecked because part `i` writes only its own
+/// scratch and its own output rows; the coefficients and the source are only read while the parts run.
+private final class ResampleJob: @unchecked Sendable {
+    let horizontal: AxisCoefficients, vertical: AxisCoefficients
+    let scratch: [ResampleScratch]
+    let source: UnsafePointer<UInt8>
+    let width: Int, channels: Int, outWidth: Int, outHeight: Int
+    let destination: UnsafeMutablePointer<UInt8>
+
+    init(
+        horizontal: AxisCoefficients, vertical: AxisCoefficients, scratch: [ResampleScratch],
+        source: UnsafePointer<UInt8>, width: Int, channels: Int, outWidth: Int, outHeight: Int,
+        destination: UnsafeMutablePointer<UInt8>
+    ) {
+        (self.horizontal, self.vertical, self.scratch, self.source) = (horizontal, vertical, scratch, source)
+        (self.width, self.channels, self.outWidth, self.outHeight) = (width, channels, outWidth, outHeight)
+        self.destination = destination
+    }
+
+    /// Output rows of part `index` of `scratch.count`.
+    func run(_ index: Int) {
+        let parts = scratch.count
+        let first = outHeight * index / parts
+        let end = outHeight * (index + 1) / parts
+        guard first < end else { return }
         let vBounds = vertical.bounds.pointer
-        let firstRow = Int(vBounds[0])
-        let lastRow = Int(vBounds[2 * (outHeight - 1)]) + Int(vBounds[2 * (outHeight - 1) + 1])
+        // Source rows the part's output rows read (each row's taps start at or after the previous row's).
+        let firstRow = Int(vBounds[2 * first])
+        let lastRow = Int(vBounds[2 * (end - 1)]) + Int(vBounds[2 * (end - 1) + 1])
         let rows = max(0, lastRow - firstRow)
         let rowStride = outWidth * channels
-        let temp = intermediate.reserve(max(1, rows * rowStride))
+        let temp = scratch[index].intermediate.reserve(max(1, rows * rowStride))
 
         // Horizontal pass over the rows the vertical pass needs.
         let hBounds = horizontal.bounds.pointer
@@ -155,8 +203,8 @@ final class Resampler {
         // vectorises) before rounding.
         let vWeights = vertical.weights.pointer
         let vSize = vertical.kernelSize
-        let acc = accumulator.reserve(rowStride)
-        for yy in 0..<outHeight {
+        let acc = scratch[index].accumulator.reserve(rowStride)
+        for yy in first..<end {
             let ymin = Int(vBounds[2 * yy]) - firstRow
             let taps = Int(vBounds[2 * yy + 1])
             let k = vWeights + yy * vSize

@@ -43,7 +43,10 @@ struct DecodeCommand: AADSCommand {
     @Option(help: "Write each resized S×S RGB image as DIR/<name>.ppm.")
     var savePpm: String?
 
-    @Option(help: "Decode threads: a JPEG with restart markers is decoded in bands at once (same pixels).")
+    @Option(
+        help:
+            "Decode threads: a JPEG with restart markers is decoded in bands at once, and any resize is cut into bands (same pixels)."
+    )
     var threads = 1
 
     @Option(help: "Decode each file N times and report the median timings.")
