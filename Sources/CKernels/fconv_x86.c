@@ -176,7 +176,7 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
     }
 }
 
-AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64, 4)
+AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64, 4, 0)
 
 /// The even (`odd` = 0) or odd (`odd` = 1) lanes of the 16 floats lo, hi, in order: per 128-bit half the shuffle
 /// gives [x0 x2 x8 x10 | x4 x6 x12 x14], and the permute puts the 64-bit pairs in order.
@@ -467,5 +467,5 @@ AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, cons
     }
 }
 
-AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, 16, 6)
+AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, 16, 6, 1)
 #endif

@@ -3,6 +3,7 @@
 #include "CKernels.h"
 #include "cpu.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline int32_t aads_load32(const int8_t *p) {
@@ -243,33 +244,50 @@ typedef void (*aads_frows_fn)(int32_t m, int32_t n, int32_t k, const float *w, i
 /// Float convolution of output channels [oc_begin, oc_end) tap by tap (any group, stride, padding, dilation).
 typedef void (*aads_fdirect_fn)(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 
+/// Copies `n` columns of `k` rows of x (row stride ldx) into `panel`, row stride `nr`.
+static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_t n, int32_t nr, float *panel) {
+    for (int32_t kk = 0; kk < k; kk++) memcpy(panel + (size_t)kk * nr, x + (size_t)kk * ldx, (size_t)n * sizeof(float));
+}
+
 /// Defines `name`, an aads_frows_fn compiled with `attr`, that covers the output in blocks of `NR` columns by `MR`
 /// (at most 6) rows, each computed by TILE(mr, n, k, w, ldw, bias, x, ldx, out, ldo): `mr` (at most MR) is a constant
-/// in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll.
+/// in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll. With PACK, a block
+/// of columns that several blocks of rows read is first copied into a contiguous panel (NR floats per row of x), so
+/// that the tiles' loads are aligned and never straddle cache lines whatever the row stride; the sums are the same.
 #define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define AADS_FROWS_DRIVER(name, attr, TILE, NR, MR)                                                                 \
+#define AADS_FROWS_DRIVER(name, attr, TILE, NR, MR, PACK)                                                           \
     attr void name(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,  \
                    size_t ldx, float *out, size_t ldo) {                                                            \
+        const size_t panel_bytes = ((size_t)k * (NR) * sizeof(float) + 63) / 64 * 64;                               \
+        float *panel = (PACK) && m > (MR) ? (float *)aligned_alloc(64, panel_bytes) : NULL;                         \
         for (int32_t j = 0; j < n; j += (NR)) {                                                                     \
             const int32_t nj = n - j < (NR) ? n - j : (NR);                                                         \
+            const float *xj = x + j;                                                                                \
+            size_t ldxj = ldx;                                                                                      \
+            if (panel) {                                                                                            \
+                aads_frows_pack(x + j, ldx, k, nj, (NR), panel);                                                    \
+                xj = panel;                                                                                         \
+                ldxj = (NR);                                                                                        \
+            }                                                                                                       \
             for (int32_t r = 0; r < m; r += (MR)) {                                                                 \
                 const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;                                \
                 float *o = out + (size_t)r * ldo + j;                                                               \
                 const int32_t mr = m - r < (MR) ? m - r : (MR);                                                     \
                 if (mr == (MR) && nj == (NR)) {                                                                     \
-                    TILE((MR), (NR), k, wr, ldw, br, x + j, ldx, o, ldo);                                           \
+                    TILE((MR), (NR), k, wr, ldw, br, xj, ldxj, o, ldo);                                             \
                     continue;                                                                                       \
                 }                                                                                                   \
                 switch (mr) {                                                                                       \
-                case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                 \
-                case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                 \
-                case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                 \
-                case 3: TILE(3, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                                     \
-                case 2: TILE(2, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                                     \
-                default: TILE(1, nj, k, wr, ldw, br, x + j, ldx, o, ldo); break;                                    \
+                case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                   \
+                case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                   \
+                case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                   \
+                case 3: TILE(3, nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                                       \
+                case 2: TILE(2, nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                                       \
+                default: TILE(1, nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                                      \
                 }                                                                                                   \
             }                                                                                                       \
         }                                                                                                           \
+        free(panel);                                                                                                \
     }
 
 /// The two ways a float kernel adds a term w·x to acc: one fused multiply-add (the optimised variants), or a
