@@ -178,6 +178,27 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
 
 AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64, 4, 0)
 
+/// Stores the first `n` (0 to 8) lanes of v: plain stores of 4, 2 and 1 lanes instead of VMASKMOVPS, which AMD's Zen
+/// cores run as microcode (a 7x7 depthwise plane stored each of its rows that way).
+AVX2_TARGET INLINE void store_first_avx2(float *dst, __m256 v, int32_t n) {
+    if (n >= 8) {
+        _mm256_storeu_ps(dst, v);
+        return;
+    }
+    __m128 part = _mm256_castps256_ps128(v);
+    if (n & 4) {
+        _mm_storeu_ps(dst, part);
+        part = _mm256_extractf128_ps(v, 1);
+        dst += 4;
+    }
+    if (n & 2) {
+        _mm_storel_pi((__m64 *)dst, part);
+        part = _mm_movehl_ps(part, part);
+        dst += 2;
+    }
+    if (n & 1) _mm_store_ss(dst, part);
+}
+
 /// The even (`odd` = 0) or odd (`odd` = 1) lanes of the 16 floats lo, hi, in order: per 128-bit half the shuffle
 /// gives [x0 x2 x8 x10 | x4 x6 x12 x14], and the permute puts the 64-bit pairs in order.
 AVX2_TARGET INLINE __m256 alternate_lanes_avx2(__m256 lo, __m256 hi, const int odd) {
@@ -195,7 +216,7 @@ AVX2_TARGET INLINE __m256 alternate_lanes_avx2(__m256 lo, __m256 hi, const int o
 /// row is below `rows` and the column below out_w.
 AVX2_TARGET INLINE void fdw_tile(const int R, const int NV, const aads_fconv *p, const float *buf, int32_t wp,
                                  const int32_t *toff, int32_t r0, int32_t rows, int32_t ow0, const float *w, float b,
-                                 float *o, __m256i tail) {
+                                 float *o) {
     const int32_t s = p->stride_h;
     __m256 acc[8][4];
     #pragma GCC unroll 8
@@ -220,8 +241,7 @@ AVX2_TARGET INLINE void fdw_tile(const int R, const int NV, const aads_fconv *p,
         #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             float *dst = o + (size_t)(r0 + r) * p->out_w + ow0 + 8 * v;
-            if (ow0 + 8 * (v + 1) <= p->out_w) _mm256_storeu_ps(dst, acc[r][v]);
-            else _mm256_maskstore_ps(dst, tail, acc[r][v]);
+            store_first_avx2(dst, acc[r][v], p->out_w - ow0 - 8 * v);
         }
     }
 }
@@ -252,8 +272,6 @@ AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, floa
     const int32_t band = (FDW_BUF / wp - kh) / s + 1 - 8; // output rows per band; a tile reads up to 7 rows more
     const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
     const int32_t nv_all = (p->out_w + 7) / 8, copy = p->in_w < wp - p->pad_l ? p->in_w : wp - p->pad_l;
-    const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(p->out_w % 8 ? p->out_w % 8 : 8),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     // When one band holds every output row, the padding (rows outside the image, the columns beside it) is the
     // same for every channel: it is zeroed once, and each channel copies only its rows into the buffer. A small
     // plane otherwise spent more time zeroing its band than multiplying (7x7: 19 rows of three calls each).
@@ -293,10 +311,10 @@ AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, floa
                 const int32_t nv = nv_all - ow0 / 8 < 4 ? nv_all - ow0 / 8 : 4;
                 for (int32_t r0 = 0; r0 < rows;) {
                     switch (nv) {
-                    case 4: fdw_tile(3, 4, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 3; break;
-                    case 3: fdw_tile(4, 3, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 4; break;
-                    case 2: fdw_tile(6, 2, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 6; break;
-                    default: fdw_tile(8, 1, p, buf, wp, toff, r0, rows, ow0, w, b, ob, tail), r0 += 8; break;
+                    case 4: fdw_tile(3, 4, p, buf, wp, toff, r0, rows, ow0, w, b, ob), r0 += 3; break;
+                    case 3: fdw_tile(4, 3, p, buf, wp, toff, r0, rows, ow0, w, b, ob), r0 += 4; break;
+                    case 2: fdw_tile(6, 2, p, buf, wp, toff, r0, rows, ow0, w, b, ob), r0 += 6; break;
+                    default: fdw_tile(8, 1, p, buf, wp, toff, r0, rows, ow0, w, b, ob), r0 += 8; break;
                     }
                 }
             }
@@ -467,8 +485,8 @@ AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, cons
     }
     for (int r = 0; r < mr; r++) {
         for (int v = 0; v < 2; v++) {
-            // A masked store is slow on some CPUs (AMD Zen): only the register that holds the last columns uses it.
             float *o = out + (size_t)r * ldo + 8 * v;
+            // A masked store is slow on some CPUs (AMD Zen): only the register that holds the last columns uses it.
             if (n >= 8 * (v + 1)) _mm256_storeu_ps(o, acc[r][v]);
             else if (n > 8 * v) _mm256_maskstore_ps(o, mask[v], acc[r][v]);
         }
