@@ -1,11 +1,11 @@
-import AADSTestSupport
 import Foundation
 import Testing
 
 @testable import AADSImage
 
 /// A resize cut into bands of output rows computed on several threads gives the one-band result byte for
-/// byte (the one-band resize itself is checked against Pillow in PillowReferenceTests).
+/// byte (the one-band resize itself is checked against Pillow in PillowReferenceTests; through the
+/// preprocessor, in RestartBandTests).
 @Suite struct ResamplerTests {
     /// Deterministic pixels with fine detail, so that a tap read from a wrong row or column changes outputs.
     static func pixels(_ count: Int, seed: UInt32) -> [UInt8] {
@@ -55,25 +55,6 @@ import Testing
                 let differing = zip(got, expected).filter { $0 != $1 }.count
                 #expect(differing == 0, "\(shape.w)x\(shape.h)x\(channels) → \(shape.out) in \(parts) parts")
             }
-        }
-    }
-
-    /// Through the preprocessor, for files the decode takes sequentially (no restart markers, progressive,
-    /// CMYK, rotated by EXIF): two threads give one thread's tensor and facts.
-    @Test(arguments: [
-        "shared/variants/coffee_12mp_4000x3000_q85.jpg", "shared/variants/coffee_progressive_420_q85.jpg",
-        "shared/variants/coffee_cmyk_q90.jpg", "shared/variants/coffee_exif_orient6.jpg",
-    ])
-    func twoThreadResizeMatchesOne(_ file: String) throws {
-        let path = Fixtures.image(file)
-        for size in [224, 97] {
-            let one = try ImagePreprocessor(options: PreprocessOptions(size: size)).process(path: path)
-            let two = try ImagePreprocessor(options: PreprocessOptions(size: size, decodeThreads: 2)).process(
-                path: path)
-            #expect(two.info == one.info)
-            let differing = zip(two.tensor.data, one.tensor.data).filter { $0 != $1 }.count
-            #expect(two.tensor.shape == one.tensor.shape)
-            #expect(differing == 0, "\(file) at \(size): \(differing) values differ")
         }
     }
 }

@@ -17,9 +17,13 @@ import Testing
         "restart/gray_rows1_421x301.jpg",
         "shared/variants/coffee_restart_q90.jpg",
     ]
+    /// Decoded sequentially whatever the thread count; with two threads only the resize is cut into bands.
     static let sequentialOnly = [
         "restart/420_progressive_rows1_400x300.jpg",
         "restart/420_none_400x300.jpg",
+        "shared/variants/coffee_12mp_4000x3000_q85.jpg",
+        "shared/variants/coffee_cmyk_q90.jpg",
+        "shared/variants/coffee_exif_orient6.jpg",
     ]
     /// Every factor the preprocessor can choose (1/8, 1/4, 3/8, 1/2, 5/8, 3/4, 7/8, 1/1 on TurboJPEG 2.1).
     static let scales = TurboJPEGDecoder.scalingFactors.filter { $0.num <= $0.den }
@@ -93,11 +97,16 @@ import Testing
         let data = try Fixtures.imageData(file)
         #expect(data.withUnsafeBytes { RestartLayout.parse($0) } == nil)
         let path = Fixtures.image(file)
-        let one = try ImagePreprocessor(options: PreprocessOptions()).process(path: path)
-        let two = try ImagePreprocessor(options: PreprocessOptions(decodeThreads: 2)).process(path: path)
-        #expect(two.info.decodeBands == 1)
-        #expect(two.info == one.info)
-        #expect(two.tensor == one.tensor)
+        for size in [224, 97] {
+            let one = try ImagePreprocessor(options: PreprocessOptions(size: size)).process(path: path)
+            let two = try ImagePreprocessor(options: PreprocessOptions(size: size, decodeThreads: 2)).process(
+                path: path)
+            #expect(two.info.decodeBands == 1)
+            #expect(two.info == one.info)
+            let differing = zip(two.tensor.data, one.tensor.data).filter { $0 != $1 }.count
+            #expect(two.tensor.shape == one.tensor.shape)
+            #expect(differing == 0, "\(file) at \(size): \(differing) values differ")
+        }
     }
 
     @Test func layoutOfOneRowIntervals() throws {
