@@ -171,7 +171,10 @@ import Testing
         // Each depthwise convolution runs with the convolution and activation before it (the stem, then every
         // block's expansion): the 96×112×112 expansion of the second block never exists whole, and the
         // activations need 2.4 MB instead of 6.0 MB.
-        #expect(full.steps.filter { $0 is FConvDepthwiseStep }.count == 16)
+        let steps = full.steps.compactMap { $0 as? FConvDepthwiseStep }
+        #expect(steps.count == 16)
+        // Large planes go four channels at a time; 14×14 and 7×7 ones in blocks of many channels (1152 in two).
+        #expect(steps.map(\.block) == [4, 4, 4, 4, 4, 4, 156, 156, 156, 156, 156, 156, 660, 660, 660, 660])
         #expect(full.arena.byteCount < 2_500_000)
         // The ReLU6 after each depthwise convolution runs inside the same step.
         let fusedOutputs = Set(full.steps.filter { $0 is FConvDepthwiseStep }.flatMap(\.outputs))
