@@ -246,16 +246,44 @@ AVX2_TARGET INLINE void fdw_tile(const int R, const int NV, const aads_fconv *p,
     }
 }
 
-/// Whether aads_fdw_avx2 takes this convolution: depthwise (one input channel per output channel), stride 1 or 2
-/// in both directions, no dilation, rows narrow enough for its buffer.
-static int fdw_fits(const aads_fconv *p, int32_t *wp, int32_t *half) {
+/// The padded band rows of aads_fdw_avx2 and aads_fsmall_avx2 for stride 1 or 2 in both directions, no dilation and
+/// taps at most 8 wide: `wp` floats per row, for stride 2 the even columns first and the odd ones from `half`. 0 when
+/// the convolution is not of that kind or its rows are too wide.
+static int band_geometry(const aads_fconv *p, int32_t *wp, int32_t *half) {
     const int32_t s = p->stride_h, w8 = (p->out_w + 7) / 8 * 8;
-    if (p->group != p->cin || p->cout != p->cin || s != p->stride_w || (s != 1 && s != 2) || p->dil_h != 1 ||
-        p->dil_w != 1 || p->kw > 8)
-        return 0;
+    if (s != p->stride_w || (s != 1 && s != 2) || p->dil_h != 1 || p->dil_w != 1 || p->kw > 8) return 0;
     *half = s == 2 ? w8 + 8 : 0; // a multiple of 8 past the last column a tap reads (kw / 2 <= 4)
     *wp = s == 2 ? 2 * *half : (w8 + p->kw + 7 + 7) / 8 * 8;
-    return *wp <= FDW_MAX_WP && (8 + 1) * s + p->kh <= FDW_BUF / *wp;
+    return *wp <= FDW_MAX_WP;
+}
+
+/// Whether aads_fdw_avx2 takes this convolution: depthwise (one input channel per output channel), band rows as
+/// band_geometry's, and a band of at least one tile.
+static int fdw_fits(const aads_fconv *p, int32_t *wp, int32_t *half) {
+    if (p->group != p->cin || p->cout != p->cin || !band_geometry(p, wp, half)) return 0;
+    return (8 + 1) * p->stride_h + p->kh <= FDW_BUF / *wp;
+}
+
+/// Writes input row `ih` of plane `x` as band row `dst` (`wp` floats): `pad_l` zeros, the row's first `copy` values,
+/// zeros; all zeros outside the image. For stride 2 the padded row is made in `row` and split into its even columns
+/// (from dst) and odd ones (from dst + half). With `zeroed`, the padding is zero already and is not written.
+AVX2_TARGET INLINE void fill_band_row(const aads_fconv *p, const float *x, int32_t ih, float *dst, float *row,
+                                      int32_t wp, int32_t half, int32_t copy, int zeroed) {
+    if (ih < 0 || ih >= p->in_h) {
+        if (!zeroed) memset(dst, 0, (size_t)wp * sizeof(float));
+        return;
+    }
+    float *padded = p->stride_h == 1 ? dst : row;
+    if (!zeroed) memset(padded, 0, (size_t)p->pad_l * sizeof(float));
+    memcpy(padded + p->pad_l, x + (size_t)ih * p->in_w, (size_t)copy * sizeof(float));
+    if (!zeroed) memset(padded + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
+    if (p->stride_h == 2) {
+        for (int32_t j = 0; j < half; j += 8) {
+            const __m256 lo = _mm256_loadu_ps(row + 2 * j), hi = _mm256_loadu_ps(row + 2 * j + 8);
+            _mm256_storeu_ps(dst + j, alternate_lanes_avx2(lo, hi, 0));
+            _mm256_storeu_ps(dst + half + j, alternate_lanes_avx2(lo, hi, 1));
+        }
+    }
 }
 
 /// Depthwise convolution (see fdw_fits) of output channels [oc_begin, oc_end) with AVX2 and FMA, by bands of output
@@ -288,23 +316,7 @@ AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, floa
             const int32_t rows = p->out_h - a < band ? p->out_h - a : band;
             const int32_t nrows = (rows + 7) * s + kh; // the band's input rows and what its last tile may read
             for (int32_t i = 0; i < nrows; i++) {
-                const int32_t ih = a * s - p->pad_t + i;
-                float *dst = buf + (size_t)i * wp;
-                if (ih < 0 || ih >= p->in_h) {
-                    if (!one_band) memset(dst, 0, (size_t)wp * sizeof(float));
-                    continue;
-                }
-                float *padded = s == 1 ? dst : row;
-                if (!one_band) memset(padded, 0, (size_t)p->pad_l * sizeof(float));
-                memcpy(padded + p->pad_l, x + (size_t)ih * p->in_w, (size_t)copy * sizeof(float));
-                if (!one_band) memset(padded + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
-                if (s == 2) {
-                    for (int32_t j = 0; j < half; j += 8) {
-                        const __m256 lo = _mm256_loadu_ps(row + 2 * j), hi = _mm256_loadu_ps(row + 2 * j + 8);
-                        _mm256_storeu_ps(dst + j, alternate_lanes_avx2(lo, hi, 0));
-                        _mm256_storeu_ps(dst + half + j, alternate_lanes_avx2(lo, hi, 1));
-                    }
-                }
+                fill_band_row(p, x, a * s - p->pad_t + i, buf + (size_t)i * wp, row, wp, half, copy, one_band);
             }
             float *ob = o + (size_t)a * p->out_w;
             for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += 32) {
@@ -319,6 +331,94 @@ AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, floa
                 }
             }
         }
+    }
+}
+
+/// One output row by NV registers of 8 columns from ow0 of OC output channels (weights `wstride` apart from w, planes
+/// `out_plane` apart from o) of a one-group convolution over the band rows `buf` (each input channel's `per_ic` rows
+/// in turn; output row r reads rows r * s + ky): each loaded tap feeds all OC channels.
+AVX2_TARGET INLINE void fsmall_tile(const int OC, const int NV, const aads_fconv *p, const float *buf, int32_t wp,
+                                    int32_t per_ic, const int32_t *toff, int32_t r, int32_t ow0, const float *w,
+                                    size_t wstride, const float *bias, float *o, size_t out_plane) {
+    const int32_t kh = p->kh, kw = p->kw;
+    __m256 acc[4][2];
+    #pragma GCC unroll 4
+    for (int k = 0; k < OC; k++) {
+        #pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) acc[k][v] = _mm256_set1_ps(bias ? bias[k] : 0.0f);
+    }
+    for (int32_t ic = 0; ic < p->cin; ic++) {
+        for (int32_t ky = 0; ky < kh; ky++) {
+            const float *x = buf + ((size_t)ic * per_ic + (size_t)(r * p->stride_h + ky)) * wp + ow0;
+            const float *wk = w + (size_t)(ic * kh + ky) * kw;
+            for (int32_t kx = 0; kx < kw; kx++) {
+                __m256 wv[4];
+                #pragma GCC unroll 4
+                for (int k = 0; k < OC; k++) wv[k] = _mm256_set1_ps(wk[(size_t)k * wstride + kx]);
+                #pragma GCC unroll 2
+                for (int v = 0; v < NV; v++) {
+                    const __m256 xv = _mm256_loadu_ps(x + toff[kx] + 8 * v);
+                    #pragma GCC unroll 4
+                    for (int k = 0; k < OC; k++) acc[k][v] = _mm256_fmadd_ps(wv[k], xv, acc[k][v]);
+                }
+            }
+        }
+    }
+    #pragma GCC unroll 4
+    for (int k = 0; k < OC; k++) {
+        #pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) store_first_avx2(o + k * out_plane + ow0 + 8 * v, acc[k][v], p->out_w - ow0 - 8 * v);
+    }
+}
+
+/// Output row `oh` of OC output channels from c (see fsmall_tile), 2 registers of columns at a time (8 sums, the 4
+/// weights and a loaded tap fit the 16 registers; with 3, one sum went through memory at every tap).
+AVX2_TARGET INLINE void fsmall_row(const int OC, const aads_fconv *p, const float *buf, int32_t wp, int32_t per_ic,
+                                   const int32_t *toff, int32_t r, int32_t oh, int32_t c, float *out) {
+    const size_t wstride = (size_t)p->cin * p->kh * p->kw, out_plane = (size_t)p->out_h * p->out_w;
+    const float *w = p->weights + c * wstride, *bias = p->bias ? p->bias + c : NULL;
+    float *o = out + c * out_plane + (size_t)oh * p->out_w;
+    const int32_t nv_all = (p->out_w + 7) / 8;
+    for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += 16) {
+        if (nv_all - ow0 / 8 >= 2) fsmall_tile(OC, 2, p, buf, wp, per_ic, toff, r, ow0, w, wstride, bias, o, out_plane);
+        else fsmall_tile(OC, 1, p, buf, wp, per_ic, toff, r, ow0, w, wstride, bias, o, out_plane);
+    }
+}
+
+/// Whether aads_fsmall_avx2 takes this convolution: one group of at most 4 input channels (a network's stem), band
+/// rows as band_geometry's, and a band buffer that holds every input channel's rows for one output row.
+static int fsmall_fits(const aads_fconv *p, int32_t *wp, int32_t *half) {
+    if (p->group != 1 || p->cin > 4 || !band_geometry(p, wp, half)) return 0;
+    return p->cin * (p->kh + p->stride_h) <= FDW_BUF / *wp;
+}
+
+/// One-group convolution of few input channels (see fsmall_fits) of output channels [oc_begin, oc_end), by bands of
+/// output rows: each input channel's rows of the band are copied into zero-padded rows as aads_fdw_avx2's (split into
+/// even and odd columns for stride 2), once for all the output channels, so that every tap of 8 output columns is
+/// one unaligned load feeding four channels' fused multiply-adds, borders included (a tap in the padding adds w·0).
+AVX2_TARGET static void aads_fsmall_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
+                                         int32_t oc_end, int32_t wp, int32_t half) {
+    float buf[FDW_BUF];
+    float row[FDW_MAX_WP];
+    const int32_t s = p->stride_h, kh = p->kh;
+    int32_t toff[8];
+    for (int32_t kx = 0; kx < p->kw; kx++) toff[kx] = s == 1 ? kx : (kx & 1) * half + kx / 2;
+    const int32_t per_ic = FDW_BUF / (p->cin * wp), band = (per_ic - kh) / s + 1;
+    const size_t in_plane = (size_t)p->in_h * p->in_w;
+    const int32_t copy = p->in_w < wp - p->pad_l ? p->in_w : wp - p->pad_l;
+    for (int32_t a = 0; a < p->out_h; a += band) {
+        const int32_t rows = p->out_h - a < band ? p->out_h - a : band;
+        for (int32_t ic = 0; ic < p->cin; ic++) {
+            for (int32_t i = 0; i < (rows - 1) * s + kh; i++) {
+                fill_band_row(p, in + ic * in_plane, a * s - p->pad_t + i, buf + (size_t)(ic * per_ic + i) * wp, row,
+                              wp, half, copy, 0);
+            }
+        }
+        int32_t c = oc_begin;
+        for (; c + 4 <= oc_end; c += 4)
+            for (int32_t r = 0; r < rows; r++) fsmall_row(4, p, buf, wp, per_ic, toff, r, a + r, c, out);
+        for (; c < oc_end; c++)
+            for (int32_t r = 0; r < rows; r++) fsmall_row(1, p, buf, wp, per_ic, toff, r, a + r, c, out);
     }
 }
 
@@ -420,6 +520,10 @@ AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, f
     int32_t wp, half;
     if (fdw_fits(p, &wp, &half)) {
         aads_fdw_avx2(p, in, out, oc_begin, oc_end, wp, half);
+        return;
+    }
+    if (fsmall_fits(p, &wp, &half)) {
+        aads_fsmall_avx2(p, in, out, oc_begin, oc_end, wp, half);
         return;
     }
     const int32_t s = p->stride_w, cin_g = p->cin / p->group, cout_g = p->cout / p->group;
