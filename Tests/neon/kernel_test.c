@@ -221,10 +221,14 @@ static int run_float_case(int index, const int *variants, int nvariants) {
         case 1:
             p.cin = rnd(1, 8), p.cout = rnd(1, 11), p.kh = rnd(0, 1) ? 3 : 5, p.kw = rnd(0, 1) ? 1 : 3;
             p.stride_h = rnd(1, 2), p.pad_t = rnd(0, 2), p.dil_h = rnd(1, 2), p.in_h = rnd(5, 20), p.in_w = rnd(5, 90);
+            // now and then a stem's plane, taller than one band of a kernel's row buffer
+            if (rnd(0, 3) == 0) p.cin = 3, p.dil_h = 1, p.in_h = rnd(100, 240), p.in_w = rnd(100, 230);
             break;
         case 2:
             p.cin = p.cout = p.group = rnd(1, 9), p.kh = p.kw = rnd(0, 1) ? 3 : 5, p.stride_h = rnd(1, 2);
             p.pad_t = p.kh / 2, p.dil_h = rnd(0, 3) ? 1 : 2, p.in_h = rnd(1, 9), p.in_w = rnd(1, 150);
+            // now and then a plane taller than one band
+            if (rnd(0, 3) == 0) p.cin = p.cout = p.group = 2, p.in_h = rnd(140, 300), p.in_w = rnd(100, 150);
             break;
         default:
             p.cin = rnd(29, 40), p.cout = rnd(1, 6), p.kh = p.kw = 3, p.pad_t = 1, p.stride_h = rnd(1, 2);
