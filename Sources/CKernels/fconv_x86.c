@@ -265,26 +265,45 @@ static int fdw_fits(const aads_fconv *p, int32_t *wp, int32_t *half) {
 }
 
 /// Writes input row `ih` of plane `x` as band row `dst` (`wp` floats): `pad_l` zeros, the row's first `copy` values,
-/// zeros; all zeros outside the image. For stride 2 the padded row is made in `row` and split into its even columns
-/// (from dst) and odd ones (from dst + half). With `zeroed`, the padding is zero already and is not written.
-AVX2_TARGET INLINE void fill_band_row(const aads_fconv *p, const float *x, int32_t ih, float *dst, float *row,
-                                      int32_t wp, int32_t half, int32_t copy, int zeroed) {
+/// zeros; all zeros outside the image. For stride 2 the padded row is split into its even columns (from dst) and odd
+/// ones (from dst + half), 16 values at a time straight from the input, masked at its ends (copying the row into a
+/// padded buffer first and loading it back at once stalled every load on the copy's stores). With `zeroed`, the
+/// padding of a stride-1 row is zero already and is not written.
+AVX2_TARGET INLINE void fill_band_row(const aads_fconv *p, const float *x, int32_t ih, float *dst, int32_t wp,
+                                      int32_t half, int32_t copy, int zeroed) {
     if (ih < 0 || ih >= p->in_h) {
         if (!zeroed) memset(dst, 0, (size_t)wp * sizeof(float));
         return;
     }
-    float *padded = p->stride_h == 1 ? dst : row;
-    if (!zeroed) memset(padded, 0, (size_t)p->pad_l * sizeof(float));
-    memcpy(padded + p->pad_l, x + (size_t)ih * p->in_w, (size_t)copy * sizeof(float));
-    if (!zeroed) memset(padded + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
-    if (p->stride_h == 2) {
-        for (int32_t j = 0; j < half; j += 8) {
-            const __m256 lo = _mm256_loadu_ps(row + 2 * j), hi = _mm256_loadu_ps(row + 2 * j + 8);
-            _mm256_storeu_ps(dst + j, alternate_lanes_avx2(lo, hi, 0));
-            _mm256_storeu_ps(dst + half + j, alternate_lanes_avx2(lo, hi, 1));
+    const float *src = x + (size_t)ih * p->in_w;
+    if (p->stride_h == 1) {
+        if (!zeroed) memset(dst, 0, (size_t)p->pad_l * sizeof(float));
+        memcpy(dst + p->pad_l, src, (size_t)copy * sizeof(float));
+        if (!zeroed) memset(dst + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
+        return;
+    }
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), minus1 = _mm256_set1_epi32(-1);
+    const __m256i end = _mm256_set1_epi32(copy);
+    for (int32_t j = 0; j < half; j += 8) {
+        const int32_t first = 2 * j - p->pad_l; // the input column of padded column 2j
+        __m256 lo, hi;
+        if (first >= 0 && first + 16 <= copy) {
+            lo = _mm256_loadu_ps(src + first), hi = _mm256_loadu_ps(src + first + 8);
+        } else { // lanes outside [0, copy) are neither read nor faulted on: zeros
+            const __m256i at = _mm256_add_epi32(iota, _mm256_set1_epi32(first));
+            const __m256i at8 = _mm256_add_epi32(at, _mm256_set1_epi32(8));
+            const float *from = (const float *)((uintptr_t)src + (intptr_t)first * 4);
+            lo = _mm256_maskload_ps(from, _mm256_and_si256(_mm256_cmpgt_epi32(at, minus1), _mm256_cmpgt_epi32(end, at)));
+            hi = _mm256_maskload_ps(from + 8,
+                                    _mm256_and_si256(_mm256_cmpgt_epi32(at8, minus1), _mm256_cmpgt_epi32(end, at8)));
         }
+        _mm256_storeu_ps(dst + j, alternate_lanes_avx2(lo, hi, 0));
+        _mm256_storeu_ps(dst + half + j, alternate_lanes_avx2(lo, hi, 1));
     }
 }
+
+/// Output rows of aads_fdw_avx2's tiles `nv` registers of 8 columns wide (at most 12 sums in registers).
+static inline int32_t fdw_tile_rows(int32_t nv) { return nv >= 4 ? 3 : nv == 3 ? 4 : nv == 2 ? 6 : 8; }
 
 /// Depthwise convolution (see fdw_fits) of output channels [oc_begin, oc_end) with AVX2 and FMA, by bands of output
 /// rows: the band's input rows are copied into a zero-padded buffer (for stride 2 split into even and odd columns),
@@ -293,30 +312,29 @@ AVX2_TARGET INLINE void fill_band_row(const aads_fconv *p, const float *x, int32
 AVX2_TARGET static void aads_fdw_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
                                       int32_t oc_end, int32_t wp, int32_t half) {
     float buf[FDW_BUF];
-    float row[FDW_MAX_WP];
     const int32_t s = p->stride_h, kh = p->kh, kw = p->kw;
     int32_t toff[8];
     for (int32_t kx = 0; kx < kw; kx++) toff[kx] = s == 1 ? kx : (kx & 1) * half + kx / 2;
-    const int32_t band = (FDW_BUF / wp - kh) / s + 1 - 8; // output rows per band; a tile reads up to 7 rows more
     const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
     const int32_t nv_all = (p->out_w + 7) / 8, copy = p->in_w < wp - p->pad_l ? p->in_w : wp - p->pad_l;
+    // Output rows per band: the last tiles of a band compute (and read the input rows of) up to `over` rows past it,
+    // the tallest of its two tile shapes less one.
+    const int32_t tall = fdw_tile_rows(nv_all < 4 ? nv_all : 4), last = fdw_tile_rows(nv_all % 4 ? nv_all % 4 : 4);
+    const int32_t over = (tall > last ? tall : last) - 1, band = (FDW_BUF / wp - kh) / s + 1 - over;
     // When one band holds every output row, the padding (rows outside the image, the columns beside it) is the
     // same for every channel: it is zeroed once, and each channel copies only its rows into the buffer. A small
     // plane otherwise spent more time zeroing its band than multiplying (7x7: 19 rows of three calls each).
     const int one_band = p->out_h <= band;
-    if (one_band) {
-        memset(buf, 0, (size_t)((p->out_h + 7) * s + kh) * wp * sizeof(float));
-        memset(row, 0, (size_t)wp * sizeof(float));
-    }
+    if (one_band) memset(buf, 0, (size_t)((p->out_h + over - 1) * s + kh) * wp * sizeof(float));
     for (int32_t c = oc_begin; c < oc_end; c++) {
         const float *x = in + (size_t)c * in_plane, *w = p->weights + (size_t)c * kh * kw;
         const float b = p->bias ? p->bias[c] : 0.0f;
         float *o = out + (size_t)c * out_plane;
         for (int32_t a = 0; a < p->out_h; a += band) {
             const int32_t rows = p->out_h - a < band ? p->out_h - a : band;
-            const int32_t nrows = (rows + 7) * s + kh; // the band's input rows and what its last tile may read
+            const int32_t nrows = (rows + over - 1) * s + kh; // the band's input rows and what its last tiles read
             for (int32_t i = 0; i < nrows; i++) {
-                fill_band_row(p, x, a * s - p->pad_t + i, buf + (size_t)i * wp, row, wp, half, copy, one_band);
+                fill_band_row(p, x, a * s - p->pad_t + i, buf + (size_t)i * wp, wp, half, copy, one_band);
             }
             float *ob = o + (size_t)a * p->out_w;
             for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += 32) {
@@ -399,7 +417,6 @@ static int fsmall_fits(const aads_fconv *p, int32_t *wp, int32_t *half) {
 AVX2_TARGET static void aads_fsmall_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
                                          int32_t oc_end, int32_t wp, int32_t half) {
     float buf[FDW_BUF];
-    float row[FDW_MAX_WP];
     const int32_t s = p->stride_h, kh = p->kh;
     int32_t toff[8];
     for (int32_t kx = 0; kx < p->kw; kx++) toff[kx] = s == 1 ? kx : (kx & 1) * half + kx / 2;
@@ -410,8 +427,8 @@ AVX2_TARGET static void aads_fsmall_avx2(const aads_fconv *p, const float *in, f
         const int32_t rows = p->out_h - a < band ? p->out_h - a : band;
         for (int32_t ic = 0; ic < p->cin; ic++) {
             for (int32_t i = 0; i < (rows - 1) * s + kh; i++) {
-                fill_band_row(p, in + ic * in_plane, a * s - p->pad_t + i, buf + (size_t)(ic * per_ic + i) * wp, row,
-                              wp, half, copy, 0);
+                fill_band_row(p, in + ic * in_plane, a * s - p->pad_t + i, buf + (size_t)(ic * per_ic + i) * wp, wp,
+                              half, copy, 0);
             }
         }
         int32_t c = oc_begin;
