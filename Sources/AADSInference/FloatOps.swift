@@ -110,9 +110,9 @@ extension aads_fconv {
 /// A convolution of one group, its elementwise activations and the depthwise convolution reading them, run a few
 /// channels at a time: a block of the first convolution's channels goes to planes of scratch memory (see
 /// `blockSize`), the activations run over them there, and the depthwise convolution's same channels read them from
-/// there (its own activations then run on those output channels while they are in cache). The first convolution's output (in
-/// an inverted residual block, the expansion: the largest tensor of the network) never exists whole. Each
-/// channel is computed by the same kernels as the separate steps, so the results are identical.
+/// there (its own activations then run on those output channels while they are in cache). The first convolution's
+/// output (in an inverted residual block, the expansion: the largest tensor of the network) never exists whole.
+/// Each channel is computed by the same kernels as the separate steps, so the results are identical.
 final class FConvDepthwiseStep: Step, @unchecked Sendable {
     let inputs: [Int], outputs: [Int], node: String
     let first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep
