@@ -579,39 +579,49 @@ AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, f
     }
 }
 
-/// `mr` rows (at most 6) by `n` columns (at most 16): 12 sums in registers, each loaded pair of input registers feeding
-/// all the rows (a tile of 4 rows by 24 columns ran at half the speed on AMD Zen 3).
-AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
-                                  const float *bias, const float *x, size_t ldx, float *out, size_t ldo) {
+/// `mr` rows (at most 6) by `n` columns (at most 8 * NV, NV = 1 or 2 registers): up to 12 sums in registers, each
+/// loaded pair of input registers feeding all the rows (a tile of 4 rows by 24 columns ran at half the speed on AMD
+/// Zen 3).
+AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n, int32_t k, const float *w,
+                                     int32_t ldw, const float *bias, const float *x, size_t ldx, float *out,
+                                     size_t ldo) {
     __m256i mask[2];
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < NV; v++) {
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8 * v), lane);
     }
     __m256 acc[6][2];
     for (int r = 0; r < mr; r++) {
         const __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);
-        for (int v = 0; v < 2; v++) acc[r][v] = b;
+        for (int v = 0; v < NV; v++) acc[r][v] = b;
     }
     for (int32_t kk = 0; kk < k; kk++) {
         const float *xr = x + (size_t)kk * ldx;
         __m256 xv[2];
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < NV; v++) {
             xv[v] = n >= 8 * (v + 1) ? _mm256_loadu_ps(xr + 8 * v) : _mm256_maskload_ps(xr + 8 * v, mask[v]);
         }
         for (int r = 0; r < mr; r++) {
             const __m256 wv = _mm256_set1_ps(w[(size_t)r * ldw + kk]);
-            for (int v = 0; v < 2; v++) acc[r][v] = _mm256_fmadd_ps(wv, xv[v], acc[r][v]);
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm256_fmadd_ps(wv, xv[v], acc[r][v]);
         }
     }
     for (int r = 0; r < mr; r++) {
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < NV; v++) {
             float *o = out + (size_t)r * ldo + 8 * v;
             // A masked store is slow on some CPUs (AMD Zen): only the register that holds the last columns uses it.
             if (n >= 8 * (v + 1)) _mm256_storeu_ps(o, acc[r][v]);
             else if (n > 8 * v) _mm256_maskstore_ps(o, mask[v], acc[r][v]);
         }
     }
+}
+
+/// tile_avx2_nv with one register when the columns fit it: the last block of a 7x7 plane's 49 columns is one
+/// column, which two registers computed at the cost of a full tile.
+AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
+                                  const float *bias, const float *x, size_t ldx, float *out, size_t ldo) {
+    if (n <= 8) tile_avx2_nv(1, mr, n, k, w, ldw, bias, x, ldx, out, ldo);
+    else tile_avx2_nv(2, mr, n, k, w, ldw, bias, x, ldx, out, ldo);
 }
 
 AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, 16, 6, 1)
