@@ -300,6 +300,16 @@ final class FBinaryStep: Step, @unchecked Sendable {
         let pb = ptr(b)
         let pc = ctx.f32(outputs[0])
         let isAdd = op == .add
+        if bc.contiguous.count == 2 && bc.contiguous.allSatisfy({ $0 }) {
+            // Same shape and storage (a residual add): one vectorised run over every element, not a call per row.
+            let n = bc.dims.reduce(1, *)
+            if isAdd {
+                for i in 0..<n { pc[i] = pa[i] + pb[i] }
+            } else {
+                for i in 0..<n { pc[i] = pa[i] * pb[i] }
+            }
+            return
+        }
         bc.forEachRow { o, oa, ob, n, sa, sb in
             if isAdd {
                 for i in 0..<n { pc[o + i] = pa[oa + i * sa] + pb[ob + i * sb] }
