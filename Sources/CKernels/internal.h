@@ -254,12 +254,16 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
 /// in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll. With PACK, a block
 /// of columns that several blocks of rows read is first copied into a contiguous panel (NR floats per row of x), so
 /// that the tiles' loads are aligned and never straddle cache lines whatever the row stride; the sums are the same.
+/// Only up to AADS_FROWS_PACK_MAX_N columns: past that (a 112x112 plane) the copy cost more than it saved.
+#define AADS_FROWS_PACK_MAX_N 4096
 #define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AADS_FROWS_DRIVER(name, attr, TILE, NR, MR, PACK)                                                           \
     attr void name(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,  \
                    size_t ldx, float *out, size_t ldo) {                                                            \
         const size_t panel_bytes = ((size_t)k * (NR) * sizeof(float) + 63) / 64 * 64;                               \
-        float *panel = (PACK) && m > (MR) ? (float *)aligned_alloc(64, panel_bytes) : NULL;                         \
+        float *panel = (PACK) && m > (MR) && n <= AADS_FROWS_PACK_MAX_N                                             \
+                           ? (float *)aligned_alloc(64, panel_bytes)                                                \
+                           : NULL;                                                                                  \
         for (int32_t j = 0; j < n; j += (NR)) {                                                                     \
             const int32_t nj = n - j < (NR) ? n - j : (NR);                                                         \
             const float *xj = x + j;                                                                                \
