@@ -246,6 +246,14 @@ AVX2_TARGET INLINE void fdw_tile(const int R, const int NV, const aads_fconv *p,
     }
 }
 
+/// The lanes of columns first..first + 7 that lie in [0, end): all ones there, zero elsewhere (an AVX2 masked load
+/// neither reads nor faults on the zero lanes).
+AVX2_TARGET INLINE __m256i lanes_inside_avx2(int32_t first, int32_t end) {
+    const __m256i at = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(first));
+    return _mm256_and_si256(_mm256_cmpgt_epi32(at, _mm256_set1_epi32(-1)),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32(end), at));
+}
+
 /// The padded band rows of aads_fdw_avx2 and aads_fsmall_avx2 for stride 1 or 2 in both directions, no dilation and
 /// taps at most 8 wide: `wp` floats per row, for stride 2 the even columns first and the odd ones from `half`. 0 when
 /// the convolution is not of that kind or its rows are too wide.
@@ -282,20 +290,15 @@ AVX2_TARGET INLINE void fill_band_row(const aads_fconv *p, const float *x, int32
         if (!zeroed) memset(dst + p->pad_l + copy, 0, (size_t)(wp - p->pad_l - copy) * sizeof(float));
         return;
     }
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), minus1 = _mm256_set1_epi32(-1);
-    const __m256i end = _mm256_set1_epi32(copy);
     for (int32_t j = 0; j < half; j += 8) {
         const int32_t first = 2 * j - p->pad_l; // the input column of padded column 2j
         __m256 lo, hi;
         if (first >= 0 && first + 16 <= copy) {
             lo = _mm256_loadu_ps(src + first), hi = _mm256_loadu_ps(src + first + 8);
-        } else { // lanes outside [0, copy) are neither read nor faulted on: zeros
-            const __m256i at = _mm256_add_epi32(iota, _mm256_set1_epi32(first));
-            const __m256i at8 = _mm256_add_epi32(at, _mm256_set1_epi32(8));
+        } else { // lanes outside [0, copy) are zeros
             const float *from = (const float *)((uintptr_t)src + (intptr_t)first * 4);
-            lo = _mm256_maskload_ps(from, _mm256_and_si256(_mm256_cmpgt_epi32(at, minus1), _mm256_cmpgt_epi32(end, at)));
-            hi = _mm256_maskload_ps(from + 8,
-                                    _mm256_and_si256(_mm256_cmpgt_epi32(at8, minus1), _mm256_cmpgt_epi32(end, at8)));
+            lo = _mm256_maskload_ps(from, lanes_inside_avx2(first, copy));
+            hi = _mm256_maskload_ps(from + 8, lanes_inside_avx2(first + 8, copy));
         }
         _mm256_storeu_ps(dst + j, alternate_lanes_avx2(lo, hi, 0));
         _mm256_storeu_ps(dst + half + j, alternate_lanes_avx2(lo, hi, 1));
@@ -385,7 +388,9 @@ AVX2_TARGET INLINE void fsmall_tile(const int OC, const int NV, const aads_fconv
     #pragma GCC unroll 4
     for (int k = 0; k < OC; k++) {
         #pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) store_first_avx2(o + k * out_plane + ow0 + 8 * v, acc[k][v], p->out_w - ow0 - 8 * v);
+        for (int v = 0; v < NV; v++) {
+            store_first_avx2(o + k * out_plane + ow0 + 8 * v, acc[k][v], p->out_w - ow0 - 8 * v);
+        }
     }
 }
 
@@ -546,7 +551,6 @@ AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, f
     const int32_t s = p->stride_w, cin_g = p->cin / p->group, cout_g = p->cout / p->group;
     const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i minus1 = _mm256_set1_epi32(-1), width = _mm256_set1_epi32(p->in_w);
     const __m256i out_width = _mm256_set1_epi32(p->out_w);
     for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += 32) {
         rowwise_masks_avx2 m;
@@ -556,11 +560,9 @@ AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, f
             m.full[v] = ow + 8 <= p->out_w;
             for (int32_t kx = 0; kx < p->kw; kx++) {
                 const int32_t c0 = ow * s + kx * p->dil_w - p->pad_l;
-                const __m256i lo = _mm256_add_epi32(iota, _mm256_set1_epi32(c0));
-                const __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(8));
                 m.first[kx][v] = c0;
-                m.lo[kx][v] = _mm256_and_si256(_mm256_cmpgt_epi32(lo, minus1), _mm256_cmpgt_epi32(width, lo));
-                m.hi[kx][v] = _mm256_and_si256(_mm256_cmpgt_epi32(hi, minus1), _mm256_cmpgt_epi32(width, hi));
+                m.lo[kx][v] = lanes_inside_avx2(c0, p->in_w);
+                m.hi[kx][v] = lanes_inside_avx2(c0 + 8, p->in_w);
                 if (s == 1) m.lo[kx][v] = _mm256_and_si256(m.lo[kx][v], m.store[v]);
             }
         }
