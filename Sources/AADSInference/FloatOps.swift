@@ -23,17 +23,34 @@ final class FConvStep: Step, @unchecked Sendable {
             cin: Int32(inShape[1]), in_h: Int32(inShape[2]), in_w: Int32(inShape[3]), cout: Int32(outShape[1]),
             out_h: Int32(outShape[2]), out_w: Int32(outShape[3]), group: Int32(group), kh: Int32(window.kh),
             kw: Int32(window.kw), stride_h: Int32(window.sh), stride_w: Int32(window.sw), pad_t: Int32(window.padTop),
-            pad_l: Int32(window.padLeft), dil_h: Int32(window.dh), dil_w: Int32(window.dw), weights: nil, bias: nil)
+            pad_l: Int32(window.padLeft), dil_h: Int32(window.dh), dil_w: Int32(window.dw), weights: nil, bias: nil,
+            clamp: 0, clamp_lo: 0, clamp_hi: 0)
     }
 
-    /// Copies geometry and bias from `other`, with new weights.
-    private init(weights: [Float], sharing other: FConvStep) {
-        (inputs, outputs, node, weightShape) = (other.inputs, other.outputs, other.node, other.weightShape)
-        (self.weights, bias, batch, param) = (weights, other.bias, other.batch, other.param)
+    /// Copies `other`, with new weights, output or parameters.
+    private init(_ other: FConvStep, weights: [Float]? = nil, output: Int? = nil, param: aads_fconv? = nil) {
+        (inputs, node, weightShape) = (other.inputs, other.node, other.weightShape)
+        outputs = output.map { [$0] } ?? other.outputs
+        (self.weights, bias, batch) = (weights ?? other.weights, other.bias, other.batch)
+        self.param = param ?? other.param
     }
 
     /// The same convolution with other weights (ONNX layout).
-    func replacingWeights(_ w: [Float]) throws -> FConvStep { FConvStep(weights: w, sharing: self) }
+    func replacingWeights(_ w: [Float]) throws -> FConvStep { FConvStep(self, weights: w) }
+
+    /// This convolution followed by `activation` (reading its output) as one step, whose kernels clamp each sum
+    /// before storing it, or nil when the activation is not a clamp (Relu: 0...∞; Clip) or one is fused already.
+    /// The clamp is `FUnaryStep`'s, so the results are the same.
+    func clamped(by activation: FUnaryStep) -> FConvStep? {
+        guard param.clamp == 0, activation.inputs[0] == outputs[0] else { return nil }
+        var p = param
+        switch activation.f {
+        case .relu: (p.clamp, p.clamp_lo, p.clamp_hi) = (1, 0, .infinity)
+        case .clip(let lo, let hi): (p.clamp, p.clamp_lo, p.clamp_hi) = (1, lo, hi)
+        default: return nil
+        }
+        return FConvStep(self, output: activation.outputs[0], param: p)
+    }
 
     var floatWeights: [Float] { weights }
 
@@ -334,7 +351,10 @@ enum UnaryFunction: Sendable, Equatable {
         case .identity: return x
         case .sigmoid: return 1 / (1 + Foundation.exp(-x))
         case .hardSwish: return x * max(0, min(1, x * (1.0 / 6.0) + 0.5))
-        case .clip(let lo, let hi): return min(max(x, lo), hi)
+        // As the convolution kernels clamp (aads_fconv): a NaN becomes lo.
+        case .clip(let lo, let hi):
+            let m = x > lo ? x : lo
+            return m < hi ? m : hi
         case .hardSigmoid(let a, let b): return max(0, min(1, a * x + b))
         case .leakyRelu(let a): return x >= 0 ? x : a * x
         }
@@ -382,7 +402,11 @@ final class FUnaryStep: Step {
         case .identity: if y != x { y.update(from: x, count: count) }
         case .relu: for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
         // ReLU6 and other clips: the bounds outside the loop, so that it vectorises.
-        case .clip(let lo, let hi): for i in 0..<count { y[i] = min(max(x[i], lo), hi) }
+        case .clip(let lo, let hi):
+            for i in 0..<count {
+                let m = x[i] > lo ? x[i] : lo
+                y[i] = m < hi ? m : hi
+            }
         default: for i in 0..<count { y[i] = f.apply(x[i]) }
         }
     }

@@ -99,14 +99,25 @@ final class ExecutionPlan {
 
     deinit { pointers.deallocate() }
 
-    /// `steps` with each float convolution of one group that is followed by elementwise activations and a depthwise
-    /// convolution (an inverted residual block's expansion), and the activations after that, replaced by one
-    /// `FConvDepthwiseStep`, when the values in between are read by nothing else and are not among `keeping` (the
-    /// plan's seeds and outputs).
-    static func fused(_ steps: [any Step], keeping: Set<Int>, threads: Int) -> [any Step] {
+    /// `steps` with each float convolution followed by a clamping activation (Relu, Clip) replaced by one
+    /// convolution that clamps its sums, then each float convolution of one group that is followed by elementwise
+    /// activations and a depthwise convolution (an inverted residual block's expansion), and the activations after
+    /// that, replaced by one `FConvDepthwiseStep`, when the values in between are read by nothing else and are not
+    /// among `keeping` (the plan's seeds and outputs).
+    static func fused(_ original: [any Step], keeping: Set<Int>, threads: Int) -> [any Step] {
         var readers: [Int: Int] = [:]
-        for step in steps { for v in step.inputs { readers[v, default: 0] += 1 } }
+        for step in original { for v in step.inputs { readers[v, default: 0] += 1 } }
         func internalValue(_ v: Int) -> Bool { readers[v] == 1 && !keeping.contains(v) }
+        var steps: [any Step] = []
+        for step in original {
+            if let a = step as? FUnaryStep, let conv = steps.last as? FConvStep, internalValue(conv.outputs[0]),
+                let both = conv.clamped(by: a)
+            {
+                steps[steps.count - 1] = both
+            } else {
+                steps.append(step)
+            }
+        }
         var result: [any Step] = []
         var i = 0
         while i < steps.count {

@@ -13,6 +13,15 @@
 AADS_FCONV_DIRECT(aads_fdirect_avx2, AVX2_TARGET, AADS_MAC_FUSED)
 AADS_FCONV_DIRECT(aads_fdirect_avx512, AVX512_TARGET, AADS_MAC_FUSED)
 
+/// aads_fclamp_apply on every lane: MAXPS(y, lo) is y > lo ? y : lo and MINPS(m, hi) is m < hi ? m : hi, lane by lane.
+AVX512_TARGET INLINE __m512 clamp_avx512(aads_fclamp c, __m512 y) {
+    return c.on ? _mm512_min_ps(_mm512_max_ps(y, _mm512_set1_ps(c.lo)), _mm512_set1_ps(c.hi)) : y;
+}
+
+AVX2_TARGET INLINE __m256 clamp_avx2(aads_fclamp c, __m256 y) {
+    return c.on ? _mm256_min_ps(_mm256_max_ps(y, _mm256_set1_ps(c.lo)), _mm256_set1_ps(c.hi)) : y;
+}
+
 /// The input row of plane `x` under tap row `ky` for output rows oh0..oh0 + R - 1, NULL where it lies outside the
 /// image or the output row below the output.
 INLINE void rowwise_tap_rows(const aads_fconv *p, const float *x, const int R, int32_t oh0, int32_t ky,
@@ -86,7 +95,8 @@ AVX512_TARGET INLINE void rowwise_tile(const int OC, const int R, const int NV, 
         for (int r = 0; r < R && oh0 + r < p->out_h; r++) {
             #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
-                _mm512_mask_storeu_ps(o + k * out_plane + (size_t)r * p->out_w + 16 * v, m->store[v], acc[k][r][v]);
+                _mm512_mask_storeu_ps(o + k * out_plane + (size_t)r * p->out_w + 16 * v, m->store[v],
+                                      clamp_avx512(aads_fclamp_of(p), acc[k][r][v]));
             }
         }
     }
@@ -151,7 +161,8 @@ AVX512_TARGET void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *i
 
 /// `mr` rows (at most 4) by `n` columns (at most 64).
 AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
-                                      const float *bias, const float *x, size_t ldx, float *out, size_t ldo) {
+                                      const float *bias, const float *x, size_t ldx, float *out, size_t ldo,
+                                      aads_fclamp clamp) {
     __mmask16 mask[4];
     for (int v = 0; v < 4; v++) {
         const int32_t rest = n - 16 * v;
@@ -172,7 +183,9 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
         }
     }
     for (int r = 0; r < mr; r++) {
-        for (int v = 0; v < 4; v++) _mm512_mask_storeu_ps(out + (size_t)r * ldo + 16 * v, mask[v], acc[r][v]);
+        for (int v = 0; v < 4; v++) {
+            _mm512_mask_storeu_ps(out + (size_t)r * ldo + 16 * v, mask[v], clamp_avx512(clamp, acc[r][v]));
+        }
     }
 }
 
@@ -241,7 +254,7 @@ AVX2_TARGET INLINE void fdw_tile(const int R, const int NV, const aads_fconv *p,
         #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             float *dst = o + (size_t)(r0 + r) * p->out_w + ow0 + 8 * v;
-            store_first_avx2(dst, acc[r][v], p->out_w - ow0 - 8 * v);
+            store_first_avx2(dst, clamp_avx2(aads_fclamp_of(p), acc[r][v]), p->out_w - ow0 - 8 * v);
         }
     }
 }
@@ -389,7 +402,8 @@ AVX2_TARGET INLINE void fsmall_tile(const int OC, const int NV, const aads_fconv
     for (int k = 0; k < OC; k++) {
         #pragma GCC unroll 2
         for (int v = 0; v < NV; v++) {
-            store_first_avx2(o + k * out_plane + ow0 + 8 * v, acc[k][v], p->out_w - ow0 - 8 * v);
+            store_first_avx2(o + k * out_plane + ow0 + 8 * v, clamp_avx2(aads_fclamp_of(p), acc[k][v]),
+                             p->out_w - ow0 - 8 * v);
         }
     }
 }
@@ -501,8 +515,9 @@ AVX2_TARGET INLINE void rowwise_tile_avx2(const int OC, const int R, const int V
             #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) {
                 float *dst = o + k * out_plane + (size_t)r * p->out_w + 8 * (V0 + v);
-                if (m->full[V0 + v]) _mm256_storeu_ps(dst, acc[k][r][v]);
-                else _mm256_maskstore_ps(dst, m->store[V0 + v], acc[k][r][v]); // slow on AMD Zen: edges only
+                const __m256 y = clamp_avx2(aads_fclamp_of(p), acc[k][r][v]);
+                if (m->full[V0 + v]) _mm256_storeu_ps(dst, y);
+                else _mm256_maskstore_ps(dst, m->store[V0 + v], y); // slow on AMD Zen: edges only
             }
         }
     }
@@ -586,7 +601,7 @@ AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, f
 /// Zen 3).
 AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n, int32_t k, const float *w,
                                      int32_t ldw, const float *bias, const float *x, size_t ldx, float *out,
-                                     size_t ldo) {
+                                     size_t ldo, aads_fclamp clamp) {
     __m256i mask[2];
     for (int v = 0; v < NV; v++) {
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -611,9 +626,10 @@ AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n
     for (int r = 0; r < mr; r++) {
         for (int v = 0; v < NV; v++) {
             float *o = out + (size_t)r * ldo + 8 * v;
+            const __m256 y = clamp_avx2(clamp, acc[r][v]);
             // A masked store is slow on some CPUs (AMD Zen): only the register that holds the last columns uses it.
-            if (n >= 8 * (v + 1)) _mm256_storeu_ps(o, acc[r][v]);
-            else if (n > 8 * v) _mm256_maskstore_ps(o, mask[v], acc[r][v]);
+            if (n >= 8 * (v + 1)) _mm256_storeu_ps(o, y);
+            else if (n > 8 * v) _mm256_maskstore_ps(o, mask[v], y);
         }
     }
 }
@@ -621,9 +637,10 @@ AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n
 /// tile_avx2_nv with one register when the columns fit it: the last block of a 7x7 plane's 49 columns is one
 /// column, which two registers computed at the cost of a full tile.
 AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
-                                  const float *bias, const float *x, size_t ldx, float *out, size_t ldo) {
-    if (n <= 8) tile_avx2_nv(1, mr, n, k, w, ldw, bias, x, ldx, out, ldo);
-    else tile_avx2_nv(2, mr, n, k, w, ldw, bias, x, ldx, out, ldo);
+                                  const float *bias, const float *x, size_t ldx, float *out, size_t ldo,
+                                  aads_fclamp clamp) {
+    if (n <= 8) tile_avx2_nv(1, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
+    else tile_avx2_nv(2, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
 }
 
 AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, 16, 6, 1)

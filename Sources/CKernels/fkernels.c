@@ -7,7 +7,7 @@
 
 // Portable rows: 4 output rows x 256 columns per block, so each input row segment is read once per 4 rows.
 static void rows_portable(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
-                          const float *x, size_t ldx, float *out, size_t ldo) {
+                          const float *x, size_t ldx, float *out, size_t ldo, aads_fclamp clamp) {
     float acc[4][256];
     for (int32_t p0 = 0; p0 < n; p0 += 256) {
         const int32_t np = n - p0 < 256 ? n - p0 : 256;
@@ -25,7 +25,10 @@ static void rows_portable(int32_t m, int32_t n, int32_t k, const float *w, int32
                     for (int32_t i = 0; i < np; i++) a[i] += wv * xr[i];
                 }
             }
-            for (int32_t r = 0; r < nr; r++) memcpy(out + (size_t)(r0 + r) * ldo + p0, acc[r], (size_t)np * sizeof(float));
+            for (int32_t r = 0; r < nr; r++) {
+                float *o = out + (size_t)(r0 + r) * ldo + p0;
+                for (int32_t i = 0; i < np; i++) o[i] = aads_fclamp_apply(clamp, acc[r][i]);
+            }
         }
     }
 }
@@ -81,7 +84,7 @@ static void conv_row_im2col(aads_frows_fn rows, const aads_fconv *p, const float
     const int32_t k = p->cin * p->kh * p->kw;
     const size_t out_plane = (size_t)p->out_h * p->out_w;
     rows(oc_end - oc_begin, nw, k, p->weights + (size_t)oc_begin * k, k, p->bias ? p->bias + oc_begin : NULL, cols,
-         IM2COL_COLS, out + (size_t)oc_begin * out_plane + (size_t)oh * p->out_w + ow0, out_plane);
+         IM2COL_COLS, out + (size_t)oc_begin * out_plane + (size_t)oh * p->out_w + ow0, out_plane, aads_fclamp_of(p));
 }
 
 void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
@@ -90,7 +93,8 @@ void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *ou
     if (p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_t == 0 && p->pad_l == 0 &&
         p->group == 1 && p->out_h == p->in_h && p->out_w == p->in_w) {
         k.rows(oc_end - oc_begin, (int32_t)plane, p->cin, p->weights + (size_t)oc_begin * p->cin, p->cin,
-               p->bias ? p->bias + oc_begin : NULL, in, plane, out + (size_t)oc_begin * plane, plane);
+               p->bias ? p->bias + oc_begin : NULL, in, plane, out + (size_t)oc_begin * plane, plane,
+               aads_fclamp_of(p));
         return;
     }
     if (k.rowwise && (p->stride_w == 1 || p->stride_w == 2) && p->kw <= 8) {

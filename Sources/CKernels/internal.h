@@ -237,10 +237,26 @@ static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *
     return *ih0 >= 0 && *ih0 + (p->kh - 1) * p->dil_h < p->in_h;
 }
 
+/// aads_fconv's clamp of a sum, as every float kernel applies it (`on` 0: none).
+typedef struct {
+    int on;
+    float lo, hi;
+} aads_fclamp;
+
+static inline aads_fclamp aads_fclamp_of(const aads_fconv *p) {
+    return (aads_fclamp){p->clamp != 0, p->clamp_lo, p->clamp_hi};
+}
+
+static inline float aads_fclamp_apply(aads_fclamp c, float y) {
+    if (!c.on) return y;
+    const float m = y > c.lo ? y : c.lo;
+    return m < c.hi ? m : c.hi;
+}
+
 /// Float rows: out[r * ldo + j] = bias[r] (0 without bias) + sum over kk of w[r * ldw + kk] * x[kk * ldx + j], for
-/// r < m and j < n, the terms added in order of kk.
+/// r < m and j < n, the terms added in order of kk, then clamped by `clamp`.
 typedef void (*aads_frows_fn)(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
-                              const float *x, size_t ldx, float *out, size_t ldo);
+                              const float *x, size_t ldx, float *out, size_t ldo, aads_fclamp clamp);
 /// Float convolution of output channels [oc_begin, oc_end) tap by tap (any group, stride, padding, dilation).
 typedef void (*aads_fdirect_fn)(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 
@@ -250,16 +266,17 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
 }
 
 /// Defines `name`, an aads_frows_fn compiled with `attr`, that covers the output in blocks of `NR` columns by `MR`
-/// (at most 6) rows, each computed by TILE(mr, n, k, w, ldw, bias, x, ldx, out, ldo): `mr` (at most MR) is a constant
-/// in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll. With PACK, a block
-/// of columns that several blocks of rows read is first copied into a contiguous panel (NR floats per row of x), so
-/// that the tiles' loads are aligned and never straddle cache lines whatever the row stride; the sums are the same.
-/// Only up to AADS_FROWS_PACK_MAX_N columns: past that (a 112x112 plane) the copy cost more than it saved.
+/// (at most 6) rows, each computed by TILE(mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp): `mr` (at most MR) is
+/// a constant in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll. With
+/// PACK, a block of columns that several blocks of rows read is first copied into a contiguous panel (NR floats per
+/// row of x), so that the tiles' loads are aligned and never straddle cache lines whatever the row stride; the sums
+/// are the same. Only up to AADS_FROWS_PACK_MAX_N columns: past that (a 112x112 plane) the copy cost more than it
+/// saved.
 #define AADS_FROWS_PACK_MAX_N 4096
 #define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AADS_FROWS_DRIVER(name, attr, TILE, NR, MR, PACK)                                                           \
     attr void name(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,  \
-                   size_t ldx, float *out, size_t ldo) {                                                            \
+                   size_t ldx, float *out, size_t ldo, aads_fclamp clamp) {                                         \
         const size_t panel_bytes = ((size_t)k * (NR) * sizeof(float) + 63) / 64 * 64;                               \
         float *panel = (PACK) && m > (MR) && n <= AADS_FROWS_PACK_MAX_N                                             \
                            ? (float *)aligned_alloc(64, panel_bytes)                                                \
@@ -278,16 +295,16 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
                 float *o = out + (size_t)r * ldo + j;                                                               \
                 const int32_t mr = m - r < (MR) ? m - r : (MR);                                                     \
                 if (mr == (MR) && nj == (NR)) {                                                                     \
-                    TILE((MR), (NR), k, wr, ldw, br, xj, ldxj, o, ldo);                                             \
+                    TILE((MR), (NR), k, wr, ldw, br, xj, ldxj, o, ldo, clamp);                                         \
                     continue;                                                                                       \
                 }                                                                                                   \
                 switch (mr) {                                                                                       \
-                case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                   \
-                case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                   \
-                case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                   \
-                case 3: TILE(3, nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                                       \
-                case 2: TILE(2, nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                                       \
-                default: TILE(1, nj, k, wr, ldw, br, xj, ldxj, o, ldo); break;                                      \
+                case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;               \
+                case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;               \
+                case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;               \
+                case 3: TILE(3, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                   \
+                case 2: TILE(2, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                   \
+                default: TILE(1, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                  \
                 }                                                                                                   \
             }                                                                                                       \
         }                                                                                                           \
@@ -300,7 +317,8 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
 #define AADS_MAC_PLAIN(acc, w, x) ((acc) + (w) * (x))
 
 /// Defines `name`, an aads_fdirect_fn compiled with `attr`, whose terms are added by MAC(acc, w, x): each output
-/// starts at its bias and adds the taps inside the image in order of input channel, tap row and tap column.
+/// starts at its bias and adds the taps inside the image in order of input channel, tap row and tap column; a
+/// channel's plane is clamped once it is complete.
 #define AADS_FCONV_DIRECT(name, attr, MAC)                                                                         \
     attr void name(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {          \
         const int32_t cin_g = p->cin / p->group, cout_g = p->cout / p->group;                                     \
@@ -338,6 +356,9 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
                     }                                                                                             \
                 }                                                                                                 \
             }                                                                                                     \
+            if (p->clamp) {                                                                                       \
+                for (size_t i = 0; i < out_plane; i++) o[i] = aads_fclamp_apply(aads_fclamp_of(p), o[i]);        \
+            }                                                                                                     \
         }                                                                                                         \
     }
 
@@ -349,9 +370,9 @@ void aads_qconv_avx512vnni(const aads_qconv *p, const int8_t *in, int8_t *out, i
 void aads_dwconv_avx2(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 void aads_frows_avx2(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
-                     size_t ldx, float *out, size_t ldo);
+                     size_t ldx, float *out, size_t ldo, aads_fclamp clamp);
 void aads_frows_avx512(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
-                       size_t ldx, float *out, size_t ldo);
+                       size_t ldx, float *out, size_t ldo, aads_fclamp clamp);
 void aads_fdirect_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fdirect_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
@@ -362,7 +383,7 @@ void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t
 void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 void aads_frows_neon(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
-                     size_t ldx, float *out, size_t ldo);
+                     size_t ldx, float *out, size_t ldo, aads_fclamp clamp);
 void aads_fdirect_neon(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 #endif
 #endif

@@ -176,9 +176,12 @@ import Testing
         // Large planes go four channels at a time; 14×14 and 7×7 ones in blocks of many channels (1152 in two).
         #expect(steps.map(\.block) == [4, 4, 4, 4, 4, 4, 156, 156, 156, 156, 156, 156, 660, 660, 660, 660])
         #expect(full.arena.byteCount < 2_500_000)
-        // The ReLU6 after each depthwise convolution runs inside the same step.
-        let fusedOutputs = Set(full.steps.filter { $0 is FConvDepthwiseStep }.flatMap(\.outputs))
-        #expect(!full.steps.contains { $0 is FUnaryStep && fusedOutputs.contains($0.inputs[0]) })
+        // Every ReLU6 (a Clip after a convolution) is the clamp of that convolution's kernels: no pass of its own.
+        #expect(!full.steps.contains { ($0 as? FUnaryStep)?.f == .clip(0, 6) })
+        #expect(steps.allSatisfy { $0.activations.isEmpty && $0.after.isEmpty })
+        #expect(steps.allSatisfy { $0.first.param.clamp == 1 && $0.depthwise.param.clamp == 1 })
+        let head = try #require(full.steps.first { $0.node == "conv_head" } as? FConvStep)
+        #expect((head.param.clamp, head.param.clamp_lo, head.param.clamp_hi) == (1, 0, 6))
 
         // Asking for every tensor keeps each in its own buffer, step by step: the same outputs, bit for bit.
         let x = try EngineTests.photo("skimage-chelsea")

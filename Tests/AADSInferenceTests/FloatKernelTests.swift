@@ -5,17 +5,21 @@ import Testing
 
 @testable import AADSInference
 
-/// The float convolution kernels on every variant against a chain of fused multiply-adds computed here: the
-/// optimised variants must equal it bit for bit, the portable one (separate multiply and add) come within rounding.
+/// The float convolution kernels on every variant against a chain of fused multiply-adds computed here, clamped
+/// when the case has a clamp: the optimised variants must equal it bit for bit, the portable one (separate multiply
+/// and add) come within rounding.
 @Suite struct FloatKernelTests {
     struct Case: CustomStringConvertible {
         var cin = 1, cout = 1, h = 1, w = 1, group = 1, kh = 1, kw = 1, stride = 1, pad = 0, dil = 1
         var bias = true
+        /// The fused activation's bounds (aads_fconv's clamp), if any.
+        var clamp: (lo: Float, hi: Float)?
 
         var outH: Int { (h + 2 * pad - dil * (kh - 1) - 1) / stride + 1 }
         var outW: Int { (w + 2 * pad - dil * (kw - 1) - 1) / stride + 1 }
         var description: String {
             "cin \(cin) cout \(cout) \(h)x\(w) group \(group) \(kh)x\(kw) stride \(stride) pad \(pad) dil \(dil)"
+                + (clamp.map { " clamp \($0.lo)...\($0.hi)" } ?? "")
         }
 
         func param(_ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?) -> aads_fconv {
@@ -23,7 +27,7 @@ import Testing
                 cin: Int32(cin), in_h: Int32(h), in_w: Int32(self.w), cout: Int32(cout), out_h: Int32(outH),
                 out_w: Int32(outW), group: Int32(group), kh: Int32(kh), kw: Int32(kw), stride_h: Int32(stride),
                 stride_w: Int32(stride), pad_t: Int32(pad), pad_l: Int32(pad), dil_h: Int32(dil), dil_w: Int32(dil),
-                weights: w, bias: b)
+                weights: w, bias: b, clamp: clamp == nil ? 0 : 1, clamp_lo: clamp?.lo ?? 0, clamp_hi: clamp?.hi ?? 0)
         }
     }
 
@@ -50,6 +54,10 @@ import Testing
                                 mag += abs(wv * xv)
                             }
                         }
+                    }
+                    if let (lo, hi) = c.clamp {
+                        let m = acc > lo ? acc : lo
+                        acc = m < hi ? m : hi
                     }
                     fused.append(acc)
                     size.append(mag)
@@ -84,6 +92,7 @@ import Testing
     static func drawCase(_ r: inout SplitMix64, _ i: Int) -> Case {
         var c = Case()
         c.bias = r.int(0...3) != 0
+        if r.int(0...2) == 0 { c.clamp = [(0, 6), (-0.5, 0.4), (0, .infinity)][r.int(0...2)] }
         switch i % 5 {
         case 0:  // pointwise, planes across the tile widths
             (c.cin, c.cout, c.h, c.w) = (r.int(1...70), r.int(1...13), r.int(1...12), r.int(1...30))
@@ -115,7 +124,9 @@ import Testing
         var r = SplitMix64(seed: 0xF10A7)
         for i in 0..<150 {
             let c = FloatKernelTests.randomCase(&r, i)
-            let x = (0..<c.cin * c.h * c.w).map { _ in Float(r.double(-2, 2)) }
+            var x = (0..<c.cin * c.h * c.w).map { _ in Float(r.double(-2, 2)) }
+            // A clamped sum that is NaN comes out as the low bound.
+            if c.clamp != nil && r.int(0...1) == 0 { x[r.int(0...x.count - 1)] = .nan }
             let wt = (0..<c.cout * (c.cin / c.group) * c.kh * c.kw).map { _ in Float(r.double(-1, 1)) }
             let b = (0..<c.cout).map { _ in Float(r.double(-1, 1)) }
             let (fused, size) = FloatKernelTests.reference(c, x, wt, b)

@@ -209,8 +209,9 @@ static int run_case(int index, int depthwise, int float_ref, const int *variants
 }
 
 /// One float convolution case: every variant but the portable one must equal a chain of fmaf (bias, then the taps
-/// inside the image by input channel, tap row and tap column) bit for bit; any range of output channels computes
-/// exactly those. Shapes as in Tests/AADSInferenceTests/FloatKernelTests.swift.
+/// inside the image by input channel, tap row and tap column), clamped when the case has a clamp, bit for bit; any
+/// range of output channels computes exactly those. A clamped case may hold a NaN input, whose sums must come out
+/// as the clamp's low bound. Shapes as in Tests/AADSInferenceTests/FloatKernelTests.swift.
 static int run_float_case(int index, const int *variants, int nvariants) {
     aads_fconv p;
     do { // a shape with at least one output pixel
@@ -248,6 +249,12 @@ static int run_float_case(int index, const int *variants, int nvariants) {
     for (size_t i = 0; i < nw; i++) w[i] = (float)rndd(-1, 1);
     for (int i = 0; i < p.cout; i++) b[i] = (float)rndd(-1, 1);
     p.weights = w, p.bias = rnd(0, 3) ? b : NULL;
+    if (rnd(0, 2) == 0) {
+        static const float bounds[3][2] = {{0.0f, 6.0f}, {-0.5f, 0.4f}, {0.0f, INFINITY}};
+        const int which = rnd(0, 2);
+        p.clamp = 1, p.clamp_lo = bounds[which][0], p.clamp_hi = bounds[which][1];
+        if (rnd(0, 1)) x[rnd(0, (int)nx - 1)] = NAN;
+    }
     for (int oc = 0; oc < p.cout; oc++) {
         for (int oh = 0; oh < p.out_h; oh++) {
             for (int ow = 0; ow < p.out_w; ow++) {
@@ -260,6 +267,10 @@ static int run_float_case(int index, const int *variants, int nvariants) {
                         const float xv = x[((size_t)(oc / cout_g * cin_g + ic) * p.in_h + ih) * p.in_w + iw];
                         acc = fmaf(w[((size_t)oc * cin_g + ic) * taps + t], xv, acc);
                     }
+                }
+                if (p.clamp) {
+                    const float m = acc > p.clamp_lo ? acc : p.clamp_lo;
+                    acc = m < p.clamp_hi ? m : p.clamp_hi;
                 }
                 ref[(size_t)oc * plane + (size_t)oh * p.out_w + ow] = acc;
             }
@@ -277,9 +288,10 @@ static int run_float_case(int index, const int *variants, int nvariants) {
             bad += inside ? got[i] != ref[i] : !isnan(got[i]);
         }
         if (bad) {
-            printf("float case %d (cin %d cout %d %dx%d group %d %dx%d stride %d) variant %s: %d of %zu wrong\n", index,
-                   p.cin, p.cout, p.in_h, p.in_w, p.group, p.kh, p.kw, p.stride_h, aads_variant_name(variants[vi]), bad,
-                   ny);
+            printf("float case %d (cin %d cout %d %dx%d group %d %dx%d stride %d clamp %d) variant %s: %d of %zu "
+                   "wrong\n",
+                   index, p.cin, p.cout, p.in_h, p.in_w, p.group, p.kh, p.kw, p.stride_h, p.clamp,
+                   aads_variant_name(variants[vi]), bad, ny);
             failures++;
         }
     }

@@ -133,12 +133,16 @@ int8_t aads_dwconv_reference_output(const aads_dwconv *p, const int8_t *in, int3
 
 /// Float convolution, NCHW, one image, output channels [oc_begin, oc_end). Weights w[cout][cin/group][kh][kw].
 /// Each output is its bias plus the terms in order of input channel and tap; every variant but the portable one
-/// adds each term with one fused multiply-add, so those variants give identical results.
+/// adds each term with one fused multiply-add, so those variants give identical results. With `clamp` set, the
+/// kernel clamps each sum y before it stores it (an activation such as Relu or Relu6 fused into the convolution):
+/// m = y > clamp_lo ? y : clamp_lo, then m < clamp_hi ? m : clamp_hi (a NaN sum comes out as clamp_lo).
 typedef struct aads_fconv {
     int32_t cin, in_h, in_w, cout, out_h, out_w, group;
     int32_t kh, kw, stride_h, stride_w, pad_t, pad_l, dil_h, dil_w;
     const float *weights;
     const float *bias; // may be NULL
+    int32_t clamp;     // 0: sums stored as they are
+    float clamp_lo, clamp_hi;
 } aads_fconv;
 void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 
