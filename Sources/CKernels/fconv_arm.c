@@ -59,5 +59,5 @@ INLINE void rows_of(const int mr, int32_t n, int32_t k, const float *w, int32_t 
 }
 
 // Columns in blocks of 64, so that a block's input rows stay in cache while every output row passes over them.
-AADS_FROWS_DRIVER(aads_frows_neon, , rows_of, 64, 4, 0)
+AADS_FROWS_DRIVER(aads_frows_neon, , rows_of, rows_of, 64, 4, 0)
 #endif

@@ -189,7 +189,7 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
     }
 }
 
-AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, 64, 4, 0)
+AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, tile_avx512, 64, 4, 0)
 
 /// Stores the first `n` (0 to 8) lanes of v: plain stores of 4, 2 and 1 lanes instead of VMASKMOVPS, which AMD's Zen
 /// cores run as microcode (a 7x7 depthwise plane stored each of its rows that way).
@@ -598,10 +598,11 @@ AVX2_TARGET void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, f
 
 /// `mr` rows (at most 6) by `n` columns (at most 8 * NV, NV = 1 or 2 registers): up to 12 sums in registers, each
 /// loaded pair of input registers feeding all the rows (a tile of 4 rows by 24 columns ran at half the speed on AMD
-/// Zen 3).
-AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n, int32_t k, const float *w,
-                                     int32_t ldw, const float *bias, const float *x, size_t ldx, float *out,
-                                     size_t ldo, aads_fclamp clamp) {
+/// Zen 3). With `padded`, every row of x may be read 8 * NV columns wide (a zero-padded panel): no masked loads,
+/// which AMD Zen 3 runs slowly enough that a 7x7 plane's one last column cost about as much as its other 48.
+AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int padded, const int mr, const int32_t n, int32_t k,
+                                     const float *w, int32_t ldw, const float *bias, const float *x, size_t ldx,
+                                     float *out, size_t ldo, aads_fclamp clamp) {
     __m256i mask[2];
     for (int v = 0; v < NV; v++) {
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -616,7 +617,7 @@ AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n
         const float *xr = x + (size_t)kk * ldx;
         __m256 xv[2];
         for (int v = 0; v < NV; v++) {
-            xv[v] = n >= 8 * (v + 1) ? _mm256_loadu_ps(xr + 8 * v) : _mm256_maskload_ps(xr + 8 * v, mask[v]);
+            xv[v] = padded || n >= 8 * (v + 1) ? _mm256_loadu_ps(xr + 8 * v) : _mm256_maskload_ps(xr + 8 * v, mask[v]);
         }
         for (int r = 0; r < mr; r++) {
             const __m256 wv = _mm256_set1_ps(w[(size_t)r * ldw + kk]);
@@ -639,9 +640,17 @@ AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int mr, const int32_t n
 AVX2_TARGET INLINE void tile_avx2(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
                                   const float *bias, const float *x, size_t ldx, float *out, size_t ldo,
                                   aads_fclamp clamp) {
-    if (n <= 8) tile_avx2_nv(1, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
-    else tile_avx2_nv(2, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
+    if (n <= 8) tile_avx2_nv(1, 0, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
+    else tile_avx2_nv(2, 0, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
 }
 
-AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, 16, 6, 1)
+/// tile_avx2 on a zero-padded panel of 16 columns.
+AVX2_TARGET INLINE void tile_avx2_panel(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
+                                        const float *bias, const float *x, size_t ldx, float *out, size_t ldo,
+                                        aads_fclamp clamp) {
+    if (n <= 8) tile_avx2_nv(1, 1, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
+    else tile_avx2_nv(2, 1, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
+}
+
+AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, tile_avx2_panel, 16, 6, 1)
 #endif

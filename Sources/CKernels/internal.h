@@ -260,21 +260,40 @@ typedef void (*aads_frows_fn)(int32_t m, int32_t n, int32_t k, const float *w, i
 /// Float convolution of output channels [oc_begin, oc_end) tap by tap (any group, stride, padding, dilation).
 typedef void (*aads_fdirect_fn)(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 
-/// Copies `n` columns of `k` rows of x (row stride ldx) into `panel`, row stride `nr`.
+/// Copies `n` columns of `k` rows of x (row stride ldx) into `panel`, row stride `nr`, each row padded with zeros.
 static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_t n, int32_t nr, float *panel) {
-    for (int32_t kk = 0; kk < k; kk++) memcpy(panel + (size_t)kk * nr, x + (size_t)kk * ldx, (size_t)n * sizeof(float));
+    for (int32_t kk = 0; kk < k; kk++) {
+        memcpy(panel + (size_t)kk * nr, x + (size_t)kk * ldx, (size_t)n * sizeof(float));
+        if (n < nr) memset(panel + (size_t)kk * nr + n, 0, (size_t)(nr - n) * sizeof(float));
+    }
 }
 
 /// Defines `name`, an aads_frows_fn compiled with `attr`, that covers the output in blocks of `NR` columns by `MR`
 /// (at most 6) rows, each computed by TILE(mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp): `mr` (at most MR) is
 /// a constant in each call, and so is `n` (at most NR) for the full blocks, so that the tile's loops unroll. With
 /// PACK, a block of columns that several blocks of rows read is first copied into a contiguous panel (NR floats per
-/// row of x), so that the tiles' loads are aligned and never straddle cache lines whatever the row stride; the sums
-/// are the same. Only up to AADS_FROWS_PACK_MAX_N columns: past that (a 112x112 plane) the copy cost more than it
-/// saved.
+/// row of x, zero past the block's columns), so that the tiles' loads are aligned and never straddle cache lines
+/// whatever the row stride, and computed by PANEL_TILE, which may read all NR columns of a row (a block's last
+/// columns then need no masked loads); the sums are the same. Only up to AADS_FROWS_PACK_MAX_N columns: past that (a
+/// 112x112 plane) the copy cost more than it saved.
 #define AADS_FROWS_PACK_MAX_N 4096
 #define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define AADS_FROWS_DRIVER(name, attr, TILE, NR, MR, PACK)                                                           \
+#define AADS_FROWS_TILE(TILE, MR, NR, mr, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp)                                 \
+    do {                                                                                                             \
+        if ((mr) == (MR) && (nj) == (NR)) {                                                                          \
+            TILE((MR), (NR), k, wr, ldw, br, xj, ldxj, o, ldo, clamp);                                               \
+            break;                                                                                                   \
+        }                                                                                                            \
+        switch (mr) {                                                                                                \
+        case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                     \
+        case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                     \
+        case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                     \
+        case 3: TILE(3, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                         \
+        case 2: TILE(2, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                         \
+        default: TILE(1, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                        \
+        }                                                                                                            \
+    } while (0)
+#define AADS_FROWS_DRIVER(name, attr, TILE, PANEL_TILE, NR, MR, PACK)                                               \
     attr void name(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,  \
                    size_t ldx, float *out, size_t ldo, aads_fclamp clamp) {                                         \
         const size_t panel_bytes = ((size_t)k * (NR) * sizeof(float) + 63) / 64 * 64;                               \
@@ -283,28 +302,15 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
                            : NULL;                                                                                  \
         for (int32_t j = 0; j < n; j += (NR)) {                                                                     \
             const int32_t nj = n - j < (NR) ? n - j : (NR);                                                         \
-            const float *xj = x + j;                                                                                \
-            size_t ldxj = ldx;                                                                                      \
-            if (panel) {                                                                                            \
-                aads_frows_pack(x + j, ldx, k, nj, (NR), panel);                                                    \
-                xj = panel;                                                                                         \
-                ldxj = (NR);                                                                                        \
-            }                                                                                                       \
+            if (panel) aads_frows_pack(x + j, ldx, k, nj, (NR), panel);                                             \
             for (int32_t r = 0; r < m; r += (MR)) {                                                                 \
                 const float *wr = w + (size_t)r * ldw, *br = bias ? bias + r : NULL;                                \
                 float *o = out + (size_t)r * ldo + j;                                                               \
                 const int32_t mr = m - r < (MR) ? m - r : (MR);                                                     \
-                if (mr == (MR) && nj == (NR)) {                                                                     \
-                    TILE((MR), (NR), k, wr, ldw, br, xj, ldxj, o, ldo, clamp);                                         \
-                    continue;                                                                                       \
-                }                                                                                                   \
-                switch (mr) {                                                                                       \
-                case 6: TILE(AADS_FROWS_MIN(6, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;               \
-                case 5: TILE(AADS_FROWS_MIN(5, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;               \
-                case 4: TILE(AADS_FROWS_MIN(4, MR), nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;               \
-                case 3: TILE(3, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                   \
-                case 2: TILE(2, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                   \
-                default: TILE(1, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp); break;                                  \
+                if (panel) {                                                                                        \
+                    AADS_FROWS_TILE(PANEL_TILE, MR, NR, mr, nj, k, wr, ldw, br, panel, (size_t)(NR), o, ldo, clamp); \
+                } else {                                                                                            \
+                    AADS_FROWS_TILE(TILE, MR, NR, mr, nj, k, wr, ldw, br, x + j, ldx, o, ldo, clamp);               \
                 }                                                                                                   \
             }                                                                                                       \
         }                                                                                                           \
