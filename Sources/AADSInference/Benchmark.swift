@@ -76,7 +76,9 @@ extension InferenceModel {
         }
         let p = try plan(seeds: seeds, outputs: outs)
         var times: [Double] = []
-        for _ in 0..<max(1, iterations) { p.executeTimed(threads: options.threads, variant: variant, rounding: options.rounding, times: &times) }
+        for _ in 0..<max(1, iterations) {
+            p.executeTimed(threads: options.threads, variant: variant, rounding: options.rounding, times: &times)
+        }
         return zip(p.steps, times).map { ($0.node, $0.kind, $1 / Double(max(1, iterations))) }.sorted { $0.ms > $1.ms }
     }
 

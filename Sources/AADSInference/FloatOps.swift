@@ -142,20 +142,28 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
     var kind: String { "fconv+dwconv" }
     var scratchBytes: Int { planes * block * first.outPlane * MemoryLayout<Float>.stride }
 
-    init(first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, after: [FUnaryStep] = [], threads: Int) {
+    /// `tileRows`: the kernel variant's `aads_fconv_tile_rows`.
+    init(
+        first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, after: [FUnaryStep] = [], threads: Int,
+        tileRows: Int
+    ) {
         (inputs, outputs, node) = (first.inputs, after.last?.outputs ?? depthwise.outputs, first.node)
         (self.first, self.activations, self.depthwise, planes) = (first, activations, depthwise, max(1, threads))
         self.after = after
-        block = FConvDepthwiseStep.blockSize(plane: first.outPlane, channels: Int(first.param.cout))
+        block = FConvDepthwiseStep.blockSize(
+            plane: first.outPlane, channels: Int(first.param.cout), tileRows: tileRows)
     }
 
-    /// Four channels (the pointwise kernel computes four per pass over the input) for large planes. Planes of at
-    /// most 14×14 values take as many channels as fill about 128 KB, a multiple of 12 (the float tiles' rows): each
-    /// kernel call's fixed work (panels, padding, setup) is then shared by more channels, while the block still
-    /// stays in the core's cache (a 7×7 layer's 1152 channels in two blocks took about a fifth less time than by
-    /// four; at 28×28 larger blocks were no faster).
-    static func blockSize(plane: Int, channels: Int) -> Int {
-        guard plane <= 14 * 14 else { return 4 }
+    /// For large planes, the pointwise kernel's tile of rows (`tileRows`: 6 with AVX2, 4 otherwise), the channels
+    /// it computes in one pass over the input: a block of 4 on AVX2 filled only part of its 6-row tile and read
+    /// the input, which outgrows the core's cache at 112×112, 24 times instead of 16 (in isolation, 16→96 at
+    /// 112×112 with its depthwise convolution 1.99 → 1.57 ms, 24→144 at 56×56 1.18 → 0.99 ms; blocks of 12 or more
+    /// were slower again). Planes of at most 14×14 values take as many channels as fill about 128 KB, a multiple
+    /// of 12 (both tiles' rows divide it): each kernel call's fixed work (panels, padding, setup) is then shared
+    /// by more channels, while the block still stays in the core's cache (a 7×7 layer's 1152 channels in two
+    /// blocks took about a fifth less time than by four).
+    static func blockSize(plane: Int, channels: Int, tileRows: Int) -> Int {
+        guard plane <= 14 * 14 else { return min(channels, tileRows) }
         return min(channels, max(4, 32_768 / plane / 12 * 12))
     }
 

@@ -294,7 +294,8 @@ public final class InferenceModel: @unchecked Sendable {
     func plan(seeds: [Int], outputs: [Int]) throws -> ExecutionPlan {
         let key = PlanKey(seeds: seeds, outputs: outputs)
         if let p = plans[key] { return p }
-        let p = try ExecutionPlan(program: program, seeds: seeds, outputs: outputs, threads: options.threads)
+        let p = try ExecutionPlan(
+            program: program, seeds: seeds, outputs: outputs, threads: options.threads, variant: variant)
         if plans.count >= Self.maxPlans, let oldest = planOrder.first {
             plans[oldest] = nil
             planOrder.removeFirst()

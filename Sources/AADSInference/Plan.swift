@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The steps needed to compute a set of values from a set of seed values, with a static memory plan: every value
@@ -15,7 +16,8 @@ final class ExecutionPlan {
 
     /// `threads`: how many threads the plan's runs may use (steps that run channels in scratch memory get that
     /// many scratch planes).
-    init(program: Program, seeds: [Int], outputs: [Int], threads: Int = 1) throws {
+    /// `variant`: the kernel variant the plan runs on (AADS_VARIANT_*).
+    init(program: Program, seeds: [Int], outputs: [Int], threads: Int = 1, variant: Int32) throws {
         let producer = program.producerIndex()
         let available = Set(seeds)
         var needed = Set<Int>()
@@ -31,7 +33,8 @@ final class ExecutionPlan {
         }
         let order = needed.sorted()
         steps = ExecutionPlan.fused(
-            order.map { program.steps[$0] }, keeping: available.union(outputs), threads: threads)
+            order.map { program.steps[$0] }, keeping: available.union(outputs), threads: threads,
+            tileRows: Int(aads_fconv_tile_rows(variant)))
 
         // Lifetimes in step positions; seeds are defined before the first step, outputs live past the last.
         var first: [Int: Int] = [:]
@@ -104,7 +107,7 @@ final class ExecutionPlan {
     /// activations and a depthwise convolution (an inverted residual block's expansion), and the activations after
     /// that, replaced by one `FConvDepthwiseStep`, when the values in between are read by nothing else and are not
     /// among `keeping` (the plan's seeds and outputs).
-    static func fused(_ original: [any Step], keeping: Set<Int>, threads: Int) -> [any Step] {
+    static func fused(_ original: [any Step], keeping: Set<Int>, threads: Int, tileRows: Int) -> [any Step] {
         var readers: [Int: Int] = [:]
         for step in original { for v in step.inputs { readers[v, default: 0] += 1 } }
         func internalValue(_ v: Int) -> Bool { readers[v] == 1 && !keeping.contains(v) }
@@ -148,7 +151,8 @@ final class ExecutionPlan {
             }
             result.append(
                 FConvDepthwiseStep(
-                    first: first, activations: activations, depthwise: depthwise, after: after, threads: threads))
+                    first: first, activations: activations, depthwise: depthwise, after: after, threads: threads,
+                    tileRows: tileRows))
             i = k - 1
         }
         return result

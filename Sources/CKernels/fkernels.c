@@ -37,6 +37,8 @@ AADS_FCONV_DIRECT(direct_portable, static, AADS_MAC_PLAIN)
 
 typedef struct {
     aads_frows_fn rows;
+    /// Rows of the pointwise tile.
+    int32_t tile_rows;
     aads_fdirect_fn direct;
     /// Any group, stride 1 or 2 along rows, at most 8 tap columns, row by row; NULL where there is none.
     aads_fdirect_fn rowwise;
@@ -46,16 +48,19 @@ static fkernels kernels_for(int variant) {
     if (!aads_variant_available(variant)) variant = AADS_VARIANT_PORTABLE;
     switch (variant) {
 #if AADS_X86
-    case AADS_VARIANT_AVX2: return (fkernels){aads_frows_avx2, aads_fdirect_avx2, aads_fconv_rowwise_avx2};
-    case AADS_VARIANT_AVX512VNNI: return (fkernels){aads_frows_avx512, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
+    case AADS_VARIANT_AVX2: return (fkernels){aads_frows_avx2, 6, aads_fdirect_avx2, aads_fconv_rowwise_avx2};
+    case AADS_VARIANT_AVX512VNNI:
+        return (fkernels){aads_frows_avx512, 4, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
 #endif
 #if AADS_ARM64
     case AADS_VARIANT_NEON:
-    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, aads_fdirect_neon, NULL};
+    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, 4, aads_fdirect_neon, NULL};
 #endif
-    default: return (fkernels){rows_portable, direct_portable, NULL};
+    default: return (fkernels){rows_portable, 4, direct_portable, NULL};
     }
 }
+
+int32_t aads_fconv_tile_rows(int variant) { return kernels_for(variant).tile_rows; }
 
 /// Input columns per im2col block, and the largest kh*kw*cin unfolded (the block lives on the stack: 64 KB).
 #define IM2COL_COLS 64

@@ -145,6 +145,8 @@ typedef struct aads_fconv {
     float clamp_lo, clamp_hi;
 } aads_fconv;
 void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+/// Output channels that `variant`'s pointwise kernel computes together from each input register it loads.
+int32_t aads_fconv_tile_rows(int variant);
 
 /// C[m][n] = alpha * sum_k A[m][k] B[k][n] + beta * bias (bias broadcast by the caller into C beforehand when beta != 0);
 /// A is M x K (or K x M when trans_a), B is K x N (or N x K when trans_b). Rows [m_begin, m_end).
