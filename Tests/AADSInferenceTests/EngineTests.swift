@@ -173,12 +173,12 @@ import Testing
         // activations need 2.4 MB instead of 6.0 MB.
         let steps = full.steps.compactMap { $0 as? FConvDepthwiseStep }
         #expect(steps.count == 16)
-        // Large planes go a pointwise tile's rows of channels at a time (AVX2: 6, else 4); 14×14 and 7×7 ones in
-        // blocks of many channels (1152 in two).
+        // Large planes go 16 channels at a time after the stem and a pointwise tile's rows of channels at a time
+        // after an expansion (AVX2: 6, else 4); 14×14 and 7×7 ones in blocks of many channels (1152 in two).
         let rows = Int(aads_fconv_tile_rows(model.variant))
         #expect(rows == (model.variant == AADS_VARIANT_AVX2 ? 6 : 4))
         let small = [156, 156, 156, 156, 156, 156, 660, 660, 660, 660]
-        #expect(steps.map(\.block) == Array(repeating: rows, count: 6) + small)
+        #expect(steps.map(\.block) == [16] + Array(repeating: rows, count: 5) + small)
         #expect(full.arena.byteCount < 2_500_000)
         // Every ReLU6 (a Clip after a convolution) is the clamp of that convolution's kernels: no pass of its own.
         #expect(!full.steps.contains { ($0 as? FUnaryStep)?.f == .clip(0, 6) })
