@@ -21,7 +21,7 @@ INLINE float32x4_t clamp_neon(aads_fclamp c, float32x4_t v) {
 /// `mr` rows (at most 4) by 4 * `nv` columns (nv at most 4).
 INLINE void tile_neon(const int mr, const int nv, int32_t k, const float *w, int32_t ldw, const float *bias,
                       const float *x, size_t ldx, float *out, size_t ldo, aads_fclamp clamp) {
-    float32x4_t acc[4][4];
+    float32x4_t acc[AADS_FTILE_ROWS_NEON][4];
     for (int r = 0; r < mr; r++) {
         const float32x4_t b = vdupq_n_f32(bias ? bias[r] : 0.0f);
         for (int v = 0; v < nv; v++) acc[r][v] = b;
@@ -59,5 +59,5 @@ INLINE void rows_of(const int mr, int32_t n, int32_t k, const float *w, int32_t 
 }
 
 // Columns in blocks of 64, so that a block's input rows stay in cache while every output row passes over them.
-AADS_FROWS_DRIVER(aads_frows_neon, , rows_of, rows_of, 64, 4, 0)
+AADS_FROWS_DRIVER(aads_frows_neon, , rows_of, rows_of, 64, AADS_FTILE_ROWS_NEON, 0)
 #endif

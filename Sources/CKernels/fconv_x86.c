@@ -168,7 +168,7 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
         const int32_t rest = n - 16 * v;
         mask[v] = rest >= 16 ? (__mmask16)0xFFFF : rest <= 0 ? (__mmask16)0 : (__mmask16)((1u << rest) - 1);
     }
-    __m512 acc[4][4];
+    __m512 acc[AADS_FTILE_ROWS_AVX512][4];
     for (int r = 0; r < mr; r++) {
         const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
         for (int v = 0; v < 4; v++) acc[r][v] = b;
@@ -189,7 +189,7 @@ AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, 
     }
 }
 
-AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, tile_avx512, 64, 4, 0)
+AADS_FROWS_DRIVER(aads_frows_avx512, AVX512_TARGET, tile_avx512, tile_avx512, 64, AADS_FTILE_ROWS_AVX512, 0)
 
 /// Stores the first `n` (0 to 8) lanes of v: plain stores of 4, 2 and 1 lanes instead of VMASKMOVPS, which AMD's Zen
 /// cores run as microcode (a 7x7 depthwise plane stored each of its rows that way).
@@ -608,7 +608,7 @@ AVX2_TARGET INLINE void tile_avx2_nv(const int NV, const int padded, const int m
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         mask[v] = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - 8 * v), lane);
     }
-    __m256 acc[6][2];
+    __m256 acc[AADS_FTILE_ROWS_AVX2][2];
     for (int r = 0; r < mr; r++) {
         const __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);
         for (int v = 0; v < NV; v++) acc[r][v] = b;
@@ -652,5 +652,5 @@ AVX2_TARGET INLINE void tile_avx2_panel(const int mr, const int32_t n, int32_t k
     else tile_avx2_nv(2, 1, mr, n, k, w, ldw, bias, x, ldx, out, ldo, clamp);
 }
 
-AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, tile_avx2_panel, 16, 6, 1)
+AADS_FROWS_DRIVER(aads_frows_avx2, AVX2_TARGET, tile_avx2, tile_avx2_panel, 16, AADS_FTILE_ROWS_AVX2, 1)
 #endif

@@ -8,11 +8,11 @@
 // Portable rows: 4 output rows x 256 columns per block, so each input row segment is read once per 4 rows.
 static void rows_portable(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias,
                           const float *x, size_t ldx, float *out, size_t ldo, aads_fclamp clamp) {
-    float acc[4][256];
+    float acc[AADS_FTILE_ROWS_PORTABLE][256];
     for (int32_t p0 = 0; p0 < n; p0 += 256) {
         const int32_t np = n - p0 < 256 ? n - p0 : 256;
-        for (int32_t r0 = 0; r0 < m; r0 += 4) {
-            const int32_t nr = m - r0 < 4 ? m - r0 : 4;
+        for (int32_t r0 = 0; r0 < m; r0 += AADS_FTILE_ROWS_PORTABLE) {
+            const int32_t nr = m - r0 < AADS_FTILE_ROWS_PORTABLE ? m - r0 : AADS_FTILE_ROWS_PORTABLE;
             for (int32_t r = 0; r < nr; r++) {
                 const float b = bias ? bias[r0 + r] : 0.0f;
                 for (int32_t i = 0; i < np; i++) acc[r][i] = b;
@@ -48,15 +48,16 @@ static fkernels kernels_for(int variant) {
     if (!aads_variant_available(variant)) variant = AADS_VARIANT_PORTABLE;
     switch (variant) {
 #if AADS_X86
-    case AADS_VARIANT_AVX2: return (fkernels){aads_frows_avx2, 6, aads_fdirect_avx2, aads_fconv_rowwise_avx2};
+    case AADS_VARIANT_AVX2:
+        return (fkernels){aads_frows_avx2, AADS_FTILE_ROWS_AVX2, aads_fdirect_avx2, aads_fconv_rowwise_avx2};
     case AADS_VARIANT_AVX512VNNI:
-        return (fkernels){aads_frows_avx512, 4, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
+        return (fkernels){aads_frows_avx512, AADS_FTILE_ROWS_AVX512, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
 #endif
 #if AADS_ARM64
     case AADS_VARIANT_NEON:
-    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, 4, aads_fdirect_neon, NULL};
+    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, AADS_FTILE_ROWS_NEON, aads_fdirect_neon, NULL};
 #endif
-    default: return (fkernels){rows_portable, 4, direct_portable, NULL};
+    default: return (fkernels){rows_portable, AADS_FTILE_ROWS_PORTABLE, direct_portable, NULL};
     }
 }
 

@@ -277,6 +277,11 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
 /// columns then need no masked loads); the sums are the same. Only up to AADS_FROWS_PACK_MAX_N columns: past that (a
 /// 112x112 plane) the copy cost more than it saved.
 #define AADS_FROWS_PACK_MAX_N 4096
+/// Rows of each variant's float pointwise tile (aads_fconv_tile_rows).
+#define AADS_FTILE_ROWS_AVX2 6
+#define AADS_FTILE_ROWS_AVX512 4
+#define AADS_FTILE_ROWS_NEON 4
+#define AADS_FTILE_ROWS_PORTABLE 4
 #define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AADS_FROWS_TILE(TILE, MR, NR, mr, nj, k, wr, ldw, br, xj, ldxj, o, ldo, clamp)                                 \
     do {                                                                                                             \
