@@ -362,13 +362,17 @@ enum UnaryFunction: Sendable, Equatable {
         case .identity: return x
         case .sigmoid: return 1 / (1 + Foundation.exp(-x))
         case .hardSwish: return x * max(0, min(1, x * (1.0 / 6.0) + 0.5))
-        // As the convolution kernels clamp (aads_fconv): a NaN becomes lo.
-        case .clip(let lo, let hi):
-            let m = x > lo ? x : lo
-            return m < hi ? m : hi
+        case .clip(let lo, let hi): return UnaryFunction.clamp(x, lo, hi)
         case .hardSigmoid(let a, let b): return max(0, min(1, a * x + b))
         case .leakyRelu(let a): return x >= 0 ? x : a * x
         }
+    }
+
+    /// Clip as the convolution kernels clamp (aads_fconv): a NaN becomes lo.
+    @inline(__always)
+    static func clamp(_ x: Float, _ lo: Float, _ hi: Float) -> Float {
+        let m = x > lo ? x : lo
+        return m < hi ? m : hi
     }
 
     static func of(_ node: Node, constants: [String: ConstTensor]) -> UnaryFunction? {
@@ -413,11 +417,7 @@ final class FUnaryStep: Step {
         case .identity: if y != x { y.update(from: x, count: count) }
         case .relu: for i in 0..<count { y[i] = x[i] > 0 ? x[i] : 0 }
         // ReLU6 and other clips: the bounds outside the loop, so that it vectorises.
-        case .clip(let lo, let hi):
-            for i in 0..<count {
-                let m = x[i] > lo ? x[i] : lo
-                y[i] = m < hi ? m : hi
-            }
+        case .clip(let lo, let hi): for i in 0..<count { y[i] = UnaryFunction.clamp(x[i], lo, hi) }
         default: for i in 0..<count { y[i] = f.apply(x[i]) }
         }
     }
