@@ -13,7 +13,7 @@
 #if AADS_X86
 /// 1 when the CPU has AVX2 and FMA.
 int aads_x86_has_avx2(void);
-/// 1 when the CPU has AVX-512 F, BW, VL and VNNI.
+/// 1 when the CPU has AVX-512 F, BW, DQ, VL and VNNI.
 int aads_x86_has_avx512vnni(void);
 #endif
 #if AADS_ARM64

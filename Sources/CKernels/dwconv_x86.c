@@ -7,12 +7,16 @@
 // under. Tap rows 0-3 of a column go through one VPDPBUSD, their bytes interleaved per channel and offset by +128 to
 // unsigned (the offset removed through the weight sums); the fifth row of a 5x5 kernel goes through VPDPWSSD, the
 // activation sign-extended to int32 (its low int16 is x, exact) against the weight zero-extended (its high int16 is
-// 0, so the activation's sign bits are multiplied by zero). Other shapes take one pointer per tap.
+// 0, so the activation's sign bits are multiplied by zero). A 3x3 kernel with stride 1 computes two output rows at
+// once: their four input rows make one quad, interleaved once for both. Other shapes take one pointer per tap.
+//
+// Tiles of four outputs requantise them together: rounded in float32 by the mode of the conversion (down, after
+// adding 0.5), packed to int8 with saturation and clamped there, then stored 16 bytes per pixel.
 #include "internal.h"
 #if AADS_X86
 #include <immintrin.h>
 
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni")))
 
 #define DW_WEIGHTS 8192  // int32 weights of one chunk (32 KB)
 #define DW_CHUNK_MAX 1024 // channels per chunk at most
@@ -33,6 +37,8 @@ typedef struct {
     __m512 lo, hi, band;
     __m512d lod, hid, bandd;
     __m512i zp;
+    __m512 up, up_hi, up_near;
+    __m512i zp16, omin8, omax8, quads;
     const float *mult_f32, *offset_f32;
     const double *mult, *offset;
     int ref;
@@ -47,6 +53,15 @@ AVX512_TARGET static dw512_rq dw512_rq_make(const aads_dwconv *p) {
     q.hid = _mm512_set1_pd((double)(p->out_max - p->out_zp));
     q.bandd = _mm512_set1_pd(p->ref ? 0.5 - p->ref->eps : 1.0);
     q.zp = _mm512_set1_epi32(p->out_zp);
+    // dw512_store4 rounds x = v + 0.5 + s down, s the half-width of the band around x.5 left to double precision
+    const float s = (float)(AADS_F32_SLACK + (p->ref ? p->ref->eps : 0.0));
+    q.up = _mm512_set1_ps(0.5f + s);
+    q.up_hi = _mm512_set1_ps((float)(p->out_max - p->out_zp) + 0.5f + s);
+    q.up_near = _mm512_set1_ps(2 * s);
+    q.zp16 = _mm512_set1_epi16((short)p->out_zp);
+    q.omin8 = _mm512_set1_epi8((char)p->out_min);
+    q.omax8 = _mm512_set1_epi8((char)p->out_max);
+    q.quads = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     q.mult_f32 = p->mult_f32;
     q.offset_f32 = p->offset_f32;
     q.mult = p->mult;
@@ -100,6 +115,54 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_store(cons
         const int l = __builtin_ctz(near);
         near &= (__mmask16)(near - 1);
         o[l] = aads_dwconv_reference_output(d->p, d->in, oh, ow, ca + l);
+    }
+}
+
+/// Four outputs ow..ow+3 of channels c.. at once (float32 multipliers only), packed to int8 together and stored 16
+/// bytes per pixel. Each value v is rounded as floor(x), x = v + 0.5 + s, which is v rounded to nearest wherever the
+/// fraction of x is at least 2s, i.e. v is more than s (the float32 error's bound, plus the reference's band) from a
+/// rounding boundary; the other outputs are recomputed as dw512_store does. The clamp is applied to the int8 result
+/// (after saturation), except that x is first capped above so that its conversion cannot overflow.
+AVX512_TARGET static inline __attribute__((always_inline)) void dw512_store4(const dw_chunk *d, const dw512_rq q,
+                                                                            int32_t oh, int32_t ow, int32_t c,
+                                                                            const __m512i *acc, __mmask16 mask,
+                                                                            __m512 mf, __m512 of) {
+    __m512i v32[4];
+    __mmask16 near[4];
+    const __m512 ofx = _mm512_add_ps(of, q.up);
+    for (int j = 0; j < 4; j++) {
+        const __m512 x = _mm512_min_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j]), mf, ofx), q.up_hi);
+        v32[j] = _mm512_cvt_roundps_epi32(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m512 frac = _mm512_reduce_ps(x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        near[j] = _mm512_mask_cmp_ps_mask(mask, frac, q.up_near, _CMP_LT_OQ);
+    }
+    const __m512i a = _mm512_adds_epi16(_mm512_packs_epi32(v32[0], v32[1]), q.zp16);
+    const __m512i b = _mm512_adds_epi16(_mm512_packs_epi32(v32[2], v32[3]), q.zp16);
+    __m512i x = _mm512_min_epi8(_mm512_max_epi8(_mm512_packs_epi16(a, b), q.omin8), q.omax8);
+    x = _mm512_permutexvar_epi32(q.quads, x);
+    const int32_t ca = d->c0 + c;
+    int8_t *o = d->out + ((size_t)oh * d->out_w + ow) * d->channels + ca;
+    const size_t C = (size_t)d->channels;
+    if (mask == 0xFFFF) {
+        _mm_storeu_si128((__m128i *)o, _mm512_castsi512_si128(x));
+        _mm_storeu_si128((__m128i *)(o + C), _mm512_extracti32x4_epi32(x, 1));
+        _mm_storeu_si128((__m128i *)(o + 2 * C), _mm512_extracti32x4_epi32(x, 2));
+        _mm_storeu_si128((__m128i *)(o + 3 * C), _mm512_extracti32x4_epi32(x, 3));
+    } else {
+        _mm_mask_storeu_epi8(o, mask, _mm512_castsi512_si128(x));
+        _mm_mask_storeu_epi8(o + C, mask, _mm512_extracti32x4_epi32(x, 1));
+        _mm_mask_storeu_epi8(o + 2 * C, mask, _mm512_extracti32x4_epi32(x, 2));
+        _mm_mask_storeu_epi8(o + 3 * C, mask, _mm512_extracti32x4_epi32(x, 3));
+    }
+    if (near[0] | near[1] | near[2] | near[3]) {
+        for (int j = 0; j < 4; j++) {
+            int32_t sums[16];
+            _mm512_storeu_si512((void *)sums, acc[j]);
+            for (__mmask16 n = near[j]; n; n &= (__mmask16)(n - 1)) {
+                const int l = __builtin_ctz(n);
+                o[(size_t)j * C + l] = aads_dwconv_out(d->p, d->in, oh, ow + j, ca + l, sums[l]);
+            }
+        }
     }
 }
 
@@ -205,9 +268,65 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile(const
         const __mmask16 mask = dw512_mask(d, c);
         __m512 mf, of;
         dw512_rq_load(d, q, c, &mf, &of);
-        for (int j = 0; j < P; j++) dw512_store(d, q, oh, ow + j, c, acc[j], mask, mf, of);
+        if (P == 4 && q.mult_f32 != NULL) {
+            dw512_store4(d, q, oh, ow, c, acc, mask, mf, of);
+        } else {
+            for (int j = 0; j < P; j++) dw512_store(d, q, oh, ow + j, c, acc[j], mask, mf, of);
+        }
     }
 #undef DW_PX
+}
+
+/// P outputs (ow..ow+P-1) of output rows oh and, when `both`, oh + 1 of a 3x3 kernel with stride 1. Their four input
+/// rows fill one VPDPBUSD quad, interleaved once per column for both rows: row 0's weights per kernel column are tap
+/// rows 0-2 in bytes 0-2, row 1's the same in bytes 1-3.
+AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile_pair(const dw_chunk *d,
+                                                                               const aads_dw_tile_pixels *t,
+                                                                               const dw512_rq q, const dw512_quad qt,
+                                                                               int32_t oh, int both, int32_t ow,
+                                                                               const int P, const int border) {
+    const int span = P - 1 + 3;
+    const size_t C = (size_t)d->channels;
+#define DW_PX(ky, i) (border ? t->cp[ky][i] : t->base[ky] + (size_t)(i) * C)
+    for (int32_t c = 0; c < d->cn; c += 16) {
+        __m512i acc[2][AADS_DW_TILE];
+        const __m512i nzw = _mm512_load_si512((const void *)(d->nzw + c));
+        for (int j = 0; j < P; j++) acc[0][j] = acc[1][j] = nzw;
+        for (int i = 0; i < span; i++) {
+            const __m512i x = dw512_quad_load(qt, DW_PX(0, i) + c, DW_PX(1, i) + c, DW_PX(2, i) + c, DW_PX(3, i) + c);
+            for (int r = 0; r < 2; r++) {
+                const int32_t *wq = d->w32p + (size_t)(r * 3) * d->chunk + c;
+                for (int j = 0; j < P; j++) {
+                    const int kx = i - j;
+                    if (kx < 0 || kx >= 3) continue;
+                    acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], x,
+                                                    _mm512_load_si512((const void *)(wq + (size_t)kx * d->chunk)));
+                }
+            }
+        }
+        const __mmask16 mask = dw512_mask(d, c);
+        __m512 mf, of;
+        dw512_rq_load(d, q, c, &mf, &of);
+        for (int r = 0; r < 1 + both; r++) {
+            if (P == 4 && q.mult_f32 != NULL) {
+                dw512_store4(d, q, oh + r, ow, c, acc[r], mask, mf, of);
+            } else {
+                for (int j = 0; j < P; j++) dw512_store(d, q, oh + r, ow + j, c, acc[r][j], mask, mf, of);
+            }
+        }
+    }
+#undef DW_PX
+}
+
+/// Output row oh and, when `both`, oh + 1 of a 3x3 kernel with stride 1, every pixel through dw512_tile_pair.
+AVX512_TARGET static void dw512_row_pair(const dw_chunk *d, const dw512_rq q, const dw512_quad qt, int32_t oh,
+                                         int both) {
+    const int8_t *rows[4];
+    aads_dw_tap_rows(d->p, d->in, d->c0, oh, 4, 1, rows);
+#define DW512_PAIR_TILE(oh, ow, P, t)                                                                                \
+    ((t)->border ? dw512_tile_pair(d, t, q, qt, oh, both, ow, P, 1) : dw512_tile_pair(d, t, q, qt, oh, both, ow, P, 0))
+    AADS_DW_ROWS_TILES(d->p, rows, d->pad, 4, 3, 1, oh, DW512_PAIR_TILE);
+#undef DW512_PAIR_TILE
 }
 
 /// Output row oh of a KxK kernel with stride S, every pixel through the tiles.
@@ -227,8 +346,12 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
     const int K = p->kh == p->kw && p->dil_h == 1 && p->dil_w == 1 && p->stride_h == p->stride_w ? p->kh : 0;
     const int S = p->stride_w;
     const int fast = (K == 3 || K == 5) && (S == 1 || S == 2);
-    const int32_t qtaps = fast ? K : 0; // one 4-row weight quad per kernel column
-    int32_t chunk = DW_WEIGHTS / (taps + qtaps) / 16 * 16;
+    const int pair = K == 3 && S == 1; // two output rows at once (dw512_row_pair)
+    // int32 weights per channel: one per tap, and the 4-row quads of the tiles, one per kernel column (per output row
+    // of a pair, which needs no per-tap weights)
+    const int32_t wtaps = pair ? 0 : taps;
+    const int32_t qtaps = pair ? 2 * K : fast ? K : 0;
+    int32_t chunk = DW_WEIGHTS / (wtaps + qtaps) / 16 * 16;
     if (chunk > DW_CHUNK_MAX) chunk = DW_CHUNK_MAX;
     if (chunk > cpad) chunk = cpad;
     int32_t w32[DW_WEIGHTS] __attribute__((aligned(64)));
@@ -240,17 +363,32 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
     const int quad_rows = K == 3 ? 3 : 4;
     for (int32_t c0 = 0; c0 < C; c0 += chunk) {
         dw_chunk d = {p, in, out, c0, C - c0 < chunk ? C - c0 : chunk, chunk, C, p->out_w, p->in_w, w32,
-                      w32 + (size_t)taps * chunk, nzw, pad};
+                      w32 + (size_t)wtaps * chunk, nzw, pad};
         for (int32_t c = 0; c < d.cn; c += 16) {
             __m512i s = _mm512_setzero_si512();
             for (int32_t t = 0; t < taps; t++) {
                 const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p->weights + (size_t)t * cpad + c0 + c)));
                 s = _mm512_add_epi32(s, w);
                 // zero-extended: the high int16 of each lane is 0
-                _mm512_store_si512((void *)(w32 + (size_t)t * chunk + c), _mm512_and_si512(w, _mm512_set1_epi32(0xFFFF)));
+                if (!pair) _mm512_store_si512((void *)(w32 + (size_t)t * chunk + c), _mm512_and_si512(w, _mm512_set1_epi32(0xFFFF)));
             }
             __m512i zs = _mm512_mullo_epi32(s, _mm512_set1_epi32(-p->in_zp));
-            if (fast) {
+            if (pair) {
+                // tap rows 0-2 of column kx as bytes r..r+2 of one int32 for output row r of the pair; every tap's
+                // activation is offset by +128, removed here through the weight sum
+                for (int r = 0; r < 2; r++) {
+                    for (int32_t kx = 0; kx < 3; kx++) {
+                        __m512i quad = _mm512_setzero_si512();
+                        for (int ky = 0; ky < 3; ky++) {
+                            const int16_t *wt = p->weights + (size_t)(ky * 3 + kx) * cpad + c0 + c;
+                            const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)wt));
+                            quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0xFF)), 8 * (ky + r)));
+                        }
+                        _mm512_store_si512((void *)(d.w32p + (size_t)(r * 3 + kx) * chunk + c), quad);
+                    }
+                }
+                zs = _mm512_sub_epi32(zs, _mm512_slli_epi32(s, 7));
+            } else if (fast) {
                 // rows 0..quad_rows-1 of column kx as the bytes of one int32 (a fourth row of zeros for 3x3); their
                 // activations are offset by +128, removed here through their weight sum
                 __m512i qs = _mm512_setzero_si512();
@@ -268,11 +406,13 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
             }
             _mm512_store_si512((void *)(nzw + c), zs);
         }
+        if (pair) {
+            for (int32_t oh = oh0; oh < oh1; oh += 2) dw512_row_pair(&d, q, qt, oh, oh + 1 < oh1);
+            continue;
+        }
         for (int32_t oh = oh0; oh < oh1; oh++) {
             if (!fast) {
                 for (int32_t ow = 0; ow < p->out_w; ow++) dw512_pixel(&d, q, oh, ow);
-            } else if (K == 3 && S == 1) {
-                dw512_row(&d, q, qt, oh, 3, 1);
             } else if (K == 3) {
                 dw512_row(&d, q, qt, oh, 3, 2);
             } else if (S == 1) {

@@ -161,22 +161,23 @@ static inline void aads_dw_tap_pointers(const aads_dwconv *p, const int8_t *in, 
     }
 }
 
-/// Output pixels per row tile of the 3x3 and 5x5 depthwise kernels (stride 1 or 2), and the input columns a tile spans
-/// at most.
+/// Output pixels per row tile of the 3x3 and 5x5 depthwise kernels (stride 1 or 2), the input columns a tile spans at
+/// most, and the input rows it reads at most (a kernel may compute several output rows at once).
 #define AADS_DW_TILE 4
 #define AADS_DW_SPAN_MAX ((AADS_DW_TILE - 1) * 2 + 5)
+#define AADS_DW_ROWS_MAX 5
 
-/// The input pixels of one row tile of a KxK depthwise kernel. An interior tile reads tap row ky, column i at
+/// The input pixels of one row tile of a depthwise kernel. An interior tile reads input row ky, column i at
 /// base[ky] + i * channels; a tile at a border reads it at cp[ky][i], which is the padding row where that pixel lies
 /// outside the image, so that borders run the same loop as the interior.
 typedef struct {
     int border;
-    const int8_t *base[5];
-    const int8_t *cp[5][AADS_DW_SPAN_MAX];
+    const int8_t *base[AADS_DW_ROWS_MAX];
+    const int8_t *cp[AADS_DW_ROWS_MAX][AADS_DW_SPAN_MAX];
 } aads_dw_tile_pixels;
 
 /// The input row of each of the K tap rows of output row oh (stride S, no dilation) at channel c0, or NULL outside the
-/// image.
+/// image. With stride 1, K may count the rows of several output rows: K + n - 1 for rows oh..oh+n-1.
 static inline void aads_dw_tap_rows(const aads_dwconv *p, const int8_t *in, int32_t c0, int32_t oh, int K, int S,
                                     const int8_t **rows) {
     for (int ky = 0; ky < K; ky++) {
@@ -185,7 +186,7 @@ static inline void aads_dw_tap_rows(const aads_dwconv *p, const int8_t *in, int3
     }
 }
 
-/// Fills *t for the tile whose `span` input columns start at col0 (negative at the left border), given the rows of
+/// Fills *t for the tile whose `span` input columns start at col0 (negative at the left border), given the K rows of
 /// aads_dw_tap_rows.
 static inline void aads_dw_tile_fill(const aads_dwconv *p, const int8_t *const *rows, const int8_t *pad, int K,
                                      int32_t col0, int span, aads_dw_tile_pixels *t) {
@@ -205,13 +206,16 @@ static inline void aads_dw_tile_fill(const aads_dwconv *p, const int8_t *const *
 /// Runs TILE(oh, ow, P, t) over output row oh of a KxK kernel with stride S (`rows` from aads_dw_tap_rows): tiles of
 /// AADS_DW_TILE outputs (P a constant in each call), the last one moved left to end at the row's end (recomputing a
 /// few outputs) rather than narrowed; rows narrower than a tile one output at a time.
-#define AADS_DW_ROW_TILES(p, rows, pad, K, S, oh, TILE)                                                              \
+#define AADS_DW_ROW_TILES(p, rows, pad, K, S, oh, TILE) AADS_DW_ROWS_TILES(p, rows, pad, K, K, S, oh, TILE)
+
+/// AADS_DW_ROW_TILES for a tile that reads `nrows` input rows (K + n - 1 for n output rows at stride 1).
+#define AADS_DW_ROWS_TILES(p, rows, pad, nrows, K, S, oh, TILE)                                                      \
     do {                                                                                                             \
         const int P_ = (p)->out_w < AADS_DW_TILE ? 1 : AADS_DW_TILE;                                                 \
         aads_dw_tile_pixels t_;                                                                                      \
         for (int32_t ow_ = 0; ow_ < (p)->out_w; ow_ += P_) {                                                         \
             if (ow_ + P_ > (p)->out_w) ow_ = (p)->out_w - P_;                                                        \
-            aads_dw_tile_fill((p), (rows), (pad), (K), ow_ * (S) - (p)->pad_l, (P_ - 1) * (S) + (K), &t_);           \
+            aads_dw_tile_fill((p), (rows), (pad), (nrows), ow_ * (S) - (p)->pad_l, (P_ - 1) * (S) + (K), &t_);       \
             if (P_ == AADS_DW_TILE) TILE((oh), ow_, AADS_DW_TILE, &t_);                                              \
             else TILE((oh), ow_, 1, &t_);                                                                            \
         }                                                                                                            \
