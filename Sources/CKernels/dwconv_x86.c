@@ -319,7 +319,8 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile_pair(
 }
 
 /// Output row oh and, when `both`, oh + 1 of a 3x3 kernel with stride 1, every pixel through dw512_tile_pair.
-AVX512_TARGET static void dw512_row_pair(const dw_chunk *d, const dw512_rq q, const dw512_quad qt, int32_t oh,
+AVX512_TARGET static inline __attribute__((always_inline)) void dw512_row_pair(const dw_chunk *d, const dw512_rq q,
+                                                                              const dw512_quad qt, int32_t oh,
                                          int both) {
     const int8_t *rows[4];
     aads_dw_tap_rows(d->p, d->in, d->c0, oh, 4, 1, rows);
