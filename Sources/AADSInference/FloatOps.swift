@@ -142,17 +142,18 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
     var kind: String { "fconv+dwconv" }
     var scratchBytes: Int { planes * block * first.outPlane * MemoryLayout<Float>.stride }
 
-    /// `tileRows`: the kernel variant's `aads_fconv_tile_rows`.
+    /// `variant`: the kernel variant the step runs on.
     init(
         first: FConvStep, activations: [FUnaryStep], depthwise: FConvStep, after: [FUnaryStep] = [], threads: Int,
-        tileRows: Int
+        variant: Int32
     ) {
         (inputs, outputs, node) = (first.inputs, after.last?.outputs ?? depthwise.outputs, first.node)
         (self.first, self.activations, self.depthwise, planes) = (first, activations, depthwise, max(1, threads))
         self.after = after
+        var dw = depthwise.param
         block = FConvDepthwiseStep.blockSize(
             plane: first.outPlane, channels: Int(first.param.cout), pointwise: first.param.isPointwise,
-            tileRows: tileRows)
+            tileRows: Int(aads_fconv_tile_rows(variant)), channelBlocked: aads_fconv_channel_blocked(variant, &dw) != 0)
     }
 
     /// For large planes after a pointwise convolution, the pointwise kernel's tile of rows (`tileRows`: 6 with
@@ -164,9 +165,10 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
     /// of at most 14×14 values take as many channels as fill about 128 KB, a multiple of 12 (both tiles' rows
     /// divide it): each kernel call's fixed work (panels, padding, setup) is then shared by more channels, while
     /// the block still stays in the core's cache (a 7×7 layer's 1152 channels in two blocks took about a fifth
-    /// less time than by four).
-    static func blockSize(plane: Int, channels: Int, pointwise: Bool, tileRows: Int) -> Int {
-        guard plane <= 14 * 14 else { return min(channels, pointwise ? tileRows : 16) }
+    /// less time than by four). A depthwise kernel that holds 16 channels per register (`channelBlocked`, see
+    /// `aads_fconv_channel_blocked`) gets 16 at a time on larger planes too.
+    static func blockSize(plane: Int, channels: Int, pointwise: Bool, tileRows: Int, channelBlocked: Bool) -> Int {
+        guard plane <= 14 * 14 else { return min(channels, channelBlocked ? 16 : pointwise ? tileRows : 16) }
         return min(channels, max(4, 32_768 / plane / 12 * 12))
     }
 

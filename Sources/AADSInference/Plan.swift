@@ -33,8 +33,7 @@ final class ExecutionPlan {
         }
         let order = needed.sorted()
         steps = ExecutionPlan.fused(
-            order.map { program.steps[$0] }, keeping: available.union(outputs), threads: threads,
-            tileRows: Int(aads_fconv_tile_rows(variant)))
+            order.map { program.steps[$0] }, keeping: available.union(outputs), threads: threads, variant: variant)
 
         // Lifetimes in step positions; seeds are defined before the first step, outputs live past the last.
         var first: [Int: Int] = [:]
@@ -107,7 +106,7 @@ final class ExecutionPlan {
     /// activations and a depthwise convolution (an inverted residual block's expansion), and the activations after
     /// that, replaced by one `FConvDepthwiseStep`, when the values in between are read by nothing else and are not
     /// among `keeping` (the plan's seeds and outputs).
-    static func fused(_ original: [any Step], keeping: Set<Int>, threads: Int, tileRows: Int) -> [any Step] {
+    static func fused(_ original: [any Step], keeping: Set<Int>, threads: Int, variant: Int32) -> [any Step] {
         var readers: [Int: Int] = [:]
         for step in original { for v in step.inputs { readers[v, default: 0] += 1 } }
         func internalValue(_ v: Int) -> Bool { readers[v] == 1 && !keeping.contains(v) }
@@ -152,7 +151,7 @@ final class ExecutionPlan {
             result.append(
                 FConvDepthwiseStep(
                     first: first, activations: activations, depthwise: depthwise, after: after, threads: threads,
-                    tileRows: tileRows))
+                    variant: variant))
             i = k - 1
         }
         return result

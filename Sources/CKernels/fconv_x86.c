@@ -159,6 +159,102 @@ AVX512_TARGET void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *i
     }
 }
 
+/// Transposes the 16x16 floats in r: row i, lane j becomes row j, lane i.
+AVX512_TARGET INLINE void transpose16_avx512(__m512 *r) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    // r[4i + k], 128-bit lane L: rows 4i..4i+3 of column 4L + k
+    for (int k = 0; k < 4; k++) {
+        const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
+        const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
+        t[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+        t[8 + k] = _mm512_shuffle_f32x4(a, c, 0xDD);
+        t[4 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
+        t[12 + k] = _mm512_shuffle_f32x4(b, d, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+/// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 16 channels per register: each block
+/// of 16 channels is transposed to one register per input pixel (the columns outside the image zero), convolved
+/// AADS_FDW_RUN output pixels at a time, and the results transposed back. Each output is the same chain as in the other
+/// kernels: bias, then one fused multiply-add per tap, by tap row (rows outside the image skipped) and column.
+AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
+                                           int32_t oc_end) {
+    float xt[AADS_FDW_PIXELS * 16] __attribute__((aligned(64)));
+    float yt[(AADS_FDW_PIXELS + AADS_FDW_RUN) * 16] __attribute__((aligned(64)));
+    float wt[64 * 16] __attribute__((aligned(64)));
+    const int32_t kh = p->kh, kw = p->kw, taps = kh * kw, sh = p->stride_h, sw = p->stride_w;
+    const int32_t in_plane = p->in_h * p->in_w, out_plane = p->out_h * p->out_w, width = aads_fdw_row_width(p);
+    // the padding columns, never written below
+    for (int32_t h = 0; h < p->in_h; h++) {
+        for (int32_t w = 0; w < width; w++) {
+            if (w < p->pad_l || w >= p->pad_l + p->in_w) _mm512_store_ps(xt + ((size_t)h * width + w) * 16, _mm512_setzero_ps());
+        }
+    }
+    const aads_fclamp clamp = aads_fclamp_of(p);
+    for (int32_t c0 = oc_begin; c0 < oc_end; c0 += 16) {
+        const int32_t nc = oc_end - c0 < 16 ? oc_end - c0 : 16;
+        const __mmask16 cmask = (__mmask16)((1u << nc) - 1u);
+        for (int32_t t = 0; t < taps; t++) {
+            for (int32_t i = 0; i < 16; i++) wt[t * 16 + i] = i < nc ? p->weights[(size_t)(c0 + i) * taps + t] : 0.0f;
+        }
+        const __m512 bias = p->bias ? _mm512_maskz_loadu_ps(cmask, p->bias + c0) : _mm512_setzero_ps();
+        // input planes -> one register per pixel
+        int32_t h = 0, w = 0;
+        for (int32_t px0 = 0; px0 < in_plane; px0 += 16) {
+            const int32_t np = in_plane - px0 < 16 ? in_plane - px0 : 16;
+            const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
+            __m512 r[16];
+            for (int32_t i = 0; i < 16; i++)
+                r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, in + (size_t)(c0 + i) * in_plane + px0) : _mm512_setzero_ps();
+            transpose16_avx512(r);
+            for (int32_t j = 0; j < np; j++) {
+                _mm512_store_ps(xt + ((size_t)h * width + p->pad_l + w) * 16, r[j]);
+                if (++w == p->in_w) w = 0, h++;
+            }
+        }
+        // AADS_FDW_RUN outputs of a row at a time, each an independent chain
+        for (int32_t oh = 0; oh < p->out_h; oh++) {
+            const int32_t top = oh * sh - p->pad_t;
+            const int32_t ky0 = top < 0 ? -top : 0, ky1 = p->in_h - top < kh ? p->in_h - top : kh;
+            for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += AADS_FDW_RUN) {
+                __m512 acc[AADS_FDW_RUN];
+                for (int j = 0; j < AADS_FDW_RUN; j++) acc[j] = bias;
+                for (int32_t ky = ky0; ky < ky1; ky++) {
+                    const float *row = xt + ((size_t)(top + ky) * width + (size_t)ow0 * sw) * 16;
+                    for (int32_t kx = 0; kx < kw; kx++) {
+                        const __m512 wv = _mm512_load_ps(wt + (ky * kw + kx) * 16);
+                        for (int j = 0; j < AADS_FDW_RUN; j++)
+                            acc[j] = _mm512_fmadd_ps(wv, _mm512_load_ps(row + ((size_t)j * sw + kx) * 16), acc[j]);
+                    }
+                }
+                float *y = yt + ((size_t)oh * p->out_w + ow0) * 16;
+                const int32_t nj = p->out_w - ow0 < AADS_FDW_RUN ? p->out_w - ow0 : AADS_FDW_RUN;
+                for (int j = 0; j < nj; j++) _mm512_store_ps(y + (size_t)j * 16, clamp_avx512(clamp, acc[j]));
+            }
+        }
+        // one register per pixel -> output planes
+        for (int32_t px0 = 0; px0 < out_plane; px0 += 16) {
+            const int32_t np = out_plane - px0 < 16 ? out_plane - px0 : 16;
+            const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
+            __m512 r[16];
+            for (int32_t j = 0; j < 16; j++) r[j] = j < np ? _mm512_load_ps(yt + (size_t)(px0 + j) * 16) : _mm512_setzero_ps();
+            transpose16_avx512(r);
+            for (int32_t i = 0; i < nc; i++) _mm512_mask_storeu_ps(out + (size_t)(c0 + i) * out_plane + px0, pmask, r[i]);
+        }
+    }
+}
+
 /// `mr` rows (at most 4) by `n` columns (at most 64).
 AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
                                       const float *bias, const float *x, size_t ldx, float *out, size_t ldo,

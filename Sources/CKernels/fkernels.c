@@ -42,6 +42,9 @@ typedef struct {
     aads_fdirect_fn direct;
     /// Any group, stride 1 or 2 along rows, at most 8 tap columns, row by row; NULL where there is none.
     aads_fdirect_fn rowwise;
+    /// Depthwise convolutions of small planes (aads_fdw_blocked_fits), 16 channels per register; NULL where there is
+    /// none.
+    aads_fdirect_fn depthwise;
 } fkernels;
 
 static fkernels kernels_for(int variant) {
@@ -49,19 +52,24 @@ static fkernels kernels_for(int variant) {
     switch (variant) {
 #if AADS_X86
     case AADS_VARIANT_AVX2:
-        return (fkernels){aads_frows_avx2, AADS_FTILE_ROWS_AVX2, aads_fdirect_avx2, aads_fconv_rowwise_avx2};
+        return (fkernels){aads_frows_avx2, AADS_FTILE_ROWS_AVX2, aads_fdirect_avx2, aads_fconv_rowwise_avx2, NULL};
     case AADS_VARIANT_AVX512VNNI:
-        return (fkernels){aads_frows_avx512, AADS_FTILE_ROWS_AVX512, aads_fdirect_avx512, aads_fconv_rowwise_avx512};
+        return (fkernels){aads_frows_avx512, AADS_FTILE_ROWS_AVX512, aads_fdirect_avx512, aads_fconv_rowwise_avx512,
+                          aads_fdw_blocked_avx512};
 #endif
 #if AADS_ARM64
     case AADS_VARIANT_NEON:
-    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, AADS_FTILE_ROWS_NEON, aads_fdirect_neon, NULL};
+    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, AADS_FTILE_ROWS_NEON, aads_fdirect_neon, NULL, NULL};
 #endif
-    default: return (fkernels){rows_portable, AADS_FTILE_ROWS_PORTABLE, direct_portable, NULL};
+    default: return (fkernels){rows_portable, AADS_FTILE_ROWS_PORTABLE, direct_portable, NULL, NULL};
     }
 }
 
 int32_t aads_fconv_tile_rows(int variant) { return kernels_for(variant).tile_rows; }
+
+int aads_fconv_channel_blocked(int variant, const aads_fconv *p) {
+    return kernels_for(variant).depthwise != NULL && aads_fdw_blocked_fits(p);
+}
 
 /// Input columns per im2col block, and the largest kh*kw*cin unfolded (the block lives on the stack: 64 KB).
 #define IM2COL_COLS 64
@@ -101,6 +109,11 @@ void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *ou
         k.rows(oc_end - oc_begin, (int32_t)plane, p->cin, p->weights + (size_t)oc_begin * p->cin, p->cin,
                p->bias ? p->bias + oc_begin : NULL, in, plane, out + (size_t)oc_begin * plane, plane,
                aads_fclamp_of(p));
+        return;
+    }
+    // channel-blocked where at least half a register of channels fills each one (aads_fconv_channel_blocked)
+    if (k.depthwise && oc_end - oc_begin >= 8 && aads_fdw_blocked_fits(p)) {
+        k.depthwise(p, in, out, oc_begin, oc_end);
         return;
     }
     if (k.rowwise && (p->stride_w == 1 || p->stride_w == 2) && p->kw <= 8) {

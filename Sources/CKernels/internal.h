@@ -241,6 +241,27 @@ static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *
     return *ih0 >= 0 && *ih0 + (p->kh - 1) * p->dil_h < p->in_h;
 }
 
+/// Input pixels (padding columns included) and output pixels of one plane that a channel-blocked float depthwise
+/// kernel (aads_fdw_blocked_avx512) holds, and the output pixels of a row it computes at once.
+#define AADS_FDW_PIXELS 1024
+#define AADS_FDW_RUN 8
+
+/// Width of such a kernel's transposed input rows: the padded row, and every column its last run of outputs reads.
+static inline int32_t aads_fdw_row_width(const aads_fconv *p) {
+    const int32_t runs = (p->out_w + AADS_FDW_RUN - 1) / AADS_FDW_RUN * AADS_FDW_RUN;
+    const int32_t read = (runs - 1) * p->stride_w + p->kw, padded = p->pad_l + p->in_w;
+    return read > padded ? read : padded;
+}
+
+/// Whether a channel-blocked depthwise kernel can compute `p`: a depthwise convolution, stride 1 or 2, no dilation, at
+/// most 8x8 taps, and planes small enough for its buffers.
+static inline int aads_fdw_blocked_fits(const aads_fconv *p) {
+    return p->group == p->cin && p->cout == p->cin && p->dil_h == 1 && p->dil_w == 1 &&
+           (p->stride_h == 1 || p->stride_h == 2) && (p->stride_w == 1 || p->stride_w == 2) && p->kh <= 8 &&
+           p->kw <= 8 && (int64_t)p->in_h * aads_fdw_row_width(p) <= AADS_FDW_PIXELS &&
+           (int64_t)p->out_h * p->out_w <= AADS_FDW_PIXELS;
+}
+
 /// aads_fconv's clamp of a sum, as every float kernel applies it (`on` 0: none).
 typedef struct {
     int on;
@@ -392,6 +413,7 @@ void aads_fdirect_avx2(const aads_fconv *p, const float *in, float *out, int32_t
 void aads_fdirect_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fconv_rowwise_avx2(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fconv_rowwise_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
+void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 #endif
 #if AADS_ARM64
 void aads_qconv_neon(const aads_qconv *p, const int8_t *in, int8_t *out, int32_t r0, int32_t r1);

@@ -174,11 +174,16 @@ import Testing
         let steps = full.steps.compactMap { $0 as? FConvDepthwiseStep }
         #expect(steps.count == 16)
         // Large planes go 16 channels at a time after the stem and a pointwise tile's rows of channels at a time
-        // after an expansion (AVX2: 6, else 4); 14×14 and 7×7 ones in blocks of many channels (1152 in two).
+        // after an expansion (AVX2: 6, else 4), or 16 where the depthwise kernel holds 16 channels per register
+        // (AVX-512, at 28×28); 14×14 and 7×7 ones in blocks of many channels (1152 in two).
         let rows = Int(aads_fconv_tile_rows(model.variant))
         #expect(rows == (model.variant == AADS_VARIANT_AVX2 ? 6 : 4))
+        let blocked = model.variant == AADS_VARIANT_AVX512VNNI
+        let channelBlocked = steps.filter { aads_fconv_channel_blocked(model.variant, [$0.depthwise.param]) != 0 }
+        #expect(channelBlocked.count == (blocked ? 12 : 0))
+        let at28 = Array(repeating: blocked ? 16 : rows, count: 2)
         let small = [156, 156, 156, 156, 156, 156, 660, 660, 660, 660]
-        #expect(steps.map(\.block) == [16] + Array(repeating: rows, count: 5) + small)
+        #expect(steps.map(\.block) == [16] + Array(repeating: rows, count: 3) + at28 + small)
         #expect(full.arena.byteCount < 2_500_000)
         // Every ReLU6 (a Clip after a convolution) is the clamp of that convolution's kernels: no pass of its own.
         #expect(!full.steps.contains { ($0 as? FUnaryStep)?.f == .clip(0, 6) })

@@ -102,8 +102,8 @@ import Testing
             (c.h, c.w) = (r.int(5...20), r.int(5...90))
             // Now and then a stem's plane: taller than one band of a kernel's row buffer.
             if r.int(0...3) == 0 { (c.cin, c.dil, c.h, c.w) = (3, 1, r.int(100...240), r.int(100...230)) }
-        case 2:  // depthwise
-            let ch = r.int(1...9)
+        case 2:  // depthwise; one in three over more channels than a register holds (channel-blocked kernels)
+            let ch = r.int(0...2) == 0 ? r.int(10...40) : r.int(1...9)
             (c.cin, c.cout, c.group, c.kh, c.stride) = (ch, ch, ch, [3, 5][r.int(0...1)], r.int(1...2))
             (c.kw, c.pad, c.dil) = (c.kh, c.kh / 2, r.int(0...3) == 0 ? 2 : 1)
             (c.h, c.w) = (r.int(1...9), r.int(1...150))
