@@ -184,10 +184,38 @@ AVX512_TARGET INLINE void transpose16_avx512(__m512 *r) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-/// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 16 channels per register: each block
-/// of 16 channels is transposed to one register per input pixel (the columns outside the image zero), convolved
-/// AADS_FDW_RUN output pixels at a time, and the results transposed back. Each output is the same chain as in the other
-/// kernels: bias, then one fused multiply-add per tap, by tap row (rows outside the image skipped) and column.
+/// Output rows [oh0, oh1) of aads_fdw_blocked_avx512 from the transposed input rows xt (input row ih0 first) into
+/// yt, AADS_FDW_RUN outputs of a row at a time, each an independent chain (KW and SW constant in each call).
+AVX512_TARGET INLINE void fdw_rows(const aads_fconv *p, const float *xt, const float *wt, __m512 bias,
+                                   aads_fclamp clamp, int32_t oh0, int32_t oh1, int32_t ih0, int32_t width, float *yt,
+                                   const int32_t KW, const int32_t SW) {
+    const int32_t kh = p->kh;
+    for (int32_t oh = oh0; oh < oh1; oh++) {
+        const int32_t top = oh * p->stride_h - p->pad_t;
+        const int32_t ky0 = top < 0 ? -top : 0, ky1 = p->in_h - top < kh ? p->in_h - top : kh;
+        for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += AADS_FDW_RUN) {
+            __m512 acc[AADS_FDW_RUN];
+            for (int j = 0; j < AADS_FDW_RUN; j++) acc[j] = bias;
+            for (int32_t ky = ky0; ky < ky1; ky++) {
+                const float *row = xt + ((size_t)(top + ky - ih0) * width + (size_t)ow0 * SW) * 16;
+                for (int32_t kx = 0; kx < KW; kx++) {
+                    const __m512 wv = _mm512_load_ps(wt + (ky * KW + kx) * 16);
+                    for (int j = 0; j < AADS_FDW_RUN; j++)
+                        acc[j] = _mm512_fmadd_ps(wv, _mm512_load_ps(row + ((size_t)j * SW + kx) * 16), acc[j]);
+                }
+            }
+            float *y = yt + ((size_t)(oh - oh0) * p->out_w + ow0) * 16;
+            const int32_t nj = p->out_w - ow0 < AADS_FDW_RUN ? p->out_w - ow0 : AADS_FDW_RUN;
+            for (int j = 0; j < nj; j++) _mm512_store_ps(y + (size_t)j * 16, clamp_avx512(clamp, acc[j]));
+        }
+    }
+}
+
+/// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 16 channels per register, in bands of
+/// output rows (aads_fdw_band_end): each block of 16 channels' input rows under a band is transposed to one register
+/// per pixel (the columns outside the image zero), convolved AADS_FDW_RUN output pixels at a time, and the results
+/// transposed back. Each output is the same chain as in the other kernels: bias, then one fused multiply-add per tap,
+/// by tap row (rows outside the image skipped) and column.
 AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
                                            int32_t oc_end) {
     float xt[AADS_FDW_PIXELS * 16] __attribute__((aligned(64)));
@@ -195,13 +223,13 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
     float wt[64 * 16] __attribute__((aligned(64)));
     const int32_t kh = p->kh, kw = p->kw, taps = kh * kw, sh = p->stride_h, sw = p->stride_w;
     const int32_t in_plane = p->in_h * p->in_w, out_plane = p->out_h * p->out_w, width = aads_fdw_row_width(p);
+    const aads_fclamp clamp = aads_fclamp_of(p);
     // the padding columns, never written below
-    for (int32_t h = 0; h < p->in_h; h++) {
+    for (int32_t h = 0; h < AADS_FDW_PIXELS / width && h < p->in_h; h++) {
         for (int32_t w = 0; w < width; w++) {
             if (w < p->pad_l || w >= p->pad_l + p->in_w) _mm512_store_ps(xt + ((size_t)h * width + w) * 16, _mm512_setzero_ps());
         }
     }
-    const aads_fclamp clamp = aads_fclamp_of(p);
     for (int32_t c0 = oc_begin; c0 < oc_end; c0 += 16) {
         const int32_t nc = oc_end - c0 < 16 ? oc_end - c0 : 16;
         const __mmask16 cmask = (__mmask16)((1u << nc) - 1u);
@@ -209,48 +237,43 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
             for (int32_t i = 0; i < 16; i++) wt[t * 16 + i] = i < nc ? p->weights[(size_t)(c0 + i) * taps + t] : 0.0f;
         }
         const __m512 bias = p->bias ? _mm512_maskz_loadu_ps(cmask, p->bias + c0) : _mm512_setzero_ps();
-        // input planes -> one register per pixel
-        int32_t h = 0, w = 0;
-        for (int32_t px0 = 0; px0 < in_plane; px0 += 16) {
-            const int32_t np = in_plane - px0 < 16 ? in_plane - px0 : 16;
-            const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
-            __m512 r[16];
-            for (int32_t i = 0; i < 16; i++)
-                r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, in + (size_t)(c0 + i) * in_plane + px0) : _mm512_setzero_ps();
-            transpose16_avx512(r);
-            for (int32_t j = 0; j < np; j++) {
-                _mm512_store_ps(xt + ((size_t)h * width + p->pad_l + w) * 16, r[j]);
-                if (++w == p->in_w) w = 0, h++;
-            }
-        }
-        // AADS_FDW_RUN outputs of a row at a time, each an independent chain
-        for (int32_t oh = 0; oh < p->out_h; oh++) {
-            const int32_t top = oh * sh - p->pad_t;
-            const int32_t ky0 = top < 0 ? -top : 0, ky1 = p->in_h - top < kh ? p->in_h - top : kh;
-            for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += AADS_FDW_RUN) {
-                __m512 acc[AADS_FDW_RUN];
-                for (int j = 0; j < AADS_FDW_RUN; j++) acc[j] = bias;
-                for (int32_t ky = ky0; ky < ky1; ky++) {
-                    const float *row = xt + ((size_t)(top + ky) * width + (size_t)ow0 * sw) * 16;
-                    for (int32_t kx = 0; kx < kw; kx++) {
-                        const __m512 wv = _mm512_load_ps(wt + (ky * kw + kx) * 16);
-                        for (int j = 0; j < AADS_FDW_RUN; j++)
-                            acc[j] = _mm512_fmadd_ps(wv, _mm512_load_ps(row + ((size_t)j * sw + kx) * 16), acc[j]);
-                    }
+        for (int32_t oh0 = 0, oh1; oh0 < p->out_h; oh0 = oh1) {
+            oh1 = aads_fdw_band_end(p, oh0);
+            // input rows [ih0, ih1) under the band -> one register per pixel, row ih - ih0 of xt
+            const int32_t first = oh0 * sh - p->pad_t, last = (oh1 - 1) * sh - p->pad_t + kh;
+            const int32_t ih0 = first < 0 ? 0 : first, ih1 = last < p->in_h ? last : p->in_h;
+            const int32_t px1 = ih1 * p->in_w;
+            int32_t h = 0, w = 0;
+            for (int32_t px0 = ih0 * p->in_w; px0 < px1; px0 += 16) {
+                const int32_t np = px1 - px0 < 16 ? px1 - px0 : 16;
+                const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
+                __m512 r[16];
+                for (int32_t i = 0; i < 16; i++)
+                    r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, in + (size_t)(c0 + i) * in_plane + px0) : _mm512_setzero_ps();
+                transpose16_avx512(r);
+                for (int32_t j = 0; j < np; j++) {
+                    _mm512_store_ps(xt + ((size_t)h * width + p->pad_l + w) * 16, r[j]);
+                    if (++w == p->in_w) w = 0, h++;
                 }
-                float *y = yt + ((size_t)oh * p->out_w + ow0) * 16;
-                const int32_t nj = p->out_w - ow0 < AADS_FDW_RUN ? p->out_w - ow0 : AADS_FDW_RUN;
-                for (int j = 0; j < nj; j++) _mm512_store_ps(y + (size_t)j * 16, clamp_avx512(clamp, acc[j]));
             }
-        }
-        // one register per pixel -> output planes
-        for (int32_t px0 = 0; px0 < out_plane; px0 += 16) {
-            const int32_t np = out_plane - px0 < 16 ? out_plane - px0 : 16;
-            const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
-            __m512 r[16];
-            for (int32_t j = 0; j < 16; j++) r[j] = j < np ? _mm512_load_ps(yt + (size_t)(px0 + j) * 16) : _mm512_setzero_ps();
-            transpose16_avx512(r);
-            for (int32_t i = 0; i < nc; i++) _mm512_mask_storeu_ps(out + (size_t)(c0 + i) * out_plane + px0, pmask, r[i]);
+            // AADS_FDW_RUN outputs of a row at a time, each an independent chain
+            if (kw == 3 && sw == 1) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 3, 1);
+            else if (kw == 3 && sw == 2) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 3, 2);
+            else if (kw == 5 && sw == 1) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 5, 1);
+            else if (kw == 5 && sw == 2) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 5, 2);
+            else fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, kw, sw);
+            // one register per pixel -> the band's rows of the output planes
+            const int32_t opx0 = oh0 * p->out_w, opx1 = oh1 * p->out_w;
+            for (int32_t px0 = opx0; px0 < opx1; px0 += 16) {
+                const int32_t np = opx1 - px0 < 16 ? opx1 - px0 : 16;
+                const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
+                __m512 r[16];
+                for (int32_t j = 0; j < 16; j++)
+                    r[j] = j < np ? _mm512_load_ps(yt + (size_t)(px0 - opx0 + j) * 16) : _mm512_setzero_ps();
+                transpose16_avx512(r);
+                for (int32_t i = 0; i < nc; i++)
+                    _mm512_mask_storeu_ps(out + (size_t)(c0 + i) * out_plane + px0, pmask, r[i]);
+            }
         }
     }
 }

@@ -68,7 +68,7 @@ static fkernels kernels_for(int variant) {
 int32_t aads_fconv_tile_rows(int variant) { return kernels_for(variant).tile_rows; }
 
 int aads_fconv_channel_blocked(int variant, const aads_fconv *p) {
-    return kernels_for(variant).depthwise != NULL && aads_fdw_blocked_fits(p);
+    return kernels_for(variant).depthwise != NULL && aads_fdw_blocked_pays(p);
 }
 
 /// Input columns per im2col block, and the largest kh*kw*cin unfolded (the block lives on the stack: 64 KB).
@@ -111,8 +111,8 @@ void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *ou
                aads_fclamp_of(p));
         return;
     }
-    // channel-blocked where at least half a register of channels fills each one (aads_fconv_channel_blocked)
-    if (k.depthwise && oc_end - oc_begin >= 8 && aads_fdw_blocked_fits(p)) {
+    // channel-blocked where it pays and at least half a register of channels fills each one
+    if (k.depthwise && oc_end - oc_begin >= 8 && aads_fdw_blocked_pays(p)) {
         k.depthwise(p, in, out, oc_begin, oc_end);
         return;
     }

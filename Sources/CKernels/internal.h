@@ -241,8 +241,8 @@ static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *
     return *ih0 >= 0 && *ih0 + (p->kh - 1) * p->dil_h < p->in_h;
 }
 
-/// Input pixels (padding columns included) and output pixels of one plane that a channel-blocked float depthwise
-/// kernel (aads_fdw_blocked_avx512) holds, and the output pixels of a row it computes at once.
+/// Input pixels (padding columns included) and output pixels of one band of rows that a channel-blocked float
+/// depthwise kernel (aads_fdw_blocked_avx512) holds, and the output pixels of a row it computes at once.
 #define AADS_FDW_PIXELS 1024
 #define AADS_FDW_RUN 8
 
@@ -253,13 +253,33 @@ static inline int32_t aads_fdw_row_width(const aads_fconv *p) {
     return read > padded ? read : padded;
 }
 
+/// The end of the band of output rows from oh0 that a channel-blocked depthwise kernel computes at once: as many rows as
+/// its buffers hold, the input rows they read inside the image and their outputs (at least one row when
+/// aads_fdw_blocked_fits).
+static inline int32_t aads_fdw_band_end(const aads_fconv *p, int32_t oh0) {
+    const int32_t in_rows = AADS_FDW_PIXELS / aads_fdw_row_width(p), out_rows = AADS_FDW_PIXELS / p->out_w;
+    const int32_t first = oh0 * p->stride_h - p->pad_t, ih0 = first < 0 ? 0 : first;
+    int32_t oh1 = oh0 + 1;
+    while (oh1 < p->out_h && oh1 - oh0 < out_rows) {
+        const int32_t last = oh1 * p->stride_h - p->pad_t + p->kh, ih1 = last < p->in_h ? last : p->in_h;
+        if (ih1 - ih0 > in_rows) break;
+        oh1++;
+    }
+    return oh1;
+}
+
 /// Whether a channel-blocked depthwise kernel can compute `p`: a depthwise convolution, stride 1 or 2, no dilation, at
-/// most 8x8 taps, and planes small enough for its buffers.
+/// most 8x8 taps, and rows narrow enough for its buffers.
 static inline int aads_fdw_blocked_fits(const aads_fconv *p) {
     return p->group == p->cin && p->cout == p->cin && p->dil_h == 1 && p->dil_w == 1 &&
            (p->stride_h == 1 || p->stride_h == 2) && (p->stride_w == 1 || p->stride_w == 2) && p->kh <= 8 &&
-           p->kw <= 8 && (int64_t)p->in_h * aads_fdw_row_width(p) <= AADS_FDW_PIXELS &&
-           (int64_t)p->out_h * p->out_w <= AADS_FDW_PIXELS;
+           p->kw <= 8 && p->out_w <= AADS_FDW_PIXELS && (int64_t)p->kh * aads_fdw_row_width(p) <= AADS_FDW_PIXELS;
+}
+
+/// Whether a channel-blocked depthwise kernel is the faster one for `p`: on planes of one band, or kernels larger than
+/// 3x3 (a 3x3 kernel on a larger plane does about as much work transposing as multiplying).
+static inline int aads_fdw_blocked_pays(const aads_fconv *p) {
+    return aads_fdw_blocked_fits(p) && (p->kh * p->kw > 9 || aads_fdw_band_end(p, 0) == p->out_h);
 }
 
 /// aads_fconv's clamp of a sum, as every float kernel applies it (`on` 0: none).

@@ -175,15 +175,16 @@ import Testing
         #expect(steps.count == 16)
         // Large planes go 16 channels at a time after the stem and a pointwise tile's rows of channels at a time
         // after an expansion (AVX2: 6, else 4), or 16 where the depthwise kernel holds 16 channels per register
-        // (AVX-512, at 28×28); 14×14 and 7×7 ones in blocks of many channels (1152 in two).
+        // (AVX-512: the 5×5 one at 56×56 and both at 28×28); 14×14 and 7×7 ones in blocks of many channels (1152
+        // in two).
         let rows = Int(aads_fconv_tile_rows(model.variant))
         #expect(rows == (model.variant == AADS_VARIANT_AVX2 ? 6 : 4))
         let blocked = model.variant == AADS_VARIANT_AVX512VNNI
         let channelBlocked = steps.filter { aads_fconv_channel_blocked(model.variant, [$0.depthwise.param]) != 0 }
-        #expect(channelBlocked.count == (blocked ? 12 : 0))
-        let at28 = Array(repeating: blocked ? 16 : rows, count: 2)
+        #expect(channelBlocked.count == (blocked ? 13 : 0))
+        let large = Array(repeating: rows, count: 2) + Array(repeating: blocked ? 16 : rows, count: 3)
         let small = [156, 156, 156, 156, 156, 156, 660, 660, 660, 660]
-        #expect(steps.map(\.block) == [16] + Array(repeating: rows, count: 3) + at28 + small)
+        #expect(steps.map(\.block) == [16] + large + small)
         #expect(full.arena.byteCount < 2_500_000)
         // Every ReLU6 (a Clip after a convolution) is the clamp of that convolution's kernels: no pass of its own.
         #expect(!full.steps.contains { ($0 as? FUnaryStep)?.f == .clip(0, 6) })

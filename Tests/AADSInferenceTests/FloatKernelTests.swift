@@ -109,6 +109,11 @@ import Testing
             (c.h, c.w) = (r.int(1...9), r.int(1...150))
             // Now and then a plane taller than one band of a kernel's row buffer.
             if r.int(0...3) == 0 { (c.cin, c.cout, c.group, c.h, c.w) = (2, 2, 2, r.int(140...300), r.int(100...150)) }
+            // Or, one in three, many channels over a plane that a channel-blocked kernel takes in bands of rows.
+            if r.int(0...2) == 0 {
+                let many = r.int(16...48)
+                (c.cin, c.cout, c.group, c.dil, c.h, c.w) = (many, many, many, 1, r.int(20...70), r.int(20...70))
+            }
         case 3:  // one group, too deep to unfold: taps one by one
             (c.cin, c.cout, c.kh, c.kw, c.pad) = (r.int(29...40), r.int(1...6), 3, 3, 1)
             (c.h, c.w, c.stride) = (r.int(3...9), r.int(3...12), r.int(1...2))

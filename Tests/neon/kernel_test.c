@@ -232,6 +232,8 @@ static int run_float_case(int index, const int *variants, int nvariants) {
             p.pad_t = p.kh / 2, p.dil_h = rnd(0, 3) ? 1 : 2, p.in_h = rnd(1, 9), p.in_w = rnd(1, 150);
             // now and then a plane taller than one band
             if (rnd(0, 3) == 0) p.cin = p.cout = p.group = 2, p.in_h = rnd(140, 300), p.in_w = rnd(100, 150);
+            // or, one in three, many channels over a plane that a channel-blocked kernel takes in bands of rows
+            if (rnd(0, 2) == 0) p.cin = p.cout = p.group = rnd(16, 48), p.dil_h = 1, p.in_h = rnd(20, 70), p.in_w = rnd(20, 70);
             break;
         default:
             p.cin = rnd(29, 40), p.cout = rnd(1, 6), p.kh = p.kw = 3, p.pad_t = 1, p.stride_h = rnd(1, 2);
