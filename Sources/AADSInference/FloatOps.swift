@@ -157,7 +157,7 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
     }
 
     /// For large planes after a pointwise convolution, the pointwise kernel's tile of rows (`tileRows`: 6 with
-    /// AVX2, 4 otherwise), the channels it computes in one pass over the input: a block of 4 on AVX2 filled only
+    /// AVX2 and AVX-512, 4 otherwise), the channels it computes in one pass over the input: a block of 4 on AVX2 filled only
     /// part of its 6-row tile and read the input, which outgrows the core's cache at 112×112, 24 times instead of
     /// 16 (in isolation, 16→96 at 112×112 with its depthwise convolution 1.99 → 1.57 ms, 24→144 at 56×56 1.18 →
     /// 0.99 ms; blocks of 12 or more were slower again). After another convolution (the stem), 16: each call

@@ -1,5 +1,5 @@
 // Float32 rows (pointwise convolutions and unfolded convolutions) and direct convolutions for x86-64: AVX2 + FMA
-// and AVX-512. A tile of 4 output rows by 64 (AVX-512) or 6 by 16 (AVX2) columns stays in registers while the terms
+// and AVX-512. A tile of 6 output rows by 64 (AVX-512) or 16 (AVX2) columns stays in registers while the terms
 // are added in order, one fused multiply-add each; partial tiles mask their columns, so every output is the
 // same fmaf chain in both variants.
 #include "internal.h"
@@ -278,7 +278,7 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
     }
 }
 
-/// `mr` rows (at most 4) by `n` columns (at most 64).
+/// `mr` rows (at most AADS_FTILE_ROWS_AVX512) by `n` columns (at most 64).
 AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,
                                       const float *bias, const float *x, size_t ldx, float *out, size_t ldo,
                                       aads_fclamp clamp) {

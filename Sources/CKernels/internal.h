@@ -324,7 +324,7 @@ static inline void aads_frows_pack(const float *x, size_t ldx, int32_t k, int32_
 #define AADS_FROWS_PACK_MAX_N 4096
 /// Rows of each variant's float pointwise tile (aads_fconv_tile_rows).
 #define AADS_FTILE_ROWS_AVX2 6
-#define AADS_FTILE_ROWS_AVX512 4
+#define AADS_FTILE_ROWS_AVX512 6
 #define AADS_FTILE_ROWS_NEON 4
 #define AADS_FTILE_ROWS_PORTABLE 4
 #define AADS_FROWS_MIN(a, b) ((a) < (b) ? (a) : (b))
