@@ -42,8 +42,8 @@ typedef struct {
     aads_fdirect_fn direct;
     /// Any group, stride 1 or 2 along rows, at most 8 tap columns, row by row; NULL where there is none.
     aads_fdirect_fn rowwise;
-    /// Depthwise convolutions of small planes (aads_fdw_blocked_fits), 16 channels per register; NULL where there is
-    /// none.
+    /// Depthwise convolutions (aads_fdw_blocked_fits) channel-blocked, 16 (AVX-512) or 4 (NEON) channels per
+    /// register; NULL where there is none.
     aads_fdirect_fn depthwise;
 } fkernels;
 
@@ -59,7 +59,8 @@ static fkernels kernels_for(int variant) {
 #endif
 #if AADS_ARM64
     case AADS_VARIANT_NEON:
-    case AADS_VARIANT_NEON_DOT: return (fkernels){aads_frows_neon, AADS_FTILE_ROWS_NEON, aads_fdirect_neon, NULL, NULL};
+    case AADS_VARIANT_NEON_DOT:
+        return (fkernels){aads_frows_neon, AADS_FTILE_ROWS_NEON, aads_fdirect_neon, NULL, aads_fdw_blocked_neon};
 #endif
     default: return (fkernels){rows_portable, AADS_FTILE_ROWS_PORTABLE, direct_portable, NULL, NULL};
     }

@@ -441,6 +441,7 @@ void aads_qconv_neon_dot(const aads_qconv *p, const int8_t *in, int8_t *out, int
 void aads_dwconv_neon(const aads_dwconv *p, const int8_t *in, int8_t *out, int32_t oh0, int32_t oh1);
 void aads_frows_neon(int32_t m, int32_t n, int32_t k, const float *w, int32_t ldw, const float *bias, const float *x,
                      size_t ldx, float *out, size_t ldo, aads_fclamp clamp);
+void aads_fdw_blocked_neon(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 void aads_fdirect_neon(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 #endif
 #endif

@@ -175,11 +175,11 @@ import Testing
         #expect(steps.count == 16)
         // Large planes go 16 channels at a time after the stem and a pointwise tile's rows of channels at a time
         // after an expansion (AVX2 and AVX-512: 6, else 4), or 16 where the depthwise kernel holds 16 channels per register
-        // (AVX-512: the 5×5 one at 56×56 and both at 28×28); 14×14 and 7×7 ones in blocks of many channels (1152
-        // in two).
+        // (AVX-512 and NEON: the 5×5 one at 56×56 and both at 28×28); 14×14 and 7×7 ones in blocks of many channels
+        // (1152 in two).
         let rows = Int(aads_fconv_tile_rows(model.variant))
         #expect(rows == ([AADS_VARIANT_AVX2, AADS_VARIANT_AVX512VNNI].contains(Int(model.variant)) ? 6 : 4))
-        let blocked = model.variant == AADS_VARIANT_AVX512VNNI
+        let blocked = [AADS_VARIANT_AVX512VNNI, AADS_VARIANT_NEON, AADS_VARIANT_NEON_DOT].contains(Int(model.variant))
         let channelBlocked = steps.filter { aads_fconv_channel_blocked(model.variant, [$0.depthwise.param]) != 0 }
         #expect(channelBlocked.count == (blocked ? 13 : 0))
         let large = Array(repeating: rows, count: 2) + Array(repeating: blocked ? 16 : rows, count: 3)

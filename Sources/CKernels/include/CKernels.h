@@ -147,8 +147,9 @@ typedef struct aads_fconv {
 void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end);
 /// Output channels that `variant`'s pointwise kernel computes together from each input register it loads.
 int32_t aads_fconv_tile_rows(int variant);
-/// 1 when `variant` computes `p`, given at least 8 of its channels at once, 16 channels per register (a depthwise
-/// convolution of small planes, on AVX-512): callers should then hand it channels in multiples of 16.
+/// 1 when `variant` computes `p`, given at least 8 of its channels at once, channel-blocked (a depthwise convolution
+/// of small planes or a kernel above 3x3, on AVX-512 16 channels per register, on NEON 4): callers should then hand
+/// it channels in multiples of 16.
 int aads_fconv_channel_blocked(int variant, const aads_fconv *p);
 
 /// C[m][n] = alpha * sum_k A[m][k] B[k][n] + beta * bias (bias broadcast by the caller into C beforehand when beta != 0);
