@@ -128,8 +128,8 @@ void aads_fdw_blocked_neon(const aads_fconv *p, const float *in, float *out, int
         for (int32_t oh0 = 0, oh1; oh0 < p->out_h; oh0 = oh1) {
             oh1 = aads_fdw_band_end(p, oh0);
             // input rows [ih0, ih1) under the band -> one register per pixel, row ih - ih0 of xt
-            const int32_t first = oh0 * p->stride_h - p->pad_t, last = (oh1 - 1) * p->stride_h - p->pad_t + kh;
-            const int32_t ih0 = first < 0 ? 0 : first, ih1 = last < p->in_h ? last : p->in_h;
+            int32_t ih0, ih1;
+            aads_fdw_band_input(p, oh0, oh1, &ih0, &ih1);
             const int32_t px1 = ih1 * p->in_w;
             int32_t h = 0, w = 0;
             for (int32_t px0 = ih0 * p->in_w; px0 < px1; px0 += 4) {
@@ -149,11 +149,7 @@ void aads_fdw_blocked_neon(const aads_fconv *p, const float *in, float *out, int
                     if (++w == p->in_w) w = 0, h++;
                 }
             }
-            if (kw == 3 && sw == 1) fdw_rows_neon(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 3, 1);
-            else if (kw == 3 && sw == 2) fdw_rows_neon(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 3, 2);
-            else if (kw == 5 && sw == 1) fdw_rows_neon(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 5, 1);
-            else if (kw == 5 && sw == 2) fdw_rows_neon(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 5, 2);
-            else fdw_rows_neon(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, kw, sw);
+            AADS_FDW_CONSTANT_TAPS(kw, sw, fdw_rows_neon, p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt);
             // one register per pixel -> the band's rows of the output planes
             const int32_t opx0 = oh0 * p->out_w, opx1 = oh1 * p->out_w;
             for (int32_t px0 = opx0; px0 < opx1; px0 += 4) {

@@ -219,9 +219,9 @@ AVX512_TARGET INLINE void fdw_rows(const aads_fconv *p, const float *xt, const f
 AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
                                            int32_t oc_end) {
     float xt[AADS_FDW_PIXELS * 16] __attribute__((aligned(64)));
-    float yt[(AADS_FDW_PIXELS + AADS_FDW_RUN) * 16] __attribute__((aligned(64)));
+    float yt[AADS_FDW_PIXELS * 16] __attribute__((aligned(64)));
     float wt[64 * 16] __attribute__((aligned(64)));
-    const int32_t kh = p->kh, kw = p->kw, taps = kh * kw, sh = p->stride_h, sw = p->stride_w;
+    const int32_t kh = p->kh, kw = p->kw, taps = kh * kw, sw = p->stride_w;
     const int32_t in_plane = p->in_h * p->in_w, out_plane = p->out_h * p->out_w, width = aads_fdw_row_width(p);
     const aads_fclamp clamp = aads_fclamp_of(p);
     // the padding columns, never written below
@@ -240,8 +240,8 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
         for (int32_t oh0 = 0, oh1; oh0 < p->out_h; oh0 = oh1) {
             oh1 = aads_fdw_band_end(p, oh0);
             // input rows [ih0, ih1) under the band -> one register per pixel, row ih - ih0 of xt
-            const int32_t first = oh0 * sh - p->pad_t, last = (oh1 - 1) * sh - p->pad_t + kh;
-            const int32_t ih0 = first < 0 ? 0 : first, ih1 = last < p->in_h ? last : p->in_h;
+            int32_t ih0, ih1;
+            aads_fdw_band_input(p, oh0, oh1, &ih0, &ih1);
             const int32_t px1 = ih1 * p->in_w;
             int32_t h = 0, w = 0;
             for (int32_t px0 = ih0 * p->in_w; px0 < px1; px0 += 16) {
@@ -257,11 +257,7 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
                 }
             }
             // AADS_FDW_RUN outputs of a row at a time, each an independent chain
-            if (kw == 3 && sw == 1) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 3, 1);
-            else if (kw == 3 && sw == 2) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 3, 2);
-            else if (kw == 5 && sw == 1) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 5, 1);
-            else if (kw == 5 && sw == 2) fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, 5, 2);
-            else fdw_rows(p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt, kw, sw);
+            AADS_FDW_CONSTANT_TAPS(kw, sw, fdw_rows, p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt);
             // one register per pixel -> the band's rows of the output planes
             const int32_t opx0 = oh0 * p->out_w, opx1 = oh1 * p->out_w;
             for (int32_t px0 = opx0; px0 < opx1; px0 += 16) {

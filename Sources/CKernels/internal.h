@@ -253,20 +253,37 @@ static inline int32_t aads_fdw_row_width(const aads_fconv *p) {
     return read > padded ? read : padded;
 }
 
+/// The input rows [*ih0, *ih1) inside the image that output rows [oh0, oh1) of a depthwise convolution read.
+static inline void aads_fdw_band_input(const aads_fconv *p, int32_t oh0, int32_t oh1, int32_t *ih0, int32_t *ih1) {
+    const int32_t first = oh0 * p->stride_h - p->pad_t, last = (oh1 - 1) * p->stride_h - p->pad_t + p->kh;
+    *ih0 = first < 0 ? 0 : first;
+    *ih1 = last < p->in_h ? last : p->in_h;
+}
+
 /// The end of the band of output rows from oh0 that a channel-blocked depthwise kernel computes at once: as many rows as
 /// its buffers hold, the input rows they read inside the image and their outputs (at least one row when
 /// aads_fdw_blocked_fits).
 static inline int32_t aads_fdw_band_end(const aads_fconv *p, int32_t oh0) {
     const int32_t in_rows = AADS_FDW_PIXELS / aads_fdw_row_width(p), out_rows = AADS_FDW_PIXELS / p->out_w;
-    const int32_t first = oh0 * p->stride_h - p->pad_t, ih0 = first < 0 ? 0 : first;
-    int32_t oh1 = oh0 + 1;
+    int32_t oh1 = oh0 + 1, ih0, ih1;
     while (oh1 < p->out_h && oh1 - oh0 < out_rows) {
-        const int32_t last = oh1 * p->stride_h - p->pad_t + p->kh, ih1 = last < p->in_h ? last : p->in_h;
+        aads_fdw_band_input(p, oh0, oh1 + 1, &ih0, &ih1);
         if (ih1 - ih0 > in_rows) break;
         oh1++;
     }
     return oh1;
 }
+
+/// ROWS(args..., KW, SW): a channel-blocked depthwise kernel's rows, with the tap columns and the stride along rows as
+/// constants for 3x3 and 5x5 kernels.
+#define AADS_FDW_CONSTANT_TAPS(kw, sw, ROWS, ...)                                                                     \
+    do {                                                                                                             \
+        if ((kw) == 3 && (sw) == 1) ROWS(__VA_ARGS__, 3, 1);                                                         \
+        else if ((kw) == 3 && (sw) == 2) ROWS(__VA_ARGS__, 3, 2);                                                    \
+        else if ((kw) == 5 && (sw) == 1) ROWS(__VA_ARGS__, 5, 1);                                                    \
+        else if ((kw) == 5 && (sw) == 2) ROWS(__VA_ARGS__, 5, 2);                                                    \
+        else ROWS(__VA_ARGS__, (kw), (sw));                                                                          \
+    } while (0)
 
 /// Whether a channel-blocked depthwise kernel can compute `p`: a depthwise convolution, stride 1 or 2, no dilation, at
 /// most 8x8 taps, and rows narrow enough for its buffers.
