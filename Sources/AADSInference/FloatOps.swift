@@ -157,16 +157,16 @@ final class FConvDepthwiseStep: Step, @unchecked Sendable {
     }
 
     /// For large planes after a pointwise convolution, the pointwise kernel's tile of rows (`tileRows`: 6 with
-    /// AVX2 and AVX-512, 4 otherwise), the channels it computes in one pass over the input: a block of 4 on AVX2 filled only
-    /// part of its 6-row tile and read the input, which outgrows the core's cache at 112×112, 24 times instead of
-    /// 16 (in isolation, 16→96 at 112×112 with its depthwise convolution 1.99 → 1.57 ms, 24→144 at 56×56 1.18 →
+    /// AVX2 and AVX-512, 4 otherwise), the channels it computes in one pass over the input: a block of 4 on AVX2
+    /// filled only part of its 6-row tile and read the input, which outgrows the core's cache at 112×112, 24 times
+    /// instead of 16 (in isolation, 16→96 at 112×112 with its depthwise convolution 1.99 → 1.57 ms, 24→144 at 56×56 1.18 →
     /// 0.99 ms; blocks of 12 or more were slower again). After another convolution (the stem), 16: each call
     /// prepares the input's rows again (the stem with its depthwise convolution 0.91 ms by 4, 0.74 ms by 16). Planes
     /// of at most 14×14 values take as many channels as fill about 128 KB, a multiple of 12 (both tiles' rows
     /// divide it): each kernel call's fixed work (panels, padding, setup) is then shared by more channels, while
     /// the block still stays in the core's cache (a 7×7 layer's 1152 channels in two blocks took about a fifth
-    /// less time than by four). A depthwise kernel that holds 16 channels per register (`channelBlocked`, see
-    /// `aads_fconv_channel_blocked`) gets 16 at a time on larger planes too.
+    /// less time than by four). A channel-blocked depthwise kernel (`channelBlocked`, see
+    /// `aads_fconv_channel_blocked`) gets 16 channels at a time on larger planes too.
     static func blockSize(plane: Int, channels: Int, pointwise: Bool, tileRows: Int, channelBlocked: Bool) -> Int {
         guard plane <= 14 * 14 else { return min(channels, channelBlocked ? 16 : pointwise ? tileRows : 16) }
         return min(channels, max(4, 32_768 / plane / 12 * 12))

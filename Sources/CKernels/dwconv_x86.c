@@ -321,7 +321,7 @@ AVX512_TARGET static inline __attribute__((always_inline)) void dw512_tile_pair(
 /// Output row oh and, when `both`, oh + 1 of a 3x3 kernel with stride 1, every pixel through dw512_tile_pair.
 AVX512_TARGET static inline __attribute__((always_inline)) void dw512_row_pair(const dw_chunk *d, const dw512_rq q,
                                                                               const dw512_quad qt, int32_t oh,
-                                         int both) {
+                                                                              int both) {
     const int8_t *rows[4];
     aads_dw_tap_rows(d->p, d->in, d->c0, oh, 4, 1, rows);
 #define DW512_PAIR_TILE(oh, ow, P, t)                                                                                \
@@ -371,7 +371,8 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                 const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(p->weights + (size_t)t * cpad + c0 + c)));
                 s = _mm512_add_epi32(s, w);
                 // zero-extended: the high int16 of each lane is 0
-                if (!pair) _mm512_store_si512((void *)(w32 + (size_t)t * chunk + c), _mm512_and_si512(w, _mm512_set1_epi32(0xFFFF)));
+                if (!pair)
+                    _mm512_store_si512((void *)(w32 + (size_t)t * chunk + c), _mm512_and_si512(w, _mm512_set1_epi32(0xFFFF)));
             }
             __m512i zs = _mm512_mullo_epi32(s, _mm512_set1_epi32(-p->in_zp));
             if (pair) {
@@ -383,7 +384,8 @@ AVX512_TARGET void aads_dwconv_avx512(const aads_dwconv *p, const int8_t *in, in
                         for (int ky = 0; ky < 3; ky++) {
                             const int16_t *wt = p->weights + (size_t)(ky * 3 + kx) * cpad + c0 + c;
                             const __m512i w = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)wt));
-                            quad = _mm512_or_si512(quad, _mm512_slli_epi32(_mm512_and_si512(w, _mm512_set1_epi32(0xFF)), 8 * (ky + r)));
+                            const __m512i byte = _mm512_and_si512(w, _mm512_set1_epi32(0xFF));
+                            quad = _mm512_or_si512(quad, _mm512_slli_epi32(byte, 8 * (ky + r)));
                         }
                         _mm512_store_si512((void *)(d.w32p + (size_t)(r * 3 + kx) * chunk + c), quad);
                     }

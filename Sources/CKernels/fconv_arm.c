@@ -161,8 +161,10 @@ void aads_fdw_blocked_neon(const aads_fconv *p, const float *in, float *out, int
                     transpose4_neon(r);
                     for (int32_t i = 0; i < 4; i++) vst1q_f32(out + (size_t)(c0 + i) * out_plane + px0, r[i]);
                 } else {
-                    for (int32_t i = 0; i < nc; i++)
-                        for (int32_t j = 0; j < np; j++) out[(size_t)(c0 + i) * out_plane + px0 + j] = y[(size_t)j * 4 + i];
+                    for (int32_t i = 0; i < nc; i++) {
+                        for (int32_t j = 0; j < np; j++)
+                            out[(size_t)(c0 + i) * out_plane + px0 + j] = y[(size_t)j * 4 + i];
+                    }
                 }
             }
         }

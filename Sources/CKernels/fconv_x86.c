@@ -175,7 +175,8 @@ AVX512_TARGET INLINE void transpose16_avx512(__m512 *r) {
     // r[4i + k], 128-bit lane L: rows 4i..4i+3 of column 4L + k
     for (int k = 0; k < 4; k++) {
         const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88), b = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
-        const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88), d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
+        const __m512 c = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+        const __m512 d = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
         t[k] = _mm512_shuffle_f32x4(a, c, 0x88);
         t[8 + k] = _mm512_shuffle_f32x4(a, c, 0xDD);
         t[4 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
@@ -227,7 +228,8 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
     // the padding columns, never written below
     for (int32_t h = 0; h < AADS_FDW_PIXELS / width && h < p->in_h; h++) {
         for (int32_t w = 0; w < width; w++) {
-            if (w < p->pad_l || w >= p->pad_l + p->in_w) _mm512_store_ps(xt + ((size_t)h * width + w) * 16, _mm512_setzero_ps());
+            if (w < p->pad_l || w >= p->pad_l + p->in_w)
+                _mm512_store_ps(xt + ((size_t)h * width + w) * 16, _mm512_setzero_ps());
         }
     }
     for (int32_t c0 = oc_begin; c0 < oc_end; c0 += 16) {
@@ -249,7 +251,8 @@ AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in,
                 const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
                 __m512 r[16];
                 for (int32_t i = 0; i < 16; i++)
-                    r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, in + (size_t)(c0 + i) * in_plane + px0) : _mm512_setzero_ps();
+                    r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, in + (size_t)(c0 + i) * in_plane + px0)
+                                  : _mm512_setzero_ps();
                 transpose16_avx512(r);
                 for (int32_t j = 0; j < np; j++) {
                     _mm512_store_ps(xt + ((size_t)h * width + p->pad_l + w) * 16, r[j]);

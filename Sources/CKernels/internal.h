@@ -260,8 +260,8 @@ static inline void aads_fdw_band_input(const aads_fconv *p, int32_t oh0, int32_t
     *ih1 = last < p->in_h ? last : p->in_h;
 }
 
-/// The end of the band of output rows from oh0 that a channel-blocked depthwise kernel computes at once: as many rows as
-/// its buffers hold, the input rows they read inside the image and their outputs (at least one row when
+/// The end of the band of output rows from oh0 that a channel-blocked depthwise kernel computes at once: as many rows
+/// as its buffers hold, the input rows they read inside the image and their outputs (at least one row when
 /// aads_fdw_blocked_fits).
 static inline int32_t aads_fdw_band_end(const aads_fconv *p, int32_t oh0) {
     const int32_t in_rows = AADS_FDW_PIXELS / aads_fdw_row_width(p), out_rows = AADS_FDW_PIXELS / p->out_w;

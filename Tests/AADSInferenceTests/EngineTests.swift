@@ -174,7 +174,7 @@ import Testing
         let steps = full.steps.compactMap { $0 as? FConvDepthwiseStep }
         #expect(steps.count == 16)
         // Large planes go 16 channels at a time after the stem and a pointwise tile's rows of channels at a time
-        // after an expansion (AVX2 and AVX-512: 6, else 4), or 16 where the depthwise kernel holds 16 channels per register
+        // after an expansion (AVX2 and AVX-512: 6, else 4), or 16 where the depthwise kernel is channel-blocked
         // (AVX-512 and NEON: the 5×5 one at 56×56 and both at 28×28); 14×14 and 7×7 ones in blocks of many channels
         // (1152 in two).
         let rows = Int(aads_fconv_tile_rows(model.variant))
