@@ -71,32 +71,8 @@ INLINE void transpose4_neon(float32x4_t *r) {
     r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
 }
 
-/// Output rows [oh0, oh1) of aads_fdw_blocked_neon from the transposed input rows xt (input row ih0 first) into yt,
-/// AADS_FDW_RUN outputs of a row at a time, each an independent chain (KW and SW constant in each call).
-INLINE void fdw_rows_neon(const aads_fconv *p, const float *xt, const float *wt, float32x4_t bias, aads_fclamp clamp,
-                          int32_t oh0, int32_t oh1, int32_t ih0, int32_t width, float *yt, const int32_t KW,
-                          const int32_t SW) {
-    const int32_t kh = p->kh;
-    for (int32_t oh = oh0; oh < oh1; oh++) {
-        const int32_t top = oh * p->stride_h - p->pad_t;
-        const int32_t ky0 = top < 0 ? -top : 0, ky1 = p->in_h - top < kh ? p->in_h - top : kh;
-        for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += AADS_FDW_RUN) {
-            float32x4_t acc[AADS_FDW_RUN];
-            for (int j = 0; j < AADS_FDW_RUN; j++) acc[j] = bias;
-            for (int32_t ky = ky0; ky < ky1; ky++) {
-                const float *row = xt + ((size_t)(top + ky - ih0) * width + (size_t)ow0 * SW) * 4;
-                for (int32_t kx = 0; kx < KW; kx++) {
-                    const float32x4_t wv = vld1q_f32(wt + (ky * KW + kx) * 4);
-                    for (int j = 0; j < AADS_FDW_RUN; j++)
-                        acc[j] = vfmaq_f32(acc[j], wv, vld1q_f32(row + ((size_t)j * SW + kx) * 4));
-                }
-            }
-            float *y = yt + ((size_t)(oh - oh0) * p->out_w + ow0) * 4;
-            const int32_t nj = p->out_w - ow0 < AADS_FDW_RUN ? p->out_w - ow0 : AADS_FDW_RUN;
-            for (int j = 0; j < nj; j++) vst1q_f32(y + (size_t)j * 4, clamp_neon(clamp, acc[j]));
-        }
-    }
-}
+#define FMLA_NEON(acc, w, x) vfmaq_f32(acc, w, x)
+AADS_FDW_ROWS(fdw_rows_neon, , float32x4_t, 4, vld1q_f32, vst1q_f32, FMLA_NEON, clamp_neon)
 
 /// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 4 channels per register, as
 /// aads_fdw_blocked_avx512 computes it with 16: in bands of output rows, each block of channels' input rows transposed

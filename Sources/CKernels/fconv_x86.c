@@ -185,32 +185,8 @@ AVX512_TARGET INLINE void transpose16_avx512(__m512 *r) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-/// Output rows [oh0, oh1) of aads_fdw_blocked_avx512 from the transposed input rows xt (input row ih0 first) into
-/// yt, AADS_FDW_RUN outputs of a row at a time, each an independent chain (KW and SW constant in each call).
-AVX512_TARGET INLINE void fdw_rows(const aads_fconv *p, const float *xt, const float *wt, __m512 bias,
-                                   aads_fclamp clamp, int32_t oh0, int32_t oh1, int32_t ih0, int32_t width, float *yt,
-                                   const int32_t KW, const int32_t SW) {
-    const int32_t kh = p->kh;
-    for (int32_t oh = oh0; oh < oh1; oh++) {
-        const int32_t top = oh * p->stride_h - p->pad_t;
-        const int32_t ky0 = top < 0 ? -top : 0, ky1 = p->in_h - top < kh ? p->in_h - top : kh;
-        for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += AADS_FDW_RUN) {
-            __m512 acc[AADS_FDW_RUN];
-            for (int j = 0; j < AADS_FDW_RUN; j++) acc[j] = bias;
-            for (int32_t ky = ky0; ky < ky1; ky++) {
-                const float *row = xt + ((size_t)(top + ky - ih0) * width + (size_t)ow0 * SW) * 16;
-                for (int32_t kx = 0; kx < KW; kx++) {
-                    const __m512 wv = _mm512_load_ps(wt + (ky * KW + kx) * 16);
-                    for (int j = 0; j < AADS_FDW_RUN; j++)
-                        acc[j] = _mm512_fmadd_ps(wv, _mm512_load_ps(row + ((size_t)j * SW + kx) * 16), acc[j]);
-                }
-            }
-            float *y = yt + ((size_t)(oh - oh0) * p->out_w + ow0) * 16;
-            const int32_t nj = p->out_w - ow0 < AADS_FDW_RUN ? p->out_w - ow0 : AADS_FDW_RUN;
-            for (int j = 0; j < nj; j++) _mm512_store_ps(y + (size_t)j * 16, clamp_avx512(clamp, acc[j]));
-        }
-    }
-}
+#define FMADD_AVX512(acc, w, x) _mm512_fmadd_ps(w, x, acc)
+AADS_FDW_ROWS(fdw_rows, AVX512_TARGET, __m512, 16, _mm512_load_ps, _mm512_store_ps, FMADD_AVX512, clamp_avx512)
 
 /// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 16 channels per register, in bands of
 /// output rows (aads_fdw_band_end): each block of 16 channels' input rows under a band is transposed to one register

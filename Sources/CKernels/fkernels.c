@@ -68,9 +68,10 @@ static fkernels kernels_for(int variant) {
 
 int32_t aads_fconv_tile_rows(int variant) { return kernels_for(variant).tile_rows; }
 
-int aads_fconv_channel_blocked(int variant, const aads_fconv *p) {
-    return kernels_for(variant).depthwise != NULL && aads_fdw_blocked_pays(p);
-}
+/// Whether `k` computes `p` channel-blocked (aads_fconv_channel_blocked).
+static int channel_blocked(fkernels k, const aads_fconv *p) { return k.depthwise != NULL && aads_fdw_blocked_pays(p); }
+
+int aads_fconv_channel_blocked(int variant, const aads_fconv *p) { return channel_blocked(kernels_for(variant), p); }
 
 /// Input columns per im2col block, and the largest kh*kw*cin unfolded (the block lives on the stack: 64 KB).
 #define IM2COL_COLS 64
@@ -113,7 +114,7 @@ void aads_fconv_run(int variant, const aads_fconv *p, const float *in, float *ou
         return;
     }
     // channel-blocked where it pays and at least half a register of channels fills each one
-    if (k.depthwise && oc_end - oc_begin >= 8 && aads_fdw_blocked_pays(p)) {
+    if (oc_end - oc_begin >= 8 && channel_blocked(k, p)) {
         k.depthwise(p, in, out, oc_begin, oc_end);
         return;
     }

@@ -242,7 +242,8 @@ static inline int aads_dw_row_inside(const aads_dwconv *p, int32_t oh, int32_t *
 }
 
 /// Input pixels (padding columns included) and output pixels of one band of rows that a channel-blocked float
-/// depthwise kernel (aads_fdw_blocked_avx512) holds, and the output pixels of a row it computes at once.
+/// depthwise kernel (aads_fdw_blocked_avx512, aads_fdw_blocked_neon) holds, and the output pixels of a row it
+/// computes at once.
 #define AADS_FDW_PIXELS 1024
 #define AADS_FDW_RUN 8
 
@@ -284,6 +285,36 @@ static inline int32_t aads_fdw_band_end(const aads_fconv *p, int32_t oh0) {
         else if ((kw) == 5 && (sw) == 2) ROWS(__VA_ARGS__, 5, 2);                                                    \
         else ROWS(__VA_ARGS__, (kw), (sw));                                                                          \
     } while (0)
+
+/// Defines `name`, the row loop of a channel-blocked depthwise kernel whose vectors V hold L channels (LOAD and STORE
+/// aligned, MAC(acc, w, x) one fused multiply-add, CLAMP(clamp, v) the clamp): output rows [oh0, oh1) from the
+/// transposed input rows xt (input row ih0 first) into yt, AADS_FDW_RUN outputs of a row at a time, each an
+/// independent chain of bias, then taps by row (rows outside the image skipped) and column. KW and SW are constants
+/// in each call (AADS_FDW_CONSTANT_TAPS).
+#define AADS_FDW_ROWS(name, attr, V, L, LOAD, STORE, MAC, CLAMP)                                                      \
+    attr static inline __attribute__((always_inline)) void name(                                                     \
+        const aads_fconv *p, const float *xt, const float *wt, V bias, aads_fclamp clamp, int32_t oh0, int32_t oh1,  \
+        int32_t ih0, int32_t width, float *yt, const int32_t KW, const int32_t SW) {                                 \
+        for (int32_t oh = oh0; oh < oh1; oh++) {                                                                     \
+            const int32_t top = oh * p->stride_h - p->pad_t;                                                         \
+            const int32_t ky0 = top < 0 ? -top : 0, ky1 = p->in_h - top < p->kh ? p->in_h - top : p->kh;             \
+            for (int32_t ow0 = 0; ow0 < p->out_w; ow0 += AADS_FDW_RUN) {                                             \
+                V acc[AADS_FDW_RUN];                                                                                 \
+                for (int j = 0; j < AADS_FDW_RUN; j++) acc[j] = bias;                                                \
+                for (int32_t ky = ky0; ky < ky1; ky++) {                                                             \
+                    const float *row = xt + ((size_t)(top + ky - ih0) * width + (size_t)ow0 * SW) * (L);             \
+                    for (int32_t kx = 0; kx < KW; kx++) {                                                            \
+                        const V wv = LOAD(wt + (ky * KW + kx) * (L));                                                \
+                        for (int j = 0; j < AADS_FDW_RUN; j++)                                                       \
+                            acc[j] = MAC(acc[j], wv, LOAD(row + ((size_t)j * SW + kx) * (L)));                       \
+                    }                                                                                                \
+                }                                                                                                    \
+                float *y = yt + ((size_t)(oh - oh0) * p->out_w + ow0) * (L);                                         \
+                const int32_t nj = p->out_w - ow0 < AADS_FDW_RUN ? p->out_w - ow0 : AADS_FDW_RUN;                    \
+                for (int j = 0; j < nj; j++) STORE(y + (size_t)j * (L), CLAMP(clamp, acc[j]));                       \
+            }                                                                                                        \
+        }                                                                                                            \
+    }
 
 /// Whether a channel-blocked depthwise kernel can compute `p`: a depthwise convolution, stride 1 or 2, no dilation, at
 /// most 8x8 taps, and rows narrow enough for its buffers.
