@@ -71,79 +71,35 @@ INLINE void transpose4_neon(float32x4_t *r) {
     r[3] = vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1]));
 }
 
+/// Pixels px0..px0+np-1 of the nc channel planes from x, one register per pixel (zero beyond).
+INLINE void fdw_load_pixels(float32x4_t *r, const float *x, size_t plane, int32_t nc, int32_t px0, int32_t np) {
+    if (np == 4 && nc == 4) {
+        for (int32_t i = 0; i < 4; i++) r[i] = vld1q_f32(x + (size_t)i * plane + px0);
+        transpose4_neon(r);
+        return;
+    }
+    float v[4][4] = {{0.0f}};
+    for (int32_t j = 0; j < np; j++)
+        for (int32_t i = 0; i < nc; i++) v[j][i] = x[(size_t)i * plane + px0 + j];
+    for (int32_t j = 0; j < 4; j++) r[j] = vld1q_f32(v[j]);
+}
+
+/// The np pixel registers at y back to pixels px0.. of the nc channel planes from o.
+INLINE void fdw_store_pixels(const float *y, float *o, size_t plane, int32_t nc, int32_t px0, int32_t np) {
+    if (np == 4 && nc == 4) {
+        float32x4_t r[4];
+        for (int32_t j = 0; j < 4; j++) r[j] = vld1q_f32(y + (size_t)j * 4);
+        transpose4_neon(r);
+        for (int32_t i = 0; i < 4; i++) vst1q_f32(o + (size_t)i * plane + px0, r[i]);
+        return;
+    }
+    for (int32_t i = 0; i < nc; i++)
+        for (int32_t j = 0; j < np; j++) o[(size_t)i * plane + px0 + j] = y[(size_t)j * 4 + i];
+}
+
 #define FMLA_NEON(acc, w, x) vfmaq_f32(acc, w, x)
 AADS_FDW_ROWS(fdw_rows_neon, , float32x4_t, 4, vld1q_f32, vst1q_f32, FMLA_NEON, clamp_neon)
-
-/// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 4 channels per register, as
-/// aads_fdw_blocked_avx512 computes it with 16: in bands of output rows, each block of channels' input rows transposed
-/// to one register per pixel (the columns outside the image zero), convolved, and transposed back.
-void aads_fdw_blocked_neon(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {
-    float xt[AADS_FDW_PIXELS * 4] __attribute__((aligned(16)));
-    float yt[AADS_FDW_PIXELS * 4] __attribute__((aligned(16)));
-    float wt[64 * 4] __attribute__((aligned(16)));
-    const int32_t kh = p->kh, kw = p->kw, taps = kh * kw, sw = p->stride_w;
-    const int32_t in_plane = p->in_h * p->in_w, out_plane = p->out_h * p->out_w, width = aads_fdw_row_width(p);
-    const aads_fclamp clamp = aads_fclamp_of(p);
-    // the padding columns, never written below
-    for (int32_t h = 0; h < AADS_FDW_PIXELS / width && h < p->in_h; h++) {
-        for (int32_t w = 0; w < width; w++) {
-            if (w < p->pad_l || w >= p->pad_l + p->in_w) vst1q_f32(xt + ((size_t)h * width + w) * 4, vdupq_n_f32(0.0f));
-        }
-    }
-    for (int32_t c0 = oc_begin; c0 < oc_end; c0 += 4) {
-        const int32_t nc = oc_end - c0 < 4 ? oc_end - c0 : 4;
-        float b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (int32_t i = 0; i < nc; i++) {
-            for (int32_t t = 0; t < taps; t++) wt[t * 4 + i] = p->weights[(size_t)(c0 + i) * taps + t];
-            if (p->bias) b4[i] = p->bias[c0 + i];
-        }
-        for (int32_t i = nc; i < 4; i++) {
-            for (int32_t t = 0; t < taps; t++) wt[t * 4 + i] = 0.0f;
-        }
-        const float32x4_t bias = vld1q_f32(b4);
-        for (int32_t oh0 = 0, oh1; oh0 < p->out_h; oh0 = oh1) {
-            oh1 = aads_fdw_band_end(p, oh0);
-            // input rows [ih0, ih1) under the band -> one register per pixel, row ih - ih0 of xt
-            int32_t ih0, ih1;
-            aads_fdw_band_input(p, oh0, oh1, &ih0, &ih1);
-            const int32_t px1 = ih1 * p->in_w;
-            int32_t h = 0, w = 0;
-            for (int32_t px0 = ih0 * p->in_w; px0 < px1; px0 += 4) {
-                const int32_t np = px1 - px0 < 4 ? px1 - px0 : 4;
-                float32x4_t r[4];
-                if (np == 4 && nc == 4) {
-                    for (int32_t i = 0; i < 4; i++) r[i] = vld1q_f32(in + (size_t)(c0 + i) * in_plane + px0);
-                    transpose4_neon(r);
-                } else {
-                    float v[4][4] = {{0.0f}};
-                    for (int32_t j = 0; j < np; j++)
-                        for (int32_t i = 0; i < nc; i++) v[j][i] = in[(size_t)(c0 + i) * in_plane + px0 + j];
-                    for (int32_t j = 0; j < 4; j++) r[j] = vld1q_f32(v[j]);
-                }
-                for (int32_t j = 0; j < np; j++) {
-                    vst1q_f32(xt + ((size_t)h * width + p->pad_l + w) * 4, r[j]);
-                    if (++w == p->in_w) w = 0, h++;
-                }
-            }
-            AADS_FDW_CONSTANT_TAPS(kw, sw, fdw_rows_neon, p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt);
-            // one register per pixel -> the band's rows of the output planes
-            const int32_t opx0 = oh0 * p->out_w, opx1 = oh1 * p->out_w;
-            for (int32_t px0 = opx0; px0 < opx1; px0 += 4) {
-                const int32_t np = opx1 - px0 < 4 ? opx1 - px0 : 4;
-                const float *y = yt + (size_t)(px0 - opx0) * 4;
-                if (np == 4 && nc == 4) {
-                    float32x4_t r[4];
-                    for (int32_t j = 0; j < 4; j++) r[j] = vld1q_f32(y + (size_t)j * 4);
-                    transpose4_neon(r);
-                    for (int32_t i = 0; i < 4; i++) vst1q_f32(out + (size_t)(c0 + i) * out_plane + px0, r[i]);
-                } else {
-                    for (int32_t i = 0; i < nc; i++) {
-                        for (int32_t j = 0; j < np; j++)
-                            out[(size_t)(c0 + i) * out_plane + px0 + j] = y[(size_t)j * 4 + i];
-                    }
-                }
-            }
-        }
-    }
-}
+// Depthwise convolution 4 channels per register, as aads_fdw_blocked_avx512 computes it with 16.
+AADS_FDW_BLOCKED(aads_fdw_blocked_neon, , float32x4_t, 4, vld1q_f32, vst1q_f32, vdupq_n_f32(0.0f), fdw_rows_neon,
+                 fdw_load_pixels, fdw_store_pixels)
 #endif

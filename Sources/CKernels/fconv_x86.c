@@ -185,73 +185,31 @@ AVX512_TARGET INLINE void transpose16_avx512(__m512 *r) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
+/// Pixels px0..px0+np-1 of the nc channel planes from x, one register per pixel (zero beyond).
+AVX512_TARGET INLINE void fdw_load_pixels(__m512 *r, const float *x, size_t plane, int32_t nc, int32_t px0,
+                                          int32_t np) {
+    const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
+    for (int32_t i = 0; i < 16; i++)
+        r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, x + (size_t)i * plane + px0) : _mm512_setzero_ps();
+    transpose16_avx512(r);
+}
+
+/// The np pixel registers at y back to pixels px0.. of the nc channel planes from o.
+AVX512_TARGET INLINE void fdw_store_pixels(const float *y, float *o, size_t plane, int32_t nc, int32_t px0,
+                                           int32_t np) {
+    const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
+    __m512 r[16];
+    for (int32_t j = 0; j < 16; j++) r[j] = j < np ? _mm512_load_ps(y + (size_t)j * 16) : _mm512_setzero_ps();
+    transpose16_avx512(r);
+    for (int32_t i = 0; i < nc; i++) _mm512_mask_storeu_ps(o + (size_t)i * plane + px0, pmask, r[i]);
+}
+
 #define FMADD_AVX512(acc, w, x) _mm512_fmadd_ps(w, x, acc)
 AADS_FDW_ROWS(fdw_rows, AVX512_TARGET, __m512, 16, _mm512_load_ps, _mm512_store_ps, FMADD_AVX512, clamp_avx512)
-
-/// Depthwise convolution of channels [oc_begin, oc_end) (aads_fdw_blocked_fits) 16 channels per register, in bands of
-/// output rows (aads_fdw_band_end): each block of 16 channels' input rows under a band is transposed to one register
-/// per pixel (the columns outside the image zero), convolved AADS_FDW_RUN output pixels at a time, and the results
-/// transposed back. Each output is the same chain as in the other kernels: bias, then one fused multiply-add per tap,
-/// by tap row (rows outside the image skipped) and column.
-AVX512_TARGET void aads_fdw_blocked_avx512(const aads_fconv *p, const float *in, float *out, int32_t oc_begin,
-                                           int32_t oc_end) {
-    float xt[AADS_FDW_PIXELS * 16] __attribute__((aligned(64)));
-    float yt[AADS_FDW_PIXELS * 16] __attribute__((aligned(64)));
-    float wt[64 * 16] __attribute__((aligned(64)));
-    const int32_t kh = p->kh, kw = p->kw, taps = kh * kw, sw = p->stride_w;
-    const int32_t in_plane = p->in_h * p->in_w, out_plane = p->out_h * p->out_w, width = aads_fdw_row_width(p);
-    const aads_fclamp clamp = aads_fclamp_of(p);
-    // the padding columns, never written below
-    for (int32_t h = 0; h < AADS_FDW_PIXELS / width && h < p->in_h; h++) {
-        for (int32_t w = 0; w < width; w++) {
-            if (w < p->pad_l || w >= p->pad_l + p->in_w)
-                _mm512_store_ps(xt + ((size_t)h * width + w) * 16, _mm512_setzero_ps());
-        }
-    }
-    for (int32_t c0 = oc_begin; c0 < oc_end; c0 += 16) {
-        const int32_t nc = oc_end - c0 < 16 ? oc_end - c0 : 16;
-        const __mmask16 cmask = (__mmask16)((1u << nc) - 1u);
-        for (int32_t t = 0; t < taps; t++) {
-            for (int32_t i = 0; i < 16; i++) wt[t * 16 + i] = i < nc ? p->weights[(size_t)(c0 + i) * taps + t] : 0.0f;
-        }
-        const __m512 bias = p->bias ? _mm512_maskz_loadu_ps(cmask, p->bias + c0) : _mm512_setzero_ps();
-        for (int32_t oh0 = 0, oh1; oh0 < p->out_h; oh0 = oh1) {
-            oh1 = aads_fdw_band_end(p, oh0);
-            // input rows [ih0, ih1) under the band -> one register per pixel, row ih - ih0 of xt
-            int32_t ih0, ih1;
-            aads_fdw_band_input(p, oh0, oh1, &ih0, &ih1);
-            const int32_t px1 = ih1 * p->in_w;
-            int32_t h = 0, w = 0;
-            for (int32_t px0 = ih0 * p->in_w; px0 < px1; px0 += 16) {
-                const int32_t np = px1 - px0 < 16 ? px1 - px0 : 16;
-                const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
-                __m512 r[16];
-                for (int32_t i = 0; i < 16; i++)
-                    r[i] = i < nc ? _mm512_maskz_loadu_ps(pmask, in + (size_t)(c0 + i) * in_plane + px0)
-                                  : _mm512_setzero_ps();
-                transpose16_avx512(r);
-                for (int32_t j = 0; j < np; j++) {
-                    _mm512_store_ps(xt + ((size_t)h * width + p->pad_l + w) * 16, r[j]);
-                    if (++w == p->in_w) w = 0, h++;
-                }
-            }
-            // AADS_FDW_RUN outputs of a row at a time, each an independent chain
-            AADS_FDW_CONSTANT_TAPS(kw, sw, fdw_rows, p, xt, wt, bias, clamp, oh0, oh1, ih0, width, yt);
-            // one register per pixel -> the band's rows of the output planes
-            const int32_t opx0 = oh0 * p->out_w, opx1 = oh1 * p->out_w;
-            for (int32_t px0 = opx0; px0 < opx1; px0 += 16) {
-                const int32_t np = opx1 - px0 < 16 ? opx1 - px0 : 16;
-                const __mmask16 pmask = (__mmask16)((1u << np) - 1u);
-                __m512 r[16];
-                for (int32_t j = 0; j < 16; j++)
-                    r[j] = j < np ? _mm512_load_ps(yt + (size_t)(px0 - opx0 + j) * 16) : _mm512_setzero_ps();
-                transpose16_avx512(r);
-                for (int32_t i = 0; i < nc; i++)
-                    _mm512_mask_storeu_ps(out + (size_t)(c0 + i) * out_plane + px0, pmask, r[i]);
-            }
-        }
-    }
-}
+// Depthwise convolution 16 channels per register: each block's input rows transposed to one register per pixel,
+// convolved, and transposed back.
+AADS_FDW_BLOCKED(aads_fdw_blocked_avx512, AVX512_TARGET, __m512, 16, _mm512_load_ps, _mm512_store_ps,
+                 _mm512_setzero_ps(), fdw_rows, fdw_load_pixels, fdw_store_pixels)
 
 /// `mr` rows (at most AADS_FTILE_ROWS_AVX512) by `n` columns (at most 64).
 AVX512_TARGET INLINE void tile_avx512(const int mr, const int32_t n, int32_t k, const float *w, int32_t ldw,

@@ -316,6 +316,64 @@ static inline int32_t aads_fdw_band_end(const aads_fconv *p, int32_t oh0) {
         }                                                                                                            \
     }
 
+/// Defines `name`, an aads_fdirect_fn compiled with `attr`: a depthwise convolution of channels [oc_begin, oc_end)
+/// (aads_fdw_blocked_fits), L channels per vector V (LOAD, STORE and ZERO as in AADS_FDW_ROWS), in bands of output
+/// rows (aads_fdw_band_end). Each block of L channels' input rows under a band becomes one vector per pixel
+/// (LOAD_PIXELS(r, x, in_plane, nc, px0, np): pixels px0.. of the nc channel planes from x), the columns outside the
+/// image zero; ROWS (an AADS_FDW_ROWS loop) convolves them; and STORE_PIXELS(y, o, out_plane, nc, px0, np) writes the
+/// np result vectors from y back to the channel planes from o.
+#define AADS_FDW_BLOCKED(name, attr, V, L, LOAD, STORE, ZERO, ROWS, LOAD_PIXELS, STORE_PIXELS)                        \
+    attr void name(const aads_fconv *p, const float *in, float *out, int32_t oc_begin, int32_t oc_end) {           \
+        float xt[AADS_FDW_PIXELS * (L)] __attribute__((aligned(64)));                                               \
+        float yt[AADS_FDW_PIXELS * (L)] __attribute__((aligned(64)));                                               \
+        float wt[64 * (L)] __attribute__((aligned(64)));                                                            \
+        float bt[L] __attribute__((aligned(64)));                                                                   \
+        const int32_t taps = p->kh * p->kw, width = aads_fdw_row_width(p);                                          \
+        const size_t in_plane = (size_t)p->in_h * p->in_w, out_plane = (size_t)p->out_h * p->out_w;                \
+        const aads_fclamp clamp = aads_fclamp_of(p);                                                                \
+        /* the padding columns, never written below */                                                              \
+        for (int32_t h = 0; h < AADS_FDW_PIXELS / width && h < p->in_h; h++) {                                      \
+            for (int32_t w = 0; w < width; w++) {                                                                   \
+                if (w < p->pad_l || w >= p->pad_l + p->in_w) STORE(xt + ((size_t)h * width + w) * (L), ZERO);       \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int32_t c0 = oc_begin; c0 < oc_end; c0 += (L)) {                                                       \
+            const int32_t nc = oc_end - c0 < (L) ? oc_end - c0 : (L);                                               \
+            for (int32_t i = 0; i < (L); i++) {                                                                     \
+                for (int32_t t = 0; t < taps; t++)                                                                  \
+                    wt[t * (L) + i] = i < nc ? p->weights[(size_t)(c0 + i) * taps + t] : 0.0f;                      \
+                bt[i] = i < nc && p->bias ? p->bias[c0 + i] : 0.0f;                                                 \
+            }                                                                                                       \
+            const V bias = LOAD(bt);                                                                                \
+            for (int32_t oh0 = 0, oh1; oh0 < p->out_h; oh0 = oh1) {                                                 \
+                oh1 = aads_fdw_band_end(p, oh0);                                                                    \
+                /* input rows [ih0, ih1) under the band -> one vector per pixel, row ih - ih0 of xt */              \
+                int32_t ih0, ih1;                                                                                   \
+                aads_fdw_band_input(p, oh0, oh1, &ih0, &ih1);                                                       \
+                const int32_t px1 = ih1 * p->in_w;                                                                  \
+                int32_t h = 0, w = 0;                                                                               \
+                for (int32_t px0 = ih0 * p->in_w; px0 < px1; px0 += (L)) {                                          \
+                    const int32_t np = px1 - px0 < (L) ? px1 - px0 : (L);                                           \
+                    V r[L];                                                                                         \
+                    LOAD_PIXELS(r, in + (size_t)c0 * in_plane, in_plane, nc, px0, np);                              \
+                    for (int32_t j = 0; j < np; j++) {                                                              \
+                        STORE(xt + ((size_t)h * width + p->pad_l + w) * (L), r[j]);                                 \
+                        if (++w == p->in_w) w = 0, h++;                                                             \
+                    }                                                                                               \
+                }                                                                                                   \
+                AADS_FDW_CONSTANT_TAPS(p->kw, p->stride_w, ROWS, p, xt, wt, bias, clamp, oh0, oh1, ih0, width,    \
+                                       yt);                                                                         \
+                /* one vector per pixel -> the band's rows of the output planes */                                  \
+                const int32_t opx0 = oh0 * p->out_w, opx1 = oh1 * p->out_w;                                         \
+                for (int32_t px0 = opx0; px0 < opx1; px0 += (L)) {                                                  \
+                    const int32_t np = opx1 - px0 < (L) ? opx1 - px0 : (L);                                         \
+                    STORE_PIXELS(yt + (size_t)(px0 - opx0) * (L), out + (size_t)c0 * out_plane, out_plane, nc, px0,   \
+                                 np);                                                                               \
+                }                                                                                                   \
+            }                                                                                                       \
+        }                                                                                                           \
+    }
+
 /// Whether a channel-blocked depthwise kernel can compute `p`: a depthwise convolution, stride 1 or 2, no dilation, at
 /// most 8x8 taps, and rows narrow enough for its buffers.
 static inline int aads_fdw_blocked_fits(const aads_fconv *p) {
