@@ -32,6 +32,12 @@ typedef struct {
     const int8_t *pad; // DW_CHUNK_MAX + 64 bytes equal to in_zp
 } dw_chunk;
 
+/// The permutation that swaps the 128-bit lane and the dword within it (lane k, dword L <- lane L, dword k): a 4x4
+/// transpose of dwords, used to interleave tap rows and to gather each pixel's packed outputs.
+AVX512_TARGET static inline __m512i dw512_dword_transpose(void) {
+    return _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+}
+
 /// The requantisation constants of one call, kept in registers (the output stores, int8, could alias *p).
 typedef struct {
     __m512 lo, hi, band;
@@ -61,7 +67,7 @@ AVX512_TARGET static dw512_rq dw512_rq_make(const aads_dwconv *p) {
     q.zp16 = _mm512_set1_epi16((short)p->out_zp);
     q.omin8 = _mm512_set1_epi8((char)p->out_min);
     q.omax8 = _mm512_set1_epi8((char)p->out_max);
-    q.quads = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    q.quads = dw512_dword_transpose();
     q.mult_f32 = p->mult_f32;
     q.offset_f32 = p->offset_f32;
     q.mult = p->mult;
@@ -208,8 +214,8 @@ typedef struct {
 
 AVX512_TARGET static inline dw512_quad dw512_quad_make(void) {
     dw512_quad t;
-    // lane k, dword L <- lane L, dword k: then lane k holds channels 4k..4k+3 of each row as four dwords
-    t.lanes = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    // then lane k holds channels 4k..4k+3 of each row as four dwords
+    t.lanes = dw512_dword_transpose();
     // within a lane, byte 4j + r <- byte 4r + j: channel 4k+j's four rows side by side
     t.bytes = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     t.flip = _mm512_set1_epi8((char)0x80);
